@@ -1,0 +1,210 @@
+//! How a session sees the catalog: the shared durable schemas, plus what belongs to the
+//! session alone (its temporary tables, and system schemas such as `pg_catalog` that are
+//! built per session).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+
+use crate::error::EngineError;
+use crate::manifest::schema_of;
+use crate::store::Store;
+use crate::table::DurableTable;
+
+/// The schema unqualified names resolve in.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Where a session's temporary tables live; they also shadow `public` for that session.
+pub const TEMP_SCHEMA: &str = "pg_temp";
+
+/// One durable schema.
+#[derive(Debug)]
+pub struct DurableSchema {
+    store: Arc<Store>,
+    name: String,
+}
+
+impl DurableSchema {
+    pub fn new(store: Arc<Store>, name: &str) -> Self {
+        Self {
+            store,
+            name: name.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for DurableSchema {
+    fn table_names(&self) -> Vec<String> {
+        let m = self.store.manifest();
+        let tables = m
+            .tables
+            .iter()
+            .filter(|t| t.schema == self.name)
+            .map(|t| &t.name);
+        let views = m
+            .views
+            .iter()
+            .filter(|v| v.schema == self.name)
+            .map(|v| &v.name);
+        let ext = m
+            .external
+            .iter()
+            .filter(|e| e.schema == self.name)
+            .map(|e| &e.name);
+        tables.chain(views).chain(ext).cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let m = self.store.manifest();
+        if let Some(t) = m.table(&self.name, name) {
+            let schema = schema_of(&t.columns)?;
+            return Ok(Some(Arc::new(DurableTable::new(
+                self.store.clone(),
+                t.id,
+                schema,
+            ))));
+        }
+        Ok(self.store.planned(&self.name, name))
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        _table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        Err(
+            EngineError::NotSupported(format!("registering \"{name}\" outside CREATE TABLE/VIEW"))
+                .into(),
+        )
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.store.relation_kind(&self.name, name).is_some()
+    }
+}
+
+/// A schema whose names are looked up in `front` first (a session's temporary tables), then
+/// in `back`.
+#[derive(Debug)]
+struct Overlay {
+    front: Arc<MemorySchemaProvider>,
+    back: Arc<dyn SchemaProvider>,
+}
+
+#[async_trait]
+impl SchemaProvider for Overlay {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.front.table_names();
+        for n in self.back.table_names() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(t) = self.front.table(name).await? {
+            return Ok(Some(t));
+        }
+        self.back.table(name).await
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.back.register_table(name, table)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.front.table_exist(name) || self.back.table_exist(name)
+    }
+}
+
+/// The catalog as one session sees it.
+#[derive(Debug)]
+pub struct SessionCatalog {
+    store: Arc<Store>,
+    temp: Arc<MemorySchemaProvider>,
+    local: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl SessionCatalog {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            temp: Arc::new(MemorySchemaProvider::new()),
+            local: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// This session's temporary tables.
+    pub fn temp(&self) -> &Arc<MemorySchemaProvider> {
+        &self.temp
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Schemas that exist only for this session (`pg_catalog`, `information_schema`).
+    pub fn is_local_schema(&self, name: &str) -> bool {
+        name == TEMP_SCHEMA
+            || self
+                .local
+                .read()
+                .map(|l| l.contains_key(name))
+                .unwrap_or(false)
+    }
+}
+
+impl CatalogProvider for SessionCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.store.manifest().schemas.clone();
+        if let Ok(local) = self.local.read() {
+            names.extend(local.keys().cloned());
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == TEMP_SCHEMA {
+            return Some(self.temp.clone());
+        }
+        if let Some(s) = self.local.read().ok().and_then(|l| l.get(name).cloned()) {
+            return Some(s);
+        }
+        if !self.store.schema_exists(name) {
+            return None;
+        }
+        let durable: Arc<dyn SchemaProvider> =
+            Arc::new(DurableSchema::new(self.store.clone(), name));
+        if name == DEFAULT_SCHEMA {
+            Some(Arc::new(Overlay {
+                front: self.temp.clone(),
+                back: durable,
+            }))
+        } else {
+            Some(durable)
+        }
+    }
+
+    /// Only session-local schemas are registered this way; `CREATE SCHEMA` goes through the
+    /// store so that it is durable.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        let mut local = self
+            .local
+            .write()
+            .map_err(|_| DataFusionError::Internal("session catalog lock poisoned".into()))?;
+        Ok(local.insert(name.to_string(), schema))
+    }
+}

@@ -1,0 +1,56 @@
+//! Errors of the engine layer.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::parquet::errors::ParquetError;
+
+/// What can go wrong in the engine. Converted to a [`DataFusionError::External`] at the
+/// DataFusion boundary; the wire layer downcasts it back to choose the SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("relation \"{0}\" already exists")]
+    RelationExists(String),
+    #[error("relation \"{0}\" does not exist")]
+    RelationNotFound(String),
+    #[error("schema \"{0}\" already exists")]
+    SchemaExists(String),
+    #[error("schema \"{0}\" does not exist")]
+    SchemaNotFound(String),
+    #[error("schema \"{0}\" is not empty: drop its tables and views first or use CASCADE")]
+    SchemaNotEmpty(String),
+    #[error("\"{0}\" is a view, not a table")]
+    NotATable(String),
+    #[error("\"{0}\" is not a view")]
+    NotAView(String),
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("the catalog file {path} is damaged: {reason}")]
+    CorruptCatalog { path: String, reason: String },
+    #[error("file writer used after it was closed")]
+    WriterClosed,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("Parquet error: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("Arrow error: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("catalog serialisation error: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error("data set generation failed: {0}")]
+    Dataset(#[from] flashsql_datasets::DatasetError),
+}
+
+impl From<EngineError> for DataFusionError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::DataFusion(inner) => inner,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

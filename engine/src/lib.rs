@@ -1,0 +1,124 @@
+//! The flashsql engine: a data directory with a durable catalog, and the factory of sessions
+//! that plan and run SQL over it.
+//!
+//! One [`Engine`] per process owns the [`store::Store`]; every client connection gets its own
+//! [`Session`] (its own settings and temporary tables) over the same store.
+
+pub mod catalog;
+pub mod error;
+pub mod information_schema;
+pub mod manifest;
+pub mod pg_types;
+pub mod session;
+pub mod storage;
+pub mod store;
+pub mod table;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use flashsql_datasets::Scale;
+use tracing::{info, warn};
+
+pub use error::EngineError;
+pub use session::{Output, Session};
+pub use store::Store;
+
+/// The database name clients connect to; also the DataFusion catalog name, so three-part
+/// names `flashsql.public.events` resolve.
+pub const DATABASE: &str = "flashsql";
+
+/// How to open the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Scale of the world generated into an empty data directory; `None` leaves it empty.
+    pub seed_world: Option<(Scale, u64)>,
+    /// Upper bound of memory for query execution (sorts, joins, aggregates), in bytes.
+    pub memory_limit: usize,
+    /// Rows per record batch in execution.
+    pub batch_size: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            seed_world: Some((Scale::Small, 42)),
+            memory_limit: 8 << 30,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// The process-wide engine.
+pub struct Engine {
+    config: EngineConfig,
+    store: Arc<Store>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl Engine {
+    /// Opens the data directory; an empty one is first filled with the configured world.
+    pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        let store = Store::open(&config.data_dir)?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
+            .build_arc()?;
+        let engine = Engine {
+            config,
+            store,
+            runtime,
+        };
+        let empty = {
+            let m = engine.store.manifest();
+            m.tables.is_empty() && m.views.is_empty() && m.external.is_empty()
+        };
+        if empty && let Some((scale, seed)) = engine.config.seed_world {
+            info!(%scale, seed, dir = %engine.config.data_dir.display(), "empty data directory: generating the flash-sale world");
+            let t0 = Instant::now();
+            let dataset =
+                tokio::task::spawn_blocking(move || flashsql_datasets::generate(scale, seed))
+                    .await
+                    .map_err(|e| {
+                        EngineError::InvalidInput(format!("generator task failed: {e}"))
+                    })??;
+            info!(
+                seconds = t0.elapsed().as_secs_f64(),
+                "world generated; writing tables"
+            );
+            let store = engine.store.clone();
+            tokio::task::spawn_blocking(move || store.load_dataset(&dataset))
+                .await
+                .map_err(|e| EngineError::InvalidInput(format!("writer task failed: {e}")))??;
+            info!(seconds = t0.elapsed().as_secs_f64(), "world ready");
+        } else {
+            let session = engine.new_session()?;
+            for failure in session.replan_stored_relations().await? {
+                warn!(%failure, "stored view could not be planned");
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A new session with its own settings and temporary tables.
+    pub fn new_session(&self) -> Result<Session, EngineError> {
+        Ok(Session::new(
+            self.store.clone(),
+            self.runtime.clone(),
+            DATABASE,
+            self.config.batch_size,
+        )?)
+    }
+}

@@ -1,0 +1,466 @@
+//! A session: one DataFusion context over the shared store, with the DDL that must be
+//! durable (tables, views, schemas, external tables) carried out by the store instead of
+//! DataFusion's in-memory catalog.
+
+use std::sync::Arc;
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, TableProvider};
+use datafusion::common::{SchemaReference, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::catalog::{DEFAULT_SCHEMA, SessionCatalog, TEMP_SCHEMA};
+use crate::error::EngineError;
+use crate::information_schema::InformationSchema;
+use crate::store::{RelationKind, Store};
+use crate::table::write_stream;
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows to stream to the client.
+    Rows(DataFrame),
+    /// A command tag (`CREATE TABLE`, `INSERT`…) and, where it has one, a row count.
+    Command { tag: String, rows: Option<u64> },
+}
+
+impl Output {
+    fn command(tag: &str) -> Output {
+        Output::Command {
+            tag: tag.to_string(),
+            rows: None,
+        }
+    }
+}
+
+/// One client's session.
+pub struct Session {
+    ctx: SessionContext,
+    catalog: Arc<SessionCatalog>,
+    store: Arc<Store>,
+    database: String,
+}
+
+impl Session {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        runtime: Arc<RuntimeEnv>,
+        database: &str,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(database, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false)
+            .with_batch_size(batch_size);
+        let opts = config.options_mut();
+        opts.set("datafusion.sql_parser.dialect", "PostgreSQL")?;
+        opts.set(
+            "datafusion.sql_parser.map_string_types_to_utf8view",
+            "false",
+        )?;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let catalog = Arc::new(SessionCatalog::new(store.clone()));
+        catalog.register_schema(
+            "information_schema",
+            Arc::new(InformationSchema::new(Arc::downgrade(&catalog), database)),
+        )?;
+        ctx.register_catalog(database, catalog.clone());
+        Ok(Self {
+            ctx,
+            catalog,
+            store,
+            database: database.to_string(),
+        })
+    }
+
+    pub fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn catalog(&self) -> &Arc<SessionCatalog> {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Resolves a table reference to `(schema, name)` in this database.
+    pub fn resolve(&self, r: &TableReference) -> Result<(String, String)> {
+        if let Some(c) = r.catalog()
+            && c != self.database
+        {
+            return Err(EngineError::NotSupported(format!(
+                "cross-database references (\"{c}\"): this server has one database, \"{}\"",
+                self.database
+            ))
+            .into());
+        }
+        let schema = r.schema().unwrap_or(DEFAULT_SCHEMA).to_string();
+        Ok((schema, r.table().to_string()))
+    }
+
+    /// Whether `r` names one of this session's temporary tables.
+    fn temp_table(&self, r: &TableReference) -> Option<String> {
+        let (schema, name) = self.resolve(r).ok()?;
+        let may_be_temp = r.schema().is_none() || schema == TEMP_SCHEMA;
+        (may_be_temp && self.catalog.temp().table_exist(&name)).then_some(name)
+    }
+
+    /// Runs a planned statement. `temporary` marks a `CREATE TEMPORARY TABLE|VIEW`.
+    pub async fn execute_plan(&self, plan: LogicalPlan, temporary: bool) -> Result<Output> {
+        match plan {
+            LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl, temporary).await,
+            LogicalPlan::Dml(DmlStatement {
+                op: WriteOp::Insert(_),
+                ..
+            }) => {
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                Ok(Output::Command {
+                    tag: "INSERT".into(),
+                    rows: Some(count_of(&batches)),
+                })
+            }
+            LogicalPlan::Dml(dml) => {
+                let tag = match dml.op {
+                    WriteOp::Delete => "DELETE",
+                    WriteOp::Update => "UPDATE",
+                    WriteOp::Truncate => "TRUNCATE TABLE",
+                    _ => "MERGE",
+                };
+                let batches = self
+                    .ctx
+                    .execute_logical_plan(LogicalPlan::Dml(dml))
+                    .await?
+                    .collect()
+                    .await?;
+                Ok(Output::Command {
+                    tag: tag.into(),
+                    rows: Some(count_of(&batches)),
+                })
+            }
+            other => Ok(Output::Rows(self.ctx.execute_logical_plan(other).await?)),
+        }
+    }
+
+    async fn execute_ddl(&self, ddl: DdlStatement, temporary: bool) -> Result<Output> {
+        match ddl {
+            DdlStatement::CreateMemoryTable(c) => {
+                let is_ctas = !matches!(c.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
+                let (schema, name) = self.resolve(&c.name)?;
+                if temporary || schema == TEMP_SCHEMA {
+                    return self
+                        .create_temp_table(&name, (*c.input).clone(), c.if_not_exists, c.or_replace)
+                        .await;
+                }
+                if self.store.relation_kind(&schema, &name).is_some() {
+                    if c.if_not_exists {
+                        return Ok(Output::command("CREATE TABLE"));
+                    }
+                    if !c.or_replace {
+                        return Err(EngineError::RelationExists(name).into());
+                    }
+                }
+                if !self.store.schema_exists(&schema) {
+                    return Err(EngineError::SchemaNotFound(schema).into());
+                }
+                let df = self.ctx.execute_logical_plan((*c.input).clone()).await?;
+                let arrow_schema = Arc::new(df.schema().as_arrow().clone());
+                check_unique_columns(&arrow_schema)?;
+                let stream = df.execute_stream().await?;
+                let id = self.store.allocate_table()?;
+                let (file, path) = self.store.new_file(id);
+                let rows = match write_stream(&path, &arrow_schema, stream).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(self.store.table_dir(id));
+                        return Err(e);
+                    }
+                };
+                let files = if rows > 0 { vec![file] } else { vec![] };
+                self.store
+                    .publish_table(id, &schema, &name, &arrow_schema, files, rows, c.or_replace)?;
+                Ok(if is_ctas {
+                    Output::Command {
+                        tag: "SELECT".into(),
+                        rows: Some(rows),
+                    }
+                } else {
+                    Output::command("CREATE TABLE")
+                })
+            }
+            DdlStatement::CreateView(v) => {
+                let (schema, name) = self.resolve(&v.name)?;
+                let provider = Arc::new(ViewTable::new((*v.input).clone(), v.definition.clone()));
+                if temporary || v.temporary || schema == TEMP_SCHEMA {
+                    let temp = self.catalog.temp();
+                    if temp.table_exist(&name) && !v.or_replace {
+                        return Err(EngineError::RelationExists(name).into());
+                    }
+                    temp.deregister_table(&name)?;
+                    temp.register_table(name, provider)?;
+                } else {
+                    self.store.create_view(
+                        &schema,
+                        &name,
+                        v.definition.as_deref().unwrap_or_default(),
+                        provider,
+                        v.or_replace,
+                    )?;
+                }
+                Ok(Output::command("CREATE VIEW"))
+            }
+            DdlStatement::CreateCatalogSchema(s) => {
+                let name = s.schema_name.rsplit('.').next().unwrap_or_default();
+                let name = name.trim_matches('"');
+                if name == TEMP_SCHEMA || self.catalog.is_local_schema(name) {
+                    return Err(EngineError::SchemaExists(name.to_string()).into());
+                }
+                self.store.create_schema(name, s.if_not_exists)?;
+                Ok(Output::command("CREATE SCHEMA"))
+            }
+            DdlStatement::DropCatalogSchema(d) => {
+                let schema = match &d.name {
+                    SchemaReference::Bare { schema } => schema.to_string(),
+                    SchemaReference::Full { schema, catalog } => {
+                        if catalog.as_ref() != self.database {
+                            return Err(EngineError::SchemaNotFound(format!("{catalog}.{schema}")).into());
+                        }
+                        schema.to_string()
+                    }
+                };
+                if schema == DEFAULT_SCHEMA {
+                    return Err(EngineError::NotSupported("dropping schema public".into()).into());
+                }
+                self.store.drop_schema(&schema, d.if_exists, d.cascade)?;
+                Ok(Output::command("DROP SCHEMA"))
+            }
+            DdlStatement::DropTable(d) => {
+                if let Some(name) = self.temp_table(&d.name) {
+                    self.catalog.temp().deregister_table(&name)?;
+                } else {
+                    let (schema, name) = self.resolve(&d.name)?;
+                    self.store
+                        .drop_relation(&schema, &name, RelationKind::Table, d.if_exists)?;
+                }
+                Ok(Output::command("DROP TABLE"))
+            }
+            DdlStatement::DropView(d) => {
+                if let Some(name) = self.temp_table(&d.name) {
+                    self.catalog.temp().deregister_table(&name)?;
+                } else {
+                    let (schema, name) = self.resolve(&d.name)?;
+                    self.store
+                        .drop_relation(&schema, &name, RelationKind::View, d.if_exists)?;
+                }
+                Ok(Output::command("DROP VIEW"))
+            }
+            DdlStatement::CreateExternalTable(cmd) => {
+                let (schema, name) = self.resolve(&cmd.name)?;
+                if self.store.relation_kind(&schema, &name).is_some() && cmd.if_not_exists {
+                    return Ok(Output::command("CREATE EXTERNAL TABLE"));
+                }
+                let state = self.ctx.state();
+                let file_type = cmd.file_type.to_ascii_uppercase();
+                let factory = state.table_factories().get(file_type.as_str()).ok_or_else(|| {
+                    EngineError::NotSupported(format!(
+                        "external tables STORED AS {file_type}: use PARQUET, CSV, JSON or ARROW"
+                    ))
+                })?;
+                let provider = factory.create(&state, &cmd).await?;
+                let definition = cmd.definition.clone().unwrap_or_default();
+                if cmd.temporary || schema == TEMP_SCHEMA {
+                    self.catalog.temp().register_table(name, provider)?;
+                } else {
+                    self.store
+                        .create_external(&schema, &name, &definition, provider, cmd.or_replace)?;
+                }
+                Ok(Output::command("CREATE EXTERNAL TABLE"))
+            }
+            DdlStatement::CreateIndex(_) => Err(EngineError::NotSupported(
+                "CREATE INDEX (tables are columnar Parquet, scanned with statistics pruning; no index is needed)".into(),
+            )
+            .into()),
+            other => Err(EngineError::NotSupported(format!("{}", other.name())).into()),
+        }
+    }
+
+    async fn create_temp_table(
+        &self,
+        name: &str,
+        input: LogicalPlan,
+        if_not_exists: bool,
+        or_replace: bool,
+    ) -> Result<Output> {
+        let temp = self.catalog.temp();
+        if temp.table_exist(name) {
+            if if_not_exists {
+                return Ok(Output::command("CREATE TABLE"));
+            }
+            if !or_replace {
+                return Err(EngineError::RelationExists(name.to_string()).into());
+            }
+        }
+        let is_ctas = !matches!(&input, LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
+        let df = self.ctx.execute_logical_plan(input).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        check_unique_columns(&schema)?;
+        let batches = df.collect().await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let table = MemTable::try_new(schema, vec![batches])?;
+        temp.deregister_table(name)?;
+        temp.register_table(name.to_string(), Arc::new(table))?;
+        Ok(if is_ctas {
+            Output::Command {
+                tag: "SELECT".into(),
+                rows: Some(rows as u64),
+            }
+        } else {
+            Output::command("CREATE TABLE")
+        })
+    }
+
+    /// `ALTER TABLE|VIEW <from> RENAME TO <to>`: the new name stays in the same schema.
+    pub fn rename(&self, from: &TableReference, to: &TableReference) -> Result<()> {
+        let to_name = to.table().to_string();
+        if let Some(name) = self.temp_table(from) {
+            let temp = self.catalog.temp();
+            if temp.table_exist(&to_name) {
+                return Err(EngineError::RelationExists(to_name).into());
+            }
+            if let Some(t) = temp.deregister_table(&name)? {
+                temp.register_table(to_name, t)?;
+            }
+            return Ok(());
+        }
+        let (schema, name) = self.resolve(from)?;
+        if let Some(s) = to.schema()
+            && s != schema
+        {
+            return Err(EngineError::NotSupported(
+                "moving a relation to another schema with RENAME".into(),
+            )
+            .into());
+        }
+        if !self.store.schema_exists(&schema) {
+            return Err(EngineError::SchemaNotFound(schema).into());
+        }
+        Ok(self.store.rename(&schema, &name, &to_name)?)
+    }
+
+    /// `COMMENT ON TABLE|VIEW … IS …`.
+    pub fn comment(&self, r: &TableReference, comment: Option<String>) -> Result<()> {
+        if self.temp_table(r).is_some() {
+            return Ok(());
+        }
+        let (schema, name) = self.resolve(r)?;
+        Ok(self.store.set_comment(&schema, &name, comment)?)
+    }
+
+    /// Plans `sql` (one statement) with this session's state.
+    pub async fn sql(&self, sql: &str) -> Result<Output> {
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        self.execute_plan(plan, false).await
+    }
+
+    /// Re-plans the stored views and external tables after a restart. Views may depend on
+    /// each other, so this repeats until no more can be planned.
+    pub(crate) async fn replan_stored_relations(&self) -> Result<Vec<String>> {
+        let m = self.store.manifest();
+        let state = self.ctx.state();
+        for e in &m.external {
+            let plan = state.create_logical_plan(&e.definition).await;
+            let provider: Result<Arc<dyn TableProvider>> = match plan {
+                Ok(LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd))) => {
+                    match state
+                        .table_factories()
+                        .get(cmd.file_type.to_ascii_uppercase().as_str())
+                    {
+                        Some(f) => f.create(&state, &cmd).await,
+                        None => Err(DataFusionError::Plan(format!(
+                            "no factory for {}",
+                            cmd.file_type
+                        ))),
+                    }
+                }
+                Ok(_) => Err(DataFusionError::Plan("not a CREATE EXTERNAL TABLE".into())),
+                Err(e) => Err(e),
+            };
+            match provider {
+                Ok(p) => self.store.set_planned(&e.schema, &e.name, p),
+                Err(err) => {
+                    tracing::warn!(table = %e.name, error = %err, "external table could not be opened")
+                }
+            }
+        }
+        let mut pending: Vec<_> = m.views.clone();
+        let mut failures = Vec::new();
+        loop {
+            let mut progressed = false;
+            failures.clear();
+            let mut still = Vec::new();
+            for v in pending {
+                match state.create_logical_plan(&v.definition).await {
+                    Ok(LogicalPlan::Ddl(DdlStatement::CreateView(cv))) => {
+                        let provider = Arc::new(ViewTable::new(
+                            (*cv.input).clone(),
+                            Some(v.definition.clone()),
+                        ));
+                        self.store.set_planned(&v.schema, &v.name, provider);
+                        progressed = true;
+                    }
+                    Ok(_) => failures.push(format!("{}.{}: not a CREATE VIEW", v.schema, v.name)),
+                    Err(e) => {
+                        failures.push(format!("{}.{}: {e}", v.schema, v.name));
+                        still.push(v);
+                    }
+                }
+            }
+            pending = still;
+            if pending.is_empty() || !progressed {
+                break;
+            }
+        }
+        Ok(failures)
+    }
+}
+
+fn count_of(batches: &[datafusion::arrow::array::RecordBatch]) -> u64 {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    batches
+        .first()
+        .and_then(|b| b.column_by_name("count"))
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| if a.is_empty() { 0 } else { a.value(0) })
+        })
+        .unwrap_or(0)
+}
+
+fn check_unique_columns(schema: &datafusion::arrow::datatypes::Schema) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for f in schema.fields() {
+        if !seen.insert(f.name().as_str()) {
+            return Err(DataFusionError::Plan(format!(
+                "column \"{}\" specified more than once",
+                f.name()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Crash-safe file writes: every file appears under its final name only once it is complete
+//! and on disk (write to a temporary name, fsync, rename, fsync the directory).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::error::EngineError;
+
+/// Suffix of files being written; such files are never read and are removed at start-up.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(TMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub fn fsync_dir(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The writer properties of every table file: zstd, statistics on, 64k-row groups at most
+/// 128k rows so scans can prune and parallelise.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(131_072))
+        .build()
+}
+
+/// Streams record batches into a Parquet file that becomes visible under its final name only
+/// when [`ParquetFileWriter::commit`] has made it durable. Dropping the writer without
+/// committing removes the partial file.
+pub struct ParquetFileWriter {
+    final_path: PathBuf,
+    tmp: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    rows: u64,
+}
+
+impl ParquetFileWriter {
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, EngineError> {
+        let tmp = tmp_path(path);
+        let file = File::create(&tmp)?;
+        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+        Ok(Self {
+            final_path: path.to_path_buf(),
+            tmp,
+            writer: Some(writer),
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let writer = self.writer.as_mut().ok_or(EngineError::WriterClosed)?;
+        writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the file, fsyncs it, renames it into place and fsyncs the directory.
+    pub fn commit(mut self) -> Result<u64, EngineError> {
+        let writer = self.writer.take().ok_or(EngineError::WriterClosed)?;
+        let file = writer.into_inner()?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.tmp, &self.final_path)?;
+        if let Some(dir) = self.final_path.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(self.rows)
+    }
+}
+
+impl Drop for ParquetFileWriter {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `batches` as one durable Parquet file.
+pub fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<u64, EngineError> {
+    let mut w = ParquetFileWriter::create(path, schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.commit()
+}

@@ -1,0 +1,590 @@
+//! The data directory: the catalog file, one folder of Parquet files per table, and the
+//! operations that change them.
+//!
+//! Layout:
+//! ```text
+//! <data dir>/catalog.json          the manifest (see `manifest`)
+//! <data dir>/tables/t<id>/*.parquet table files, named in the manifest
+//! ```
+//! All changes go through [`Store::commit`], which serialises writers, writes the new
+//! manifest atomically and only then publishes it to readers.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use tracing::{info, warn};
+
+use crate::error::{EngineError, Result};
+use crate::manifest::{ExternalDef, Manifest, TableDef, ViewDef, columns_of};
+use crate::storage::{TMP_SUFFIX, fsync_dir, write_bytes_atomic};
+
+const CATALOG_FILE: &str = "catalog.json";
+const TABLES_DIR: &str = "tables";
+
+/// A relation's kind, as the catalog knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+    External,
+}
+
+/// The durable state of a data directory, shared by every session of a process.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    manifest: RwLock<Arc<Manifest>>,
+    /// Serialises commits; readers never take it.
+    commit_lock: Mutex<()>,
+    next_file: AtomicU64,
+    next_id: AtomicU64,
+    /// Planned providers of views and external tables, keyed by (schema, name).
+    planned: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
+}
+
+fn poisoned() -> EngineError {
+    EngineError::InvalidInput("internal lock poisoned by an earlier failure".into())
+}
+
+impl Store {
+    /// Opens (or initialises) the data directory at `root` and removes leftovers of
+    /// interrupted writes.
+    pub fn open(root: &Path) -> Result<Arc<Store>> {
+        fs::create_dir_all(root.join(TABLES_DIR))?;
+        let path = root.join(CATALOG_FILE);
+        let manifest = if path.exists() {
+            let bytes = fs::read(&path)?;
+            let m: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| EngineError::CorruptCatalog {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            if m.format_version > crate::manifest::FORMAT_VERSION {
+                return Err(EngineError::CorruptCatalog {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "format version {} is newer than this flashsql understands ({})",
+                        m.format_version,
+                        crate::manifest::FORMAT_VERSION
+                    ),
+                });
+            }
+            m
+        } else {
+            let m = Manifest::default();
+            write_bytes_atomic(&path, &serde_json::to_vec_pretty(&m)?)?;
+            m
+        };
+        let store = Store {
+            root: root.to_path_buf(),
+            next_id: AtomicU64::new(manifest.next_id),
+            manifest: RwLock::new(Arc::new(manifest)),
+            commit_lock: Mutex::new(()),
+            next_file: AtomicU64::new(0),
+            planned: RwLock::new(HashMap::new()),
+        };
+        store.collect_garbage()?;
+        Ok(Arc::new(store))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The current manifest (a consistent snapshot).
+    pub fn manifest(&self) -> Arc<Manifest> {
+        match self.manifest.read() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Removes table folders and files that the manifest does not name: what a crash in the
+    /// middle of a write leaves behind.
+    fn collect_garbage(&self) -> Result<()> {
+        let m = self.manifest();
+        let live: HashMap<String, HashSet<&str>> = m
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    format!("t{}", t.id),
+                    t.files.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        let _ = fs::remove_file(self.root.join(format!("{CATALOG_FILE}{TMP_SUFFIX}")));
+        for entry in fs::read_dir(self.root.join(TABLES_DIR))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            match live.get(&name) {
+                None => {
+                    warn!(folder = %name, "removing table folder not in the catalog (interrupted write)");
+                    fs::remove_dir_all(entry.path())?;
+                }
+                Some(files) => {
+                    for f in fs::read_dir(entry.path())? {
+                        let f = f?;
+                        let fname = f.file_name().to_string_lossy().to_string();
+                        if !files.contains(fname.as_str()) {
+                            warn!(file = %f.path().display(), "removing file not in the catalog (interrupted write)");
+                            fs::remove_file(f.path())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to a copy of the manifest, makes it durable, then publishes it.
+    /// If `change` or the write fails nothing is published.
+    pub fn commit<T>(&self, change: impl FnOnce(&mut Manifest) -> Result<T>) -> Result<T> {
+        let _guard = self.commit_lock.lock().map_err(|_| poisoned())?;
+        let mut next = (*self.manifest()).clone();
+        let out = change(&mut next)?;
+        next.next_id = next.next_id.max(self.next_id.load(Ordering::SeqCst));
+        write_bytes_atomic(
+            &self.root.join(CATALOG_FILE),
+            &serde_json::to_vec_pretty(&next)?,
+        )?;
+        *self.manifest.write().map_err(|_| poisoned())? = Arc::new(next);
+        Ok(out)
+    }
+
+    /// Reserves a table id and creates its (empty) folder.
+    pub fn allocate_table(&self) -> Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        fs::create_dir_all(self.table_dir(id))?;
+        Ok(id)
+    }
+
+    pub fn table_dir(&self, id: u64) -> PathBuf {
+        self.root.join(TABLES_DIR).join(format!("t{id}"))
+    }
+
+    /// A fresh, unique file name in table `id`'s folder.
+    pub fn new_file(&self, id: u64) -> (String, PathBuf) {
+        let seq = self.next_file.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("part-{nanos:x}-{seq:04}.parquet");
+        let path = self.table_dir(id).join(&name);
+        (name, path)
+    }
+
+    /// Absolute paths of table `id`'s files in the current manifest.
+    pub fn files_of(&self, id: u64) -> Vec<PathBuf> {
+        let m = self.manifest();
+        let dir = self.table_dir(id);
+        m.tables
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.files.iter().map(|f| dir.join(f)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn schema_exists(&self, schema: &str) -> bool {
+        self.manifest().schemas.iter().any(|s| s == schema)
+    }
+
+    pub fn relation_kind(&self, schema: &str, name: &str) -> Option<RelationKind> {
+        let m = self.manifest();
+        if m.table(schema, name).is_some() {
+            Some(RelationKind::Table)
+        } else if m.view(schema, name).is_some() {
+            Some(RelationKind::View)
+        } else if m
+            .external
+            .iter()
+            .any(|e| e.schema == schema && e.name == name)
+        {
+            Some(RelationKind::External)
+        } else {
+            None
+        }
+    }
+
+    pub fn planned(&self, schema: &str, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.planned
+            .read()
+            .ok()?
+            .get(&(schema.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn set_planned(&self, schema: &str, name: &str, provider: Arc<dyn TableProvider>) {
+        if let Ok(mut p) = self.planned.write() {
+            p.insert((schema.to_string(), name.to_string()), provider);
+        }
+    }
+
+    fn forget_planned(&self, schema: &str, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.planned
+            .write()
+            .ok()?
+            .remove(&(schema.to_string(), name.to_string()))
+    }
+
+    pub fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
+        self.commit(|m| {
+            if m.schemas.iter().any(|s| s == schema) {
+                return if if_not_exists {
+                    Ok(false)
+                } else {
+                    Err(EngineError::SchemaExists(schema.to_string()))
+                };
+            }
+            m.schemas.push(schema.to_string());
+            Ok(true)
+        })
+    }
+
+    /// Drops a schema; with `cascade` its relations go too.
+    pub fn drop_schema(&self, schema: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        let dropped_ids = self.commit(|m| {
+            if !m.schemas.iter().any(|s| s == schema) {
+                return if if_exists {
+                    Ok(None)
+                } else {
+                    Err(EngineError::SchemaNotFound(schema.to_string()))
+                };
+            }
+            let has_relations = m.tables.iter().any(|t| t.schema == schema)
+                || m.views.iter().any(|v| v.schema == schema)
+                || m.external.iter().any(|e| e.schema == schema);
+            if has_relations && !cascade {
+                return Err(EngineError::SchemaNotEmpty(schema.to_string()));
+            }
+            let ids: Vec<u64> = m
+                .tables
+                .iter()
+                .filter(|t| t.schema == schema)
+                .map(|t| t.id)
+                .collect();
+            m.tables.retain(|t| t.schema != schema);
+            m.views.retain(|v| v.schema != schema);
+            m.external.retain(|e| e.schema != schema);
+            m.schemas.retain(|s| s != schema);
+            Ok(Some(ids))
+        })?;
+        let Some(ids) = dropped_ids else {
+            return Ok(false);
+        };
+        if let Ok(mut p) = self.planned.write() {
+            p.retain(|(s, _), _| s != schema);
+        }
+        for id in ids {
+            self.remove_table_dir(id);
+        }
+        Ok(true)
+    }
+
+    fn remove_table_dir(&self, id: u64) {
+        if let Err(e) = fs::remove_dir_all(self.table_dir(id)) {
+            warn!(id, error = %e, "could not remove a dropped table's folder; it is removed at the next start");
+        }
+    }
+
+    fn check_free(m: &Manifest, schema: &str, name: &str) -> Result<()> {
+        if !m.schemas.iter().any(|s| s == schema) {
+            return Err(EngineError::SchemaNotFound(schema.to_string()));
+        }
+        if m.has_relation(schema, name) {
+            return Err(EngineError::RelationExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Registers table `id` (whose files are already durable) under `schema.name`.
+    /// With `replace`, an existing table of that name is dropped in the same commit.
+    pub fn publish_table(
+        &self,
+        id: u64,
+        schema: &str,
+        name: &str,
+        arrow_schema: &SchemaRef,
+        files: Vec<String>,
+        rows: u64,
+        replace: bool,
+    ) -> Result<()> {
+        let replaced = self.commit(|m| {
+            let mut replaced = None;
+            if replace && let Some(old) = m.table(schema, name) {
+                replaced = Some(old.id);
+                m.tables.retain(|t| !(t.schema == schema && t.name == name));
+            }
+            Self::check_free(m, schema, name)?;
+            m.tables.push(TableDef {
+                id,
+                schema: schema.to_string(),
+                name: name.to_string(),
+                columns: columns_of(arrow_schema),
+                files,
+                rows,
+                comment: None,
+            });
+            Ok(replaced)
+        });
+        match replaced {
+            Ok(Some(old)) => {
+                self.remove_table_dir(old);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                self.remove_table_dir(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds durable files to table `id`. On failure the files are removed again.
+    pub fn append_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
+        let names = files.clone();
+        let r = self.commit(|m| {
+            let t = m
+                .tables
+                .iter_mut()
+                .find(|t| t.id == id)
+                .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
+            t.files.extend(files);
+            t.rows += rows;
+            Ok(())
+        });
+        if r.is_err() {
+            for f in names {
+                let _ = fs::remove_file(self.table_dir(id).join(f));
+            }
+        }
+        r
+    }
+
+    /// Replaces all files of table `id` (DELETE, TRUNCATE): the old files are removed after
+    /// the commit.
+    pub fn replace_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
+        let old = self.commit(|m| {
+            let t = m
+                .tables
+                .iter_mut()
+                .find(|t| t.id == id)
+                .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
+            let old = std::mem::replace(&mut t.files, files);
+            t.rows = rows;
+            Ok(old)
+        })?;
+        for f in old {
+            let _ = fs::remove_file(self.table_dir(id).join(f));
+        }
+        Ok(())
+    }
+
+    pub fn create_view(
+        &self,
+        schema: &str,
+        name: &str,
+        definition: &str,
+        provider: Arc<dyn TableProvider>,
+        or_replace: bool,
+    ) -> Result<()> {
+        self.commit(|m| {
+            if or_replace && m.view(schema, name).is_some() {
+                m.views.retain(|v| !(v.schema == schema && v.name == name));
+            }
+            Self::check_free(m, schema, name)?;
+            m.views.push(ViewDef {
+                schema: schema.to_string(),
+                name: name.to_string(),
+                definition: definition.to_string(),
+                comment: None,
+            });
+            Ok(())
+        })?;
+        self.set_planned(schema, name, provider);
+        Ok(())
+    }
+
+    pub fn create_external(
+        &self,
+        schema: &str,
+        name: &str,
+        definition: &str,
+        provider: Arc<dyn TableProvider>,
+        or_replace: bool,
+    ) -> Result<()> {
+        self.commit(|m| {
+            if or_replace {
+                m.external
+                    .retain(|e| !(e.schema == schema && e.name == name));
+            }
+            Self::check_free(m, schema, name)?;
+            m.external.push(ExternalDef {
+                schema: schema.to_string(),
+                name: name.to_string(),
+                definition: definition.to_string(),
+            });
+            Ok(())
+        })?;
+        self.set_planned(schema, name, provider);
+        Ok(())
+    }
+
+    /// Drops a relation of the expected kind. Returns whether something was dropped.
+    pub fn drop_relation(
+        &self,
+        schema: &str,
+        name: &str,
+        expect: RelationKind,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let dropped = self.commit(|m| {
+            let kind = if m.table(schema, name).is_some() {
+                Some(RelationKind::Table)
+            } else if m.view(schema, name).is_some() {
+                Some(RelationKind::View)
+            } else if m
+                .external
+                .iter()
+                .any(|e| e.schema == schema && e.name == name)
+            {
+                Some(RelationKind::External)
+            } else {
+                None
+            };
+            let Some(kind) = kind else {
+                return if if_exists {
+                    Ok(None)
+                } else {
+                    Err(EngineError::RelationNotFound(name.to_string()))
+                };
+            };
+            let is_view = kind == RelationKind::View;
+            if is_view != (expect == RelationKind::View) {
+                return Err(if is_view {
+                    EngineError::NotATable(name.to_string())
+                } else {
+                    EngineError::NotAView(name.to_string())
+                });
+            }
+            let mut id = None;
+            match kind {
+                RelationKind::Table => {
+                    id = m.table(schema, name).map(|t| t.id);
+                    m.tables.retain(|t| !(t.schema == schema && t.name == name));
+                }
+                RelationKind::View => m.views.retain(|v| !(v.schema == schema && v.name == name)),
+                RelationKind::External => m
+                    .external
+                    .retain(|e| !(e.schema == schema && e.name == name)),
+            }
+            Ok(Some(id))
+        })?;
+        match dropped {
+            None => Ok(false),
+            Some(id) => {
+                self.forget_planned(schema, name);
+                if let Some(id) = id {
+                    self.remove_table_dir(id);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Renames a relation within its schema (`ALTER TABLE|VIEW … RENAME TO …`).
+    pub fn rename(&self, schema: &str, from: &str, to: &str) -> Result<()> {
+        self.commit(|m| {
+            if !m.has_relation(schema, from) {
+                return Err(EngineError::RelationNotFound(from.to_string()));
+            }
+            if m.has_relation(schema, to) {
+                return Err(EngineError::RelationExists(to.to_string()));
+            }
+            for t in m
+                .tables
+                .iter_mut()
+                .filter(|t| t.schema == schema && t.name == from)
+            {
+                t.name = to.to_string();
+            }
+            for v in m
+                .views
+                .iter_mut()
+                .filter(|v| v.schema == schema && v.name == from)
+            {
+                v.name = to.to_string();
+            }
+            for e in m
+                .external
+                .iter_mut()
+                .filter(|e| e.schema == schema && e.name == from)
+            {
+                e.name = to.to_string();
+            }
+            Ok(())
+        })?;
+        if let Some(p) = self.forget_planned(schema, from) {
+            self.set_planned(schema, to, p);
+        }
+        Ok(())
+    }
+
+    /// Records a `COMMENT ON TABLE|VIEW`.
+    pub fn set_comment(&self, schema: &str, name: &str, comment: Option<String>) -> Result<()> {
+        self.commit(|m| {
+            if let Some(t) = m.table_mut(schema, name) {
+                t.comment = comment;
+                return Ok(());
+            }
+            if let Some(v) = m
+                .views
+                .iter_mut()
+                .find(|v| v.schema == schema && v.name == name)
+            {
+                v.comment = comment;
+                return Ok(());
+            }
+            Err(EngineError::RelationNotFound(name.to_string()))
+        })
+    }
+
+    pub fn set_property(&self, key: &str, value: &str) -> Result<()> {
+        self.commit(|m| {
+            m.properties.insert(key.to_string(), value.to_string());
+            Ok(())
+        })
+    }
+
+    /// Writes a data set's tables as durable tables (used to seed an empty directory).
+    pub fn load_dataset(&self, dataset: &flashsql_datasets::Dataset) -> Result<()> {
+        for t in &dataset.tables {
+            if !self.schema_exists(t.schema) {
+                self.create_schema(t.schema, true)?;
+            }
+            let id = self.allocate_table()?;
+            let (file, path) = self.new_file(id);
+            let rows = crate::storage::write_parquet(&path, t.arrow_schema.clone(), &t.batches)?;
+            fsync_dir(&self.table_dir(id))?;
+            self.publish_table(
+                id,
+                t.schema,
+                t.name,
+                &t.arrow_schema,
+                vec![file],
+                rows,
+                false,
+            )?;
+            info!(table = %format!("{}.{}", t.schema, t.name), rows, "table written");
+        }
+        self.set_property("world.scale", dataset.scale.name())?;
+        self.set_property("world.seed", &dataset.seed.to_string())?;
+        Ok(())
+    }
+}

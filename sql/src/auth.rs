@@ -1,0 +1,143 @@
+//! Start-up and authentication: trust on loopback without a password, SCRAM-SHA-256 when a
+//! password is configured. Both announce flashsql's `server_version`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use crate::server::Shared;
+
+/// The only role.
+pub const USER: &str = "flashsql";
+const SCRAM_ITERATIONS: usize = 4096;
+
+pub fn parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = crate::compat::server_version();
+    p.time_zone = "UTC".into();
+    p.date_style = "ISO, MDY".into();
+    p
+}
+
+/// The salted SCRAM secret, computed once at start-up.
+#[derive(Debug, Clone)]
+pub struct ScramSecret {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl ScramSecret {
+    pub fn new(password: &str) -> Self {
+        let salt: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+        Self { salt, salted }
+    }
+}
+
+#[derive(Debug)]
+struct Secrets(ScramSecret);
+
+#[async_trait]
+impl AuthSource for Secrets {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        match login.user() {
+            Some(USER) => Ok(Password::new(
+                Some(self.0.salt.clone()),
+                self.0.salted.clone(),
+            )),
+            other => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28P01".into(),
+                format!(
+                    "password authentication failed for user \"{}\"",
+                    other.unwrap_or("")
+                ),
+            )))),
+        }
+    }
+}
+
+/// Start-up without authentication (loopback only; the server refuses other addresses).
+pub struct Trust {
+    params: DefaultServerParameterProvider,
+    pids: Arc<RandomPidSecretKeyGenerator>,
+}
+
+#[async_trait]
+impl StartupHandler for Trust {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, key) = self.pids.generate(client);
+            client.set_pid_and_secret_key(pid, key);
+            finish_authentication(client, &self.params).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The start-up handler of one connection.
+pub enum Startup {
+    Trust(Trust),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+impl Startup {
+    pub fn new(shared: &Shared) -> Self {
+        match &shared.secret {
+            None => Startup::Trust(Trust {
+                params: parameters(),
+                pids: shared.pids.clone(),
+            }),
+            Some(secret) => {
+                let mut scram = ScramAuth::new(Arc::new(Secrets(secret.clone())));
+                scram.set_iterations(SCRAM_ITERATIONS);
+                Startup::Scram(
+                    SASLAuthStartupHandler::new(Arc::new(parameters()))
+                        .with_pid_secret_key_generator(shared.pids.clone())
+                        .with_scram(scram),
+                )
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(t) => t.on_startup(client, message).await,
+            Startup::Scram(s) => s.on_startup(client, message).await,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Functions PostgreSQL clients expect that neither DataFusion nor `datafusion-pg-catalog`
+//! provide: `version()`, `current_setting`, `pg_size_pretty`, descriptions, …
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+use crate::settings::Settings;
+
+/// The PostgreSQL version flashsql speaks.
+pub const PG_VERSION: &str = "16.6";
+
+/// `server_version` as reported to clients: parses as PostgreSQL 16.
+pub fn server_version() -> String {
+    format!("{PG_VERSION} (flashsql {})", env!("CARGO_PKG_VERSION"))
+}
+
+/// `version()`: the first words match `PostgreSQL \d+\.\d+` as drivers expect.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_VERSION} (flashsql {}) on {}-{}, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+type Body = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+
+/// A scalar function given as a closure over whole arrays.
+struct CompatFn {
+    name: &'static str,
+    signature: Signature,
+    ret: DataType,
+    body: Body,
+}
+
+impl fmt::Debug for CompatFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompatFn({})", self.name)
+    }
+}
+
+impl PartialEq for CompatFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for CompatFn {}
+
+impl Hash for CompatFn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for CompatFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.ret.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { n };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let out = (self.body)(&arrays, rows)?;
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+fn udf(
+    name: &'static str,
+    sigs: Vec<TypeSignature>,
+    ret: DataType,
+    vol: Volatility,
+    body: Body,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(CompatFn {
+        name,
+        signature: Signature::one_of(sigs, vol),
+        ret,
+        body,
+    })
+}
+
+fn null_text(rows: usize) -> Result<ArrayRef> {
+    Ok(Arc::new(StringArray::from(vec![None::<&str>; rows])))
+}
+
+/// PostgreSQL's `pg_size_pretty` (the integer algorithm of `dbsize.c`): a unit is used
+/// until the value reaches 10240 of it, and halves are rounded away from zero.
+pub fn size_pretty(bytes: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    const LIMIT2: i64 = LIMIT * 2 - 1;
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    if bytes.abs() < LIMIT {
+        return format!("{bytes} bytes");
+    }
+    let units = ["kB", "MB", "GB", "TB", "PB"];
+    let mut size = bytes >> 9; // half-kilobytes
+    let mut unit = 0;
+    while size.abs() >= LIMIT2 && unit < units.len() - 1 {
+        size >>= 10;
+        unit += 1;
+    }
+    format!("{} {}", half_rounded(size), units[unit])
+}
+
+/// Registers the compatibility functions on a session.
+pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
+    ctx.register_udf(udf(
+        "version",
+        vec![TypeSignature::Nullary],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_, rows| Ok(Arc::new(StringArray::from(vec![version_string(); rows])))),
+    ));
+    let s = settings.clone();
+    ctx.register_udf(udf(
+        "current_setting",
+        vec![
+            TypeSignature::Exact(vec![DataType::Utf8]),
+            TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+        ],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args, rows| {
+            let names = args[0].as_string::<i32>();
+            let missing_ok = args
+                .get(1)
+                .map(|a| a.as_boolean().clone())
+                .unwrap_or_else(|| BooleanArray::from(vec![false; rows]));
+            let mut out = Vec::with_capacity(rows);
+            for i in 0..rows {
+                if names.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                match s.get(names.value(i)) {
+                    Some(v) => out.push(Some(v)),
+                    None if missing_ok.value(i) => out.push(None),
+                    None => {
+                        return Err(DataFusionError::External(Box::new(
+                            crate::errors::SqlError::coded(
+                                "42704",
+                                format!(
+                                    "unrecognized configuration parameter \"{}\"",
+                                    names.value(i)
+                                ),
+                            ),
+                        )));
+                    }
+                }
+            }
+            Ok(Arc::new(StringArray::from(out)))
+        }),
+    ));
+    ctx.register_udf(udf(
+        "pg_size_pretty",
+        vec![TypeSignature::Exact(vec![DataType::Int64])],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args, _| {
+            let a = args[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(
+                a.iter()
+                    .map(|v| v.map(size_pretty))
+                    .collect::<StringArray>(),
+            ))
+        }),
+    ));
+    // Sizes of relations: not tracked per OID, reported as unknown rather than invented.
+    for name in ["pg_table_size", "pg_indexes_size"] {
+        ctx.register_udf(udf(
+            name,
+            vec![TypeSignature::Any(1)],
+            DataType::Int64,
+            Volatility::Stable,
+            Arc::new(|_, rows| Ok(Arc::new(Int64Array::from(vec![None::<i64>; rows])))),
+        ));
+    }
+    for (name, arity) in [
+        ("obj_description", vec![1, 2]),
+        ("col_description", vec![2]),
+        ("shobj_description", vec![2]),
+    ] {
+        ctx.register_udf(udf(
+            name,
+            arity.into_iter().map(TypeSignature::Any).collect(),
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|_, rows| null_text(rows)),
+        ));
+    }
+    ctx.register_udf(udf(
+        "pg_is_other_temp_schema",
+        vec![TypeSignature::Any(1)],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
+    ));
+    ctx.register_udf(udf(
+        "pg_get_viewdef",
+        vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_, rows| null_text(rows)),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_pretty_matches_postgres() {
+        // Outputs of PostgreSQL's algorithm at its unit boundaries.
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10_239), "10239 bytes");
+        assert_eq!(size_pretty(10_240), "10 kB");
+        assert_eq!(size_pretty(1_048_576), "1024 kB");
+        assert_eq!(size_pretty(10_485_760), "10 MB");
+        assert_eq!(size_pretty(5_368_709_120), "5120 MB");
+    }
+
+    #[test]
+    fn version_parses_as_postgres_16() {
+        let v = version_string();
+        assert!(v.starts_with("PostgreSQL 16."), "{v}");
+        assert!(v.contains("flashsql"), "{v}");
+        assert!(server_version().starts_with("16."));
+    }
+}

@@ -1,0 +1,323 @@
+//! SQLSTATEs: every error a client sees carries the code PostgreSQL would use, and a message
+//! in PostgreSQL's words where DataFusion's differ. `XX000` is kept for genuine internal
+//! errors.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use flashsql_engine::EngineError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// Errors of the wire layer itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{message}")]
+    Coded {
+        code: &'static str,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("canceling statement due to user request")]
+    Cancelled,
+    #[error("canceling statement due to statement timeout")]
+    Timeout,
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl SqlError {
+    pub fn coded(code: &'static str, message: impl Into<String>) -> Self {
+        SqlError::Coded {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(
+        code: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        SqlError::Coded {
+            code,
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Self::coded("42601", message)
+    }
+
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self::coded("0A000", message)
+    }
+}
+
+/// A classified error: code, message, optional hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub code: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+fn c(code: &'static str, message: impl Into<String>) -> Classified {
+    Classified {
+        code,
+        message: message.into(),
+        hint: None,
+    }
+}
+
+/// Extracts the text between the first pair of single quotes.
+fn quoted(msg: &str) -> Option<&str> {
+    let start = msg.find('\'')? + 1;
+    let end = msg[start..].find('\'')? + start;
+    Some(&msg[start..end])
+}
+
+fn last_part(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+fn classify_engine(e: &EngineError) -> Classified {
+    match e {
+        EngineError::RelationExists(_) => c("42P07", e.to_string()),
+        EngineError::RelationNotFound(_) => c("42P01", e.to_string()),
+        EngineError::SchemaExists(_) => c("42P06", e.to_string()),
+        EngineError::SchemaNotFound(_) => c("3F000", e.to_string()),
+        EngineError::SchemaNotEmpty(_) => c("2BP01", e.to_string()),
+        EngineError::NotATable(_) | EngineError::NotAView(_) => c("42809", e.to_string()),
+        EngineError::NotSupported(_) => c("0A000", e.to_string()),
+        EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
+            "23502",
+            format!("null value violates not-null constraint: {m}"),
+        ),
+        EngineError::InvalidInput(_) => c("22023", e.to_string()),
+        EngineError::CorruptCatalog { .. } => c("XX001", e.to_string()),
+        EngineError::Io(_) => c("58030", e.to_string()),
+        EngineError::DataFusion(inner) => classify(inner),
+        EngineError::Arrow(a) => classify_arrow(a),
+        _ => c("XX000", e.to_string()),
+    }
+}
+
+fn classify_arrow(e: &ArrowError) -> Classified {
+    match e {
+        ArrowError::DivideByZero => c("22012", "division by zero"),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => c("22P02", m.clone()),
+        ArrowError::ArithmeticOverflow(m) => c("22003", m.clone()),
+        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+            c("22003", m.clone())
+        }
+        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => c("23502", m.clone()),
+        ArrowError::MemoryError(m) => c("53200", m.clone()),
+        ArrowError::ExternalError(inner) => classify_dyn(inner.as_ref()),
+        other => c("22000", other.to_string()),
+    }
+}
+
+fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classified {
+    if let Some(x) = e.downcast_ref::<EngineError>() {
+        return classify_engine(x);
+    }
+    if let Some(x) = e.downcast_ref::<DataFusionError>() {
+        return classify(x);
+    }
+    if let Some(x) = e.downcast_ref::<ArrowError>() {
+        return classify_arrow(x);
+    }
+    if let Some(x) = e.downcast_ref::<SqlError>() {
+        return classify_sql(x);
+    }
+    c("XX000", e.to_string())
+}
+
+/// Chooses the SQLSTATE and message for a DataFusion error.
+pub fn classify(e: &DataFusionError) -> Classified {
+    match e {
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify(inner)
+        }
+        DataFusionError::Shared(inner) => classify(inner),
+        DataFusionError::Collection(errs) => errs
+            .first()
+            .map(classify)
+            .unwrap_or_else(|| c("XX000", e.to_string())),
+        DataFusionError::ArrowError(a, _) => classify_arrow(a),
+        DataFusionError::SQL(p, _) => c("42601", p.to_string()),
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => {
+                let mut out = c("42703", format!("column \"{}\" does not exist", field.name));
+                out.hint = Some(e.strip_backtrace());
+                out
+            }
+            SchemaError::AmbiguousReference { field } => c(
+                "42702",
+                format!("column reference \"{}\" is ambiguous", field.name),
+            ),
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => c("42701", e.strip_backtrace()),
+        },
+        DataFusionError::Plan(m) => classify_plan(m),
+        DataFusionError::NotImplemented(m) => c("0A000", m.clone()),
+        DataFusionError::ResourcesExhausted(m) => c("53200", format!("out of memory: {m}")),
+        DataFusionError::Execution(m) => classify_execution(m),
+        DataFusionError::ExecutionJoin(j) => c("XX000", j.to_string()),
+        DataFusionError::Configuration(m) => c("22023", m.clone()),
+        DataFusionError::IoError(io) => c("58030", io.to_string()),
+        DataFusionError::ObjectStore(os) => c("58P01", os.to_string()),
+        DataFusionError::ParquetError(p) => c("XX001", p.to_string()),
+        DataFusionError::External(inner) => classify_dyn(inner.as_ref()),
+        DataFusionError::Internal(m) => c("XX000", m.clone()),
+        other => c("XX000", other.strip_backtrace()),
+    }
+}
+
+fn classify_plan(m: &str) -> Classified {
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("table '") && lower.contains("not found") {
+        let name = quoted(m).map(last_part).unwrap_or("?");
+        return c("42P01", format!("relation \"{name}\" does not exist"));
+    }
+    if lower.starts_with("invalid function") || lower.contains("unknown function") {
+        let name = quoted(m).unwrap_or("?");
+        let mut out = c("42883", format!("function {name} does not exist"));
+        out.hint = Some(m.to_string());
+        return out;
+    }
+    if lower.contains("no function matches")
+        || lower.contains("failed to coerce arguments")
+        || lower.contains("does not support zero arguments")
+    {
+        return c("42883", m.to_string());
+    }
+    if lower.contains("already exists") {
+        return c("42P07", m.to_string());
+    }
+    if lower.contains("cannot infer common")
+        || lower.contains("cannot be cast")
+        || lower.contains("unsupported cast")
+        || lower.contains("type mismatch")
+    {
+        return c("42804", m.to_string());
+    }
+    if lower.contains("schema") && lower.contains("not found") {
+        return c("3F000", m.to_string());
+    }
+    c("42601", m.to_string())
+}
+
+fn classify_execution(m: &str) -> Classified {
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        c("22012", "division by zero")
+    } else if lower.contains("cast error") || lower.contains("cannot cast") {
+        c("22P02", m.to_string())
+    } else if lower.contains("overflow") {
+        c("22003", m.to_string())
+    } else if lower.contains("non-nullable") {
+        c("23502", m.to_string())
+    } else if lower.contains("already exists") {
+        c("42P07", m.to_string())
+    } else {
+        c("22000", m.to_string())
+    }
+}
+
+pub fn classify_sql(e: &SqlError) -> Classified {
+    match e {
+        SqlError::Coded {
+            code,
+            message,
+            hint,
+        } => Classified {
+            code,
+            message: message.clone(),
+            hint: hint.clone(),
+        },
+        SqlError::Cancelled => c("57014", e.to_string()),
+        SqlError::Timeout => c("57014", e.to_string()),
+        SqlError::DataFusion(d) => classify(d),
+        SqlError::Engine(x) => classify_engine(x),
+    }
+}
+
+impl From<SqlError> for ErrorInfo {
+    fn from(e: SqlError) -> Self {
+        let cl = classify_sql(&e);
+        let mut info = ErrorInfo::new("ERROR".into(), cl.code.into(), cl.message);
+        info.hint = cl.hint;
+        info
+    }
+}
+
+impl From<SqlError> for PgWireError {
+    fn from(e: SqlError) -> Self {
+        PgWireError::UserError(Box::new(e.into()))
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        SqlError::syntax(e.to_string())
+    }
+}
+
+impl From<ArrowError> for SqlError {
+    fn from(e: ArrowError) -> Self {
+        SqlError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+impl From<PgWireError> for SqlError {
+    fn from(e: PgWireError) -> Self {
+        let info: ErrorInfo = e.into();
+        let code: &'static str = match info.code.as_str() {
+            "22P02" => "22P02",
+            "22023" => "22023",
+            "08P01" => "08P01",
+            "57014" => "57014",
+            "42P18" => "42P18",
+            _ => "XX000",
+        };
+        SqlError::coded(code, info.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_messages_map_to_postgres_codes() {
+        let e = DataFusionError::Plan("table 'flashsql.public.nope' not found".into());
+        let cl = classify(&e);
+        assert_eq!(cl.code, "42P01");
+        assert_eq!(cl.message, "relation \"nope\" does not exist");
+        let e =
+            DataFusionError::Plan("Invalid function 'frobnicate'.\nDid you mean 'floor'?".into());
+        assert_eq!(classify(&e).code, "42883");
+        let e = DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None);
+        assert_eq!(classify(&e).code, "22012");
+        let e = DataFusionError::Context(
+            "while planning".into(),
+            Box::new(DataFusionError::NotImplemented("x".into())),
+        );
+        assert_eq!(classify(&e).code, "0A000");
+        let e = DataFusionError::ResourcesExhausted("pool".into());
+        assert_eq!(classify(&e).code, "53200");
+    }
+
+    #[test]
+    fn engine_errors_keep_their_codes_through_datafusion() {
+        let e: DataFusionError = EngineError::RelationExists("t".into()).into();
+        assert_eq!(classify(&e).code, "42P07");
+        let e: DataFusionError = EngineError::RelationNotFound("t".into()).into();
+        assert_eq!(classify(&e).code, "42P01");
+    }
+}

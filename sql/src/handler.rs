@@ -1,0 +1,658 @@
+//! The pgwire handlers of one connection: simple and extended query protocol, COPY, cancel.
+//!
+//! Each connection gets its own [`Connection`] and thus its own [`PgSession`]: settings and
+//! temporary tables never leak between clients. Every statement runs under a cancellation
+//! token that a cancel request or `statement_timeout` fires; the token also guards the row
+//! stream, so a long result stops mid-way.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::error::DataFusionError;
+use futures::{Sink, SinkExt, Stream, StreamExt, stream};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::types::format::FormatOptions;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::auth::Startup;
+use crate::copy::CopyOutEncoder;
+use crate::errors::{SqlError, classify};
+use crate::server::Shared;
+use crate::session::{CopyIn, PgSession, Prepared, StatementResult};
+
+/// Bytes a single COPY FROM STDIN may buffer before it is refused.
+const MAX_COPY_BYTES: usize = 1 << 30;
+
+/// The running statement's cancellation state.
+#[derive(Clone)]
+struct Guard {
+    token: CancellationToken,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl Guard {
+    fn error(&self) -> SqlError {
+        if self.timed_out.load(Ordering::SeqCst) {
+            SqlError::Timeout
+        } else {
+            SqlError::Cancelled
+        }
+    }
+
+    /// Runs `fut` unless the statement is cancelled first.
+    async fn run<T>(&self, fut: impl Future<Output = Result<T, SqlError>>) -> Result<T, SqlError> {
+        tokio::select! {
+            r = fut => r,
+            _ = self.token.cancelled() => Err(self.error()),
+        }
+    }
+
+    /// Ends `s` with a 57014 error as soon as the statement is cancelled.
+    fn stream<T: Send + 'static>(
+        &self,
+        s: impl Stream<Item = PgWireResult<T>> + Send + 'static,
+    ) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
+        let guard = self.clone();
+        let tail = self.clone();
+        s.take_until(guard.token.cancelled_owned())
+            .map(Some)
+            .chain(stream::once(async move {
+                if tail.token.is_cancelled() {
+                    Some(Err(tail.error().into()))
+                } else {
+                    None
+                }
+            }))
+            .filter_map(|x| async move { x })
+    }
+}
+
+/// One client connection.
+pub struct Connection {
+    me: std::sync::Weak<Connection>,
+    shared: Arc<Shared>,
+    session: OnceCell<Arc<PgSession>>,
+    current: Mutex<Guard>,
+    copy: Mutex<Option<(CopyIn, Vec<u8>)>>,
+    registered: Mutex<Option<i32>>,
+    startup: Arc<Startup>,
+}
+
+impl Connection {
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        let startup = Arc::new(Startup::new(&shared));
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            shared,
+            session: OnceCell::new(),
+            current: Mutex::new(Guard {
+                token: CancellationToken::new(),
+                timed_out: Arc::new(AtomicBool::new(false)),
+            }),
+            copy: Mutex::new(None),
+            registered: Mutex::new(None),
+            startup,
+        })
+    }
+
+    async fn session<C: ClientInfo>(
+        self: &Arc<Self>,
+        client: &C,
+    ) -> Result<Arc<PgSession>, SqlError> {
+        if let Ok(mut reg) = self.registered.lock()
+            && reg.is_none()
+        {
+            let (pid, key) = client.pid_and_secret_key();
+            self.shared.cancels.register(pid, key, Arc::downgrade(self));
+            *reg = Some(pid);
+        }
+        self.session
+            .get_or_try_init(|| async {
+                let md = client.metadata();
+                let user = md.get("user").map(String::as_str).unwrap_or("flashsql");
+                let app = md.get("application_name").map(String::as_str);
+                PgSession::new(&self.shared.engine, self.shared.parser.clone(), user, app)
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
+    fn begin(&self, session: &PgSession) -> Guard {
+        let guard = Guard {
+            token: CancellationToken::new(),
+            timed_out: Arc::new(AtomicBool::new(false)),
+        };
+        if let Some(timeout) = session.settings().statement_timeout() {
+            let g = guard.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(timeout) => {
+                        g.timed_out.store(true, Ordering::SeqCst);
+                        g.token.cancel();
+                    }
+                    _ = g.token.cancelled() => {}
+                }
+            });
+        }
+        if let Ok(mut cur) = self.current.lock() {
+            *cur = guard.clone();
+        }
+        guard
+    }
+
+    /// Cancels the running statement (a cancel request from another connection).
+    pub fn cancel(&self) {
+        if let Ok(cur) = self.current.lock() {
+            cur.token.cancel();
+        }
+    }
+
+    /// Turns a statement's result into a wire response. `materialise` computes the rows now
+    /// (for all but the last statement of a multi-statement query, so later statements see
+    /// a consistent order of effects).
+    async fn respond<C: ClientInfo>(
+        &self,
+        client: &C,
+        result: StatementResult,
+        guard: &Guard,
+        format: &Format,
+        materialise: bool,
+    ) -> Result<Response, SqlError> {
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        match result {
+            StatementResult::Rows(df) => {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                if materialise {
+                    let batches = guard.run(async { Ok(df.collect().await?) }).await?;
+                    rows_response(
+                        schema,
+                        stream::iter(batches.into_iter().map(Ok)),
+                        format,
+                        options,
+                        guard,
+                    )
+                } else {
+                    let s = guard.run(async { Ok(df.execute_stream().await?) }).await?;
+                    rows_response(schema, s, format, options, guard)
+                }
+            }
+            StatementResult::Batches(schema, batches) => rows_response(
+                schema,
+                stream::iter(batches.into_iter().map(Ok)),
+                format,
+                options,
+                guard,
+            ),
+            StatementResult::Command { tag, rows } => {
+                let mut t = Tag::new(&tag);
+                if tag == "INSERT" {
+                    t = t.with_oid(0);
+                }
+                if let Some(n) = rows {
+                    t = t.with_rows(n as usize);
+                }
+                Ok(Response::Execution(t))
+            }
+            StatementResult::TransactionStart(tag) => Ok(Response::TransactionStart(Tag::new(tag))),
+            StatementResult::TransactionEnd(tag) => Ok(Response::TransactionEnd(Tag::new(tag))),
+            StatementResult::CopyIn(copy) => {
+                let columns = copy.columns.fields().len();
+                if let Ok(mut slot) = self.copy.lock() {
+                    *slot = Some((copy, Vec::new()));
+                }
+                Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    columns,
+                    stream::empty(),
+                )))
+            }
+            StatementResult::CopyOut(df, fmt) => {
+                let schema = df.schema().as_arrow().clone();
+                let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                    &schema,
+                    &Format::UnifiedText,
+                    Some(options),
+                )?);
+                let columns = fields.len();
+                let batches = guard.run(async { Ok(df.execute_stream().await?) }).await?;
+                let encoder = Arc::new(Mutex::new(CopyOutEncoder::new(fields, &fmt)));
+                let per_batch = encoder.clone();
+                let data = batches
+                    .map(move |b| -> Vec<PgWireResult<CopyData>> {
+                        let encoded = b.map_err(SqlError::from).and_then(|b| {
+                            per_batch
+                                .lock()
+                                .map_err(|_| {
+                                    SqlError::coded("XX000", "COPY encoder lock poisoned")
+                                })?
+                                .encode(&b)
+                        });
+                        match encoded {
+                            Ok(rows) => rows.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e.into())],
+                        }
+                    })
+                    .flat_map(stream::iter)
+                    // A header with no rows after it still goes out on its own.
+                    .chain(
+                        stream::once(async move {
+                            encoder
+                                .lock()
+                                .ok()
+                                .and_then(|mut e| e.take_header())
+                                .map(Ok)
+                        })
+                        .filter_map(|x| async move { x }),
+                    );
+                Ok(Response::CopyOut(CopyResponse::new(
+                    0,
+                    columns,
+                    guard.stream(data),
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(reg) = self.registered.lock()
+            && let Some(pid) = *reg
+        {
+            self.shared.cancels.unregister(pid);
+        }
+    }
+}
+
+fn rows_response(
+    schema: SchemaRef,
+    batches: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    guard: &Guard,
+) -> Result<Response, SqlError> {
+    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+        &schema,
+        format,
+        Some(options),
+    )?);
+    let f = fields.clone();
+    let rows = batches
+        .map(move |b| {
+            let it: Box<
+                dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
+            > = match b {
+                Ok(b) => arrow_pg::encode_recordbatch(f.clone(), b),
+                Err(e) => Box::new(std::iter::once(Err(PgWireError::from(SqlError::from(e))))),
+            };
+            stream::iter(it)
+        })
+        .flatten();
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        guard.stream(rows),
+    )))
+}
+
+fn error_response(e: SqlError) -> Response {
+    Response::Error(Box::new(e.into()))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        debug!(query, "simple query");
+        let this = self.self_arc()?;
+        let session = this.session(client).await?;
+        let statements = match session.parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![error_response(e)]),
+        };
+        let n = statements.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, statement) in statements.into_iter().enumerate() {
+            let guard = this.begin(&session);
+            let result = guard.run(session.execute(statement, None)).await;
+            let response = match result {
+                Ok(r) => {
+                    this.respond(client, r, &guard, &Format::UnifiedText, i + 1 < n)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match response {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    out.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses and describes statements for the extended protocol.
+pub struct Parser {
+    conn: std::sync::Weak<Connection>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let conn = self
+            .conn
+            .upgrade()
+            .ok_or_else(|| PgWireError::from(SqlError::coded("08006", "connection closed")))?;
+        let session = conn.session(client).await?;
+        Ok(Some(session.prepare(sql).await?))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => arrow_pg::datatypes::into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.columns {
+            Some(schema) => arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                schema,
+                column_format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+impl Connection {
+    /// The owning `Arc`: handlers are only reached through it, so this always succeeds
+    /// while a handler runs.
+    fn self_arc(&self) -> Result<Arc<Connection>, SqlError> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| SqlError::coded("08006", "connection closed"))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::new(Parser {
+            conn: self.me.clone(),
+        })
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let this = self.self_arc()?;
+        let prepared = &portal.statement.statement;
+        let Some(statement) = prepared.statement.clone() else {
+            return Ok(Response::EmptyQuery);
+        };
+        debug!(sql = %prepared.sql, "extended query");
+        let session = this.session(client).await?;
+        let params = if portal.parameter_len() > 0 {
+            let inferred: Vec<Option<&DataType>> =
+                prepared.param_types.iter().map(|t| t.as_ref()).collect();
+            let server: Vec<Type> = self.query_parser().get_parameter_types(prepared)?;
+            let server_refs: Vec<Option<&Type>> = server.iter().map(Some).collect();
+            let values: ParamValues =
+                arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+                    portal,
+                    &inferred,
+                    &server_refs,
+                )?;
+            Some(values)
+        } else {
+            None
+        };
+        let guard = this.begin(&session);
+        let result = guard.run(session.execute(statement, params)).await?;
+        Ok(this
+            .respond(client, result, &guard, &portal.result_column_format, false)
+            .await?)
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut slot = self.copy.lock().map_err(|_| -> PgWireError {
+            SqlError::coded("XX000", "copy state lock poisoned").into()
+        })?;
+        let Some((_, buf)) = slot.as_mut() else {
+            return Err(SqlError::coded("08P01", "unexpected COPY data").into());
+        };
+        if buf.len() + copy_data.data.len() > MAX_COPY_BYTES {
+            *slot = None;
+            return Err(SqlError::coded(
+                "54000",
+                "COPY input exceeds 1 GiB: split it into several COPY statements",
+            )
+            .into());
+        }
+        buf.extend_from_slice(&copy_data.data);
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let taken = self.copy.lock().ok().and_then(|mut s| s.take());
+        let Some((copy, data)) = taken else {
+            return Err(SqlError::coded("08P01", "COPY done without COPY in progress").into());
+        };
+        let this = self.self_arc()?;
+        let session = this.session(client).await?;
+        let guard = this.begin(&session);
+        let rows = guard.run(session.finish_copy_in(&copy, &data)).await?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Ok(mut s) = self.copy.lock() {
+            *s = None;
+        }
+        SqlError::coded("57014", format!("COPY from stdin failed: {}", fail.message)).into()
+    }
+}
+
+/// Finds connections by backend pid for cancel requests.
+#[derive(Default)]
+pub struct CancelRegistry {
+    by_pid: Mutex<
+        std::collections::HashMap<
+            i32,
+            (
+                pgwire::messages::startup::SecretKey,
+                std::sync::Weak<Connection>,
+            ),
+        >,
+    >,
+}
+
+impl CancelRegistry {
+    fn register(
+        &self,
+        pid: i32,
+        key: pgwire::messages::startup::SecretKey,
+        conn: std::sync::Weak<Connection>,
+    ) {
+        if let Ok(mut m) = self.by_pid.lock() {
+            m.insert(pid, (key, conn));
+        }
+    }
+
+    fn unregister(&self, pid: i32) {
+        if let Ok(mut m) = self.by_pid.lock() {
+            m.remove(&pid);
+        }
+    }
+
+    fn find(
+        &self,
+        pid: i32,
+        key: &pgwire::messages::startup::SecretKey,
+    ) -> Option<Arc<Connection>> {
+        let m = self.by_pid.lock().ok()?;
+        let (k, c) = m.get(&pid)?;
+        if k.to_bytes() == key.to_bytes() {
+            c.upgrade()
+        } else {
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Connection {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        match self.shared.cancels.find(request.pid, &request.secret_key) {
+            Some(conn) => {
+                debug!(pid = request.pid, "cancel request");
+                conn.cancel();
+            }
+            None => warn!(
+                pid = request.pid,
+                "cancel request for an unknown backend or with a wrong key"
+            ),
+        }
+    }
+}
+
+/// Gives every error leaving the server a SQLSTATE: DataFusion errors that reach pgwire as
+/// `ApiError` are classified instead of being sent as XX000.
+pub struct Classifier;
+
+impl ErrorHandler for Classifier {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if let PgWireError::ApiError(inner) = error {
+            let cl = if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                classify(df)
+            } else if let Some(s) = inner.downcast_ref::<SqlError>() {
+                crate::errors::classify_sql(s)
+            } else {
+                crate::errors::Classified {
+                    code: "XX000",
+                    message: inner.to_string(),
+                    hint: None,
+                }
+            };
+            let mut info = ErrorInfo::new("ERROR".into(), cl.code.into(), cl.message);
+            info.hint = cl.hint;
+            *error = PgWireError::UserError(Box::new(info));
+        }
+        if let PgWireError::UserError(info) = error {
+            debug!(code = %info.code, message = %info.message, "statement failed");
+        }
+    }
+}
+
+/// The handler set pgwire asks for, per connection.
+pub struct Handlers(pub Arc<Connection>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.startup.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.0.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(Classifier)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.0.clone()
+    }
+}

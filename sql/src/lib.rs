@@ -1,0 +1,18 @@
+//! The PostgreSQL wire-protocol front door of flashsql.
+//!
+//! [`server::Server`] accepts connections; each gets a [`session::PgSession`] over the shared
+//! engine. The same session type runs SQL in-process (the SQL logic tests use it), so the
+//! wire and the in-process paths cannot drift apart.
+
+pub mod auth;
+pub mod compat;
+pub mod copy;
+pub mod errors;
+pub mod handler;
+pub mod server;
+pub mod session;
+pub mod settings;
+
+pub use errors::SqlError;
+pub use server::{ServeError, Server, ServerConfig};
+pub use session::{PgSession, StatementResult};

@@ -1,0 +1,605 @@
+//! A PostgreSQL-flavoured session: the engine session plus `pg_catalog`, run-time
+//! parameters, and the statements DataFusion does not plan (SET/SHOW, transactions, COPY,
+//! renames, temporary tables, comments). Used by the wire handlers and, in-process, by the
+//! SQL logic tests.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{ParamValues, TableReference};
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    AlterTableOperation, CommentObject, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
+    RenameTableNameKind, Reset, Set, Statement, Value,
+};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use flashsql_engine::{Engine, Output};
+
+use crate::compat;
+use crate::copy::CopyFormat;
+use crate::errors::SqlError;
+use crate::settings::{Settings, canonical};
+
+/// What one statement produced.
+pub enum StatementResult {
+    /// Rows computed when the client reads them.
+    Rows(DataFrame),
+    /// Rows already computed (SHOW and friends).
+    Batches(SchemaRef, Vec<RecordBatch>),
+    Command {
+        tag: String,
+        rows: Option<u64>,
+    },
+    TransactionStart(&'static str),
+    TransactionEnd(&'static str),
+    /// The client must now send the data (`COPY … FROM STDIN`).
+    CopyIn(CopyIn),
+    /// Rows to send as COPY data (`COPY … TO STDOUT`).
+    CopyOut(DataFrame, CopyFormat),
+}
+
+/// A COPY FROM STDIN waiting for its data.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    pub table: TableReference,
+    /// The columns the data holds, in order.
+    pub columns: SchemaRef,
+    /// All the table's columns.
+    pub table_schema: SchemaRef,
+    pub format: CopyFormat,
+}
+
+/// A statement prepared with the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    pub statement: Option<Statement>,
+    pub param_types: Vec<Option<DataType>>,
+    /// Result columns, when the statement returns rows.
+    pub columns: Option<SchemaRef>,
+}
+
+/// One client's session.
+pub struct PgSession {
+    engine: flashsql_engine::Session,
+    parser: Arc<PostgresCompatibilityParser>,
+    settings: Arc<Settings>,
+}
+
+fn one_text_column(name: &str, values: Vec<String>) -> StatementResult {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])
+        .expect("one text column matches its schema");
+    StatementResult::Batches(schema, vec![batch])
+}
+
+fn command(tag: &str) -> StatementResult {
+    StatementResult::Command {
+        tag: tag.to_string(),
+        rows: None,
+    }
+}
+
+fn object_name_to_ref(name: &ObjectName) -> TableReference {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+        .collect();
+    match parts.as_slice() {
+        [t] => TableReference::bare(t.as_str()),
+        [s, t] => TableReference::partial(s.as_str(), t.as_str()),
+        [c, s, t] => TableReference::full(c.as_str(), s.as_str(), t.as_str()),
+        _ => TableReference::bare(name.to_string()),
+    }
+}
+
+/// The text of a SET value: identifiers and strings without quotes, numbers as written.
+fn set_value_text(values: &[SqlExpr]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            SqlExpr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            SqlExpr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl PgSession {
+    pub fn new(
+        engine: &Engine,
+        parser: Arc<PostgresCompatibilityParser>,
+        user: &str,
+        application_name: Option<&str>,
+    ) -> Result<Self, SqlError> {
+        let session = engine.new_session()?;
+        let database = session.database().to_string();
+        setup_pg_catalog(session.ctx(), &database, EmptyContextProvider)
+            .map_err(|e| SqlError::DataFusion(*e))?;
+        let settings = Arc::new(Settings::new(user, application_name));
+        compat::register(session.ctx(), settings.clone());
+        Ok(Self {
+            engine: session,
+            parser,
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    pub fn engine_session(&self) -> &flashsql_engine::Session {
+        &self.engine
+    }
+
+    /// Parses a query string into statements (with PostgreSQL client-query rewrites).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {
+        Ok(self.parser.parse(&rewrite_alter_view_rename(sql))?)
+    }
+
+    /// Plans a statement DataFusion understands.
+    async fn plan(&self, statement: Statement) -> Result<LogicalPlan, SqlError> {
+        let state = self.engine.ctx().state();
+        Ok(state
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?)
+    }
+
+    /// Describes a statement for the extended protocol: parameter and result types.
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared, SqlError> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() > 1 {
+            return Err(SqlError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(Prepared {
+                sql: sql.to_string(),
+                statement: None,
+                param_types: vec![],
+                columns: None,
+            });
+        };
+        let (param_types, columns) = match utility_kind(&statement) {
+            Utility::Show(name) => (
+                vec![],
+                Some(Arc::new(Schema::new(vec![Field::new(
+                    name,
+                    DataType::Utf8,
+                    true,
+                )]))),
+            ),
+            Utility::ShowAll => (
+                vec![],
+                Some(Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, true),
+                    Field::new("setting", DataType::Utf8, true),
+                    Field::new("description", DataType::Utf8, true),
+                ]))),
+            ),
+            Utility::Other => (vec![], None),
+            Utility::Planned => {
+                let plan = self.plan(planned_form(statement.clone())).await?;
+                let params = plan.get_parameter_types()?;
+                let mut ordered: Vec<(usize, Option<DataType>)> = params
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        k.trim_start_matches('$')
+                            .parse::<usize>()
+                            .ok()
+                            .map(|i| (i, v))
+                    })
+                    .collect();
+                ordered.sort_by_key(|(i, _)| *i);
+                let n = ordered.last().map(|(i, _)| *i).unwrap_or(0);
+                let mut types = vec![None; n];
+                for (i, t) in ordered {
+                    types[i - 1] = t;
+                }
+                let columns = match &plan {
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
+                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                };
+                (types, columns)
+            }
+        };
+        Ok(Prepared {
+            sql: sql.to_string(),
+            statement: Some(statement),
+            param_types,
+            columns,
+        })
+    }
+
+    /// Runs one statement. `params` are the bound values of a prepared statement.
+    pub async fn execute(
+        &self,
+        statement: Statement,
+        params: Option<ParamValues>,
+    ) -> Result<StatementResult, SqlError> {
+        match statement {
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => {
+                let name = canonical(
+                    &variable
+                        .iter()
+                        .map(|i| i.value.clone())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                self.show(&name)
+            }
+            Statement::Reset(r) => {
+                match r.reset {
+                    Reset::ALL => self.settings.reset_all(),
+                    Reset::ConfigurationParameter(n) => self.settings.reset(&n.to_string()),
+                }
+                Ok(command("RESET"))
+            }
+            Statement::StartTransaction { .. } => Ok(StatementResult::TransactionStart("BEGIN")),
+            Statement::Commit { .. } => Ok(StatementResult::TransactionEnd("COMMIT")),
+            Statement::Rollback {
+                savepoint: None, ..
+            } => Ok(StatementResult::TransactionEnd("ROLLBACK")),
+            Statement::Rollback { .. } => Ok(command("ROLLBACK")),
+            Statement::Savepoint { .. } => Ok(command("SAVEPOINT")),
+            Statement::ReleaseSavepoint { .. } => Ok(command("RELEASE")),
+            Statement::Discard { .. } => {
+                self.settings.reset_all();
+                let temp = self.engine.catalog().temp();
+                for name in datafusion::catalog::SchemaProvider::table_names(temp.as_ref()) {
+                    datafusion::catalog::SchemaProvider::deregister_table(temp.as_ref(), &name)?;
+                }
+                Ok(command("DISCARD ALL"))
+            }
+            Statement::Deallocate { .. } => Ok(command("DEALLOCATE")),
+            Statement::Analyze(_) => Ok(command("ANALYZE")),
+            Statement::Vacuum(_) => Ok(command("VACUUM")),
+            Statement::Comment {
+                object_type,
+                object_name,
+                comment,
+                ..
+            } => {
+                if matches!(object_type, CommentObject::Table | CommentObject::View) {
+                    self.engine
+                        .comment(&object_name_to_ref(&object_name), comment)?;
+                }
+                Ok(command("COMMENT"))
+            }
+            Statement::AlterTable(alter) => {
+                let from = object_name_to_ref(&alter.name);
+                match alter.operations.as_slice() {
+                    [AlterTableOperation::RenameTable { table_name }] => {
+                        let to = match table_name {
+                            RenameTableNameKind::To(n) | RenameTableNameKind::As(n) => {
+                                object_name_to_ref(n)
+                            }
+                        };
+                        match self.engine.rename(&from, &to) {
+                            Err(e)
+                                if alter.if_exists
+                                    && crate::errors::classify(&e).code == "42P01" => {}
+                            r => r?,
+                        }
+                        Ok(command("ALTER TABLE"))
+                    }
+                    _ => Err(SqlError::not_supported(
+                        "ALTER TABLE other than RENAME TO (recreate the table with CREATE TABLE AS)",
+                    )),
+                }
+            }
+            Statement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let format = CopyFormat::from_options(&options, &legacy_options)?;
+                self.copy(source, to, target, format).await
+            }
+            Statement::CreateTable(mut ct) if ct.temporary => {
+                ct.temporary = false;
+                let plan = self.plan(Statement::CreateTable(ct)).await?;
+                self.run_plan(plan, params, true).await
+            }
+            other => {
+                let plan = self.plan(other).await?;
+                self.run_plan(plan, params, false).await
+            }
+        }
+    }
+
+    async fn run_plan(
+        &self,
+        plan: LogicalPlan,
+        params: Option<ParamValues>,
+        temporary: bool,
+    ) -> Result<StatementResult, SqlError> {
+        let plan = match params {
+            Some(p) => plan.replace_params_with_values(&p)?,
+            None => plan,
+        };
+        Ok(match self.engine.execute_plan(plan, temporary).await? {
+            Output::Rows(df) => StatementResult::Rows(df),
+            Output::Command { tag, rows } => StatementResult::Command { tag, rows },
+        })
+    }
+
+    fn set(&self, set: Set) -> Result<StatementResult, SqlError> {
+        match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = canonical(&variable.to_string());
+                let value = set_value_text(&values);
+                if name.starts_with("datafusion.") {
+                    let state = self.engine.ctx().state_ref();
+                    let mut guard = state.write();
+                    guard.config_mut().options_mut().set(&name, &value)?;
+                } else if name == "statement_timeout"
+                    && crate::settings::parse_duration_ms(&value).is_none()
+                {
+                    return Err(SqlError::coded(
+                        "22023",
+                        format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+                    ));
+                }
+                let value = if value.eq_ignore_ascii_case("default") {
+                    self.settings.reset(&name);
+                    return Ok(command("SET"));
+                } else {
+                    value
+                };
+                self.settings.set(&name, &value);
+                Ok(command("SET"))
+            }
+            Set::SetTimeZone { value, .. } => {
+                self.settings.set("timezone", &set_value_text(&[value]));
+                Ok(command("SET"))
+            }
+            Set::SetNames { charset_name, .. } => {
+                self.settings.set("client_encoding", &charset_name.value);
+                Ok(command("SET"))
+            }
+            // Transaction characteristics, roles, session authorisation: accepted; each
+            // statement commits on its own and there is one user.
+            _ => Ok(command("SET")),
+        }
+    }
+
+    fn show(&self, name: &str) -> Result<StatementResult, SqlError> {
+        if name == "all" {
+            let all = self.settings.all();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("setting", DataType::Utf8, true),
+                Field::new("description", DataType::Utf8, true),
+            ]));
+            let col = |f: fn(&(String, String, String)) -> &String| {
+                Arc::new(StringArray::from_iter_values(all.iter().map(f)))
+                    as datafusion::arrow::array::ArrayRef
+            };
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![col(|r| &r.0), col(|r| &r.1), col(|r| &r.2)],
+            )?;
+            return Ok(StatementResult::Batches(schema, vec![batch]));
+        }
+        if name.starts_with("datafusion.") {
+            let state = self.engine.ctx().state();
+            let entry = state
+                .config_options()
+                .entries()
+                .into_iter()
+                .find(|e| e.key == name)
+                .ok_or_else(|| {
+                    SqlError::coded(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+            return Ok(one_text_column(name, vec![entry.value.unwrap_or_default()]));
+        }
+        match self.settings.get(name) {
+            Some(v) => Ok(one_text_column(name, vec![v])),
+            None => Err(SqlError::coded(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            )),
+        }
+    }
+
+    async fn copy(
+        &self,
+        source: CopySource,
+        to: bool,
+        target: CopyTarget,
+        format: CopyFormat,
+    ) -> Result<StatementResult, SqlError> {
+        match (to, target) {
+            (false, CopyTarget::Stdin) => {
+                let CopySource::Table {
+                    table_name,
+                    columns,
+                } = source
+                else {
+                    return Err(SqlError::syntax("COPY FROM needs a table, not a query"));
+                };
+                let table = object_name_to_ref(&table_name);
+                let provider = self.engine.ctx().table_provider(table.clone()).await?;
+                let table_schema = provider.schema();
+                let columns = if columns.is_empty() {
+                    table_schema.clone()
+                } else {
+                    let fields = columns
+                        .iter()
+                        .map(|c| {
+                            table_schema
+                                .field_with_name(&c.value)
+                                .cloned()
+                                .map_err(|_| {
+                                    SqlError::coded(
+                                        "42703",
+                                        format!(
+                                            "column \"{}\" of relation \"{}\" does not exist",
+                                            c.value,
+                                            table.table()
+                                        ),
+                                    )
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Arc::new(Schema::new(fields))
+                };
+                Ok(StatementResult::CopyIn(CopyIn {
+                    table,
+                    columns,
+                    table_schema,
+                    format,
+                }))
+            }
+            (true, CopyTarget::Stdout) => {
+                let df = match source {
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    } => {
+                        let df = self
+                            .engine
+                            .ctx()
+                            .table(object_name_to_ref(&table_name))
+                            .await?;
+                        if columns.is_empty() {
+                            df
+                        } else {
+                            let names: Vec<&str> =
+                                columns.iter().map(|c| c.value.as_str()).collect();
+                            df.select_columns(&names)?
+                        }
+                    }
+                    CopySource::Query(q) => {
+                        let plan = self.plan(Statement::Query(q)).await?;
+                        self.engine.ctx().execute_logical_plan(plan).await?
+                    }
+                };
+                Ok(StatementResult::CopyOut(df, format))
+            }
+            (_, CopyTarget::File { .. }) | (_, CopyTarget::Program { .. }) => {
+                Err(SqlError::with_hint(
+                    "0A000",
+                    "COPY to or from a server file or program is not supported",
+                    "use COPY … FROM STDIN / TO STDOUT (psql: \\copy), or CREATE EXTERNAL TABLE … LOCATION for files",
+                ))
+            }
+            _ => Err(SqlError::syntax(
+                "COPY FROM needs STDIN and COPY TO needs STDOUT",
+            )),
+        }
+    }
+
+    /// Loads the data of a COPY FROM STDIN: all rows in one atomic append, or none.
+    pub async fn finish_copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64, SqlError> {
+        let batch = crate::copy::decode(data, &copy.format, &copy.columns, copy.table.table())?;
+        let rows = batch.num_rows() as u64;
+        if rows == 0 {
+            return Ok(0);
+        }
+        let batch = crate::copy::widen(&batch, &copy.table_schema)?;
+        self.engine
+            .ctx()
+            .read_batch(batch)?
+            .write_table(&copy.table.to_string(), DataFrameWriteOptions::new())
+            .await?;
+        Ok(rows)
+    }
+}
+
+enum Utility {
+    Show(String),
+    ShowAll,
+    Other,
+    Planned,
+}
+
+/// Whether a statement is handled here rather than planned by DataFusion.
+fn utility_kind(s: &Statement) -> Utility {
+    match s {
+        Statement::ShowVariable { variable } => {
+            let name = canonical(
+                &variable
+                    .iter()
+                    .map(|i| i.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            if name == "all" {
+                Utility::ShowAll
+            } else {
+                Utility::Show(name)
+            }
+        }
+        Statement::Set(_)
+        | Statement::Reset(_)
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Analyze(_)
+        | Statement::Vacuum(_)
+        | Statement::Comment { .. }
+        | Statement::AlterTable(_)
+        | Statement::Copy { .. } => Utility::Other,
+        _ => Utility::Planned,
+    }
+}
+
+/// The form of a statement DataFusion can plan (temporary tables are planned as ordinary
+/// ones and kept in the session by the executor).
+fn planned_form(s: Statement) -> Statement {
+    match s {
+        Statement::CreateTable(mut ct) if ct.temporary => {
+            ct.temporary = false;
+            Statement::CreateTable(ct)
+        }
+        other => other,
+    }
+}
+
+/// `ALTER VIEW v RENAME TO w` is `ALTER TABLE v RENAME TO w` in PostgreSQL; the SQL parser
+/// only knows the latter.
+fn rewrite_alter_view_rename(sql: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    let upper: String = trimmed
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if upper.starts_with("ALTER VIEW") && sql.to_ascii_uppercase().contains(" RENAME TO ") {
+        let offset = sql.len() - trimmed.len();
+        let mut out = String::with_capacity(sql.len() + 1);
+        out.push_str(&sql[..offset]);
+        out.push_str("ALTER TABLE");
+        out.push_str(&trimmed["ALTER VIEW".len()..]);
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
+}

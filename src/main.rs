@@ -1,0 +1,199 @@
+//! The `flashsql` command line: serve a data directory over the PostgreSQL protocol, or
+//! generate a synthetic flash-sale world into one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use flashsql_datasets::Scale;
+use flashsql_engine::{Engine, EngineConfig, Store};
+use flashsql_sql::{Server, ServerConfig};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "flashsql",
+    version,
+    about = "Flash-sale optimisation in SQL: Apache DataFusion served over the PostgreSQL wire protocol",
+    long_about = "flashsql serves a data directory of Parquet tables over the PostgreSQL wire \
+                  protocol. Without a subcommand it runs `serve`: on first start with an empty \
+                  data directory it generates the synthetic flash-sale world (users, items, \
+                  events, campaigns, exposures and the ground truth in schema `truth`) and then \
+                  serves it. Connect with: psql -h 127.0.0.1 -p 5433 -U flashsql flashsql"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the data directory over the PostgreSQL protocol (the default).
+    Serve(ServeArgs),
+    /// Generate the synthetic flash-sale world into a new data directory.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Data directory: Parquet tables and the catalog. Created and filled with the generated
+    /// world on first start.
+    #[arg(long, env = "FLASHSQL_DATA_DIR", default_value = "./flashsql-data")]
+    data_dir: PathBuf,
+    /// Address to listen on. A non-loopback address requires a password.
+    #[arg(long, env = "FLASHSQL_LISTEN", default_value = "127.0.0.1:5433")]
+    listen: SocketAddr,
+    /// Size of the world generated into an empty data directory: tiny, small, medium, large.
+    #[arg(long, env = "FLASHSQL_SCALE", default_value = "small")]
+    scale: Scale,
+    /// Seed of the world generated into an empty data directory.
+    #[arg(long, env = "FLASHSQL_SEED", default_value_t = 42)]
+    seed: u64,
+    /// File holding the password of user `flashsql`; clients then authenticate with
+    /// SCRAM-SHA-256. (Or set FLASHSQL_PASSWORD.)
+    #[arg(long, env = "FLASHSQL_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Memory for query execution (sorts, joins, aggregates) in MiB.
+    #[arg(long, env = "FLASHSQL_MEMORY_MB", default_value_t = 8192)]
+    memory_mb: usize,
+    /// Do not generate a world into an empty data directory.
+    #[arg(long)]
+    no_seed: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// tiny, small, medium or large.
+    #[arg(long, default_value = "small")]
+    scale: Scale,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// New data directory to write (must not exist or be empty); serve it with
+    /// `flashsql serve --data-dir DIR`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn password(args: &ServeArgs) -> Result<Option<String>> {
+    if let Some(path) = &args.password_file {
+        let p = std::fs::read_to_string(path)
+            .with_context(|| format!("reading password file {}", path.display()))?;
+        let p = p.trim_end_matches(['\n', '\r']).to_string();
+        if p.is_empty() {
+            bail!("password file {} is empty", path.display());
+        }
+        return Ok(Some(p));
+    }
+    Ok(std::env::var("FLASHSQL_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("SIGINT received"),
+        _ = term => info!("SIGTERM received"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let password = password(&args)?;
+    let mut config = EngineConfig::new(&args.data_dir);
+    config.seed_world = (!args.no_seed).then_some((args.scale, args.seed));
+    config.memory_limit = args.memory_mb << 20;
+    let engine = Arc::new(
+        Engine::open(config)
+            .await
+            .with_context(|| format!("opening data directory {}", args.data_dir.display()))?,
+    );
+    let server = Server::bind(
+        engine,
+        ServerConfig {
+            listen: args.listen,
+            password: password.clone(),
+        },
+    )
+    .await?;
+    let addr = server.local_addr()?;
+    info!(seconds = t0.elapsed().as_secs_f64(), %addr, "ready");
+    println!(
+        "flashsql {} is ready on {addr} (data: {})\n  connect: psql -h {} -p {} -U flashsql flashsql{}",
+        env!("CARGO_PKG_VERSION"),
+        args.data_dir.display(),
+        addr.ip(),
+        addr.port(),
+        if password.is_some() {
+            "   (password required)"
+        } else {
+            ""
+        }
+    );
+    server.serve(shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    if args.out.exists()
+        && std::fs::read_dir(&args.out)
+            .with_context(|| format!("reading {}", args.out.display()))?
+            .next()
+            .is_some()
+    {
+        bail!("{} exists and is not empty", args.out.display());
+    }
+    let t0 = Instant::now();
+    let dataset = flashsql_datasets::generate(args.scale, args.seed)?;
+    let generated = t0.elapsed();
+    let store = Store::open(&args.out)?;
+    store.load_dataset(&dataset)?;
+    for t in &dataset.tables {
+        println!("{:>10} rows  {}.{}", t.num_rows(), t.schema, t.name);
+    }
+    println!(
+        "generated in {:.2} s, written in {:.2} s to {}",
+        generated.as_secs_f64(),
+        (t0.elapsed() - generated).as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Some(Command::Generate(g)) => generate(g),
+        Some(Command::Serve(s)) => runtime.block_on(serve(s)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
