@@ -16,8 +16,11 @@ use crate::table::DurableTable;
 
 /// The schema unqualified names resolve in.
 pub const DEFAULT_SCHEMA: &str = "public";
-/// Where a session's temporary tables live; they also shadow `public` for that session.
+/// Where a session's temporary tables live.
 pub const TEMP_SCHEMA: &str = "pg_temp";
+/// The hidden schema unqualified names resolve in: a session's temporary tables, then
+/// `public` (PostgreSQL's search path). `public.x` skips the temporary tables.
+pub const SEARCH_SCHEMA: &str = "$search_path";
 
 /// One durable schema.
 #[derive(Debug)]
@@ -179,19 +182,16 @@ impl CatalogProvider for SessionCatalog {
         if let Some(s) = self.local.read().ok().and_then(|l| l.get(name).cloned()) {
             return Some(s);
         }
+        if name == SEARCH_SCHEMA {
+            return Some(Arc::new(Overlay {
+                front: self.temp.clone(),
+                back: Arc::new(DurableSchema::new(self.store.clone(), DEFAULT_SCHEMA)),
+            }));
+        }
         if !self.store.schema_exists(name) {
             return None;
         }
-        let durable: Arc<dyn SchemaProvider> =
-            Arc::new(DurableSchema::new(self.store.clone(), name));
-        if name == DEFAULT_SCHEMA {
-            Some(Arc::new(Overlay {
-                front: self.temp.clone(),
-                back: durable,
-            }))
-        } else {
-            Some(durable)
-        }
+        Some(Arc::new(DurableSchema::new(self.store.clone(), name)))
     }
 
     /// Only session-local schemas are registered this way; `CREATE SCHEMA` goes through the

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod executor;
 pub mod information_schema;
 pub mod manifest;
 pub mod pg_types;
@@ -59,6 +60,7 @@ pub struct Engine {
     config: EngineConfig,
     store: Arc<Store>,
     runtime: Arc<RuntimeEnv>,
+    executor: executor::CpuExecutor,
 }
 
 impl Engine {
@@ -68,10 +70,14 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
             .build_arc()?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let engine = Engine {
             config,
             store,
             runtime,
+            executor: executor::CpuExecutor::new(threads)?,
         };
         let empty = {
             let m = engine.store.manifest();
@@ -106,6 +112,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Where statements execute (see [`executor`]).
+    pub fn executor(&self) -> &executor::CpuExecutor {
+        &self.executor
     }
 
     pub fn config(&self) -> &EngineConfig {

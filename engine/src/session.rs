@@ -14,7 +14,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::catalog::{DEFAULT_SCHEMA, SessionCatalog, TEMP_SCHEMA};
+use crate::catalog::{DEFAULT_SCHEMA, SEARCH_SCHEMA, SessionCatalog, TEMP_SCHEMA};
 use crate::error::EngineError;
 use crate::information_schema::InformationSchema;
 use crate::store::{RelationKind, Store};
@@ -53,7 +53,7 @@ impl Session {
         batch_size: usize,
     ) -> Result<Self> {
         let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(database, DEFAULT_SCHEMA)
+            .with_default_catalog_and_schema(database, SEARCH_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_batch_size(batch_size);
@@ -110,14 +110,17 @@ impl Session {
             ))
             .into());
         }
-        let schema = r.schema().unwrap_or(DEFAULT_SCHEMA).to_string();
-        Ok((schema, r.table().to_string()))
+        let schema = match r.schema() {
+            None | Some(SEARCH_SCHEMA) => DEFAULT_SCHEMA,
+            Some(s) => s,
+        };
+        Ok((schema.to_string(), r.table().to_string()))
     }
 
     /// Whether `r` names one of this session's temporary tables.
     fn temp_table(&self, r: &TableReference) -> Option<String> {
-        let (schema, name) = self.resolve(r).ok()?;
-        let may_be_temp = r.schema().is_none() || schema == TEMP_SCHEMA;
+        let (_, name) = self.resolve(r).ok()?;
+        let may_be_temp = matches!(r.schema(), None | Some(SEARCH_SCHEMA) | Some(TEMP_SCHEMA));
         (may_be_temp && self.catalog.temp().table_exist(&name)).then_some(name)
     }
 

@@ -137,6 +137,24 @@ impl Connection {
             .cloned()
     }
 
+    /// Runs a statement on the execution runtime.
+    async fn execute(
+        &self,
+        session: &Arc<PgSession>,
+        statement: datafusion::sql::parser::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<StatementResult, SqlError> {
+        if PgSession::is_utility(&statement) {
+            return session.execute(statement, params).await;
+        }
+        let s = session.clone();
+        self.shared
+            .engine
+            .executor()
+            .run(async move { s.execute(statement, params).await })
+            .await?
+    }
+
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
     fn begin(&self, session: &PgSession) -> Guard {
         let guard = Guard {
@@ -183,8 +201,14 @@ impl Connection {
         match result {
             StatementResult::Rows(df) => {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let batches = self.shared.engine.executor().stream(df);
                 if materialise {
-                    let batches = guard.run(async { Ok(df.collect().await?) }).await?;
+                    let batches = guard
+                        .run(async {
+                            let all: Vec<_> = batches.collect().await;
+                            Ok(all.into_iter().collect::<Result<Vec<_>, _>>()?)
+                        })
+                        .await?;
                     rows_response(
                         schema,
                         stream::iter(batches.into_iter().map(Ok)),
@@ -193,8 +217,7 @@ impl Connection {
                         guard,
                     )
                 } else {
-                    let s = guard.run(async { Ok(df.execute_stream().await?) }).await?;
-                    rows_response(schema, s, format, options, guard)
+                    rows_response(schema, batches, format, options, guard)
                 }
             }
             StatementResult::Batches(schema, batches) => rows_response(
@@ -235,7 +258,7 @@ impl Connection {
                     Some(options),
                 )?);
                 let columns = fields.len();
-                let batches = guard.run(async { Ok(df.execute_stream().await?) }).await?;
+                let batches = self.shared.engine.executor().stream(df);
                 let encoder = Arc::new(Mutex::new(CopyOutEncoder::new(fields, &fmt)));
                 let per_batch = encoder.clone();
                 let data = batches
@@ -339,7 +362,7 @@ impl SimpleQueryHandler for Connection {
         let mut out = Vec::with_capacity(n);
         for (i, statement) in statements.into_iter().enumerate() {
             let guard = this.begin(&session);
-            let result = guard.run(session.execute(statement, None)).await;
+            let result = guard.run(this.execute(&session, statement, None)).await;
             let response = match result {
                 Ok(r) => {
                     this.respond(client, r, &guard, &Format::UnifiedText, i + 1 < n)
@@ -467,7 +490,7 @@ impl ExtendedQueryHandler for Connection {
             None
         };
         let guard = this.begin(&session);
-        let result = guard.run(session.execute(statement, params)).await?;
+        let result = guard.run(this.execute(&session, statement, params)).await?;
         Ok(this
             .respond(client, result, &guard, &portal.result_column_format, false)
             .await?)
@@ -513,7 +536,13 @@ impl CopyHandler for Connection {
         let this = self.self_arc()?;
         let session = this.session(client).await?;
         let guard = this.begin(&session);
-        let rows = guard.run(session.finish_copy_in(&copy, &data)).await?;
+        let s = session.clone();
+        let load = self
+            .shared
+            .engine
+            .executor()
+            .run(async move { s.finish_copy_in(&copy, &data).await });
+        let rows = guard.run(async { load.await? }).await?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))

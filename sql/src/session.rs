@@ -10,11 +10,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, TableReference};
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CommentObject, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
     RenameTableNameKind, Reset, Set, Statement, Value,
 };
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -58,7 +59,7 @@ pub struct CopyIn {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub sql: String,
-    pub statement: Option<Statement>,
+    pub statement: Option<DFStatement>,
     pub param_types: Vec<Option<DataType>>,
     /// Result columns, when the statement returns rows.
     pub columns: Option<SchemaRef>,
@@ -144,16 +145,32 @@ impl PgSession {
     }
 
     /// Parses a query string into statements (with PostgreSQL client-query rewrites).
-    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {
-        Ok(self.parser.parse(&rewrite_alter_view_rename(sql))?)
+    /// DataFusion's own statements (`CREATE EXTERNAL TABLE`) go through its parser.
+    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>, SqlError> {
+        match self.parser.parse(&rewrite_alter_view_rename(sql)) {
+            Ok(statements) => Ok(statements
+                .into_iter()
+                .map(|s| DFStatement::Statement(Box::new(s)))
+                .collect()),
+            Err(e) if sql.to_ascii_uppercase().contains("EXTERNAL TABLE") => {
+                match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+                    Ok(statements) => Ok(statements.into_iter().collect()),
+                    Err(_) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Plans a statement DataFusion understands.
     async fn plan(&self, statement: Statement) -> Result<LogicalPlan, SqlError> {
+        self.plan_df(DFStatement::Statement(Box::new(statement)))
+            .await
+    }
+
+    async fn plan_df(&self, statement: DFStatement) -> Result<LogicalPlan, SqlError> {
         let state = self.engine.ctx().state();
-        Ok(state
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-            .await?)
+        Ok(state.statement_to_plan(statement).await?)
     }
 
     /// Describes a statement for the extended protocol: parameter and result types.
@@ -172,7 +189,11 @@ impl PgSession {
                 columns: None,
             });
         };
-        let (param_types, columns) = match utility_kind(&statement) {
+        let kind = match &statement {
+            DFStatement::Statement(s) => utility_kind(s),
+            _ => Utility::Planned,
+        };
+        let (param_types, columns) = match kind {
             Utility::Show(name) => (
                 vec![],
                 Some(Arc::new(Schema::new(vec![Field::new(
@@ -191,7 +212,7 @@ impl PgSession {
             ),
             Utility::Other => (vec![], None),
             Utility::Planned => {
-                let plan = self.plan(planned_form(statement.clone())).await?;
+                let plan = self.plan_df(planned_form(statement.clone())).await?;
                 let params = plan.get_parameter_types()?;
                 let mut ordered: Vec<(usize, Option<DataType>)> = params
                     .into_iter()
@@ -223,24 +244,39 @@ impl PgSession {
         })
     }
 
+    /// Whether a statement only touches session state (SET, SHOW, BEGIN…) and so never needs
+    /// the execution runtime.
+    pub fn is_utility(statement: &DFStatement) -> bool {
+        match statement {
+            DFStatement::Statement(s) => {
+                !matches!(utility_kind(s), Utility::Planned)
+                    && !matches!(
+                        **s,
+                        Statement::Copy { .. }
+                            | Statement::AlterTable(_)
+                            | Statement::Comment { .. }
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// Runs one statement. `params` are the bound values of a prepared statement.
     pub async fn execute(
         &self,
-        statement: Statement,
+        statement: DFStatement,
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
+        let statement = match statement {
+            DFStatement::Statement(s) => *s,
+            other => {
+                let plan = self.plan_df(other).await?;
+                return self.run_plan(plan, params, false).await;
+            }
+        };
         match statement {
             Statement::Set(set) => self.set(set),
-            Statement::ShowVariable { variable } => {
-                let name = canonical(
-                    &variable
-                        .iter()
-                        .map(|i| i.value.clone())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                );
-                self.show(&name)
-            }
+            Statement::ShowVariable { variable } => self.show(&variable_name(&variable)),
             Statement::Reset(r) => {
                 match r.reset {
                     Reset::ALL => self.settings.reset_all(),
@@ -540,13 +576,7 @@ enum Utility {
 fn utility_kind(s: &Statement) -> Utility {
     match s {
         Statement::ShowVariable { variable } => {
-            let name = canonical(
-                &variable
-                    .iter()
-                    .map(|i| i.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
+            let name = variable_name(variable);
             if name == "all" {
                 Utility::ShowAll
             } else {
@@ -573,12 +603,15 @@ fn utility_kind(s: &Statement) -> Utility {
 
 /// The form of a statement DataFusion can plan (temporary tables are planned as ordinary
 /// ones and kept in the session by the executor).
-fn planned_form(s: Statement) -> Statement {
+fn planned_form(s: DFStatement) -> DFStatement {
     match s {
-        Statement::CreateTable(mut ct) if ct.temporary => {
-            ct.temporary = false;
-            Statement::CreateTable(ct)
-        }
+        DFStatement::Statement(inner) => match *inner {
+            Statement::CreateTable(mut ct) if ct.temporary => {
+                ct.temporary = false;
+                DFStatement::Statement(Box::new(Statement::CreateTable(ct)))
+            }
+            other => DFStatement::Statement(Box::new(other)),
+        },
         other => other,
     }
 }
@@ -602,4 +635,19 @@ fn rewrite_alter_view_rename(sql: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(sql)
     }
+}
+
+/// The parameter a `SHOW` names: dotted for DataFusion's options, words joined by spaces for
+/// PostgreSQL's multi-word names (`TRANSACTION ISOLATION LEVEL`).
+fn variable_name(idents: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
+    let parts: Vec<&str> = idents.iter().map(|i| i.value.as_str()).collect();
+    let sep = if parts
+        .first()
+        .is_some_and(|p| p.eq_ignore_ascii_case("datafusion"))
+    {
+        "."
+    } else {
+        " "
+    };
+    canonical(&parts.join(sep))
 }

@@ -1,1 +1,11 @@
-mod x {}
+//! Integration tests: the real `flashsql` binary over TCP with real clients.
+
+mod auth;
+mod common;
+mod copy;
+mod durability;
+mod errors;
+mod protocol;
+mod psql;
+mod sessions;
+mod slt;

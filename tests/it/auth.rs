@@ -1,0 +1,50 @@
+//! Password authentication (SCRAM-SHA-256) and the loopback rule.
+
+use crate::common::{TestServer, connect};
+
+#[tokio::test]
+async fn scram_password_is_required_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw_file = tmp.path().join("pw");
+    std::fs::write(&pw_file, "s3cret\n").unwrap();
+    let pw = pw_file.to_string_lossy().to_string();
+    let server =
+        TestServer::try_start(&tmp.path().join("d"), &[], &["--password-file", &pw]).unwrap();
+    let base = server.url();
+    let ok = connect(&format!("{base} password=s3cret"))
+        .await
+        .expect("right password");
+    let n: i64 = ok
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 100);
+    let e = connect(&format!("{base} password=wrong"))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.code().map(|c| c.code()), Some("28P01"), "{e:?}");
+    let e = connect(&base).await.expect_err("no password");
+    assert!(format!("{e:?}").contains("password missing"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_public_address_without_a_password_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = TestServer::try_start(&tmp.path().join("d"), &[], &["--listen", "0.0.0.0:0"])
+        .err()
+        .expect("refused");
+    assert!(err.contains("without a password"), "{err}");
+    // With a password it listens.
+    let server = TestServer::try_start(
+        &tmp.path().join("d"),
+        &[("FLASHSQL_PASSWORD", "pw")],
+        &["--listen", "0.0.0.0:0"],
+    )
+    .unwrap();
+    let url = format!(
+        "host=127.0.0.1 port={} user=flashsql dbname=flashsql password=pw",
+        server.addr.port()
+    );
+    connect(&url).await.expect("connects with the password");
+}

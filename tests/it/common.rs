@@ -1,0 +1,145 @@
+//! Starting the real `flashsql` binary on an ephemeral port over a `tiny` world.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+/// A running server process; killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A fresh tiny world in a new temporary directory.
+    pub fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Self::start_in(&dir, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server over `dir` (generated as a tiny world if empty) with extra arguments and
+    /// environment.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        Self::try_start(dir, env, &[]).expect("server starts")
+    }
+
+    pub fn try_start(
+        dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<TestServer, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flashsql"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--scale", "tiny", "--seed", "7"])
+            .args(if args.iter().any(|a| *a == "--listen") {
+                vec![]
+            } else {
+                vec!["--listen", "127.0.0.1:0"]
+            })
+            .args(args)
+            .env_remove("FLASHSQL_PASSWORD")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split(" is ready on ").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            let _ = etx.send(all);
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok(TestServer {
+                child,
+                addr: addr
+                    .parse()
+                    .map_err(|e| format!("bad address {addr}: {e}"))?,
+                _tmp: None,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default())
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "host={} port={} user=flashsql dbname=flashsql",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    pub async fn connect(&self) -> Client {
+        connect(&self.url()).await.expect("connect")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}

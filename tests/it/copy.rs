@@ -1,0 +1,115 @@
+//! COPY FROM STDIN (text and CSV) and COPY TO STDOUT.
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt, pin_mut};
+
+use crate::common::{TestServer, sqlstate};
+
+async fn copy_in(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    data: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = client.copy_in(sql).await?;
+    pin_mut!(sink);
+    sink.send(Bytes::from(data.to_string())).await?;
+    sink.finish().await
+}
+
+async fn copy_out(client: &tokio_postgres::Client, sql: &str) -> String {
+    let stream = client.copy_out(sql).await.unwrap();
+    pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn copy_in_text_and_csv_then_copy_out() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE c (id BIGINT, name TEXT, price DOUBLE PRECISION, ok BOOLEAN)")
+        .await
+        .unwrap();
+    let n = copy_in(
+        &client,
+        "COPY c FROM STDIN",
+        "1\talpha\t1.5\tt\n2\t\\N\t2\tf\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let n = copy_in(
+        &client,
+        "COPY c (id, name) FROM STDIN WITH (FORMAT csv, HEADER true)",
+        "id,name\n3,\"with, comma\"\n4,\"quote \"\"q\"\"\"\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let rows = client
+        .query("SELECT id, name, price, ok FROM c ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1].get::<_, Option<String>>(1), None);
+    assert_eq!(rows[2].get::<_, String>(1), "with, comma");
+    assert_eq!(rows[3].get::<_, String>(1), "quote \"q\"");
+    assert_eq!(rows[3].get::<_, Option<f64>>(2), None);
+    assert_eq!(rows[0].get::<_, Option<bool>>(3), Some(true));
+
+    let text = copy_out(
+        &client,
+        "COPY (SELECT id, name FROM c ORDER BY id) TO STDOUT",
+    )
+    .await;
+    assert_eq!(text, "1\talpha\n2\t\\N\n3\twith, comma\n4\tquote \"q\"\n");
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT id, name FROM c WHERE id >= 3 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    )
+    .await;
+    assert_eq!(csv, "id,name\n3,\"with, comma\"\n4,\"quote \"\"q\"\"\"\n");
+    let whole = copy_out(&client, "COPY c TO STDOUT WITH (FORMAT csv)").await;
+    assert_eq!(whole.lines().count(), 4);
+}
+
+#[tokio::test]
+async fn a_malformed_line_fails_the_copy_with_its_line_number_and_loads_nothing() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE m (id BIGINT, v DOUBLE PRECISION)")
+        .await
+        .unwrap();
+    copy_in(&client, "COPY m FROM STDIN", "1\t1.0\n")
+        .await
+        .unwrap();
+    let mut data = String::new();
+    for i in 0..5000 {
+        data.push_str(&format!("{i}\t{i}.5\n"));
+    }
+    data.push_str("oops\t1.0\n");
+    let e = copy_in(&client, "COPY m FROM STDIN", &data)
+        .await
+        .expect_err("bad line");
+    assert_eq!(sqlstate(&e), "22P02", "{e:?}");
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("line 5001"), "{msg}");
+    let e = copy_in(&client, "COPY m FROM STDIN WITH (FORMAT csv)", "1,2,3\n")
+        .await
+        .expect_err("extra column");
+    assert_eq!(sqlstate(&e), "22P04", "{e:?}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM m", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing of the failed COPYs is visible");
+}

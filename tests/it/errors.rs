@@ -1,0 +1,91 @@
+//! Errors carry PostgreSQL's SQLSTATEs, fail alone, and leave the connection usable.
+
+use crate::common::{TestServer, sqlstate};
+
+#[tokio::test]
+async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE e1 (id BIGINT)")
+        .await
+        .unwrap();
+    let cases = [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT no_such_column FROM users", "42703"),
+        ("SELECT no_such_function(1)", "42883"),
+        ("CREATE TABLE e1 (id BIGINT)", "42P07"),
+        ("SELECT 1 / 0", "22012"),
+        ("SELECT 'abc'::INT", "22P02"),
+        ("CREATE INDEX i ON users (user_id)", "0A000"),
+        ("COPY users TO '/tmp/x'", "0A000"),
+        ("DROP TABLE no_such_table", "42P01"),
+        ("DROP SCHEMA no_such_schema", "3F000"),
+        ("SHOW no_such_setting", "42704"),
+        ("SELECT current_setting('no_such_setting')", "42704"),
+    ];
+    for (sql, code) in cases {
+        // Both protocols give the same code.
+        let e = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "simple: {sql}: {e:?}");
+        let e = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "extended: {sql}: {e:?}");
+        // The connection is still usable.
+        let one: i64 = client
+            .query_one("SELECT 1::BIGINT", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(one, 1);
+    }
+}
+
+#[tokio::test]
+async fn out_of_memory_is_53200_and_fails_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::try_start(&tmp.path().join("d"), &[], &["--memory-mb", "2"]).unwrap();
+    let client = server.connect().await;
+    // The build side of a hash join cannot spill: all events do not fit in 2 MiB.
+    let e = client
+        .simple_query(
+            "SELECT count(*) FROM events e1 JOIN events e2 \
+             ON e1.user_id = e2.user_id AND e1.event_type = e2.event_type AND e1.ts = e2.ts",
+        )
+        .await
+        .expect_err("2 MiB is not enough");
+    assert_eq!(sqlstate(&e), "53200", "{e:?}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+}
+
+#[tokio::test]
+async fn a_failing_statement_leaves_the_table_as_it_was() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE f1 (id BIGINT NOT NULL, v DOUBLE PRECISION); INSERT INTO f1 VALUES (1, 1.0), (2, 2.0)")
+        .await
+        .unwrap();
+    // Fails at run time after some rows were produced: nothing may be appended.
+    let e = client
+        .simple_query("INSERT INTO f1 SELECT user_id, 1.0 / (user_id - 500) * 0 + 1 / (user_id - 500) FROM users")
+        .await
+        .expect_err("division by zero at user 500");
+    assert_eq!(sqlstate(&e), "22012");
+    let e = client
+        .simple_query("INSERT INTO f1 VALUES (NULL, 3.0)")
+        .await
+        .expect_err("NOT NULL");
+    assert_eq!(sqlstate(&e), "23502", "{e:?}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM f1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}

@@ -1,0 +1,111 @@
+//! psql against the server: meta-commands, expanded output, \copy.
+//! Skips (saying so) where psql is not installed, unless FLASHSQL_REQUIRE_PSQL=1 (CI).
+
+use std::process::Command;
+
+use crate::common::TestServer;
+
+fn psql_available() -> bool {
+    let found = Command::new("psql").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("FLASHSQL_REQUIRE_PSQL").is_err(),
+            "psql is required (FLASHSQL_REQUIRE_PSQL is set) but not installed"
+        );
+        eprintln!("SKIPPED: psql is not installed; install postgresql-client to run this test");
+    }
+    found
+}
+
+/// Runs each command with `-c`, in one psql session.
+fn psql(server: &TestServer, script: &str) -> String {
+    psql_all(server, &[script])
+}
+
+fn psql_all(server: &TestServer, commands: &[&str]) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            &server.addr.ip().to_string(),
+            "-p",
+            &server.addr.port().to_string(),
+            "-U",
+            "flashsql",
+            "-d",
+            "flashsql",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .args(commands.iter().flat_map(|c| ["-c", c]))
+        .output()
+        .expect("psql runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "psql failed on {commands:?}:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn psql_meta_commands_work() {
+    if !psql_available() {
+        return;
+    }
+    let server = TestServer::start();
+    let dt = psql(&server, "\\dt");
+    for t in ["events", "exposures", "campaigns", "users", "items"] {
+        assert!(dt.contains(t), "\\dt lists {t}:\n{dt}");
+    }
+    let d = psql(&server, "\\d events");
+    assert!(d.contains("timestamp without time zone"), "{d}");
+    assert!(d.contains("double precision"), "{d}");
+    assert!(d.contains("bigint"), "{d}");
+    let dn = psql(&server, "\\dn");
+    assert!(dn.contains("truth") && dn.contains("public"), "{dn}");
+    let l = psql(&server, "\\l");
+    assert!(l.contains("flashsql"), "{l}");
+    psql(
+        &server,
+        "CREATE VIEW buyers AS SELECT DISTINCT user_id FROM exposures WHERE purchased",
+    );
+    let dv = psql(&server, "\\dv");
+    assert!(dv.contains("buyers"), "{dv}");
+    let x = psql_all(
+        &server,
+        &[
+            "\\x on",
+            "SELECT user_id, segment FROM users WHERE user_id = 1",
+        ],
+    );
+    assert!(x.contains("-[ RECORD 1 ]"), "{x}");
+    // Tab completion asks pg_catalog for relation names.
+    let tab = psql(
+        &server,
+        "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         AND substring(pg_catalog.quote_ident(c.relname),1,2)='ev' \
+         AND pg_catalog.pg_table_is_visible(c.oid) LIMIT 1000",
+    );
+    assert!(tab.contains("events"), "{tab}");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("u.csv");
+    psql(
+        &server,
+        &format!(
+            "\\copy (SELECT user_id FROM users WHERE user_id <= 3 ORDER BY 1) TO '{}' WITH (FORMAT csv)",
+            file.display()
+        ),
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n2\n3\n");
+    psql(&server, "CREATE TABLE back (user_id BIGINT)");
+    psql(
+        &server,
+        &format!("\\copy back FROM '{}' WITH (FORMAT csv)", file.display()),
+    );
+    let n = psql(&server, "SELECT sum(user_id) AS s FROM back");
+    assert!(n.contains(" 6"), "{n}");
+}
