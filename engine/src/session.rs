@@ -17,7 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::catalog::{DEFAULT_SCHEMA, SEARCH_SCHEMA, SessionCatalog, TEMP_SCHEMA};
 use crate::error::EngineError;
 use crate::information_schema::InformationSchema;
-use crate::store::{RelationKind, Store};
+use crate::store::{RelationKind, Store, TableData};
 use crate::table::write_stream;
 
 /// What a statement produced.
@@ -196,7 +196,7 @@ impl Session {
                 };
                 let files = if rows > 0 { vec![file] } else { vec![] };
                 self.store
-                    .publish_table(id, &schema, &name, &arrow_schema, files, rows, c.or_replace)?;
+                    .publish_table(&schema, &name, &arrow_schema, TableData { id, files, rows }, c.or_replace)?;
                 Ok(if is_ctas {
                     Output::Command {
                         tag: "SELECT".into(),
@@ -298,7 +298,7 @@ impl Session {
                 "CREATE INDEX (tables are columnar Parquet, scanned with statistics pruning; no index is needed)".into(),
             )
             .into()),
-            other => Err(EngineError::NotSupported(format!("{}", other.name())).into()),
+            other => Err(EngineError::NotSupported(other.name().to_string()).into()),
         }
     }
 

@@ -34,6 +34,14 @@ pub enum RelationKind {
     External,
 }
 
+/// A table's storage: its folder id and the durable files in it.
+#[derive(Debug, Clone)]
+pub struct TableData {
+    pub id: u64,
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
 /// The durable state of a data directory, shared by every session of a process.
 #[derive(Debug)]
 pub struct Store {
@@ -303,18 +311,17 @@ impl Store {
         Ok(())
     }
 
-    /// Registers table `id` (whose files are already durable) under `schema.name`.
+    /// Registers a table whose files are already durable under `schema.name`.
     /// With `replace`, an existing table of that name is dropped in the same commit.
     pub fn publish_table(
         &self,
-        id: u64,
         schema: &str,
         name: &str,
         arrow_schema: &SchemaRef,
-        files: Vec<String>,
-        rows: u64,
+        data: TableData,
         replace: bool,
     ) -> Result<()> {
+        let TableData { id, files, rows } = data;
         let replaced = self.commit(|m| {
             let mut replaced = None;
             if replace && let Some(old) = m.table(schema, name) {
@@ -572,15 +579,12 @@ impl Store {
             let (file, path) = self.new_file(id);
             let rows = crate::storage::write_parquet(&path, t.arrow_schema.clone(), &t.batches)?;
             fsync_dir(&self.table_dir(id))?;
-            self.publish_table(
+            let data = TableData {
                 id,
-                t.schema,
-                t.name,
-                &t.arrow_schema,
-                vec![file],
+                files: vec![file],
                 rows,
-                false,
-            )?;
+            };
+            self.publish_table(t.schema, t.name, &t.arrow_schema, data, false)?;
             info!(table = %format!("{}.{}", t.schema, t.name), rows, "table written");
         }
         self.set_property("world.scale", dataset.scale.name())?;

@@ -449,11 +449,13 @@ impl CopyOutEncoder {
                 },
             ),
             CopyKind::Csv => {
-                let mut opts = CopyCsvOptions::default();
-                opts.delimiter = delimiter.as_str().into();
-                opts.null_string = fmt.null.as_str().into();
-                opts.quote = (fmt.quote as char).to_string().as_str().into();
-                opts.escape = (fmt.escape as char).to_string().as_str().into();
+                let opts = CopyCsvOptions {
+                    delimiter: delimiter.as_str().into(),
+                    null_string: fmt.null.as_str().into(),
+                    quote: (fmt.quote as char).to_string().as_str().into(),
+                    escape: (fmt.escape as char).to_string().as_str().into(),
+                    ..Default::default()
+                };
                 CopyEncoder::new_csv(fields.clone(), opts)
             }
         };

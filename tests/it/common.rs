@@ -42,7 +42,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(dir)
             .args(["--scale", "tiny", "--seed", "7"])
-            .args(if args.iter().any(|a| *a == "--listen") {
+            .args(if args.contains(&"--listen") {
                 vec![]
             } else {
                 vec!["--listen", "127.0.0.1:0"]
