@@ -168,6 +168,22 @@ impl PgSession {
             .await
     }
 
+    /// Plans a statement; a query's unaliased result columns get PostgreSQL's names.
+    async fn plan_named(&self, statement: DFStatement) -> Result<LogicalPlan, SqlError> {
+        let names = match &statement {
+            DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Query(q) => crate::colnames::pg_names(q),
+                _ => None,
+            },
+            _ => None,
+        };
+        let plan = self.plan_df(statement).await?;
+        Ok(match names {
+            Some(names) => crate::colnames::apply(plan, &names)?,
+            None => plan,
+        })
+    }
+
     async fn plan_df(&self, statement: DFStatement) -> Result<LogicalPlan, SqlError> {
         let state = self.engine.ctx().state();
         Ok(state.statement_to_plan(statement).await?)
@@ -212,7 +228,7 @@ impl PgSession {
             ),
             Utility::Other => (vec![], None),
             Utility::Planned => {
-                let plan = self.plan_df(planned_form(statement.clone())).await?;
+                let plan = self.plan_named(planned_form(statement.clone())).await?;
                 let params = plan.get_parameter_types()?;
                 let mut ordered: Vec<(usize, Option<DataType>)> = params
                     .into_iter()
@@ -354,7 +370,9 @@ impl PgSession {
                 self.run_plan(plan, params, true).await
             }
             other => {
-                let plan = self.plan(other).await?;
+                let plan = self
+                    .plan_named(DFStatement::Statement(Box::new(other)))
+                    .await?;
                 self.run_plan(plan, params, false).await
             }
         }

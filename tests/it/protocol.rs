@@ -235,6 +235,13 @@ async fn looks_like_postgres_to_clients() {
         .map(|r| r.get(0))
         .collect();
     assert!(schemas.contains(&"public".to_string()) && schemas.contains(&"truth".to_string()));
+    // Unaliased result columns are named as PostgreSQL names them.
+    let stmt = client
+        .prepare("SELECT count(*), max(user_id), 1 + 1, '7'::int FROM users")
+        .await
+        .unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "max", "?column?", "int4"]);
     // Three-part names resolve in the flashsql database.
     let n: i64 = client
         .query_one("SELECT count(*) FROM flashsql.truth.response", &[])

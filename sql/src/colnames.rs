@@ -1,0 +1,136 @@
+//! Result column names as PostgreSQL chooses them for unaliased expressions: `count` for
+//! `count(*)`, `?column?` for `1 + 1`, the column name for `t.x`, the type for `'1'::int`.
+//! Clients read results by these names (`row["count"]`), so DataFusion's display names
+//! (`count(*)`, `Int64(1)`) would break them.
+
+use datafusion::common::Column;
+use datafusion::error::Result;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::sql::sqlparser::ast::{Expr, Query, SelectItem, SetExpr};
+use flashsql_engine::pg_types::pg_udt_name;
+
+/// PostgreSQL's name for one unaliased expression, where it can be told from the syntax;
+/// `Err(())` for a literal under a cast, whose name is its type.
+fn figure(expr: &Expr) -> Result<Option<String>, ()> {
+    Ok(match expr {
+        Expr::Identifier(i) => Some(i.value.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase()),
+        Expr::Cast { expr, .. } => match figure(expr)? {
+            Some(n) if n != "?column?" => Some(n),
+            _ => return Err(()),
+        },
+        Expr::Nested(inner) => figure(inner)?,
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        _ => Some("?column?".into()),
+    })
+}
+
+/// The names PostgreSQL would give the output columns of a simple `SELECT` (no `*`); `None`
+/// for a slot that is aliased or left as DataFusion names it, or for queries of other shapes.
+pub fn pg_names(query: &Query) -> Option<Vec<Option<NameHint>>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(match figure(e) {
+                Ok(n) => n.map(NameHint::Name),
+                Err(()) => Some(NameHint::TypeName),
+            }),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None, // a wildcard: positions are unknown before planning
+        })
+        .collect()
+}
+
+/// How to name one output column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameHint {
+    Name(String),
+    /// PostgreSQL names a cast literal after its type (`int4`, `text`).
+    TypeName,
+}
+
+/// Renames `plan`'s output columns to PostgreSQL's names. Leaves the plan as it is when the
+/// new names would not be unique (DataFusion requires unique output names).
+pub fn apply(plan: LogicalPlan, names: &[Option<NameHint>]) -> Result<LogicalPlan> {
+    let fields = plan.schema().fields().clone();
+    if names.len() != fields.len() {
+        return Ok(plan);
+    }
+    let mut finals = Vec::with_capacity(names.len());
+    for (f, hint) in fields.iter().zip(names) {
+        finals.push(match hint {
+            Some(NameHint::Name(n)) => n.clone(),
+            Some(NameHint::TypeName) => pg_udt_name(f.data_type()),
+            None => f.name().clone(),
+        });
+    }
+    let changed = fields.iter().zip(&finals).any(|(f, n)| f.name() != n);
+    let mut seen = std::collections::HashSet::new();
+    if !changed || !finals.iter().all(|n| seen.insert(n.as_str())) {
+        return Ok(plan);
+    }
+    let exprs = plan
+        .schema()
+        .iter()
+        .zip(finals)
+        .map(|((qualifier, field), name)| {
+            let c = col(Column::new(qualifier.cloned(), field.name()));
+            if field.name() == &name {
+                c
+            } else {
+                c.alias(name)
+            }
+        })
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn names(sql: &str) -> Option<Vec<Option<NameHint>>> {
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        let datafusion::sql::sqlparser::ast::Statement::Query(q) = stmt else {
+            panic!("not a query")
+        };
+        pg_names(&q)
+    }
+
+    #[test]
+    fn names_follow_postgres() {
+        let n = |s: &str| Some(NameHint::Name(s.to_string()));
+        assert_eq!(
+            names(
+                "SELECT count(*), t.user_id, 1 + 1, x AS y, '1'::int, seg::text, CASE WHEN a THEN 1 END FROM t"
+            ),
+            Some(vec![
+                n("count"),
+                n("user_id"),
+                n("?column?"),
+                None,
+                Some(NameHint::TypeName),
+                n("seg"),
+                n("case")
+            ])
+        );
+        assert_eq!(names("SELECT * FROM t"), None);
+        assert_eq!(names("SELECT 1 UNION SELECT 2"), None);
+    }
+}
