@@ -42,7 +42,7 @@ impl CpuExecutor {
         let task = AbortOnDropHandle::new(self.handle.spawn(fut));
         async move {
             task.await
-                .map_err(|e| DataFusionError::Execution(format!("statement task failed: {e}")))
+                .map_err(|e| DataFusionError::Internal(format!("statement task failed: {e}")))
         }
     }
 

@@ -85,14 +85,33 @@ impl Default for Manifest {
     }
 }
 
+/// A relation's kind, as the catalog knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+    External,
+}
+
 impl Manifest {
+    pub fn relation_kind(&self, schema: &str, name: &str) -> Option<RelationKind> {
+        if self.table(schema, name).is_some() {
+            Some(RelationKind::Table)
+        } else if self.view(schema, name).is_some() {
+            Some(RelationKind::View)
+        } else if self
+            .external
+            .iter()
+            .any(|e| e.schema == schema && e.name == name)
+        {
+            Some(RelationKind::External)
+        } else {
+            None
+        }
+    }
+
     pub fn has_relation(&self, schema: &str, name: &str) -> bool {
-        self.table(schema, name).is_some()
-            || self.view(schema, name).is_some()
-            || self
-                .external
-                .iter()
-                .any(|e| e.schema == schema && e.name == name)
+        self.relation_kind(schema, name).is_some()
     }
 
     pub fn table(&self, schema: &str, name: &str) -> Option<&TableDef> {

