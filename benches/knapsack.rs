@@ -4,27 +4,7 @@
 
 use std::time::Instant;
 
-use flashsql_udfs::knapsack::{ItemCurve, solve_exact, solve_lagrangian};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-fn instance(n: usize, k: usize, seed: u64) -> Vec<ItemCurve> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let base: f64 = rng.random_range(1.0..20.0);
-            let mut values = Vec::with_capacity(k);
-            let mut costs = Vec::with_capacity(k);
-            for l in 0..k {
-                let d = l as f64 * 0.1;
-                let lift = 1.0 + rng.random_range(0.5..3.0) * d;
-                values.push(base * lift * (1.0 - 0.5 * d));
-                costs.push(base * lift * d);
-            }
-            ItemCurve { values, costs }
-        })
-        .collect()
-}
+use flashsql_udfs::knapsack::{random_instance, solve_exact, solve_lagrangian};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -34,7 +14,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n = 1_000_000;
     let k = 5;
-    let items = instance(n, k, 42);
+    let items = random_instance(n, k, 42);
     let budget: f64 = items.iter().map(|it| it.costs[k - 1]).sum::<f64>() * 0.3;
     let runs = 5;
     let mut lag = Vec::new();

@@ -1,6 +1,6 @@
 //! Password authentication (SCRAM-SHA-256) and the loopback rule.
 
-use crate::common::{TestServer, connect};
+use crate::common::{TestServer, connect, scalar_i64};
 
 #[tokio::test]
 async fn scram_password_is_required_when_configured() {
@@ -14,11 +14,7 @@ async fn scram_password_is_required_when_configured() {
     let ok = connect(&format!("{base} password=s3cret"))
         .await
         .expect("right password");
-    let n: i64 = ok
-        .query_one("SELECT count(*) FROM items", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&ok, "SELECT count(*) FROM items").await;
     assert_eq!(n, 100);
     let e = connect(&format!("{base} password=wrong"))
         .await

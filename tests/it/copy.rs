@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, pin_mut};
 
-use crate::common::{TestServer, sqlstate};
+use crate::common::{TestServer, scalar_i64, sqlstate};
 
 async fn copy_in(
     client: &tokio_postgres::Client,
@@ -106,10 +106,6 @@ async fn a_malformed_line_fails_the_copy_with_its_line_number_and_loads_nothing(
         .await
         .expect_err("extra column");
     assert_eq!(sqlstate(&e), "22P04", "{e:?}");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM m", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM m").await;
     assert_eq!(n, 1, "nothing of the failed COPYs is visible");
 }

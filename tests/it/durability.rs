@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, scalar_i64};
 
 fn files_with_suffix(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -52,11 +52,7 @@ async fn catalog_changes_survive_a_restart() {
         ))
         .await
         .unwrap();
-    let vip_before: i64 = client
-        .query_one("SELECT count(*) FROM mart.vip", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let vip_before = scalar_i64(&client, "SELECT count(*) FROM mart.vip").await;
     drop(client);
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
@@ -125,11 +121,7 @@ async fn a_kill_during_writes_leaves_whole_statements_only() {
         .batch_execute("CREATE TABLE grow AS SELECT user_id, item_id, event_type, ts FROM events")
         .await
         .unwrap();
-    let base: i64 = client
-        .query_one("SELECT count(*) FROM grow", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let base = scalar_i64(&client, "SELECT count(*) FROM grow").await;
     // Keep doubling the table; each INSERT is one statement that writes one file.
     let writer = tokio::spawn(async move {
         let mut acknowledged = 1i64;
@@ -153,11 +145,7 @@ async fn a_kill_during_writes_leaves_whole_statements_only() {
 
     let server = TestServer::start_in(&dir, &[]);
     let client = server.connect().await;
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM grow", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM grow").await;
     // Every acknowledged insert is there; an unacknowledged one is either all there or not
     // at all — never part of it.
     assert!(

@@ -1,6 +1,6 @@
 //! Errors carry PostgreSQL's SQLSTATEs, fail alone, and leave the connection usable.
 
-use crate::common::{TestServer, sqlstate};
+use crate::common::{TestServer, scalar_i64, sqlstate};
 
 #[tokio::test]
 async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
@@ -32,11 +32,7 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         let e = client.query(sql, &[]).await.expect_err(sql);
         assert_eq!(sqlstate(&e), code, "extended: {sql}: {e:?}");
         // The connection is still usable.
-        let one: i64 = client
-            .query_one("SELECT 1::BIGINT", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let one = scalar_i64(&client, "SELECT 1::BIGINT").await;
         assert_eq!(one, 1);
     }
 }
@@ -55,11 +51,7 @@ async fn out_of_memory_is_53200_and_fails_alone() {
         .await
         .expect_err("2 MiB is not enough");
     assert_eq!(sqlstate(&e), "53200", "{e:?}");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM users").await;
     assert_eq!(n, 1000);
 }
 
@@ -82,10 +74,6 @@ async fn a_failing_statement_leaves_the_table_as_it_was() {
         .await
         .expect_err("NOT NULL");
     assert_eq!(sqlstate(&e), "23502", "{e:?}");
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM f1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM f1").await;
     assert_eq!(n, 2);
 }

@@ -4,7 +4,7 @@ use futures::{StreamExt, pin_mut};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, scalar_i64};
 
 #[tokio::test]
 async fn simple_protocol_runs_several_statements_in_order() {
@@ -50,11 +50,7 @@ async fn simple_protocol_runs_several_statements_in_order() {
 async fn extended_protocol_with_typed_parameters_and_binary_results() {
     let server = TestServer::start();
     let client = server.connect().await;
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let total = scalar_i64(&client, "SELECT count(*) FROM events").await;
     assert!(total > 10_000, "{total}");
 
     let stmt = client
@@ -243,10 +239,6 @@ async fn looks_like_postgres_to_clients() {
     let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, ["count", "max", "?column?", "int4"]);
     // Three-part names resolve in the flashsql database.
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM flashsql.truth.response", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM flashsql.truth.response").await;
     assert_eq!(n, 4);
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::common::{TestServer, sqlstate};
+use crate::common::{TestServer, scalar_i64, sqlstate};
 
 async fn show(client: &tokio_postgres::Client, name: &str) -> String {
     client
@@ -44,11 +44,7 @@ async fn settings_and_temporary_tables_are_private_to_a_connection() {
     )
     .await
     .unwrap();
-    let n: i64 = a
-        .query_one("SELECT count(*) FROM scratch", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&a, "SELECT count(*) FROM scratch").await;
     assert_eq!(n, 10);
     let e = b
         .simple_query("SELECT count(*) FROM scratch")
@@ -59,17 +55,9 @@ async fn settings_and_temporary_tables_are_private_to_a_connection() {
     a.batch_execute("CREATE TEMP TABLE items AS SELECT 1 AS only_one")
         .await
         .unwrap();
-    let n: i64 = a
-        .query_one("SELECT count(*) FROM items", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&a, "SELECT count(*) FROM items").await;
     assert_eq!(n, 1);
-    let n: i64 = b
-        .query_one("SELECT count(*) FROM items", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&b, "SELECT count(*) FROM items").await;
     assert_eq!(n, 100);
     // Gone with the session.
     drop(a);
@@ -100,11 +88,7 @@ async fn a_cancel_request_stops_the_running_statement() {
     assert!(t0.elapsed() < Duration::from_secs(30));
     canceller.await.unwrap().unwrap();
     // The connection goes on.
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM users").await;
     assert_eq!(n, 1000);
 }
 
@@ -123,10 +107,6 @@ async fn statement_timeout_cancels_with_57014() {
         .batch_execute("SET statement_timeout = 0")
         .await
         .unwrap();
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM items", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = scalar_i64(&client, "SELECT count(*) FROM items").await;
     assert_eq!(n, 100);
 }

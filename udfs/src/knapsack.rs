@@ -309,30 +309,34 @@ pub fn solve_exact(items: &[ItemCurve], budget: f64) -> Result<Plan, KnapsackErr
     })
 }
 
+/// A seeded random instance shaped like discount curves (level `l` is a discount of
+/// `10·l` %: more discount sells more, up to a point, and costs more; level 0 is free), for
+/// tests and benchmarks.
+pub fn random_instance(n: usize, k: usize, seed: u64) -> Vec<ItemCurve> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let base: f64 = rng.random_range(1.0..20.0);
+            let mut values = Vec::with_capacity(k);
+            let mut costs = Vec::with_capacity(k);
+            for l in 0..k {
+                let d = l as f64 * 0.1;
+                let lift = 1.0 + rng.random_range(0.5..3.0) * d;
+                values.push(base * lift * (1.0 - 0.5 * d));
+                costs.push(base * lift * d);
+            }
+            ItemCurve { values, costs }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
 
-    /// A random instance shaped like discount curves: more discount, more value (up to a
-    /// point) and more cost; level 0 costs nothing.
     fn instance(n: usize, k: usize, seed: u64) -> Vec<ItemCurve> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                let base: f64 = rng.random_range(1.0..20.0);
-                let mut values = Vec::with_capacity(k);
-                let mut costs = Vec::with_capacity(k);
-                for l in 0..k {
-                    let d = l as f64 * 0.1;
-                    let lift = 1.0 + rng.random_range(0.5..3.0) * d;
-                    values.push(base * lift * (1.0 - 0.5 * d));
-                    costs.push(base * lift * d);
-                }
-                ItemCurve { values, costs }
-            })
-            .collect()
+        random_instance(n, k, seed)
     }
 
     fn brute_force(items: &[ItemCurve], budget: f64) -> Option<f64> {
