@@ -22,6 +22,10 @@ pub enum EngineError {
     NotATable(String),
     #[error("\"{0}\" is not a view")]
     NotAView(String),
+    #[error(
+        "could not serialize access to \"{0}\": another statement changed it concurrently; retry"
+    )]
+    ConcurrentWrite(String),
     #[error("{0} is not supported")]
     NotSupported(String),
     #[error("invalid input: {0}")]

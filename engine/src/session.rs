@@ -151,9 +151,11 @@ impl Session {
                     .await?
                     .collect()
                     .await?;
+                // PostgreSQL's TRUNCATE tag carries no row count.
+                let rows = (tag != "TRUNCATE TABLE").then(|| count_of(&batches));
                 Ok(Output::Command {
                     tag: tag.into(),
-                    rows: Some(count_of(&batches)),
+                    rows,
                 })
             }
             other => Ok(Output::Rows(self.ctx.execute_logical_plan(other).await?)),

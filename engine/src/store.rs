@@ -355,23 +355,55 @@ impl Store {
         r
     }
 
-    /// Replaces all files of table `id` (DELETE, TRUNCATE): the old files are removed after
-    /// the commit.
-    pub fn replace_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
-        let old = self.commit(|m| {
+    /// Table `id`'s current files (relative names) and row count.
+    pub fn table_files(&self, id: u64) -> Result<(Vec<String>, u64)> {
+        let m = self.manifest();
+        let t = m
+            .tables
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
+        Ok((t.files.clone(), t.rows))
+    }
+
+    /// Replaces all files of table `id` (DELETE, TRUNCATE) if they are still `expected`;
+    /// the old files are removed after the commit. If another write changed the table in the
+    /// meantime nothing changes and the new files are removed.
+    pub fn replace_files_if(
+        &self,
+        id: u64,
+        expected: &[String],
+        files: Vec<String>,
+        rows: u64,
+    ) -> Result<()> {
+        let new_files = files.clone();
+        let r = self.commit(|m| {
             let t = m
                 .tables
                 .iter_mut()
                 .find(|t| t.id == id)
                 .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
+            if t.files != expected {
+                return Err(EngineError::ConcurrentWrite(t.name.clone()));
+            }
             let old = std::mem::replace(&mut t.files, files);
             t.rows = rows;
             Ok(old)
-        })?;
-        for f in old {
-            let _ = fs::remove_file(self.table_dir(id).join(f));
+        });
+        match r {
+            Ok(old) => {
+                for f in old {
+                    let _ = fs::remove_file(self.table_dir(id).join(f));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for f in new_files {
+                    let _ = fs::remove_file(self.table_dir(id).join(f));
+                }
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     pub fn create_view(

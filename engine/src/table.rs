@@ -5,6 +5,7 @@
 //! Inserts stream into one new file that the catalog names only once it is on disk.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,11 +17,13 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::provider_as_source;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
@@ -35,16 +38,27 @@ pub struct DurableTable {
     store: Arc<Store>,
     id: u64,
     schema: SchemaRef,
+    /// When set, scans read exactly these files instead of the catalog's current list (a
+    /// DELETE reads the snapshot it will replace).
+    pinned: Option<Vec<PathBuf>>,
 }
 
 impl DurableTable {
     pub fn new(store: Arc<Store>, id: u64, schema: SchemaRef) -> Self {
-        Self { store, id, schema }
+        Self {
+            store,
+            id,
+            schema,
+            pinned: None,
+        }
     }
 
-    /// A listing table over exactly the files the catalog names now.
+    /// A listing table over exactly the files the catalog names now (or the pinned ones).
     fn snapshot(&self) -> Result<Option<ListingTable>> {
-        let files = self.store.files_of(self.id);
+        let files = match &self.pinned {
+            Some(f) => f.clone(),
+            None => self.store.files_of(self.id),
+        };
         if files.is_empty() {
             return Ok(None);
         }
@@ -113,6 +127,95 @@ impl TableProvider for DurableTable {
             schema: self.schema.clone(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    /// Rewrites the table without the matching rows: the kept rows go to one new file that
+    /// replaces all current files in one commit, or, if another write committed meanwhile,
+    /// the statement fails and nothing changes.
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if filters.is_empty() {
+            return self.truncate(state).await; // DELETE without WHERE removes every row
+        }
+        let (files, rows) = self.store.table_files(self.id)?;
+        let pinned = Arc::new(DurableTable {
+            store: self.store.clone(),
+            id: self.id,
+            schema: self.schema.clone(),
+            pinned: Some(
+                files
+                    .iter()
+                    .map(|f| self.store.table_dir(self.id).join(f))
+                    .collect(),
+            ),
+        });
+        let mut builder = LogicalPlanBuilder::scan("target", provider_as_source(pinned), None)?;
+        if let Some(matching) = filters.into_iter().map(unnormalize_col).reduce(Expr::and) {
+            // Keep a row unless the condition is true for it (NULL keeps it, as in SQL).
+            builder = builder.filter(Expr::IsNotTrue(Box::new(matching)))?;
+        }
+        let kept = state.create_physical_plan(&builder.build()?).await?;
+        let sink = ReplaceSink {
+            store: self.store.clone(),
+            id: self.id,
+            schema: self.schema.clone(),
+            expected: files,
+            rows_before: rows,
+        };
+        Ok(Arc::new(DataSinkExec::new(kept, Arc::new(sink), None)))
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        let (files, rows) = self.store.table_files(self.id)?;
+        let sink = ReplaceSink {
+            store: self.store.clone(),
+            id: self.id,
+            schema: self.schema.clone(),
+            expected: files,
+            rows_before: rows,
+        };
+        let nothing = Arc::new(EmptyExec::new(self.schema.clone()));
+        Ok(Arc::new(DataSinkExec::new(nothing, Arc::new(sink), None)))
+    }
+}
+
+/// Replaces a table's files with the rows it is given (DELETE keeps, TRUNCATE keeps none)
+/// and reports how many rows went away.
+#[derive(Debug)]
+struct ReplaceSink {
+    store: Arc<Store>,
+    id: u64,
+    schema: SchemaRef,
+    expected: Vec<String>,
+    rows_before: u64,
+}
+
+impl DisplayAs for ReplaceSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ReplaceSink: table #{}", self.id)
+    }
+}
+
+#[async_trait]
+impl DataSink for ReplaceSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        let (name, path) = self.store.new_file(self.id);
+        let kept = write_stream(&path, &self.schema, data).await?;
+        let files = if kept > 0 { vec![name] } else { vec![] };
+        self.store
+            .replace_files_if(self.id, &self.expected, files, kept)?;
+        Ok(self.rows_before.saturating_sub(kept))
     }
 }
 

@@ -93,6 +93,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::SchemaNotEmpty(_) => c("2BP01", e.to_string()),
         EngineError::NotATable(_) | EngineError::NotAView(_) => c("42809", e.to_string()),
         EngineError::NotSupported(_) => c("0A000", e.to_string()),
+        EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
         EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
             "23502",
             format!("null value violates not-null constraint: {m}"),

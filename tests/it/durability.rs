@@ -36,6 +36,8 @@ async fn catalog_changes_survive_a_restart() {
              CREATE TABLE mart.buyers AS SELECT user_id, segment FROM users WHERE user_id <= 20;
              INSERT INTO mart.buyers VALUES (5000, 'vip');
              INSERT INTO mart.buyers SELECT user_id, segment FROM users WHERE user_id BETWEEN 21 AND 30;
+             INSERT INTO mart.buyers VALUES (6000, 'gone');
+             DELETE FROM mart.buyers WHERE segment = 'gone';
              CREATE TABLE empty_one (x BIGINT NOT NULL, y TEXT);
              CREATE VIEW mart.vip AS SELECT user_id FROM mart.buyers WHERE segment = 'vip';
              CREATE OR REPLACE VIEW mart.vip AS SELECT user_id, segment FROM mart.buyers WHERE segment = 'vip';
