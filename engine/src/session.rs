@@ -75,6 +75,7 @@ impl Session {
             Arc::new(InformationSchema::new(Arc::downgrade(&catalog), database)),
         )?;
         ctx.register_catalog(database, catalog.clone());
+        flashsql_udfs::register_all(&ctx)?;
         Ok(Self {
             ctx,
             catalog,

@@ -1,5 +1,15 @@
 //! flashsql's SQL functions and the algorithms behind the decision functions.
 //!
-//! So far: the discount-choice solvers ([`knapsack`]) that `optimize_discounts` will expose.
+//! [`register_all`] is the one place functions are registered, so every process that plans
+//! or executes SQL sees the same set.
 
 pub mod knapsack;
+pub mod optimize;
+
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+
+/// Registers every flashsql function on a session.
+pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    optimize::register(ctx)
+}
