@@ -11,7 +11,8 @@
 //!   upper convex hull of (cost, value); a greedy over all incremental segments by falling
 //!   slope fills the budget, with at most one item taken fractionally. That gives the LP
 //!   optimum (an upper bound on the integer optimum); the integer plan drops the fractional
-//!   step and keeps filling with later segments that still fit.
+//!   step, keeps filling with later segments that still fit, and is then repaired by local
+//!   moves ([`polish`]).
 
 use rayon::prelude::*;
 
@@ -300,6 +301,10 @@ pub fn solve_exact(items: &[ItemCurve], budget: f64) -> Result<Plan, KnapsackErr
     if lp_bound.is_nan() {
         lp_bound = value; // every improving step fitted: the plan is the LP optimum
     }
+    let fractional = segments.iter().find(|s| blocked[s.item]).map(|s| s.item);
+    polish(items, budget, &mut choice, fractional);
+    let cost: f64 = choice.iter().zip(items).map(|(&k, it)| it.costs[k]).sum();
+    let value: f64 = choice.iter().zip(items).map(|(&k, it)| it.values[k]).sum();
     Ok(Plan {
         choice,
         objective: value,
@@ -307,6 +312,72 @@ pub fn solve_exact(items: &[ItemCurve], budget: f64) -> Result<Plan, KnapsackErr
         upper_bound: lp_bound.max(value),
         shadow_price: shadow,
     })
+}
+
+/// Repairs a rounded plan: (1) moves of one item to any better level that still fits,
+/// repeated while they help; (2) for the item the LP took fractionally, moving it up while
+/// moving one other item down to pay for it, if that gains. Each pass is O(N·K); the plan
+/// only ever improves and stays within the budget.
+fn polish(items: &[ItemCurve], budget: f64, choice: &mut [usize], fractional: Option<usize>) {
+    let mut cost: f64 = choice.iter().zip(items).map(|(&k, it)| it.costs[k]).sum();
+    const EPS: f64 = 1e-12;
+    for _ in 0..4 {
+        let mut improved = false;
+        if let Some(f) = fractional {
+            let it = &items[f];
+            let cur = choice[f];
+            // Best (gain, up level, other item, its level) over single compensating moves.
+            let mut best: Option<(f64, usize, usize, usize)> = None;
+            for up in 0..it.values.len() {
+                let gain_up = it.values[up] - it.values[cur];
+                let extra = it.costs[up] - it.costs[cur] - (budget - cost);
+                if gain_up <= EPS || extra <= 0.0 {
+                    continue; // no gain, or fits alone (the one-item pass takes it)
+                }
+                for (j, other) in items.iter().enumerate() {
+                    if j == f {
+                        continue;
+                    }
+                    let cj = choice[j];
+                    for down in 0..other.values.len() {
+                        let saving = other.costs[cj] - other.costs[down];
+                        if saving + EPS < extra {
+                            continue;
+                        }
+                        let gain = gain_up - (other.values[cj] - other.values[down]);
+                        if gain > EPS && best.is_none_or(|b| gain > b.0) {
+                            best = Some((gain, up, j, down));
+                        }
+                    }
+                }
+            }
+            if let Some((_, up, j, down)) = best {
+                cost +=
+                    it.costs[up] - it.costs[cur] + items[j].costs[down] - items[j].costs[choice[j]];
+                choice[f] = up;
+                choice[j] = down;
+                improved = true;
+            }
+        }
+        for (i, it) in items.iter().enumerate() {
+            let cur = choice[i];
+            let mut pick = cur;
+            for k in 0..it.values.len() {
+                let new_cost = cost - it.costs[cur] + it.costs[k];
+                if new_cost <= budget && it.values[k] > it.values[pick] + EPS {
+                    pick = k;
+                }
+            }
+            if pick != cur {
+                cost += it.costs[pick] - it.costs[cur];
+                choice[i] = pick;
+                improved = true;
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
 }
 
 /// A seeded random instance shaped like discount curves (level `l` is a discount of
@@ -384,6 +455,7 @@ mod tests {
     /// better than the optimum, and both bounds are at least the optimum (tolerance 1e-9).
     #[test]
     fn solvers_agree_with_exhaustive_search() {
+        let mut optimal = 0;
         for seed in 0..300u64 {
             let n = 1 + (seed as usize % 6);
             let k = 2 + (seed as usize % 4);
@@ -397,6 +469,9 @@ mod tests {
             let exact = solve_exact(&items, budget).unwrap();
             check(&items, &exact, budget);
             assert!(exact.objective <= opt + 1e-9);
+            if exact.objective >= opt - 1e-9 * opt.abs().max(1.0) {
+                optimal += 1;
+            }
             assert!(
                 exact.upper_bound >= opt - 1e-9,
                 "LP bound below the optimum"
@@ -409,6 +484,12 @@ mod tests {
                 "dual bound below the optimum"
             );
         }
+        // The repaired rounding finds the optimum in the large majority of small cases.
+        eprintln!("exact plan optimal in {optimal} of 300 instances");
+        assert!(
+            optimal >= 260,
+            "exact plan optimal in only {optimal} of 300"
+        );
     }
 
     /// On larger instances the gaps are small (the LP rounding loses at most one item's step).
