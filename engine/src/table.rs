@@ -44,6 +44,17 @@ pub struct DurableTable {
 }
 
 impl DurableTable {
+    /// The plan that writes `input`'s rows to this table.
+    fn sink(&self, input: Arc<dyn ExecutionPlan>, mode: Mode) -> Arc<dyn ExecutionPlan> {
+        let sink = TableSink {
+            store: self.store.clone(),
+            id: self.id,
+            schema: self.schema.clone(),
+            mode,
+        };
+        Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
+    }
+
     pub fn new(store: Arc<Store>, id: u64, schema: SchemaRef) -> Self {
         Self {
             store,
@@ -121,12 +132,7 @@ impl TableProvider for DurableTable {
         if insert_op != InsertOp::Append {
             return Err(EngineError::NotSupported(format!("INSERT with mode {insert_op}")).into());
         }
-        let sink = AppendSink {
-            store: self.store.clone(),
-            id: self.id,
-            schema: self.schema.clone(),
-        };
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+        Ok(self.sink(input, Mode::Append))
     }
 
     /// Rewrites the table without the matching rows: the kept rows go to one new file that
@@ -158,83 +164,58 @@ impl TableProvider for DurableTable {
             builder = builder.filter(Expr::IsNotTrue(Box::new(matching)))?;
         }
         let kept = state.create_physical_plan(&builder.build()?).await?;
-        let sink = ReplaceSink {
-            store: self.store.clone(),
-            id: self.id,
-            schema: self.schema.clone(),
-            expected: files,
-            rows_before: rows,
-        };
-        Ok(Arc::new(DataSinkExec::new(kept, Arc::new(sink), None)))
+        Ok(self.sink(
+            kept,
+            Mode::Replace {
+                expected: files,
+                rows_before: rows,
+            },
+        ))
     }
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         let (files, rows) = self.store.table_files(self.id)?;
-        let sink = ReplaceSink {
-            store: self.store.clone(),
-            id: self.id,
-            schema: self.schema.clone(),
-            expected: files,
-            rows_before: rows,
-        };
         let nothing = Arc::new(EmptyExec::new(self.schema.clone()));
-        Ok(Arc::new(DataSinkExec::new(nothing, Arc::new(sink), None)))
+        Ok(self.sink(
+            nothing,
+            Mode::Replace {
+                expected: files,
+                rows_before: rows,
+            },
+        ))
     }
 }
 
-/// Replaces a table's files with the rows it is given (DELETE keeps, TRUNCATE keeps none)
-/// and reports how many rows went away.
+/// How a statement's rows reach the table.
 #[derive(Debug)]
-struct ReplaceSink {
+enum Mode {
+    /// INSERT: the rows become one more file.
+    Append,
+    /// DELETE (the rows kept) and TRUNCATE (none): the rows replace all files, if they are
+    /// still `expected`; the statement reports how many rows went away.
+    Replace {
+        expected: Vec<String>,
+        rows_before: u64,
+    },
+}
+
+/// Writes one statement's rows to a durable table as a single new file and commits it.
+#[derive(Debug)]
+struct TableSink {
     store: Arc<Store>,
     id: u64,
     schema: SchemaRef,
-    expected: Vec<String>,
-    rows_before: u64,
+    mode: Mode,
 }
 
-impl DisplayAs for ReplaceSink {
+impl DisplayAs for TableSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ReplaceSink: table #{}", self.id)
+        write!(f, "TableSink: table #{} ({:?})", self.id, self.mode)
     }
 }
 
 #[async_trait]
-impl DataSink for ReplaceSink {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    async fn write_all(
-        &self,
-        data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
-    ) -> Result<u64> {
-        let (name, path) = self.store.new_file(self.id);
-        let kept = write_stream(&path, &self.schema, data).await?;
-        let files = if kept > 0 { vec![name] } else { vec![] };
-        self.store
-            .replace_files_if(self.id, &self.expected, files, kept)?;
-        Ok(self.rows_before.saturating_sub(kept))
-    }
-}
-
-/// Appends one statement's rows to a durable table as a single new file.
-#[derive(Debug)]
-struct AppendSink {
-    store: Arc<Store>,
-    id: u64,
-    schema: SchemaRef,
-}
-
-impl DisplayAs for AppendSink {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "AppendSink: table #{}", self.id)
-    }
-}
-
-#[async_trait]
-impl DataSink for AppendSink {
+impl DataSink for TableSink {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -246,10 +227,23 @@ impl DataSink for AppendSink {
     ) -> Result<u64> {
         let (name, path) = self.store.new_file(self.id);
         let rows = write_stream(&path, &self.schema, data).await?;
-        if rows > 0 {
-            self.store.append_files(self.id, vec![name], rows)?;
+        let files = if rows > 0 { vec![name] } else { vec![] };
+        match &self.mode {
+            Mode::Append => {
+                if rows > 0 {
+                    self.store.append_files(self.id, files, rows)?;
+                }
+                Ok(rows)
+            }
+            Mode::Replace {
+                expected,
+                rows_before,
+            } => {
+                self.store
+                    .replace_files_if(self.id, expected, files, rows)?;
+                Ok(rows_before.saturating_sub(rows))
+            }
         }
-        Ok(rows)
     }
 }
 

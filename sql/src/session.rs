@@ -225,7 +225,7 @@ impl PgSession {
                     Field::new("description", DataType::Utf8, true),
                 ]))),
             ),
-            Utility::Other => (vec![], None),
+            Utility::Session | Utility::Catalog => (vec![], None),
             Utility::Planned => {
                 let plan = self.plan_named(planned_form(statement.clone())).await?;
                 let params = plan.get_parameter_types()?;
@@ -263,15 +263,10 @@ impl PgSession {
     /// the execution runtime.
     pub fn is_utility(statement: &DFStatement) -> bool {
         match statement {
-            DFStatement::Statement(s) => {
-                !matches!(utility_kind(s), Utility::Planned)
-                    && !matches!(
-                        **s,
-                        Statement::Copy { .. }
-                            | Statement::AlterTable(_)
-                            | Statement::Comment { .. }
-                    )
-            }
+            DFStatement::Statement(s) => matches!(
+                utility_kind(s),
+                Utility::Show(_) | Utility::ShowAll | Utility::Session
+            ),
             _ => false,
         }
     }
@@ -585,7 +580,10 @@ impl PgSession {
 enum Utility {
     Show(String),
     ShowAll,
-    Other,
+    /// Touches session state only (SET, BEGIN, DISCARD…).
+    Session,
+    /// Handled here, but reads or writes tables (COPY, ALTER TABLE, COMMENT).
+    Catalog,
     Planned,
 }
 
@@ -610,10 +608,10 @@ fn utility_kind(s: &Statement) -> Utility {
         | Statement::Discard { .. }
         | Statement::Deallocate { .. }
         | Statement::Analyze(_)
-        | Statement::Vacuum(_)
-        | Statement::Comment { .. }
-        | Statement::AlterTable(_)
-        | Statement::Copy { .. } => Utility::Other,
+        | Statement::Vacuum(_) => Utility::Session,
+        Statement::Comment { .. } | Statement::AlterTable(_) | Statement::Copy { .. } => {
+            Utility::Catalog
+        }
         _ => Utility::Planned,
     }
 }

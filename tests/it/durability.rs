@@ -61,15 +61,7 @@ async fn catalog_changes_survive_a_restart() {
 
     let server = TestServer::start_in(&dir, &[]);
     let client = server.connect().await;
-    let q = |sql: &'static str| {
-        let c = &client;
-        async move {
-            c.query_one(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .get::<_, i64>(0)
-        }
-    };
+    let q = |sql: &'static str| scalar_i64(&client, sql);
     assert_eq!(q("SELECT count(*) FROM mart.buyers").await, 31);
     assert_eq!(q("SELECT count(*) FROM mart.vip").await, vip_before);
     assert_eq!(q("SELECT count(*) FROM empty_one").await, 0);

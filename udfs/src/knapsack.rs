@@ -513,8 +513,10 @@ mod tests {
         let items = instance(50, 5, 1);
         // Budget zero: everyone at the free level.
         let p = solve_exact(&items, 0.0).unwrap();
-        assert!(p.choice.iter().all(|&k| k == 0) || p.cost == 0.0);
+        assert!(p.choice.iter().all(|&k| k == 0), "{:?}", p.choice);
+        assert_eq!(p.cost, 0.0);
         let p = solve_lagrangian(&items, 0.0, 1e-9).unwrap();
+        assert!(p.choice.iter().all(|&k| k == 0), "{:?}", p.choice);
         assert_eq!(p.cost, 0.0);
         // Budget above everything: the unconstrained best per item, zero shadow price.
         let p = solve_exact(&items, 1e12).unwrap();

@@ -17,9 +17,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
@@ -152,46 +153,46 @@ struct Level {
     subsidy: f64,
 }
 
-fn column(batch: &RecordBatch, name: &str, required: bool) -> Result<Option<ArrayRef>> {
-    match batch.schema().index_of(name) {
-        Ok(i) => {
-            let target = if name == "item_id" {
-                DataType::Int64
-            } else {
-                DataType::Float64
-            };
-            Ok(Some(cast(batch.column(i), &target).map_err(|e| {
-                user_error(format!(
-                    "{NAME}: column {name} cannot be read as {target}: {e}"
-                ))
-            })?))
-        }
-        Err(_) if required => Err(user_error(format!(
+/// Column `name` read as `target`; `None` if the input has no such column.
+fn column(batch: &RecordBatch, name: &str, target: &DataType) -> Result<Option<ArrayRef>> {
+    let Ok(i) = batch.schema().index_of(name) else {
+        return Ok(None);
+    };
+    cast(batch.column(i), target).map(Some).map_err(|e| {
+        user_error(format!(
+            "{NAME}: column {name} cannot be read as {target}: {e}"
+        ))
+    })
+}
+
+fn required(batch: &RecordBatch, name: &str, target: &DataType) -> Result<ArrayRef> {
+    column(batch, name, target)?.ok_or_else(|| {
+        user_error(format!(
             "{NAME}: the input has no column \"{name}\"; it needs item_id, discount, expected_units, price, and unit_cost for profit, inventory optionally"
-        ))),
-        Err(_) => Ok(None),
-    }
+        ))
+    })
 }
 
 /// Groups the input rows into per-item curves, ordered by item id and discount.
 fn curves(batches: &[RecordBatch], objective: Objective) -> Result<BTreeMap<i64, Vec<Level>>> {
     let mut items: BTreeMap<i64, Vec<Level>> = BTreeMap::new();
+    let f64t = DataType::Float64;
     for b in batches {
-        let ids = column(b, "item_id", true)?
-            .unwrap_or_else(|| Arc::new(Int64Array::from(Vec::<i64>::new())));
-        let ids = ids
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| user_error("item_id"))?;
-        let f = |name: &str, required: bool| -> Result<Option<Float64Array>> {
-            Ok(column(b, name, required)?
-                .and_then(|a| a.as_any().downcast_ref::<Float64Array>().cloned()))
+        let ids = required(b, "item_id", &DataType::Int64)?;
+        let ids = ids.as_primitive::<Int64Type>();
+        let disc = required(b, "discount", &f64t)?;
+        let disc = disc.as_primitive::<Float64Type>();
+        let units = required(b, "expected_units", &f64t)?;
+        let units = units.as_primitive::<Float64Type>();
+        let price = required(b, "price", &f64t)?;
+        let price = price.as_primitive::<Float64Type>();
+        let cost = match objective {
+            Objective::Profit => Some(required(b, "unit_cost", &f64t)?),
+            Objective::Revenue => column(b, "unit_cost", &f64t)?,
         };
-        let disc = f("discount", true)?.ok_or_else(|| user_error("discount"))?;
-        let units = f("expected_units", true)?.ok_or_else(|| user_error("expected_units"))?;
-        let price = f("price", true)?.ok_or_else(|| user_error("price"))?;
-        let cost = f("unit_cost", objective == Objective::Profit)?;
-        let inventory = f("inventory", false)?;
+        let cost = cost.as_ref().map(|c| c.as_primitive::<Float64Type>());
+        let inventory = column(b, "inventory", &f64t)?;
+        let inventory = inventory.as_ref().map(|c| c.as_primitive::<Float64Type>());
         for r in 0..b.num_rows() {
             let at = |what: &str| {
                 user_error(format!(
@@ -223,7 +224,7 @@ fn curves(batches: &[RecordBatch], objective: Objective) -> Result<BTreeMap<i64,
             if !(p.is_finite() && p > 0.0) {
                 return Err(at("price must be a finite number > 0"));
             }
-            let c = match &cost {
+            let c = match cost {
                 Some(c) if !c.is_null(r) => c.value(r),
                 Some(_) => return Err(at("unit_cost must not be NULL")),
                 None => 0.0,
@@ -231,7 +232,7 @@ fn curves(batches: &[RecordBatch], objective: Objective) -> Result<BTreeMap<i64,
             if !(c.is_finite() && c >= 0.0) {
                 return Err(at("unit_cost must be a finite number >= 0"));
             }
-            let cap = match &inventory {
+            let cap = match inventory {
                 Some(inv) if !inv.is_null(r) => {
                     let v = inv.value(r);
                     if !(v.is_finite() && v >= 0.0) {
