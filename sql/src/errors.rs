@@ -135,6 +135,9 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
     if let Some(x) = e.downcast_ref::<SqlError>() {
         return classify_sql(x);
     }
+    if let Some(x) = e.downcast_ref::<flashsql_udfs::error::FunctionError>() {
+        return c(x.sqlstate(), x.to_string());
+    }
     c("XX000", e.to_string())
 }
 

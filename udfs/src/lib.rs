@@ -3,13 +3,19 @@
 //! [`register_all`] is the one place functions are registered, so every process that plans
 //! or executes SQL sees the same set.
 
+pub mod error;
 pub mod knapsack;
 pub mod optimize;
+pub mod relation;
+
+use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 /// Registers every flashsql function on a session.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
-    optimize::register(ctx)
+    ctx.register_relation_planner(Arc::new(relation::RelationFunctions::new(vec![
+        Arc::new(optimize::OptimizeDiscounts),
+    ])))
 }

@@ -1,11 +1,7 @@
 //! `optimize_discounts((SELECT …demand curves…), budget => B, objective => 'profit',
 //! solver => 'exact')`: one discount per item maximising expected revenue or profit within a
 //! discount budget, with inventory capping the units sold.
-//!
-//! DataFusion's table functions receive literals only, so the function is planned by a
-//! relation planner: it plans the subquery argument itself and reads the named options. The
-//! result is computed when the query is physically planned (the curves are collected and
-//! solved then) and served from memory.
+//! Planned as a [`RelationFunction`](crate::relation::RelationFunction).
 //!
 //! Input columns (by name; other columns are ignored):
 //! `item_id` (integer), `discount` (fraction of the price), `expected_units` (≥ 0),
@@ -13,29 +9,18 @@
 //! (≥ 0, optional; NULL = unlimited).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
-use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::common::{ScalarValue, TableReference};
-use datafusion::datasource::provider_as_source;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionState;
-use datafusion::logical_expr::planner::{
-    PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
-};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableType};
-use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::sql::sqlparser::ast::{
-    self as ast, FunctionArg, FunctionArgExpr, TableFactor, TableFunctionArgs,
-};
+use datafusion::error::Result;
 
-use crate::knapsack::{ItemCurve, Plan, solve_exact, solve_lagrangian};
+use crate::knapsack::{Curves, KnapsackError, Plan, solve_exact, solve_lagrangian};
+use crate::relation::{
+    Compute, Options as Named, RelationFunction, column_error, row_error, user_error,
+};
 
 pub const NAME: &str = "optimize_discounts";
 
@@ -61,74 +46,31 @@ pub struct Options {
     pub tolerance: f64,
 }
 
-fn user_error(msg: impl Into<String>) -> DataFusionError {
-    DataFusionError::Plan(msg.into())
-}
-
-const OPTIONS_HELP: &str = "budget => <number>, objective => 'revenue'|'profit', solver => 'exact'|'lagrangian', tolerance => <number>";
+const USAGE: &str = "optimize_discounts((SELECT …) | 'table', budget => <number>, objective => 'revenue'|'profit', solver => 'exact'|'lagrangian', tolerance => <number>)";
 
 impl Options {
-    fn parse(named: &[(String, ScalarValue)]) -> Result<Options> {
-        let mut budget = None;
-        let mut objective = Objective::Revenue;
-        let mut solver = Solver::Exact;
-        let mut tolerance = 1e-3;
-        let number = |name: &str, v: &ScalarValue| -> Result<f64> {
-            match v.cast_to(&DataType::Float64) {
-                Ok(ScalarValue::Float64(Some(x))) => Ok(x),
-                _ => Err(user_error(format!(
-                    "{NAME}: option {name} must be a number, got {v}"
-                ))),
+    fn read(mut o: Named) -> Result<Options> {
+        let budget = o.required_number("budget")?;
+        let objective = match o.text("objective")?.as_deref() {
+            None | Some("revenue") => Objective::Revenue,
+            Some("profit") => Objective::Profit,
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NAME}: objective '{other}' is not known: use 'revenue' or 'profit'"
+                )));
             }
         };
-        let text = |name: &str, v: &ScalarValue| -> Result<String> {
-            match v {
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::Utf8View(Some(s))
-                | ScalarValue::LargeUtf8(Some(s)) => Ok(s.to_ascii_lowercase()),
-                _ => Err(user_error(format!(
-                    "{NAME}: option {name} must be a string, got {v}"
-                ))),
+        let solver = match o.text("solver")?.as_deref() {
+            None | Some("exact") => Solver::Exact,
+            Some("lagrangian") => Solver::Lagrangian,
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NAME}: solver '{other}' is not known: use 'exact' or 'lagrangian'"
+                )));
             }
         };
-        for (name, v) in named {
-            match name.as_str() {
-                "budget" => budget = Some(number(name, v)?),
-                "tolerance" => tolerance = number(name, v)?,
-                "objective" => {
-                    objective = match text(name, v)?.as_str() {
-                        "revenue" => Objective::Revenue,
-                        "profit" => Objective::Profit,
-                        other => {
-                            return Err(user_error(format!(
-                                "{NAME}: objective '{other}' is not known: use 'revenue' or 'profit'"
-                            )));
-                        }
-                    }
-                }
-                "solver" => {
-                    solver = match text(name, v)?.as_str() {
-                        "exact" => Solver::Exact,
-                        "lagrangian" => Solver::Lagrangian,
-                        other => {
-                            return Err(user_error(format!(
-                                "{NAME}: solver '{other}' is not known: use 'exact' or 'lagrangian'"
-                            )));
-                        }
-                    }
-                }
-                other => {
-                    return Err(user_error(format!(
-                        "{NAME}: unknown option '{other}'; the options are {OPTIONS_HELP}"
-                    )));
-                }
-            }
-        }
-        let budget = budget.ok_or_else(|| {
-            user_error(format!(
-                "{NAME}: the option budget => <number> is required ({OPTIONS_HELP})"
-            ))
-        })?;
+        let tolerance = o.number("tolerance")?.unwrap_or(1e-3);
+        o.finish()?;
         if !(tolerance > 0.0 && tolerance < 1.0) {
             return Err(user_error(format!(
                 "{NAME}: tolerance must be in (0, 1), got {tolerance}"
@@ -167,7 +109,7 @@ fn column(batch: &RecordBatch, name: &str, target: &DataType) -> Result<Option<A
 
 fn required(batch: &RecordBatch, name: &str, target: &DataType) -> Result<ArrayRef> {
     column(batch, name, target)?.ok_or_else(|| {
-        user_error(format!(
+        column_error(format!(
             "{NAME}: the input has no column \"{name}\"; it needs item_id, discount, expected_units, price, and unit_cost for profit, inventory optionally"
         ))
     })
@@ -195,7 +137,7 @@ fn curves(batches: &[RecordBatch], objective: Objective) -> Result<BTreeMap<i64,
         let inventory = inventory.as_ref().map(|c| c.as_primitive::<Float64Type>());
         for r in 0..b.num_rows() {
             let at = |what: &str| {
-                user_error(format!(
+                row_error(format!(
                     "{NAME}: row with item_id {} and discount {}: {what}",
                     if ids.is_null(r) {
                         "NULL".to_string()
@@ -278,24 +220,36 @@ fn output_schema() -> SchemaRef {
 /// Solves the curves and builds the result rows.
 pub fn optimize(batches: &[RecordBatch], options: &Options) -> Result<RecordBatch> {
     let items = curves(batches, options.objective)?;
-    let problem: Vec<ItemCurve> = items
-        .values()
-        .map(|levels| ItemCurve {
-            values: levels
-                .iter()
-                .map(|l| match options.objective {
-                    Objective::Revenue => l.revenue,
-                    Objective::Profit => l.profit,
-                })
-                .collect(),
-            costs: levels.iter().map(|l| l.subsidy).collect(),
-        })
-        .collect();
+    let mut problem = Curves::with_capacity(items.len(), items.values().map(Vec::len).sum());
+    for levels in items.values() {
+        problem.push(levels.iter().map(|l| {
+            let value = match options.objective {
+                Objective::Revenue => l.revenue,
+                Objective::Profit => l.profit,
+            };
+            (value, l.subsidy)
+        }));
+    }
     let plan: Plan = match options.solver {
         Solver::Exact => solve_exact(&problem, options.budget),
         Solver::Lagrangian => solve_lagrangian(&problem, options.budget, options.tolerance),
     }
-    .map_err(|e| user_error(format!("{NAME}: {e}")))?;
+    .map_err(|e| match e {
+        KnapsackError::Infeasible { budget, min_cost } => {
+            // Name the items that cannot be left undiscounted for free.
+            let pricey: Vec<String> = items
+                .iter()
+                .filter(|(_, levels)| levels.iter().all(|l| l.subsidy > 0.0))
+                .take(5)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            user_error(format!(
+                "{NAME}: no plan fits the budget {budget}: the items without a free level (no discount-0 row or every level subsidised, e.g. item_id {}) need {min_cost} at least",
+                pricey.join(", ")
+            ))
+        }
+        other => user_error(format!("{NAME}: {other}")),
+    })?;
     let chosen: Vec<(i64, Level)> = items
         .iter()
         .zip(&plan.choice)
@@ -327,187 +281,37 @@ pub fn optimize(batches: &[RecordBatch], options: &Options) -> Result<RecordBatc
     )?)
 }
 
-/// Where the demand curves come from.
+/// `optimize_discounts` as a relation function.
 #[derive(Debug)]
-enum Input {
-    Plan(LogicalPlan),
-    /// A table named in a string: resolved when the query runs, since names inside function
-    /// arguments are not resolved with the rest of the statement.
-    Table(TableReference),
-}
+pub struct OptimizeDiscounts;
 
-/// The relation `optimize_discounts(…)` stands for: its input and options.
-#[derive(Debug)]
-struct OptimizeProvider {
-    input: Input,
-    options: Options,
-}
-
-async fn input_plan(input: &Input, state: &dyn Session) -> Result<LogicalPlan> {
-    match input {
-        Input::Plan(p) => Ok(p.clone()),
-        Input::Table(r) => {
-            let session = state
-                .as_any()
-                .downcast_ref::<SessionState>()
-                .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))?;
-            let table = session
-                .schema_for_ref(r.clone())?
-                .table(r.table())
-                .await?
-                .ok_or_else(|| DataFusionError::Plan(format!("table '{r}' not found")))?;
-            LogicalPlanBuilder::scan(r.clone(), provider_as_source(table), None)?.build()
-        }
+impl RelationFunction for OptimizeDiscounts {
+    fn name(&self) -> &'static str {
+        NAME
     }
-}
 
-#[async_trait]
-impl TableProvider for OptimizeProvider {
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        &["budget", "objective", "solver", "tolerance"]
+    }
+
     fn schema(&self) -> SchemaRef {
         output_schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
+    fn bind(&self, options: Named) -> Result<Compute> {
+        let options = Options::read(options)?;
+        Ok(Arc::new(move |batches: &[RecordBatch]| {
+            optimize(batches, &options)
+        }))
     }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = input_plan(&self.input, state).await?;
-        let physical = state.create_physical_plan(&plan).await?;
-        let batches = collect(physical, state.task_ctx()).await?;
-        let result = optimize(&batches, &self.options)?;
-        let table = MemTable::try_new(output_schema(), vec![vec![result]])?;
-        table.scan(state, projection, filters, limit).await
-    }
-}
-
-/// Plans `optimize_discounts(…)` in FROM clauses.
-#[derive(Debug, Default)]
-pub struct OptimizePlanner;
-
-impl fmt::Display for OptimizePlanner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(NAME)
-    }
-}
-
-fn literal(context: &mut dyn RelationPlannerContext, e: ast::Expr) -> Result<ScalarValue> {
-    let schema = datafusion::common::DFSchema::empty();
-    match context.sql_to_expr(e, &schema)? {
-        Expr::Literal(v, _) => Ok(v),
-        Expr::Negative(inner) => match *inner {
-            Expr::Literal(v, _) => ScalarValue::Float64(Some(0.0)).sub(&v),
-            other => Err(user_error(format!(
-                "{NAME}: options take literal values, got {other}"
-            ))),
-        },
-        other => Err(user_error(format!(
-            "{NAME}: options take literal values, got {other}"
-        ))),
-    }
-}
-
-impl RelationPlanner for OptimizePlanner {
-    fn plan_relation(
-        &self,
-        relation: TableFactor,
-        context: &mut dyn RelationPlannerContext,
-    ) -> Result<RelationPlanning> {
-        let TableFactor::Table {
-            name,
-            alias,
-            args: Some(TableFunctionArgs { args, .. }),
-            ..
-        } = relation
-        else {
-            return Ok(RelationPlanning::Original(Box::new(relation)));
-        };
-        let is_ours = name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|i| i.value.eq_ignore_ascii_case(NAME));
-        if !is_ours {
-            return Ok(RelationPlanning::Original(Box::new(TableFactor::Table {
-                name,
-                alias,
-                args: Some(TableFunctionArgs {
-                    args,
-                    settings: None,
-                }),
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_hints: vec![],
-            })));
-        }
-        let mut input = None;
-        let mut named = Vec::new();
-        for a in args {
-            match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Subquery(q)))
-                    if input.is_none() =>
-                {
-                    input = Some(Input::Plan(context.plan(TableFactor::Derived {
-                        lateral: false,
-                        subquery: q,
-                        alias: None,
-                        sample: None,
-                    })?));
-                }
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(v)))
-                    if input.is_none() =>
-                {
-                    let ast::Value::SingleQuotedString(table) = &v.value else {
-                        return Err(user_error(format!(
-                            "{NAME}: the first argument is a subquery (SELECT …) or a table name in quotes"
-                        )));
-                    };
-                    input = Some(Input::Table(TableReference::from(table.as_str())));
-                }
-                FunctionArg::Named {
-                    name,
-                    arg: FunctionArgExpr::Expr(e),
-                    ..
-                }
-                | FunctionArg::ExprNamed {
-                    name: ast::Expr::Identifier(name),
-                    arg: FunctionArgExpr::Expr(e),
-                    ..
-                } => {
-                    named.push((name.value.to_ascii_lowercase(), literal(context, e)?));
-                }
-                other => {
-                    return Err(user_error(format!(
-                        "{NAME}: unexpected argument {other}; write {NAME}((SELECT …), {OPTIONS_HELP})"
-                    )));
-                }
-            }
-        }
-        let input = input.ok_or_else(|| {
-            user_error(format!("{NAME}: the first argument must be the demand curves: a subquery (SELECT …) or a table name in quotes"))
-        })?;
-        let options = Options::parse(&named)?;
-        let provider = Arc::new(OptimizeProvider { input, options });
-        let plan = LogicalPlanBuilder::scan(NAME, provider_as_source(provider), None)?.build()?;
-        Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
-            plan, alias,
-        ))))
-    }
-}
-
-/// Registers the relation planner on a session.
-pub fn register(ctx: &datafusion::prelude::SessionContext) -> Result<()> {
-    ctx.register_relation_planner(Arc::new(OptimizePlanner))
 }
 
 #[cfg(test)]
@@ -606,9 +410,18 @@ mod tests {
             e.contains("item_id 1 and discount 0.2") && e.contains("price"),
             "{e}"
         );
-        let e = Options::parse(&[("budgett".into(), ScalarValue::Float64(Some(1.0)))]).unwrap_err();
+        let named = |v: Vec<(&str, f64)>| {
+            let v = v
+                .into_iter()
+                .map(|(n, x)| (n.to_string(), datafusion::common::ScalarValue::from(x)))
+                .collect();
+            Named::new(NAME, USAGE, v).unwrap()
+        };
+        let e = Options::read(named(vec![("budget", 1.0), ("budgett", 1.0)])).unwrap_err();
         assert!(e.to_string().contains("unknown option 'budgett'"), "{e}");
-        let e = Options::parse(&[]).unwrap_err();
+        let e = Options::read(named(vec![("budget", 1.0), ("tolerance", 2.0)])).unwrap_err();
+        assert!(e.to_string().contains("tolerance must be in (0, 1)"), "{e}");
+        let e = Options::read(named(vec![])).unwrap_err();
         assert!(
             e.to_string().contains("budget => <number> is required"),
             "{e}"

@@ -1,0 +1,388 @@
+//! Table-valued functions with a query as input and named options, e.g.
+//! `optimize_discounts((SELECT …), budget => 5000)`.
+//!
+//! DataFusion's table functions receive literals only, so these are planned by one relation
+//! planner: it plans the subquery argument itself (or takes a table name in quotes), reads
+//! the named options as literals, and hands both to the function. The function's result is
+//! computed when the query is physically planned (its input collected and processed then)
+//! and served from memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::planner::{
+    PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
+};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableType};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::sql::sqlparser::ast::{
+    self as ast, FunctionArg, FunctionArgExpr, TableFactor, TableFunctionArgs,
+};
+
+pub use crate::error::{column_error, row_error, user_error};
+
+/// Where a function's input rows come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Plan(LogicalPlan),
+    /// A table named in a string: resolved when the query runs, since names inside function
+    /// arguments are not resolved with the rest of the statement.
+    Table(TableReference),
+}
+
+impl Input {
+    /// Runs the input and returns all its rows.
+    pub async fn collect(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+        let plan = match self {
+            Input::Plan(p) => p.clone(),
+            Input::Table(r) => {
+                let session = state
+                    .as_any()
+                    .downcast_ref::<SessionState>()
+                    .ok_or_else(|| DataFusionError::Internal("unexpected session type".into()))?;
+                let table = session
+                    .schema_for_ref(r.clone())?
+                    .table(r.table())
+                    .await?
+                    .ok_or_else(|| DataFusionError::Plan(format!("table '{r}' not found")))?;
+                LogicalPlanBuilder::scan(r.clone(), provider_as_source(table), None)?.build()?
+            }
+        };
+        let physical = state.create_physical_plan(&plan).await?;
+        collect(physical, state.task_ctx()).await
+    }
+}
+
+/// The named options of one call, consumed as the function reads them; whatever is left is
+/// reported as unknown.
+#[derive(Debug)]
+pub struct Options {
+    function: &'static str,
+    usage: &'static str,
+    values: BTreeMap<String, ScalarValue>,
+}
+
+impl Options {
+    pub fn new(
+        function: &'static str,
+        usage: &'static str,
+        named: Vec<(String, ScalarValue)>,
+    ) -> Result<Options> {
+        let mut values = BTreeMap::new();
+        for (name, v) in named {
+            if values.insert(name.clone(), v).is_some() {
+                return Err(user_error(format!(
+                    "{function}: option {name} is given twice"
+                )));
+            }
+        }
+        Ok(Options {
+            function,
+            usage,
+            values,
+        })
+    }
+
+    fn error(&self, msg: String) -> DataFusionError {
+        user_error(format!("{}: {msg}", self.function))
+    }
+
+    pub fn number(&mut self, name: &str) -> Result<Option<f64>> {
+        let Some(v) = self.values.remove(name) else {
+            return Ok(None);
+        };
+        match v.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(x))) if x.is_finite() => Ok(Some(x)),
+            _ => Err(self.error(format!("option {name} must be a finite number, got {v}"))),
+        }
+    }
+
+    pub fn required_number(&mut self, name: &str) -> Result<f64> {
+        self.number(name)?.ok_or_else(|| {
+            self.error(format!(
+                "the option {name} => <number> is required ({})",
+                self.usage
+            ))
+        })
+    }
+
+    /// A whole number ≥ 0.
+    pub fn count(&mut self, name: &str) -> Result<Option<u64>> {
+        match self.number(name)? {
+            None => Ok(None),
+            Some(x) if x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(63) => Ok(Some(x as u64)),
+            Some(x) => Err(self.error(format!(
+                "option {name} must be a whole number >= 0, got {x}"
+            ))),
+        }
+    }
+
+    /// A string option, lower-cased.
+    pub fn text(&mut self, name: &str) -> Result<Option<String>> {
+        match self.values.remove(name) {
+            None => Ok(None),
+            Some(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+            ) => Ok(Some(s.to_ascii_lowercase())),
+            Some(v) => Err(self.error(format!("option {name} must be a string, got {v}"))),
+        }
+    }
+
+    /// Fails on any option the function did not read.
+    pub fn finish(self) -> Result<()> {
+        match self.values.keys().next() {
+            None => Ok(()),
+            Some(other) => Err(self.error(format!(
+                "unknown option '{other}'; the options are {}",
+                self.usage
+            ))),
+        }
+    }
+}
+
+/// Computes a function's rows from its collected input rows.
+pub type Compute = Arc<dyn Fn(&[RecordBatch]) -> Result<RecordBatch> + Send + Sync>;
+
+/// One table-valued function the planner knows.
+pub trait RelationFunction: fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    /// How a call is written, for error messages.
+    fn usage(&self) -> &'static str;
+    /// Whether the first argument is an input query or table.
+    fn takes_input(&self) -> bool;
+    /// The names of its options; any other is an error before anything else is checked.
+    fn option_names(&self) -> &'static [&'static str];
+    fn schema(&self) -> SchemaRef;
+    /// Reads the options (at planning time, so bad options fail before anything runs).
+    fn bind(&self, options: Options) -> Result<Compute>;
+}
+
+/// The relation a call stands for: its input and how its rows are computed.
+struct Computed {
+    name: &'static str,
+    input: Option<Input>,
+    schema: SchemaRef,
+    compute: Compute,
+}
+
+impl fmt::Debug for Computed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Computed")
+            .field("name", &self.name)
+            .field("input", &self.input)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for Computed {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = match &self.input {
+            Some(input) => input.collect(state).await?,
+            None => Vec::new(),
+        };
+        let compute = self.compute.clone();
+        // The computation is CPU-bound (solvers, simulations): keep it off the async threads.
+        let result = tokio::task::spawn_blocking(move || compute(&batches))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![result]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Plans calls of the registered [`RelationFunction`]s in FROM clauses.
+#[derive(Debug)]
+pub struct RelationFunctions {
+    functions: Vec<Arc<dyn RelationFunction>>,
+}
+
+impl fmt::Display for RelationFunctions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("flashsql relation functions")
+    }
+}
+
+impl RelationFunctions {
+    pub fn new(functions: Vec<Arc<dyn RelationFunction>>) -> RelationFunctions {
+        RelationFunctions { functions }
+    }
+}
+
+fn literal(
+    function: &str,
+    context: &mut dyn RelationPlannerContext,
+    e: ast::Expr,
+) -> Result<ScalarValue> {
+    let not_literal = |other: Expr| {
+        user_error(format!(
+            "{function}: options take literal values, got {other}"
+        ))
+    };
+    match context.sql_to_expr(e, &DFSchema::empty())? {
+        Expr::Literal(v, _) => Ok(v),
+        Expr::Negative(inner) => match *inner {
+            Expr::Literal(v, _) => ScalarValue::new_zero(&v.data_type())?.sub(&v),
+            other => Err(not_literal(other)),
+        },
+        other => Err(not_literal(other)),
+    }
+}
+
+impl RelationPlanner for RelationFunctions {
+    fn plan_relation(
+        &self,
+        relation: TableFactor,
+        context: &mut dyn RelationPlannerContext,
+    ) -> Result<RelationPlanning> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: Some(TableFunctionArgs { args, settings }),
+            with_hints,
+            version,
+            with_ordinality,
+            partitions,
+            json_path,
+            sample,
+            index_hints,
+        } = relation
+        else {
+            return Ok(RelationPlanning::Original(Box::new(relation)));
+        };
+        let called = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase());
+        let Some(function) = self
+            .functions
+            .iter()
+            .find(|f| called.as_deref() == Some(f.name()))
+        else {
+            return Ok(RelationPlanning::Original(Box::new(TableFactor::Table {
+                name,
+                alias,
+                args: Some(TableFunctionArgs { args, settings }),
+                with_hints,
+                version,
+                with_ordinality,
+                partitions,
+                json_path,
+                sample,
+                index_hints,
+            })));
+        };
+        let fname = function.name();
+        let mut input = None;
+        let mut named = Vec::new();
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Subquery(q)))
+                    if function.takes_input() && input.is_none() =>
+                {
+                    input = Some(Input::Plan(context.plan(TableFactor::Derived {
+                        lateral: false,
+                        subquery: q,
+                        alias: None,
+                        sample: None,
+                    })?));
+                }
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(v)))
+                    if function.takes_input() && input.is_none() =>
+                {
+                    let ast::Value::SingleQuotedString(table) = &v.value else {
+                        return Err(user_error(format!(
+                            "{fname}: the first argument is a subquery (SELECT …) or a table name in quotes"
+                        )));
+                    };
+                    input = Some(Input::Table(TableReference::from(table.as_str())));
+                }
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                }
+                | FunctionArg::ExprNamed {
+                    name: ast::Expr::Identifier(name),
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => {
+                    named.push((name.value.to_ascii_lowercase(), literal(fname, context, e)?));
+                }
+                other => {
+                    return Err(user_error(format!(
+                        "{fname}: unexpected argument {other}; write {}",
+                        function.usage()
+                    )));
+                }
+            }
+        }
+        if function.takes_input() && input.is_none() {
+            return Err(user_error(format!(
+                "{fname}: the first argument must be the input: a subquery (SELECT …) or a table name in quotes; write {}",
+                function.usage()
+            )));
+        }
+        if let Some((other, _)) = named
+            .iter()
+            .find(|(n, _)| !function.option_names().contains(&n.as_str()))
+        {
+            return Err(user_error(format!(
+                "{fname}: unknown option '{other}'; the options are {}",
+                function.option_names().join(", ")
+            )));
+        }
+        let compute = function.bind(Options::new(fname, function.usage(), named)?)?;
+        let provider = Arc::new(Computed {
+            name: fname,
+            input,
+            schema: function.schema(),
+            compute,
+        });
+        // Each call scans under its own name: two calls with the same arguments in one query
+        // are two relations (the optimizer merges scans it takes for the same table). Without
+        // an alias the relation is called after the function, as in PostgreSQL.
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let scan_name = format!("{fname}_{}", CALLS.fetch_add(1, Ordering::Relaxed));
+        let plan =
+            LogicalPlanBuilder::scan(scan_name, provider_as_source(provider), None)?.build()?;
+        let alias = alias.or_else(|| {
+            Some(ast::TableAlias {
+                explicit: false,
+                name: ast::Ident::new(fname),
+                columns: vec![],
+                at: None,
+            })
+        });
+        Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
+            plan, alias,
+        ))))
+    }
+}
