@@ -7,6 +7,7 @@ pub mod error;
 pub mod knapsack;
 pub mod optimize;
 pub mod relation;
+pub mod sale;
 
 use std::sync::Arc;
 
@@ -17,5 +18,7 @@ use datafusion::prelude::SessionContext;
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
     ctx.register_relation_planner(Arc::new(relation::RelationFunctions::new(vec![
         Arc::new(optimize::OptimizeDiscounts),
+        Arc::new(sale::sql::SimulateFlashSale),
+        Arc::new(sale::sql::NextDiscounts),
     ])))
 }

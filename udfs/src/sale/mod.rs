@@ -1,0 +1,17 @@
+//! Flash-sale decisions while the sale runs: Thompson sampling under inventory and budget
+//! constraints, and the simulator that scores pricing policies against the LP bound and a
+//! clairvoyant.
+
+pub mod gvr;
+pub mod period_lp;
+pub mod posterior;
+pub mod simulate;
+pub mod single;
+pub mod sql;
+pub mod thompson;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SaleError {
+    #[error("{0}")]
+    Option(String),
+}

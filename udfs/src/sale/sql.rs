@@ -1,0 +1,390 @@
+//! The SQL faces of the sale module: `simulate_flash_sale(…)` and `next_discounts((SELECT …), …)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::error::Result;
+
+use super::gvr::Exponential;
+use super::posterior::BetaArm;
+use super::simulate::{Scenario, Simulation};
+use super::single::SingleProduct;
+use super::thompson::{ItemState, next_period};
+use crate::relation::{Compute, Options, RelationFunction, column_error, row_error, user_error};
+
+/// `simulate_flash_sale(scenario => …, policy => …, horizon => T, inventory_ratio => r,
+/// trials => n, seed => s)`: one row per simulated sale.
+#[derive(Debug)]
+pub struct SimulateFlashSale;
+
+const SIMULATE: &str = "simulate_flash_sale";
+const SIMULATE_USAGE: &str = "simulate_flash_sale(scenario => 'ferreira_single'|'gvr_exponential', policy => <name>, horizon => <number>, inventory_ratio => <number>, trials => <count>, seed => <count>, level => <count> for policy 'fixed', a => <number>, alpha => <number> for gvr_exponential)";
+
+impl RelationFunction for SimulateFlashSale {
+    fn name(&self) -> &'static str {
+        SIMULATE
+    }
+
+    fn usage(&self) -> &'static str {
+        SIMULATE_USAGE
+    }
+
+    fn takes_input(&self) -> bool {
+        false
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        &[
+            "scenario",
+            "policy",
+            "horizon",
+            "inventory_ratio",
+            "trials",
+            "seed",
+            "level",
+            "a",
+            "alpha",
+        ]
+    }
+
+    fn schema(&self) -> SchemaRef {
+        let f = |n: &str| Field::new(n, DataType::Float64, false);
+        Arc::new(Schema::new(vec![
+            Field::new("trial", DataType::Int64, false),
+            Field::new("policy", DataType::Utf8, false),
+            f("revenue"),
+            f("upper_bound"),
+            f("pct_of_bound"),
+            Field::new("units_sold", DataType::Int64, false),
+            Field::new("inventory", DataType::Int64, false),
+            f("clairvoyant_revenue"),
+        ]))
+    }
+
+    fn bind(&self, mut o: Options) -> Result<Compute> {
+        let scenario = match o.text("scenario")?.as_deref() {
+            None | Some("ferreira_single") => Scenario::Single(SingleProduct::ferreira()),
+            Some("gvr_exponential") => Scenario::Exponential(Exponential {
+                a: o.number("a")?.unwrap_or(10.0),
+                alpha: o.number("alpha")?.unwrap_or(1.0),
+            }),
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{SIMULATE}: scenario '{other}' is not known: use 'ferreira_single' or 'gvr_exponential'"
+                )));
+            }
+        };
+        if let Scenario::Exponential(m) = &scenario
+            && !(m.a > 0.0 && m.alpha > 0.0)
+        {
+            return Err(user_error(format!(
+                "{SIMULATE}: a and alpha must be > 0, got a => {}, alpha => {}",
+                m.a, m.alpha
+            )));
+        }
+        let policy = o.text("policy")?.ok_or_else(|| {
+            user_error(format!(
+                "{SIMULATE}: the option policy => <name> is required: {}",
+                super::simulate::policies(&scenario)
+            ))
+        })?;
+        let sim = Simulation {
+            scenario,
+            policy,
+            horizon: o.number("horizon")?.unwrap_or(1000.0),
+            inventory_ratio: o.number("inventory_ratio")?.unwrap_or(0.25),
+            trials: o.count("trials")?.unwrap_or(100) as usize,
+            seed: o.count("seed")?.unwrap_or(0),
+        };
+        let level = o.count("level")?.unwrap_or(0) as usize;
+        o.finish()?;
+        if sim.trials > 1_000_000 {
+            return Err(user_error(format!(
+                "{SIMULATE}: at most 1,000,000 trials, got {}",
+                sim.trials
+            )));
+        }
+        // Check the options now, so that a bad call fails when planned.
+        Simulation {
+            trials: 0,
+            ..sim.clone()
+        }
+        .run(level)
+        .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+        let schema = self.schema();
+        Ok(Arc::new(move |_: &[RecordBatch]| {
+            let rows = sim
+                .run(level)
+                .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+            let f = |g: fn(&super::simulate::TrialResult) -> f64| -> ArrayRef {
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(g)))
+            };
+            Ok(RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.trial as i64),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|_| sim.policy.as_str()),
+                    )),
+                    f(|r| r.revenue),
+                    f(|r| r.upper_bound),
+                    f(|r| {
+                        if r.upper_bound > 0.0 {
+                            100.0 * r.revenue / r.upper_bound
+                        } else {
+                            100.0
+                        }
+                    }),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.units as i64),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.inventory as i64),
+                    )),
+                    f(|r| r.clairvoyant_revenue),
+                ],
+            )?)
+        }))
+    }
+}
+
+/// `next_discounts((SELECT …), periods_left => n, budget => b, objective => …, seed => s)`:
+/// the Thompson-sampling step a scheduler runs each period.
+#[derive(Debug)]
+pub struct NextDiscounts;
+
+const NEXT: &str = "next_discounts";
+const NEXT_USAGE: &str = "next_discounts((SELECT item_id, discount, price, inventory, traffic, shown, sold [, unit_cost] …) | 'table', periods_left => <count>, budget => <number>, objective => 'revenue'|'profit', seed => <count>)";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NextOptions {
+    periods_left: f64,
+    budget: Option<f64>,
+    profit: bool,
+    seed: u64,
+}
+
+/// One (item, level) input row, validated.
+struct LevelRow {
+    discount: f64,
+    price: f64,
+    unit_cost: f64,
+    inventory: f64,
+    traffic: f64,
+    shown: f64,
+    sold: f64,
+}
+
+fn read_column(b: &RecordBatch, name: &str, target: &DataType) -> Result<Option<ArrayRef>> {
+    let Ok(i) = b.schema().index_of(name) else {
+        return Ok(None);
+    };
+    cast(b.column(i), target).map(Some).map_err(|e| {
+        user_error(format!(
+            "{NEXT}: column {name} cannot be read as {target}: {e}"
+        ))
+    })
+}
+
+fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatch> {
+    let f64t = DataType::Float64;
+    let mut rows: BTreeMap<i64, Vec<LevelRow>> = BTreeMap::new();
+    for b in batches {
+        let need = |name: &str, t: &DataType| -> Result<ArrayRef> {
+            read_column(b, name, t)?.ok_or_else(|| {
+                column_error(format!(
+                    "{NEXT}: the input has no column \"{name}\"; it needs item_id, discount, price, inventory, traffic, shown, sold (and unit_cost for profit)"
+                ))
+            })
+        };
+        let ids = need("item_id", &DataType::Int64)?;
+        let ids = ids.as_primitive::<Int64Type>();
+        let mut cols = Vec::new();
+        for name in ["discount", "price", "inventory", "traffic", "shown", "sold"] {
+            cols.push((name, need(name, &f64t)?));
+        }
+        let cost = if o.profit {
+            Some(need("unit_cost", &f64t)?)
+        } else {
+            None
+        };
+        for r in 0..b.num_rows() {
+            if ids.is_null(r) {
+                return Err(row_error(format!("{NEXT}: item_id must not be NULL")));
+            }
+            let id = ids.value(r);
+            let mut v = [0.0; 6];
+            for (j, (name, c)) in cols.iter().enumerate() {
+                let c = c.as_primitive::<Float64Type>();
+                // No observations yet is the common case: NULL shown/sold count as 0.
+                let x = if c.is_null(r) && (*name == "shown" || *name == "sold") {
+                    0.0
+                } else if c.is_null(r) {
+                    return Err(row_error(format!(
+                        "{NEXT}: item_id {id}: {name} must not be NULL"
+                    )));
+                } else {
+                    c.value(r)
+                };
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(row_error(format!(
+                        "{NEXT}: item_id {id}: {name} must be a finite number >= 0, got {x}"
+                    )));
+                }
+                v[j] = x;
+            }
+            let [discount, price, inventory, traffic, shown, sold] = v;
+            if discount > 1.0 || price <= 0.0 || sold > shown {
+                return Err(row_error(format!(
+                    "{NEXT}: item_id {id}: needs discount in [0, 1], price > 0 and sold <= shown (got discount {discount}, price {price}, shown {shown}, sold {sold})"
+                )));
+            }
+            let unit_cost = match &cost {
+                Some(c) => {
+                    let c = c.as_primitive::<Float64Type>();
+                    if c.is_null(r) || !(c.value(r).is_finite() && c.value(r) >= 0.0) {
+                        return Err(row_error(format!(
+                            "{NEXT}: item_id {id}: unit_cost must be a finite number >= 0"
+                        )));
+                    }
+                    c.value(r)
+                }
+                None => 0.0,
+            };
+            rows.entry(id).or_default().push(LevelRow {
+                discount,
+                price,
+                unit_cost,
+                inventory,
+                traffic,
+                shown,
+                sold,
+            });
+        }
+    }
+    let mut items = Vec::with_capacity(rows.len());
+    for (&id, levels) in rows.iter_mut() {
+        levels.sort_by(|a, b| a.discount.total_cmp(&b.discount));
+        if levels.windows(2).any(|w| w[0].discount == w[1].discount) {
+            return Err(row_error(format!(
+                "{NEXT}: item_id {id} lists the same discount twice"
+            )));
+        }
+        items.push(ItemState {
+            id,
+            unit_value: levels
+                .iter()
+                .map(|l| l.price * (1.0 - l.discount) - l.unit_cost)
+                .collect(),
+            unit_subsidy: levels.iter().map(|l| l.price * l.discount).collect(),
+            arms: levels
+                .iter()
+                .map(|l| BetaArm::observed(BetaArm::UNIFORM, l.shown, l.sold))
+                .collect(),
+            traffic: levels[0].traffic,
+            inventory: levels[0].inventory,
+        });
+    }
+    let step = next_period(&items, o.periods_left, o.budget, o.seed);
+    let schema = next_schema();
+    let level_of = |d: &super::thompson::Decision| d.level.map(|k| &rows[&d.id][k]);
+    let ds = &step.decisions;
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ds.iter().map(|d| d.id))),
+            Arc::new(Float64Array::from_iter(
+                ds.iter().map(|d| level_of(d).map(|l| l.discount)),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                ds.iter().map(|d| d.probability),
+            )),
+            Arc::new(Float64Array::from_iter_values(ds.iter().map(|d| d.sampled))),
+            Arc::new(Float64Array::from_iter_values(
+                ds.iter()
+                    .map(|d| level_of(d).map_or(0.0, |l| l.traffic * d.sampled)),
+            )),
+            Arc::new(Float64Array::from(vec![step.shadow_price; ds.len()])),
+            Arc::new(Float64Array::from(vec![step.lp_value; ds.len()])),
+        ],
+    )?)
+}
+
+fn next_schema() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("item_id", DataType::Int64, false),
+        Field::new("discount", DataType::Float64, true),
+        f("probability"),
+        f("sampled_conversion"),
+        f("expected_units"),
+        f("shadow_price"),
+        f("lp_value"),
+    ]))
+}
+
+impl RelationFunction for NextDiscounts {
+    fn name(&self) -> &'static str {
+        NEXT
+    }
+
+    fn usage(&self) -> &'static str {
+        NEXT_USAGE
+    }
+
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        &["periods_left", "budget", "objective", "seed"]
+    }
+
+    fn schema(&self) -> SchemaRef {
+        next_schema()
+    }
+
+    fn bind(&self, mut o: Options) -> Result<Compute> {
+        let periods_left = o.count("periods_left")?.ok_or_else(|| {
+            user_error(format!(
+                "{NEXT}: the option periods_left => <count> is required ({NEXT_USAGE})"
+            ))
+        })?;
+        if periods_left == 0 {
+            return Err(user_error(format!(
+                "{NEXT}: periods_left must be at least 1"
+            )));
+        }
+        let budget = o.number("budget")?;
+        if budget.is_some_and(|b| b < 0.0) {
+            return Err(user_error(format!("{NEXT}: budget must be >= 0")));
+        }
+        let profit = match o.text("objective")?.as_deref() {
+            None | Some("revenue") => false,
+            Some("profit") => true,
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NEXT}: objective '{other}' is not known: use 'revenue' or 'profit'"
+                )));
+            }
+        };
+        let seed = o.count("seed")?.unwrap_or(0);
+        o.finish()?;
+        let opts = NextOptions {
+            periods_left: periods_left as f64,
+            budget,
+            profit,
+            seed,
+        };
+        Ok(Arc::new(move |batches: &[RecordBatch]| {
+            next_discounts(batches, &opts)
+        }))
+    }
+}
