@@ -169,6 +169,8 @@ struct CampaignItem {
     end_us: i64,
     max_discount: f64,
     budget: f64,
+    /// Units put on sale.
+    allotment: i64,
     units_sold: i64,
 }
 
@@ -369,6 +371,7 @@ fn run_flash_sales(
                 max_discount,
                 budget: (allotment as f64 * items[i].price * max_discount * 0.6 * 100.0).round()
                     / 100.0,
+                allotment,
                 units_sold: 0,
             });
             let mut drawn = 0;
@@ -706,6 +709,7 @@ fn campaigns_table(rows: &[CampaignItem]) -> Result<GeneratedTable, DatasetError
             ts_field("end_ts", false),
             Field::new("discount", DataType::Float64, false),
             Field::new("budget", DataType::Float64, false),
+            Field::new("allotment", DataType::Int64, false),
             Field::new("units_sold", DataType::Int64, false),
         ],
         vec![
@@ -724,6 +728,9 @@ fn campaigns_table(rows: &[CampaignItem]) -> Result<GeneratedTable, DatasetError
             )),
             Arc::new(Float64Array::from_iter_values(
                 rows.iter().map(|r| r.budget),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.allotment),
             )),
             Arc::new(Int64Array::from_iter_values(
                 rows.iter().map(|r| r.units_sold),

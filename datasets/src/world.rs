@@ -190,11 +190,11 @@ mod tests {
 
     #[test]
     fn probability_increases_in_discount_for_every_type() {
-        for type_id in 0..TYPES.len() {
+        for (type_id, params) in TYPES.iter().enumerate() {
             let user = UserTruth {
                 type_id,
                 bias: 0.0,
-                beta: TYPES[type_id].beta,
+                beta: params.beta,
                 favourites: vec![1],
             };
             let mut last = 0.0;

@@ -391,9 +391,9 @@ fn sequences_carry_the_latent_type() {
         }
         n[t] += 1.0;
     }
-    for t in 0..4 {
-        for j in 0..F {
-            centroid[t][j] /= n[t].max(1.0);
+    for (c, count) in centroid.iter_mut().zip(&n) {
+        for v in c.iter_mut() {
+            *v /= count.max(1.0);
         }
     }
     let correct = test

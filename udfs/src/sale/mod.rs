@@ -9,6 +9,7 @@ pub mod simulate;
 pub mod single;
 pub mod sql;
 pub mod thompson;
+pub mod world;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SaleError {

@@ -7,20 +7,25 @@ use rand_distr::{Distribution, Exp};
 use rayon::prelude::*;
 
 use super::SaleError;
+use std::sync::Arc;
+
 use super::gvr::{Exponential, ValueTable};
 use super::posterior::stream;
 use super::single::{SinglePolicy, SingleProduct, run as run_single};
+use super::world::WorldSale;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Scenario {
     /// One product, four prices, one Bernoulli customer per period.
     Single(SingleProduct),
     /// Poisson customers with exponential valuations, priced in continuous time.
     Exponential(Exponential),
+    /// The synthetic world's campaigns, sold with a fixed plan per item.
+    World(Arc<WorldSale>),
 }
 
 /// What to run: scenario, policy and the sale's size.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Simulation {
     pub scenario: Scenario,
     pub policy: String,
@@ -37,11 +42,13 @@ pub struct Simulation {
 pub struct TrialResult {
     pub trial: usize,
     pub revenue: f64,
+    /// Revenue less unit costs (the same as revenue where the scenario has no costs).
+    pub profit: f64,
     pub upper_bound: f64,
     pub units: u64,
     pub inventory: u64,
-    /// The re-solving clairvoyant's revenue on the same customers.
-    pub clairvoyant_revenue: f64,
+    /// The re-solving clairvoyant's revenue on the same customers, where the scenario has one.
+    pub clairvoyant_revenue: Option<f64>,
 }
 
 const CUSTOMERS: u64 = 1;
@@ -55,6 +62,9 @@ pub fn policies(scenario: &Scenario) -> &'static str {
             "'fixed' (with level => k), 'greedy', 'ts_fixed', 'ts_update', 'ts_blind', 'clairvoyant'"
         }
         Scenario::Exponential(_) => "'fixed' (the fluid price), 'dp' (optimal), 'clairvoyant'",
+        Scenario::World(_) => {
+            "'optimized' (the exact plan for profit), 'uniform' (one discount for all, same budget)"
+        }
     }
 }
 
@@ -131,10 +141,11 @@ impl Simulation {
                         TrialResult {
                             trial,
                             revenue: mine.revenue,
+                            profit: mine.revenue,
                             upper_bound: bound,
                             units: mine.units,
                             inventory,
-                            clairvoyant_revenue: best.revenue,
+                            clairvoyant_revenue: Some(best.revenue),
                         }
                     })
                     .collect())
@@ -178,10 +189,35 @@ impl Simulation {
                         TrialResult {
                             trial,
                             revenue,
+                            profit: revenue,
                             upper_bound: bound,
                             units,
                             inventory,
-                            clairvoyant_revenue: best,
+                            clairvoyant_revenue: Some(best),
+                        }
+                    })
+                    .collect())
+            }
+            Scenario::World(world) => {
+                let plan = match self.policy.as_str() {
+                    "optimized" => &world.optimized,
+                    "uniform" => &world.uniform,
+                    _ => return Err(unknown()),
+                };
+                let inventory = world.inventory();
+                let bound = world.upper_bound;
+                Ok((0..self.trials)
+                    .into_par_iter()
+                    .map(|trial| {
+                        let (revenue, profit, units) = world.run(plan, self.seed, trial as u64);
+                        TrialResult {
+                            trial,
+                            revenue,
+                            profit,
+                            upper_bound: bound,
+                            units,
+                            inventory,
+                            clairvoyant_revenue: None,
                         }
                     })
                     .collect())
@@ -207,7 +243,7 @@ mod tests {
         let mean = |f: fn(&TrialResult) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
         (
             mean(|r| r.revenue / r.upper_bound),
-            mean(|r| r.clairvoyant_revenue / r.upper_bound),
+            mean(|r| r.clairvoyant_revenue.unwrap_or(f64::NAN) / r.upper_bound),
         )
     }
 

@@ -15,7 +15,9 @@ use super::posterior::BetaArm;
 use super::simulate::{Scenario, Simulation};
 use super::single::SingleProduct;
 use super::thompson::{ItemState, next_period};
+use super::world::WorldSale;
 use crate::relation::{Compute, Options, RelationFunction, column_error, row_error, user_error};
+use flashsql_datasets::Scale;
 
 /// `simulate_flash_sale(scenario => …, policy => …, horizon => T, inventory_ratio => r,
 /// trials => n, seed => s)`: one row per simulated sale.
@@ -23,7 +25,7 @@ use crate::relation::{Compute, Options, RelationFunction, column_error, row_erro
 pub struct SimulateFlashSale;
 
 const SIMULATE: &str = "simulate_flash_sale";
-const SIMULATE_USAGE: &str = "simulate_flash_sale(scenario => 'ferreira_single'|'gvr_exponential', policy => <name>, horizon => <number>, inventory_ratio => <number>, trials => <count>, seed => <count>, level => <count> for policy 'fixed', a => <number>, alpha => <number> for gvr_exponential)";
+const SIMULATE_USAGE: &str = "simulate_flash_sale(scenario => 'ferreira_single'|'gvr_exponential'|'world', policy => <name>, horizon => <number>, inventory_ratio => <number>, trials => <count>, seed => <count>, level => <count> for policy 'fixed', a => <number>, alpha => <number> for gvr_exponential, scale => 'tiny'|'small', world_seed => <count>, discount => <number> for world)";
 
 impl RelationFunction for SimulateFlashSale {
     fn name(&self) -> &'static str {
@@ -49,6 +51,9 @@ impl RelationFunction for SimulateFlashSale {
             "level",
             "a",
             "alpha",
+            "scale",
+            "world_seed",
+            "discount",
         ]
     }
 
@@ -58,11 +63,12 @@ impl RelationFunction for SimulateFlashSale {
             Field::new("trial", DataType::Int64, false),
             Field::new("policy", DataType::Utf8, false),
             f("revenue"),
+            f("profit"),
             f("upper_bound"),
             f("pct_of_bound"),
             Field::new("units_sold", DataType::Int64, false),
             Field::new("inventory", DataType::Int64, false),
-            f("clairvoyant_revenue"),
+            Field::new("clairvoyant_revenue", DataType::Float64, true),
         ]))
     }
 
@@ -73,9 +79,27 @@ impl RelationFunction for SimulateFlashSale {
                 a: o.number("a")?.unwrap_or(10.0),
                 alpha: o.number("alpha")?.unwrap_or(1.0),
             }),
+            Some("world") => {
+                let scale: Scale = o
+                    .text("scale")?
+                    .as_deref()
+                    .unwrap_or("tiny")
+                    .parse()
+                    .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+                let world_seed = o.count("world_seed")?.unwrap_or(42);
+                let discount = o.number("discount")?.unwrap_or(0.1);
+                if !(0.0..=1.0).contains(&discount) {
+                    return Err(user_error(format!(
+                        "{SIMULATE}: discount must be in [0, 1], got {discount}"
+                    )));
+                }
+                let world = WorldSale::new(scale, world_seed, discount)
+                    .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+                Scenario::World(Arc::new(world))
+            }
             Some(other) => {
                 return Err(user_error(format!(
-                    "{SIMULATE}: scenario '{other}' is not known: use 'ferreira_single' or 'gvr_exponential'"
+                    "{SIMULATE}: scenario '{other}' is not known: use 'ferreira_single', 'gvr_exponential' or 'world'"
                 )));
             }
         };
@@ -117,11 +141,12 @@ impl RelationFunction for SimulateFlashSale {
         .run(level)
         .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
         let schema = self.schema();
+        let world = matches!(sim.scenario, Scenario::World(_));
         Ok(Arc::new(move |_: &[RecordBatch]| {
             let rows = sim
                 .run(level)
                 .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
-            let f = |g: fn(&super::simulate::TrialResult) -> f64| -> ArrayRef {
+            let f = |g: &dyn Fn(&super::simulate::TrialResult) -> f64| -> ArrayRef {
                 Arc::new(Float64Array::from_iter_values(rows.iter().map(g)))
             };
             Ok(RecordBatch::try_new(
@@ -133,11 +158,14 @@ impl RelationFunction for SimulateFlashSale {
                     Arc::new(StringArray::from_iter_values(
                         rows.iter().map(|_| sim.policy.as_str()),
                     )),
-                    f(|r| r.revenue),
-                    f(|r| r.upper_bound),
-                    f(|r| {
+                    f(&|r| r.revenue),
+                    f(&|r| r.profit),
+                    f(&|r| r.upper_bound),
+                    f(&|r| {
+                        // The world's bound is on expected profit, the others' on revenue.
+                        let earned = if world { r.profit } else { r.revenue };
                         if r.upper_bound > 0.0 {
-                            100.0 * r.revenue / r.upper_bound
+                            100.0 * earned / r.upper_bound
                         } else {
                             100.0
                         }
@@ -148,7 +176,9 @@ impl RelationFunction for SimulateFlashSale {
                     Arc::new(Int64Array::from_iter_values(
                         rows.iter().map(|r| r.inventory as i64),
                     )),
-                    f(|r| r.clairvoyant_revenue),
+                    Arc::new(Float64Array::from_iter(
+                        rows.iter().map(|r| r.clairvoyant_revenue),
+                    )),
                 ],
             )?)
         }))
