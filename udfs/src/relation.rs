@@ -3,9 +3,9 @@
 //!
 //! DataFusion's table functions receive literals only, so these are planned by one relation
 //! planner: it plans the subquery argument itself (or takes a table name in quotes), reads
-//! the named options as literals, and hands both to the function. The function's result is
-//! computed when the query is physically planned (its input collected and processed then)
-//! and served from memory.
+//! the named options as literals, and hands both to the function. Bad options fail when the
+//! query is planned; the result is computed when the query runs ([`ComputedExec`]), so
+//! `EXPLAIN` shows the plan without running solvers or simulations.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,15 +15,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, PlanProperties, SendableRecordBatchStream,
+};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::sql::sqlparser::ast::{
     self as ast, FunctionArg, FunctionArgExpr, TableFactor, TableFunctionArgs,
@@ -41,8 +49,8 @@ pub enum Input {
 }
 
 impl Input {
-    /// Runs the input and returns all its rows.
-    pub async fn collect(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+    /// Plans the input.
+    pub async fn physical_plan(&self, state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = match self {
             Input::Plan(p) => p.clone(),
             Input::Table(r) => {
@@ -58,8 +66,7 @@ impl Input {
                 LogicalPlanBuilder::scan(r.clone(), provider_as_source(table), None)?.build()?
             }
         };
-        let physical = state.create_physical_plan(&plan).await?;
-        collect(physical, state.task_ctx()).await
+        state.create_physical_plan(&plan).await
     }
 }
 
@@ -200,20 +207,142 @@ impl TableProvider for Computed {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = match &self.input {
-            Some(input) => input.collect(state).await?,
-            None => Vec::new(),
+        let input = match &self.input {
+            Some(input) => Some(input.physical_plan(state).await?),
+            None => None,
         };
+        Ok(Arc::new(ComputedExec::new(
+            self.name,
+            input,
+            self.schema.clone(),
+            projection.cloned(),
+            self.compute.clone(),
+        )?))
+    }
+}
+
+/// Runs a relation function: collects its input (all partitions), computes the rows off the
+/// async threads (solvers and simulations are CPU-bound) and emits them as one batch.
+pub struct ComputedExec {
+    name: &'static str,
+    input: Option<Arc<dyn ExecutionPlan>>,
+    /// The function's full output schema; `projection` picks the columns emitted.
+    full_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    compute: Compute,
+    properties: Arc<PlanProperties>,
+}
+
+impl ComputedExec {
+    fn new(
+        name: &'static str,
+        input: Option<Arc<dyn ExecutionPlan>>,
+        full_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        compute: Compute,
+    ) -> Result<ComputedExec> {
+        let schema = match &projection {
+            Some(p) => Arc::new(full_schema.project(p)?),
+            None => full_schema.clone(),
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(ComputedExec {
+            name,
+            input,
+            full_schema,
+            projection,
+            compute,
+            properties,
+        })
+    }
+}
+
+impl fmt::Debug for ComputedExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComputedExec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl DisplayAs for ComputedExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ComputedExec: {}", self.name)
+    }
+}
+
+impl ExecutionPlan for ComputedExec {
+    fn name(&self) -> &'static str {
+        "ComputedExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.input.iter().collect()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(ComputedExec::new(
+            self.name,
+            children.into_iter().next(),
+            self.full_schema.clone(),
+            self.projection.clone(),
+            self.compute.clone(),
+        )?))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "{}: no partition {partition}",
+                self.name
+            )));
+        }
+        let input = self.input.clone();
         let compute = self.compute.clone();
-        // The computation is CPU-bound (solvers, simulations): keep it off the async threads.
-        let result = tokio::task::spawn_blocking(move || compute(&batches))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??;
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![result]])?;
-        table.scan(state, projection, filters, limit).await
+        let projection = self.projection.clone();
+        let rows = async move {
+            let batches = match input {
+                Some(input) => collect(input, context).await?,
+                None => Vec::new(),
+            };
+            let batch = tokio::task::spawn_blocking(move || compute(&batches))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))??;
+            match projection {
+                Some(p) => Ok(batch.project(&p)?),
+                None => Ok(batch),
+            }
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            futures::stream::once(rows),
+        )))
     }
 }
 
