@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod knapsack;
+pub mod metrics;
 pub mod optimize;
 pub mod relation;
 pub mod sale;
@@ -16,6 +17,9 @@ use datafusion::prelude::SessionContext;
 
 /// Registers every flashsql function on a session.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    for udaf in metrics::all() {
+        ctx.register_udaf(udaf);
+    }
     ctx.register_relation_planner(Arc::new(relation::RelationFunctions::new(vec![
         Arc::new(optimize::OptimizeDiscounts),
         Arc::new(sale::sql::SimulateFlashSale),

@@ -1,0 +1,379 @@
+//! Model-evaluation metrics as SQL aggregates: `auc(label, score)`, `log_loss(label, p)`,
+//! `brier(label, p)` and `ece(label, p [, bins])`. They aggregate in parallel like any other
+//! aggregate (partial states merge), skip rows where an argument is NULL, and fail on a label
+//! other than 0/1 or a probability outside [0, 1] (SQLSTATE 22000), since a silently wrong
+//! metric is worse than none.
+//!
+//! Definitions follow scikit-learn, so that results can be compared with it directly:
+//! `auc` is the ROC AUC with tied scores counted half (the Mann–Whitney statistic with
+//! average ranks; NULL when one class is missing); `log_loss` clips p to [ε, 1 − ε] with
+//! ε = 2.2e-16; `brier` is the mean squared error of p; `ece` is Σ_b (n_b / n)·|ȳ_b − p̄_b|
+//! over `bins` equal-width bins (default 10; bin = min(⌊p·bins⌋, bins − 1)).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use crate::error::{row_error, user_error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Auc,
+    LogLoss,
+    Brier,
+    Ece,
+}
+
+impl Metric {
+    fn name(self) -> &'static str {
+        match self {
+            Metric::Auc => "auc",
+            Metric::LogLoss => "log_loss",
+            Metric::Brier => "brier",
+            Metric::Ece => "ece",
+        }
+    }
+}
+
+/// One metric as an aggregate function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MetricUdaf {
+    metric: Metric,
+    signature: Signature,
+}
+
+impl MetricUdaf {
+    pub fn new(metric: Metric) -> MetricUdaf {
+        let signature = match metric {
+            Metric::Ece => Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Immutable,
+            ),
+            _ => Signature::any(2, Volatility::Immutable),
+        };
+        MetricUdaf { metric, signature }
+    }
+}
+
+/// The four metric aggregates.
+pub fn all() -> Vec<AggregateUDF> {
+    [Metric::Auc, Metric::LogLoss, Metric::Brier, Metric::Ece]
+        .into_iter()
+        .map(|m| AggregateUDF::from(MetricUdaf::new(m)))
+        .collect()
+}
+
+impl AggregateUDFImpl for MetricUdaf {
+    fn name(&self) -> &str {
+        self.metric.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(MetricAccumulator::new(self.metric)))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        // One list of numbers whose layout depends on the metric (see `MetricAccumulator`).
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[state]", args.name),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
+            true,
+        ))])
+    }
+}
+
+/// The running state. `auc` keeps every (score, label) pair; the means keep (Σ, n); `ece`
+/// keeps (count, Σ label, Σ p) per bin. As a state list: `auc` [s0, y0, s1, y1, …], means
+/// [Σ, n], `ece` [bins, n_0 … n_{B−1}, Σy_0 …, Σp_0 …].
+#[derive(Debug)]
+struct MetricAccumulator {
+    metric: Metric,
+    pairs: Vec<(f64, f64)>,
+    sum: f64,
+    count: f64,
+    bins: Vec<[f64; 3]>,
+}
+
+fn floats(a: &ArrayRef) -> Result<Float64Array> {
+    Ok(cast(a, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
+}
+
+impl MetricAccumulator {
+    fn new(metric: Metric) -> MetricAccumulator {
+        MetricAccumulator {
+            metric,
+            pairs: Vec::new(),
+            sum: 0.0,
+            count: 0.0,
+            bins: Vec::new(),
+        }
+    }
+
+    fn set_bins(&mut self, bins: usize) -> Result<()> {
+        if self.bins.is_empty() {
+            self.bins = vec![[0.0; 3]; bins];
+            Ok(())
+        } else if self.bins.len() == bins {
+            Ok(())
+        } else {
+            Err(user_error("ece: bins must be the same on every row"))
+        }
+    }
+
+    fn add(&mut self, y: f64, x: f64) -> Result<()> {
+        let name = self.metric.name();
+        if y != 0.0 && y != 1.0 {
+            return Err(row_error(format!("{name}: labels must be 0 or 1, got {y}")));
+        }
+        match self.metric {
+            Metric::Auc => {
+                if x.is_nan() {
+                    return Err(row_error("auc: a score is NaN"));
+                }
+                self.pairs.push((x, y));
+            }
+            _ if !(0.0..=1.0).contains(&x) => {
+                return Err(row_error(format!(
+                    "{name}: probabilities must be in [0, 1], got {x}"
+                )));
+            }
+            Metric::LogLoss => {
+                let p = x.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+                self.sum -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+                self.count += 1.0;
+            }
+            Metric::Brier => {
+                self.sum += (x - y) * (x - y);
+                self.count += 1.0;
+            }
+            Metric::Ece => {
+                let n = self.bins.len();
+                let b = ((x * n as f64).floor() as usize).min(n - 1);
+                self.bins[b][0] += 1.0;
+                self.bins[b][1] += y;
+                self.bins[b][2] += x;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for MetricAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let (labels, xs) = (floats(&values[0])?, floats(&values[1])?);
+        if self.metric == Metric::Ece {
+            let bins = match values.get(2) {
+                None => 10,
+                Some(b) => {
+                    let b = floats(b)?;
+                    let first = (0..b.len()).find(|&i| b.is_valid(i)).map(|i| b.value(i));
+                    match first {
+                        Some(v) if v >= 1.0 && v.fract() == 0.0 && v <= 1e6 => v as usize,
+                        Some(v) => {
+                            return Err(user_error(format!(
+                                "ece: bins must be a whole number between 1 and 10^6, got {v}"
+                            )));
+                        }
+                        None => 10,
+                    }
+                }
+            };
+            self.set_bins(bins)?;
+        }
+        for i in 0..labels.len() {
+            if labels.is_valid(i) && xs.is_valid(i) {
+                self.add(labels.value(i), xs.value(i))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let v = match self.metric {
+            Metric::Auc => auc(&mut self.pairs),
+            Metric::LogLoss | Metric::Brier => (self.count > 0.0).then(|| self.sum / self.count),
+            Metric::Ece => {
+                let n: f64 = self.bins.iter().map(|b| b[0]).sum();
+                (n > 0.0).then(|| {
+                    self.bins
+                        .iter()
+                        .filter(|b| b[0] > 0.0)
+                        .map(|b| (b[0] / n) * (b[1] / b[0] - b[2] / b[0]).abs())
+                        .sum()
+                })
+            }
+        };
+        Ok(ScalarValue::Float64(v))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.pairs.capacity() * std::mem::size_of::<(f64, f64)>()
+            + self.bins.capacity() * std::mem::size_of::<[f64; 3]>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let values: Vec<f64> = match self.metric {
+            Metric::Auc => self.pairs.iter().flat_map(|&(s, y)| [s, y]).collect(),
+            Metric::LogLoss | Metric::Brier => vec![self.sum, self.count],
+            Metric::Ece => std::iter::once(self.bins.len() as f64)
+                .chain((0..3).flat_map(|k| self.bins.iter().map(move |b| b[k])))
+                .collect(),
+        };
+        let list = ScalarValue::new_list_nullable(
+            &values
+                .into_iter()
+                .map(|v| ScalarValue::Float64(Some(v)))
+                .collect::<Vec<_>>(),
+            &DataType::Float64,
+        );
+        Ok(vec![ScalarValue::List(list)])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            let part = lists.value(i);
+            let v = part.as_primitive::<Float64Type>().values();
+            match self.metric {
+                Metric::Auc => self.pairs.extend(v.chunks_exact(2).map(|c| (c[0], c[1]))),
+                Metric::LogLoss | Metric::Brier => {
+                    self.sum += v[0];
+                    self.count += v[1];
+                }
+                Metric::Ece => {
+                    let Some(&bins) = v.first() else { continue };
+                    let bins = bins as usize;
+                    if bins == 0 {
+                        continue; // a partition that saw no rows
+                    }
+                    self.set_bins(bins)?;
+                    for b in 0..bins {
+                        for k in 0..3 {
+                            self.bins[b][k] += v[1 + k * bins + b];
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ROC AUC by average ranks (ties count half); `None` when a class is missing.
+fn auc(pairs: &mut [(f64, f64)]) -> Option<f64> {
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives: f64 = pairs.iter().map(|p| p.1).sum();
+    let negatives = pairs.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            j += 1;
+        }
+        // Ranks i+1 … j share their average.
+        let avg_rank = (i + 1 + j) as f64 / 2.0;
+        let pos: f64 = pairs[i..j].iter().map(|p| p.1).sum();
+        rank_sum += avg_rank * pos;
+        i = j;
+    }
+    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// AUC against its definition, counted over all (positive, negative) pairs (tolerance
+    /// 1e-12), on seeded data with many ties.
+    #[test]
+    fn auc_equals_pair_counting() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut pairs: Vec<(f64, f64)> = (0..800)
+            .map(|_| {
+                let y = f64::from(rng.random_bool(0.3));
+                ((rng.random_range(0..20) as f64 + y * 3.0) / 10.0, y)
+            })
+            .collect();
+        let (mut wins, mut n) = (0.0, 0.0);
+        for &(sp, yp) in &pairs {
+            for &(sn, yn) in &pairs {
+                if yp == 1.0 && yn == 0.0 {
+                    n += 1.0;
+                    wins += if sp > sn {
+                        1.0
+                    } else if sp == sn {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        let got = auc(&mut pairs).unwrap();
+        assert!((got - wins / n).abs() < 1e-12, "{got} vs {}", wins / n);
+        assert_eq!(auc(&mut [(0.3, 1.0), (0.5, 1.0)]), None);
+    }
+
+    /// Split into partial states and merged, every metric equals the one-pass result.
+    #[test]
+    fn partial_states_merge_exactly() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let y: Vec<f64> = (0..1000).map(|_| f64::from(rng.random_bool(0.4))).collect();
+        let p: Vec<f64> = (0..1000).map(|_| rng.random::<f64>()).collect();
+        let arr = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
+        for m in [Metric::Auc, Metric::LogLoss, Metric::Brier, Metric::Ece] {
+            let mut whole = MetricAccumulator::new(m);
+            whole.update_batch(&[arr(&y), arr(&p)]).unwrap();
+            let mut merged = MetricAccumulator::new(m);
+            for (ys, ps) in y.chunks(300).zip(p.chunks(300)) {
+                let mut part = MetricAccumulator::new(m);
+                part.update_batch(&[arr(ys), arr(ps)]).unwrap();
+                let state = part.state().unwrap();
+                merged.merge_batch(&[state[0].to_array().unwrap()]).unwrap();
+            }
+            let (a, b) = (whole.evaluate().unwrap(), merged.evaluate().unwrap());
+            let (ScalarValue::Float64(Some(a)), ScalarValue::Float64(Some(b))) = (a, b) else {
+                panic!("{m:?}: no value");
+            };
+            assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                "{m:?}: {a} vs {b}"
+            );
+        }
+        let mut bad = MetricAccumulator::new(Metric::Brier);
+        let e = bad.update_batch(&[arr(&[2.0]), arr(&[0.5])]).unwrap_err();
+        assert!(e.to_string().contains("labels must be 0 or 1"), "{e}");
+        let e = bad.update_batch(&[arr(&[1.0]), arr(&[1.5])]).unwrap_err();
+        assert!(
+            e.to_string().contains("probabilities must be in [0, 1]"),
+            "{e}"
+        );
+    }
+}
