@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod optimize;
 pub mod relation;
 pub mod sale;
+pub mod vectors;
 
 use std::sync::Arc;
 
@@ -19,6 +20,9 @@ use datafusion::prelude::SessionContext;
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
     for udaf in metrics::all() {
         ctx.register_udaf(udaf);
+    }
+    for udf in vectors::all() {
+        ctx.register_udf(udf);
     }
     ctx.register_relation_planner(Arc::new(relation::RelationFunctions::new(vec![
         Arc::new(optimize::OptimizeDiscounts),
