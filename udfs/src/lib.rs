@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod optimize;
 pub mod relation;
 pub mod sale;
+pub mod sequence;
 pub mod vectors;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
     for udaf in metrics::all() {
         ctx.register_udaf(udaf);
     }
+    ctx.register_udaf(sequence::udaf());
     for udf in vectors::all() {
         ctx.register_udf(udf);
     }

@@ -1,0 +1,283 @@
+//! Behaviour sequences: `behavior_sequence(event_type, category_id, ts [, max_len])`, an
+//! aggregate that turns a user's events into the token list the sequence encoder reads — the
+//! most recent `max_len` (default 64) events, oldest first.
+//!
+//! One token per event, combining what happened, where, and how long after the previous
+//! event: `token = 1 + ((gap · EVENTS + event) · CATEGORY_BUCKETS + category mod 64)`, with 0
+//! left for padding. Event types: view (also `pv`), search, fav, cart, purchase (also `buy`).
+//! Gap buckets (time since the user's previous event in the list): < 1 min, < 10 min, < 1 h,
+//! < 6 h, < 1 day, < 7 days, ≥ 7 days, and "first event".
+//!
+//! Point in time: a training row for an offer shown at t must only see events before t. As an
+//! aggregate this is a join condition — `JOIN events e ON e.user_id = x.user_id AND e.ts <
+//! x.shown_ts` grouped by the offer — so the purchase that the offer itself caused (and
+//! everything later) never enters the row. `docs/functions.md` has the full pattern.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Builder, ListBuilder, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use crate::error::{row_error, user_error};
+
+/// Event types in token order.
+pub const EVENT_TYPES: [&str; 5] = ["view", "search", "fav", "cart", "purchase"];
+pub const CATEGORY_BUCKETS: i64 = 64;
+/// Upper ends (seconds) of the gap buckets; beyond the last is bucket 6, the first event 7.
+const GAP_LIMITS: [i64; 6] = [60, 600, 3_600, 21_600, 86_400, 604_800];
+pub const GAP_BUCKETS: i64 = 8;
+/// Tokens run from 1 to VOCABULARY − 1; 0 is padding.
+pub const VOCABULARY: i64 = 1 + GAP_BUCKETS * EVENT_TYPES.len() as i64 * CATEGORY_BUCKETS;
+pub const DEFAULT_MAX_LEN: usize = 64;
+
+fn event_index(name: &str) -> Option<i64> {
+    let name = name.to_ascii_lowercase();
+    let canonical = match name.as_str() {
+        "pv" => "view",
+        "buy" => "purchase",
+        other => other,
+    };
+    EVENT_TYPES
+        .iter()
+        .position(|&e| e == canonical)
+        .map(|i| i as i64)
+}
+
+fn gap_bucket(gap_us: Option<i64>) -> i64 {
+    match gap_us {
+        None => GAP_BUCKETS - 1,
+        Some(us) => {
+            let s = us / 1_000_000;
+            GAP_LIMITS
+                .iter()
+                .position(|&l| s < l)
+                .unwrap_or(GAP_LIMITS.len()) as i64
+        }
+    }
+}
+
+/// The token of one event.
+pub fn token(event: i64, category: i64, gap_us: Option<i64>) -> i32 {
+    let t = 1
+        + ((gap_bucket(gap_us) * EVENT_TYPES.len() as i64 + event) * CATEGORY_BUCKETS
+            + category.rem_euclid(CATEGORY_BUCKETS));
+    t as i32
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BehaviorSequence {
+    signature: Signature,
+}
+
+pub fn udaf() -> AggregateUDF {
+    AggregateUDF::from(BehaviorSequence {
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(3), TypeSignature::Any(4)],
+            Volatility::Immutable,
+        ),
+    })
+}
+
+fn token_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)))
+}
+
+impl AggregateUDFImpl for BehaviorSequence {
+    fn name(&self) -> &str {
+        "behavior_sequence"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let ok = matches!(
+            arg_types[0],
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        ) && arg_types[1].is_integer()
+            && matches!(arg_types[2], DataType::Timestamp(_, _))
+            && arg_types.get(3).is_none_or(|t| t.is_integer());
+        if !ok {
+            return Err(user_error(format!(
+                "behavior_sequence(event_type text, category_id bigint, ts timestamp [, max_len integer]); got ({})",
+                arg_types
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(token_list())
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SequenceAccumulator {
+            max_len: None,
+            events: Vec::new(),
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[events]", args.name),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ))])
+    }
+}
+
+/// The most recent events so far as (ts µs, event, category); trimmed to `max_len` as it goes.
+#[derive(Debug)]
+struct SequenceAccumulator {
+    max_len: Option<usize>,
+    events: Vec<(i64, i64, i64)>,
+}
+
+impl SequenceAccumulator {
+    fn limit(&self) -> usize {
+        self.max_len.unwrap_or(DEFAULT_MAX_LEN)
+    }
+
+    /// Keeps the `max_len` most recent events once the buffer is twice that.
+    fn trim(&mut self, force: bool) {
+        let keep = self.limit();
+        if self.events.len() > 2 * keep || (force && self.events.len() > keep) {
+            self.events.sort_unstable();
+            let drop = self.events.len() - keep;
+            self.events.drain(..drop);
+        }
+    }
+
+    fn set_max_len(&mut self, n: i64) -> Result<()> {
+        if !(1..=100_000).contains(&n) {
+            return Err(user_error(format!(
+                "behavior_sequence: max_len must be between 1 and 100000, got {n}"
+            )));
+        }
+        match self.max_len {
+            Some(m) if m != n as usize => Err(user_error(
+                "behavior_sequence: max_len must be the same on every row",
+            )),
+            _ => {
+                self.max_len = Some(n as usize);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Accumulator for SequenceAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let types = cast(&values[0], &DataType::Utf8)?;
+        let types: &StringArray = types.as_string::<i32>();
+        let cats = cast(&values[1], &DataType::Int64)?;
+        let cats = cats.as_primitive::<Int64Type>();
+        let ts = cast(
+            &values[2],
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let ts = cast(&ts, &DataType::Int64)?;
+        let ts = ts.as_primitive::<Int64Type>();
+        if let Some(m) = values.get(3) {
+            let m = cast(m, &DataType::Int64)?;
+            let m = m.as_primitive::<Int64Type>();
+            if let Some(i) = (0..m.len()).find(|&i| m.is_valid(i)) {
+                self.set_max_len(m.value(i))?;
+            }
+        }
+        for r in 0..types.len() {
+            if types.is_null(r) || cats.is_null(r) || ts.is_null(r) {
+                continue;
+            }
+            let name = types.value(r);
+            let event = event_index(name).ok_or_else(|| {
+                row_error(format!(
+                    "behavior_sequence: unknown event type '{name}'; known: view (pv), search, fav, cart, purchase (buy)"
+                ))
+            })?;
+            self.events.push((ts.value(r), event, cats.value(r)));
+        }
+        self.trim(false);
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.trim(true);
+        self.events.sort_unstable();
+        let mut b = ListBuilder::new(Int32Builder::new());
+        let mut prev = None;
+        for &(ts, event, cat) in &self.events {
+            b.values()
+                .append_value(token(event, cat, prev.map(|p: i64| ts - p)));
+            prev = Some(ts);
+        }
+        b.append(true);
+        Ok(ScalarValue::List(Arc::new(b.finish())))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.events.capacity() * 24
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.trim(true);
+        let mut v: Vec<ScalarValue> = vec![ScalarValue::Int64(Some(self.limit() as i64))];
+        for &(ts, e, c) in &self.events {
+            v.extend([ts, e, c].map(|x| ScalarValue::Int64(Some(x))));
+        }
+        Ok(vec![ScalarValue::List(ScalarValue::new_list_nullable(
+            &v,
+            &DataType::Int64,
+        ))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            let part = lists.value(i);
+            let v = part.as_primitive::<Int64Type>().values();
+            let Some((&max_len, rest)) = v.split_first() else {
+                continue;
+            };
+            if self.max_len.is_none() && max_len as usize != DEFAULT_MAX_LEN {
+                self.set_max_len(max_len)?;
+            }
+            self.events
+                .extend(rest.chunks_exact(3).map(|c| (c[0], c[1], c[2])));
+            self.trim(false);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_combine_event_category_and_gap() {
+        // First event: gap bucket 7; view = 0; category 5.
+        assert_eq!(token(0, 5, None), 1 + (7 * 5) * 64 + 5);
+        // Cart 30 minutes later: gap bucket 2 (< 1 h).
+        assert_eq!(
+            token(3, 5, Some(30 * 60 * 1_000_000)),
+            1 + (2 * 5 + 3) * 64 + 5
+        );
+        // Negative ids still land in a bucket; every token is inside the vocabulary.
+        assert!((1..VOCABULARY).contains(&i64::from(token(4, -3, Some(i64::MAX)))));
+        assert_eq!(event_index("PV"), Some(0));
+        assert_eq!(event_index("buy"), Some(4));
+        assert_eq!(event_index("click"), None);
+    }
+}
