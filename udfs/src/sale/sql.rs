@@ -14,7 +14,7 @@ use super::gvr::Exponential;
 use super::posterior::BetaArm;
 use super::simulate::{Scenario, Simulation};
 use super::single::SingleProduct;
-use super::thompson::{ItemState, next_period};
+use super::thompson::{Estimate, ItemState, next_period};
 use super::world::WorldSale;
 use crate::relation::{Compute, Options, RelationFunction, column_error, row_error, user_error};
 use flashsql_datasets::Scale;
@@ -191,13 +191,14 @@ impl RelationFunction for SimulateFlashSale {
 pub struct NextDiscounts;
 
 const NEXT: &str = "next_discounts";
-const NEXT_USAGE: &str = "next_discounts((SELECT item_id, discount, price, inventory, traffic, shown, sold [, unit_cost] …) | 'table', periods_left => <count>, budget => <number>, objective => 'revenue'|'profit', seed => <count>)";
+const NEXT_USAGE: &str = "next_discounts((SELECT item_id, discount, price, inventory, traffic, shown, sold [, unit_cost] …) | 'table', periods_left => <count>, budget => <number>, objective => 'revenue'|'profit', estimate => 'sample'|'mean', seed => <count>)";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct NextOptions {
     periods_left: f64,
     budget: Option<f64>,
     profit: bool,
+    estimate: Estimate,
     seed: u64,
 }
 
@@ -322,7 +323,7 @@ fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatc
             inventory: levels[0].inventory,
         });
     }
-    let step = next_period(&items, o.periods_left, o.budget, o.seed);
+    let step = next_period(&items, o.periods_left, o.budget, o.estimate, o.seed);
     let schema = next_schema();
     let level_of = |d: &super::thompson::Decision| d.level.map(|k| &rows[&d.id][k]);
     let ds = &step.decisions;
@@ -374,7 +375,7 @@ impl RelationFunction for NextDiscounts {
     }
 
     fn option_names(&self) -> &'static [&'static str] {
-        &["periods_left", "budget", "objective", "seed"]
+        &["periods_left", "budget", "objective", "estimate", "seed"]
     }
 
     fn schema(&self) -> SchemaRef {
@@ -405,12 +406,22 @@ impl RelationFunction for NextDiscounts {
                 )));
             }
         };
+        let estimate = match o.text("estimate")?.as_deref() {
+            None | Some("sample") => Estimate::Sample,
+            Some("mean") => Estimate::Mean,
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NEXT}: estimate '{other}' is not known: use 'sample' (Thompson sampling) or 'mean' (posterior means)"
+                )));
+            }
+        };
         let seed = o.count("seed")?.unwrap_or(0);
         o.finish()?;
         let opts = NextOptions {
             periods_left: periods_left as f64,
             budget,
             profit,
+            estimate,
             seed,
         };
         Ok(Arc::new(move |batches: &[RecordBatch]| {

@@ -72,14 +72,35 @@ fn blend(a: &Mix, wa: f64, b: &Mix, wb: f64) -> Offer {
     out
 }
 
+/// How the period LP sees the purchase probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimate {
+    /// A draw from each posterior: Thompson sampling.
+    Sample,
+    /// The posterior means: certainty-equivalent re-solving, no exploration.
+    Mean,
+}
+
 /// Plans one period. `periods_left ≥ 1`; `budget` is what may still be spent over those
 /// periods (`None`: no budget). Randomness comes from `seed` and each item's id only.
-pub fn next_period(items: &[ItemState], periods_left: f64, budget: Option<f64>, seed: u64) -> Step {
+pub fn next_period(
+    items: &[ItemState],
+    periods_left: f64,
+    budget: Option<f64>,
+    estimate: Estimate,
+    seed: u64,
+) -> Step {
     let sampled: Vec<Vec<f64>> = items
         .iter()
         .map(|it| {
             let mut rng = stream(seed, SAMPLE, it.id as u64);
-            it.arms.iter().map(|a| a.sample(&mut rng)).collect()
+            it.arms
+                .iter()
+                .map(|a| match estimate {
+                    Estimate::Sample => a.sample(&mut rng),
+                    Estimate::Mean => a.mean(),
+                })
+                .collect()
         })
         .collect();
     let solve = |lambda: f64| -> Vec<Mix> {
@@ -206,7 +227,7 @@ mod tests {
     #[test]
     fn concentrated_posteriors_reproduce_the_lp() {
         let n = 2000;
-        let step = next_period(&items(n), 100.0, None, 5);
+        let step = next_period(&items(n), 100.0, None, Estimate::Sample, 5);
         let discounted = step.decisions.iter().filter(|d| d.level == Some(1)).count();
         let share = discounted as f64 / n as f64;
         assert!((share - 0.5).abs() < 0.05, "share at 20 % off: {share}");
@@ -218,7 +239,7 @@ mod tests {
         assert_eq!(step.shadow_price, 0.0);
         // Unconstrained spend: 0.5 · 20 · 0.3 = 3 per item and period. Give half of that.
         let budget = 1.5 * n as f64 * 100.0;
-        let step = next_period(&items(n), 100.0, Some(budget), 5);
+        let step = next_period(&items(n), 100.0, Some(budget), Estimate::Sample, 5);
         let discounted = step.decisions.iter().filter(|d| d.level == Some(1)).count();
         let share = discounted as f64 / n as f64;
         assert!(
@@ -228,12 +249,12 @@ mod tests {
         assert!(step.shadow_price > 2.0, "{}", step.shadow_price);
         // Deterministic for a seed; another seed draws differently.
         assert_eq!(
-            next_period(&items(50), 10.0, None, 9),
-            next_period(&items(50), 10.0, None, 9)
+            next_period(&items(50), 10.0, None, Estimate::Sample, 9),
+            next_period(&items(50), 10.0, None, Estimate::Sample, 9)
         );
         assert_ne!(
-            next_period(&items(50), 10.0, None, 9),
-            next_period(&items(50), 10.0, None, 10)
+            next_period(&items(50), 10.0, None, Estimate::Sample, 9),
+            next_period(&items(50), 10.0, None, Estimate::Sample, 10)
         );
     }
 }
