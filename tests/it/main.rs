@@ -3,6 +3,7 @@
 mod auth;
 mod common;
 mod copy;
+mod decisions;
 mod durability;
 mod errors;
 mod protocol;
