@@ -99,6 +99,19 @@ impl Simulation {
                 self.inventory_ratio
             )));
         }
+        // A simulation cannot be interrupted once it runs (cancel and statement_timeout end
+        // the query, not the computation), so its size is bounded: about two minutes at most.
+        let per_trial = match &self.scenario {
+            Scenario::Single(_) => self.horizon,
+            Scenario::Exponential(m) => m.a * self.horizon,
+            Scenario::World(w) => w.visitors() as f64,
+        };
+        if per_trial * self.trials as f64 > 1e9 {
+            return Err(SaleError::Option(format!(
+                "{} trials of {per_trial} customers each exceed the limit of 10^9 simulated customers per call",
+                self.trials
+            )));
+        }
         let unknown = || {
             SaleError::Option(format!(
                 "policy '{}' is not known for this scenario: use {}",
@@ -111,9 +124,9 @@ impl Simulation {
                 let policy =
                     single_policy(&self.policy, level, sc.prices.len()).ok_or_else(unknown)?;
                 let horizon = self.horizon.round() as usize;
-                if horizon == 0 || horizon > 100_000_000 {
+                if horizon == 0 || horizon > 10_000_000 {
                     return Err(SaleError::Option(format!(
-                        "horizon must be between 1 and 10^8 periods, got {}",
+                        "horizon must be between 1 and 10^7 periods, got {}",
                         self.horizon
                     )));
                 }
@@ -157,6 +170,12 @@ impl Simulation {
                     _ => return Err(unknown()),
                 };
                 let t = self.horizon;
+                if model.a * t > 1e7 {
+                    return Err(SaleError::Option(format!(
+                        "a · horizon (the expected customers per sale) must be at most 10^7, got {}",
+                        model.a * t
+                    )));
+                }
                 let inventory = (self.inventory_ratio * model.a * t).round() as u64;
                 let step = (t / 1000.0).min(0.01);
                 if (inventory as f64 + 1.0) * (t / step) > MAX_TABLE {

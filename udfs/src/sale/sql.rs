@@ -86,6 +86,11 @@ impl RelationFunction for SimulateFlashSale {
                     .unwrap_or("tiny")
                     .parse()
                     .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+                if !matches!(scale, Scale::Tiny | Scale::Small) {
+                    return Err(user_error(format!(
+                        "{SIMULATE}: the world scenario runs on the tiny or small world, not {scale}"
+                    )));
+                }
                 let world_seed = o.count("world_seed")?.unwrap_or(42);
                 let discount = o.number("discount")?.unwrap_or(0.1);
                 if !(0.0..=1.0).contains(&discount) {

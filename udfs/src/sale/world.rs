@@ -192,6 +192,11 @@ impl WorldSale {
         })
     }
 
+    /// Visitors over all items (the customers of one simulated sale).
+    pub fn visitors(&self) -> usize {
+        self.items.iter().map(|s| s.visitors.len()).sum()
+    }
+
     /// Total allotment over all items.
     pub fn inventory(&self) -> u64 {
         self.items.iter().map(|s| s.allotment).sum()
