@@ -390,44 +390,32 @@ impl RelationPlanner for RelationFunctions {
         relation: TableFactor,
         context: &mut dyn RelationPlannerContext,
     ) -> Result<RelationPlanning> {
-        let TableFactor::Table {
-            name,
-            alias,
-            args: Some(TableFunctionArgs { args, settings }),
-            with_hints,
-            version,
-            with_ordinality,
-            partitions,
-            json_path,
-            sample,
-            index_hints,
-        } = relation
+        // Only calls of our functions are ours; everything else passes through untouched.
+        let called = match &relation {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase()),
+            _ => None,
+        };
+        let function = called.and_then(|c| self.functions.iter().find(|f| f.name() == c));
+        let (
+            Some(function),
+            TableFactor::Table {
+                alias,
+                args: Some(TableFunctionArgs { args, .. }),
+                ..
+            },
+        ) = (function, &relation)
         else {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
-        let called = name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(|i| i.value.to_ascii_lowercase());
-        let Some(function) = self
-            .functions
-            .iter()
-            .find(|f| called.as_deref() == Some(f.name()))
-        else {
-            return Ok(RelationPlanning::Original(Box::new(TableFactor::Table {
-                name,
-                alias,
-                args: Some(TableFunctionArgs { args, settings }),
-                with_hints,
-                version,
-                with_ordinality,
-                partitions,
-                json_path,
-                sample,
-                index_hints,
-            })));
-        };
+        let (alias, args) = (alias.clone(), args.clone());
         let fname = function.name();
         let mut input = None;
         let mut named = Vec::new();
