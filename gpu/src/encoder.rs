@@ -38,6 +38,13 @@ impl Default for EncoderConfig {
     }
 }
 
+/// See [`SequenceEncoder::folded_parts`].
+pub(crate) struct FoldedParts {
+    pub folded: Vec<(usize, Vec<f32>, Vec<f32>)>,
+    pub proj: Vec<f32>,
+    pub proj_bias: Vec<f32>,
+}
+
 /// One kernel width's weights: kernel `[C, E, w]` and bias `[C]`.
 #[derive(Debug, Clone)]
 struct Conv {
@@ -98,6 +105,28 @@ impl SequenceEncoder {
 
     pub fn config(&self) -> &EncoderConfig {
         &self.config
+    }
+
+    /// The weights as plain arrays, each kernel folded into the embedding table: per width
+    /// (w, `[V, w·C]`, bias), and the projection `[Σ C, D]` with its bias.
+    pub(crate) fn folded_parts(&self) -> Result<FoldedParts, GpuError> {
+        let (e, c) = (self.config.embed, self.config.channels);
+        let mut folded = Vec::with_capacity(self.convs.len());
+        for conv in &self.convs {
+            let w = conv.kernel.dim(2)?;
+            let all_shifts = conv.kernel.permute((1, 2, 0))?.reshape((e, w * c))?;
+            let table = self
+                .embedding
+                .matmul(&all_shifts)?
+                .flatten_all()?
+                .to_vec1()?;
+            folded.push((w, table, conv.bias.to_vec1()?));
+        }
+        Ok(FoldedParts {
+            folded,
+            proj: self.proj_weight.flatten_all()?.to_vec1()?,
+            proj_bias: self.proj_bias.to_vec1()?,
+        })
     }
 
     /// Encodes `tokens` (`[B, L]`, u32, left-padded with 0) into `[B, D]` user vectors.

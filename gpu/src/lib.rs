@@ -3,10 +3,12 @@
 //!
 //! - [`device`]: choosing the device (`auto | cpu | cuda[:N]`), never silently;
 //! - [`init`]: seeded weight initialisation (candle's CPU RNG cannot be seeded);
-//! - [`encoder`]: the Conv1D behaviour-sequence encoder.
+//! - [`encoder`]: the Conv1D behaviour-sequence encoder;
+//! - [`frozen`]: its hand-written CPU forward pass for inference.
 
 pub mod device;
 pub mod encoder;
+pub mod frozen;
 pub mod init;
 
 /// Errors of the model layer.

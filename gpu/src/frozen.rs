@@ -1,0 +1,144 @@
+//! The encoder for inference on the CPU: weights frozen into plain arrays and the forward pass
+//! written out by hand, parallel over sequences. Each kernel is folded into the embedding
+//! table (`embedding · [K_0 | … | K_{w−1}]`, see [`crate::encoder`]), so a sequence costs
+//! L·Σw row additions of C floats, a running max and one small projection — no tensor
+//! temporaries, which dominate candle's forward at this size.
+
+use rayon::prelude::*;
+
+use crate::GpuError;
+use crate::encoder::SequenceEncoder;
+
+/// One width's folded table `[V, w·C]` (row-major) and bias `[C]`.
+struct Folded {
+    width: usize,
+    table: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+pub struct FrozenEncoder {
+    vocab: usize,
+    channels: usize,
+    dim: usize,
+    folded: Vec<Folded>,
+    /// `[Σ C, D]` row-major, and `[D]`.
+    proj: Vec<f32>,
+    proj_bias: Vec<f32>,
+}
+
+impl FrozenEncoder {
+    pub fn new(encoder: &SequenceEncoder) -> Result<FrozenEncoder, GpuError> {
+        let parts = encoder.folded_parts()?;
+        let config = encoder.config();
+        Ok(FrozenEncoder {
+            vocab: config.vocab,
+            channels: config.channels,
+            dim: config.dim,
+            folded: parts
+                .folded
+                .into_iter()
+                .map(|(width, table, bias)| Folded { width, table, bias })
+                .collect(),
+            proj: parts.proj,
+            proj_bias: parts.proj_bias,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Encodes `tokens` (sequences of `len` tokens each, concatenated) into one
+    /// `dim`-vector per sequence, concatenated.
+    pub fn encode(&self, tokens: &[u32], len: usize) -> Result<Vec<f32>, GpuError> {
+        let widest = self.folded.iter().map(|f| f.width).max().unwrap_or(1);
+        if len < widest || tokens.len() % len != 0 {
+            return Err(GpuError::Shape(format!(
+                "{} tokens are not whole sequences of length {len} (at least {widest})",
+                tokens.len()
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(GpuError::Shape(format!(
+                "token {bad} is outside the vocabulary of {}",
+                self.vocab
+            )));
+        }
+        let (c, d) = (self.channels, self.dim);
+        let mut out = vec![0.0f32; tokens.len() / len * d];
+        out.par_chunks_mut(d)
+            .zip(tokens.par_chunks(len))
+            .with_min_len(64)
+            .for_each_init(
+                || (vec![0.0f32; c], vec![0.0f32; c * self.folded.len()]),
+                |(acc, pooled), (dst, seq)| {
+                    for (f, part) in self.folded.iter().zip(pooled.chunks_mut(c)) {
+                        let w = f.width;
+                        part.fill(f32::NEG_INFINITY);
+                        for tau in 0..=len - w {
+                            acc.copy_from_slice(&f.bias);
+                            for i in 0..w {
+                                let row = seq[tau + i] as usize * w * c + i * c;
+                                for (a, x) in acc.iter_mut().zip(&f.table[row..row + c]) {
+                                    *a += x;
+                                }
+                            }
+                            for (p, a) in part.iter_mut().zip(acc.iter()) {
+                                *p = p.max(a.max(0.0));
+                            }
+                        }
+                    }
+                    dst.copy_from_slice(&self.proj_bias);
+                    for (h, row) in pooled.iter().zip(self.proj.chunks(d)) {
+                        for (o, p) in dst.iter_mut().zip(row) {
+                            *o += h * p;
+                        }
+                    }
+                },
+            );
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::EncoderConfig;
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+
+    /// The frozen forward equals the tensor forward within 1e-5 on seeded weights and tokens.
+    #[test]
+    fn frozen_equals_the_tensor_forward() {
+        let dev = Device::Cpu;
+        let enc = SequenceEncoder::seeded(EncoderConfig::default(), 9, &dev).unwrap();
+        let frozen = FrozenEncoder::new(&enc).unwrap();
+        let (b, l) = (37, 20);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let ids: Vec<u32> = (0..b * l).map(|_| rng.random_range(0..2561)).collect();
+        let want = enc
+            .forward(&Tensor::from_vec(ids.clone(), (b, l), &dev).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = frozen.encode(&ids, l).unwrap();
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "max difference {worst}");
+        assert!(frozen.encode(&ids[..7], 7).is_ok());
+        assert!(matches!(
+            frozen.encode(&ids[..5], 3),
+            Err(GpuError::Shape(_))
+        ));
+        assert!(matches!(
+            frozen.encode(&[9999; 8], 8),
+            Err(GpuError::Shape(_))
+        ));
+    }
+}
