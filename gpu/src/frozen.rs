@@ -52,7 +52,7 @@ impl FrozenEncoder {
     /// `dim`-vector per sequence, concatenated.
     pub fn encode(&self, tokens: &[u32], len: usize) -> Result<Vec<f32>, GpuError> {
         let widest = self.folded.iter().map(|f| f.width).max().unwrap_or(1);
-        if len < widest || tokens.len() % len != 0 {
+        if len < widest || !tokens.len().is_multiple_of(len) {
             return Err(GpuError::Shape(format!(
                 "{} tokens are not whole sequences of length {len} (at least {widest})",
                 tokens.len()
