@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::error::Result;
 
 use crate::knapsack::{Curves, KnapsackError, Plan, solve_exact, solve_lagrangian};
 use crate::relation::{
-    Compute, Options as Named, RelationFunction, column_error, row_error, user_error,
+    Compute, Options as Named, RelationFunction, input_column, required_column, row_error,
+    user_error,
 };
 
 pub const NAME: &str = "optimize_discounts";
@@ -29,6 +29,12 @@ pub enum Objective {
     Revenue,
     Profit,
 }
+
+/// The `objective => …` option's values (the first is the default).
+pub const OBJECTIVES: &[(&str, Objective)] = &[
+    ("revenue", Objective::Revenue),
+    ("profit", Objective::Profit),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Solver {
@@ -51,24 +57,11 @@ const USAGE: &str = "optimize_discounts((SELECT …) | 'table', budget => <numbe
 impl Options {
     fn read(mut o: Named) -> Result<Options> {
         let budget = o.required_number("budget")?;
-        let objective = match o.text("objective")?.as_deref() {
-            None | Some("revenue") => Objective::Revenue,
-            Some("profit") => Objective::Profit,
-            Some(other) => {
-                return Err(user_error(format!(
-                    "{NAME}: objective '{other}' is not known: use 'revenue' or 'profit'"
-                )));
-            }
-        };
-        let solver = match o.text("solver")?.as_deref() {
-            None | Some("exact") => Solver::Exact,
-            Some("lagrangian") => Solver::Lagrangian,
-            Some(other) => {
-                return Err(user_error(format!(
-                    "{NAME}: solver '{other}' is not known: use 'exact' or 'lagrangian'"
-                )));
-            }
-        };
+        let objective = o.choice("objective", OBJECTIVES)?;
+        let solver = o.choice(
+            "solver",
+            &[("exact", Solver::Exact), ("lagrangian", Solver::Lagrangian)],
+        )?;
         let tolerance = o.number("tolerance")?.unwrap_or(1e-3);
         o.finish()?;
         if !(tolerance > 0.0 && tolerance < 1.0) {
@@ -95,24 +88,15 @@ struct Level {
     subsidy: f64,
 }
 
-/// Column `name` read as `target`; `None` if the input has no such column.
+const NEEDS: &str =
+    "item_id, discount, expected_units, price, and unit_cost for profit, inventory optionally";
+
 fn column(batch: &RecordBatch, name: &str, target: &DataType) -> Result<Option<ArrayRef>> {
-    let Ok(i) = batch.schema().index_of(name) else {
-        return Ok(None);
-    };
-    cast(batch.column(i), target).map(Some).map_err(|e| {
-        user_error(format!(
-            "{NAME}: column {name} cannot be read as {target}: {e}"
-        ))
-    })
+    input_column(NAME, batch, name, target)
 }
 
 fn required(batch: &RecordBatch, name: &str, target: &DataType) -> Result<ArrayRef> {
-    column(batch, name, target)?.ok_or_else(|| {
-        column_error(format!(
-            "{NAME}: the input has no column \"{name}\"; it needs item_id, discount, expected_units, price, and unit_cost for profit, inventory optionally"
-        ))
-    })
+    required_column(NAME, batch, name, target, NEEDS)
 }
 
 /// Groups the input rows into per-item curves, ordered by item id and discount.

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -147,6 +148,22 @@ impl Options {
         }
     }
 
+    /// A string option that must be one of `choices` (matched case-insensitively); the first
+    /// choice is the default.
+    pub fn choice<T: Copy>(&mut self, name: &str, choices: &[(&str, T)]) -> Result<T> {
+        let Some(given) = self.text(name)? else {
+            return Ok(choices[0].1);
+        };
+        if let Some(&(_, v)) = choices.iter().find(|(c, _)| *c == given) {
+            return Ok(v);
+        }
+        let names: Vec<String> = choices.iter().map(|(c, _)| format!("'{c}'")).collect();
+        Err(self.error(format!(
+            "{name} '{given}' is not known: use {}",
+            names.join(", ")
+        )))
+    }
+
     /// Fails on any option the function did not read.
     pub fn finish(self) -> Result<()> {
         match self.values.keys().next() {
@@ -157,6 +174,40 @@ impl Options {
             ))),
         }
     }
+}
+
+/// Column `name` of one of `function`'s input batches, read as `target`; `None` when the
+/// input has no such column.
+pub fn input_column(
+    function: &str,
+    batch: &RecordBatch,
+    name: &str,
+    target: &DataType,
+) -> Result<Option<ArrayRef>> {
+    let Ok(i) = batch.schema().index_of(name) else {
+        return Ok(None);
+    };
+    cast(batch.column(i), target).map(Some).map_err(|e| {
+        user_error(format!(
+            "{function}: column {name} cannot be read as {target}: {e}"
+        ))
+    })
+}
+
+/// As [`input_column`] for a column the function cannot do without; the error lists what
+/// the input needs (`needs`).
+pub fn required_column(
+    function: &str,
+    batch: &RecordBatch,
+    name: &str,
+    target: &DataType,
+    needs: &str,
+) -> Result<ArrayRef> {
+    input_column(function, batch, name, target)?.ok_or_else(|| {
+        column_error(format!(
+            "{function}: the input has no column \"{name}\"; it needs {needs}"
+        ))
+    })
 }
 
 /// Computes a function's rows from its collected input rows.

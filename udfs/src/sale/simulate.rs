@@ -83,34 +83,49 @@ fn single_policy(name: &str, level: usize, k: usize) -> Option<SinglePolicy> {
 /// Largest DP table the exponential scenario builds (inventory × time steps).
 const MAX_TABLE: f64 = 5e7;
 
+/// A checked simulation, ready to run: the policy resolved and the sale's size fixed.
+enum Setup<'a> {
+    Single {
+        sc: &'a SingleProduct,
+        policy: SinglePolicy,
+        horizon: usize,
+        inventory: u64,
+    },
+    Exponential {
+        model: Exponential,
+        dp: bool,
+        horizon: f64,
+        inventory: u64,
+        step: f64,
+    },
+    World {
+        world: &'a WorldSale,
+        plan: &'a [f64],
+    },
+}
+
 impl Simulation {
-    /// Runs all trials in parallel; each trial's randomness comes from its own streams, so
-    /// the result does not depend on the number of threads.
-    pub fn run(&self, level: usize) -> Result<Vec<TrialResult>, SaleError> {
+    /// Checks the options without simulating anything (cheap: used when a query is planned).
+    pub fn check(&self, level: usize) -> Result<(), SaleError> {
+        self.prepare(level).map(|_| ())
+    }
+
+    fn prepare(&self, level: usize) -> Result<Setup<'_>, SaleError> {
+        let bad = |msg: String| Err(SaleError::Option(msg));
         if !(self.horizon.is_finite() && self.horizon > 0.0) {
-            return Err(SaleError::Option(format!(
+            return bad(format!(
                 "horizon must be a number > 0, got {}",
                 self.horizon
-            )));
+            ));
         }
         if !(self.inventory_ratio.is_finite() && self.inventory_ratio >= 0.0) {
-            return Err(SaleError::Option(format!(
+            return bad(format!(
                 "inventory_ratio must be a number >= 0, got {}",
                 self.inventory_ratio
-            )));
+            ));
         }
-        // A simulation cannot be interrupted once it runs (cancel and statement_timeout end
-        // the query, not the computation), so its size is bounded: about two minutes at most.
-        let per_trial = match &self.scenario {
-            Scenario::Single(_) => self.horizon,
-            Scenario::Exponential(m) => m.a * self.horizon,
-            Scenario::World(w) => w.visitors() as f64,
-        };
-        if per_trial * self.trials as f64 > 1e9 {
-            return Err(SaleError::Option(format!(
-                "{} trials of {per_trial} customers each exceed the limit of 10^9 simulated customers per call",
-                self.trials
-            )));
+        if self.trials > 1_000_000 {
+            return bad(format!("at most 1,000,000 trials, got {}", self.trials));
         }
         let unknown = || {
             SaleError::Option(format!(
@@ -119,18 +134,88 @@ impl Simulation {
                 policies(&self.scenario)
             ))
         };
-        match &self.scenario {
+        let setup = match &self.scenario {
             Scenario::Single(sc) => {
                 let policy =
                     single_policy(&self.policy, level, sc.prices.len()).ok_or_else(unknown)?;
                 let horizon = self.horizon.round() as usize;
                 if horizon == 0 || horizon > 10_000_000 {
-                    return Err(SaleError::Option(format!(
+                    return bad(format!(
                         "horizon must be between 1 and 10^7 periods, got {}",
                         self.horizon
-                    )));
+                    ));
                 }
                 let inventory = (self.inventory_ratio * horizon as f64).round() as u64;
+                Setup::Single {
+                    sc,
+                    policy,
+                    horizon,
+                    inventory,
+                }
+            }
+            Scenario::Exponential(model) => {
+                let dp = match self.policy.as_str() {
+                    "dp" | "clairvoyant" => true,
+                    "fixed" => false,
+                    _ => return Err(unknown()),
+                };
+                let t = self.horizon;
+                if model.a * t > 1e7 {
+                    return bad(format!(
+                        "a · horizon (the expected customers per sale) must be at most 10^7, got {}",
+                        model.a * t
+                    ));
+                }
+                let inventory = (self.inventory_ratio * model.a * t).round() as u64;
+                let step = (t / 1000.0).min(0.01);
+                if (inventory as f64 + 1.0) * (t / step) > MAX_TABLE {
+                    return bad(format!(
+                        "the dynamic program for {inventory} units over horizon {t} is too large; use a smaller horizon or inventory_ratio"
+                    ));
+                }
+                Setup::Exponential {
+                    model: *model,
+                    dp,
+                    horizon: t,
+                    inventory,
+                    step,
+                }
+            }
+            Scenario::World(world) => {
+                let plan = match self.policy.as_str() {
+                    "optimized" => &world.optimized,
+                    "uniform" => &world.uniform,
+                    _ => return Err(unknown()),
+                };
+                Setup::World { world, plan }
+            }
+        };
+        // A simulation cannot be interrupted once it runs (cancel and statement_timeout end
+        // the query, not the computation), so its size is bounded: about two minutes at most.
+        let per_trial = match &self.scenario {
+            Scenario::Single(_) => self.horizon,
+            Scenario::Exponential(m) => m.a * self.horizon,
+            Scenario::World(w) => w.visitors() as f64,
+        };
+        if per_trial * self.trials as f64 > 1e9 {
+            return bad(format!(
+                "{} trials of {per_trial} customers each exceed the limit of 10^9 simulated customers per call",
+                self.trials
+            ));
+        }
+        Ok(setup)
+    }
+
+    /// Runs all trials in parallel; each trial's randomness comes from its own streams, so
+    /// the result does not depend on the number of threads.
+    pub fn run(&self, level: usize) -> Result<Vec<TrialResult>, SaleError> {
+        match self.prepare(level)? {
+            Setup::Single {
+                sc,
+                policy,
+                horizon,
+                inventory,
+            } => {
                 let bound = sc.lp_bound(horizon, inventory);
                 Ok((0..self.trials)
                     .into_par_iter()
@@ -163,27 +248,14 @@ impl Simulation {
                     })
                     .collect())
             }
-            Scenario::Exponential(model) => {
-                let dp = match self.policy.as_str() {
-                    "dp" | "clairvoyant" => true,
-                    "fixed" => false,
-                    _ => return Err(unknown()),
-                };
-                let t = self.horizon;
-                if model.a * t > 1e7 {
-                    return Err(SaleError::Option(format!(
-                        "a · horizon (the expected customers per sale) must be at most 10^7, got {}",
-                        model.a * t
-                    )));
-                }
-                let inventory = (self.inventory_ratio * model.a * t).round() as u64;
-                let step = (t / 1000.0).min(0.01);
-                if (inventory as f64 + 1.0) * (t / step) > MAX_TABLE {
-                    return Err(SaleError::Option(format!(
-                        "the dynamic program for {inventory} units over horizon {t} is too large; use a smaller horizon or inventory_ratio"
-                    )));
-                }
-                let table = ValueTable::solve(*model, inventory as usize, t, step);
+            Setup::Exponential {
+                model,
+                dp,
+                horizon: t,
+                inventory,
+                step,
+            } => {
+                let table = ValueTable::solve(model, inventory as usize, t, step);
                 let fixed = model.fluid_price(inventory, t);
                 let bound = model.fluid_bound(inventory, t);
                 let gaps = Exp::new(model.a).map_err(|e| SaleError::Option(e.to_string()))?;
@@ -198,10 +270,10 @@ impl Simulation {
                             customers.push((to_go, values.sample(&mut rng)));
                             to_go -= gaps.sample(&mut rng);
                         }
-                        let optimal = |x: usize, s: f64| table.price(x, s);
-                        let (best, _) = super::gvr::run(&customers, inventory, optimal);
+                        // The optimal pricer is the clairvoyant here (it knows the demand).
+                        let best = super::gvr::run(&customers, inventory, |x, s| table.price(x, s));
                         let (revenue, units) = if dp {
-                            super::gvr::run(&customers, inventory, optimal)
+                            best
                         } else {
                             super::gvr::run(&customers, inventory, |_, _| fixed)
                         };
@@ -212,17 +284,12 @@ impl Simulation {
                             upper_bound: bound,
                             units,
                             inventory,
-                            clairvoyant_revenue: Some(best),
+                            clairvoyant_revenue: Some(best.0),
                         }
                     })
                     .collect())
             }
-            Scenario::World(world) => {
-                let plan = match self.policy.as_str() {
-                    "optimized" => &world.optimized,
-                    "uniform" => &world.uniform,
-                    _ => return Err(unknown()),
-                };
+            Setup::World { world, plan } => {
                 let inventory = world.inventory();
                 let bound = world.upper_bound;
                 Ok((0..self.trials)

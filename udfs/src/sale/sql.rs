@@ -6,7 +6,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::error::Result;
 
@@ -16,7 +15,8 @@ use super::simulate::{Scenario, Simulation};
 use super::single::SingleProduct;
 use super::thompson::{Estimate, ItemState, next_period};
 use super::world::WorldSale;
-use crate::relation::{Compute, Options, RelationFunction, column_error, row_error, user_error};
+use crate::optimize::{OBJECTIVES, Objective};
+use crate::relation::{Compute, Options, RelationFunction, required_column, row_error, user_error};
 use flashsql_datasets::Scale;
 
 /// `simulate_flash_sale(scenario => …, policy => …, horizon => T, inventory_ratio => r,
@@ -132,19 +132,9 @@ impl RelationFunction for SimulateFlashSale {
         };
         let level = o.count("level")?.unwrap_or(0) as usize;
         o.finish()?;
-        if sim.trials > 1_000_000 {
-            return Err(user_error(format!(
-                "{SIMULATE}: at most 1,000,000 trials, got {}",
-                sim.trials
-            )));
-        }
-        // Check the options now, so that a bad call fails when planned.
-        Simulation {
-            trials: 0,
-            ..sim.clone()
-        }
-        .run(level)
-        .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+        // Bad options fail when the query is planned; nothing is simulated then.
+        sim.check(level)
+            .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
         let schema = self.schema();
         let world = matches!(sim.scenario, Scenario::World(_));
         Ok(Arc::new(move |_: &[RecordBatch]| {
@@ -196,6 +186,8 @@ impl RelationFunction for SimulateFlashSale {
 pub struct NextDiscounts;
 
 const NEXT: &str = "next_discounts";
+const NEXT_NEEDS: &str =
+    "item_id, discount, price, inventory, traffic, shown, sold (and unit_cost for profit)";
 const NEXT_USAGE: &str = "next_discounts((SELECT item_id, discount, price, inventory, traffic, shown, sold [, unit_cost] …) | 'table', periods_left => <count>, budget => <number>, objective => 'revenue'|'profit', estimate => 'sample'|'mean', seed => <count>)";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -218,27 +210,12 @@ struct LevelRow {
     sold: f64,
 }
 
-fn read_column(b: &RecordBatch, name: &str, target: &DataType) -> Result<Option<ArrayRef>> {
-    let Ok(i) = b.schema().index_of(name) else {
-        return Ok(None);
-    };
-    cast(b.column(i), target).map(Some).map_err(|e| {
-        user_error(format!(
-            "{NEXT}: column {name} cannot be read as {target}: {e}"
-        ))
-    })
-}
-
 fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatch> {
     let f64t = DataType::Float64;
     let mut rows: BTreeMap<i64, Vec<LevelRow>> = BTreeMap::new();
     for b in batches {
         let need = |name: &str, t: &DataType| -> Result<ArrayRef> {
-            read_column(b, name, t)?.ok_or_else(|| {
-                column_error(format!(
-                    "{NEXT}: the input has no column \"{name}\"; it needs item_id, discount, price, inventory, traffic, shown, sold (and unit_cost for profit)"
-                ))
-            })
+            required_column(NEXT, b, name, t, NEXT_NEEDS)
         };
         let ids = need("item_id", &DataType::Int64)?;
         let ids = ids.as_primitive::<Int64Type>();
@@ -402,24 +379,11 @@ impl RelationFunction for NextDiscounts {
         if budget.is_some_and(|b| b < 0.0) {
             return Err(user_error(format!("{NEXT}: budget must be >= 0")));
         }
-        let profit = match o.text("objective")?.as_deref() {
-            None | Some("revenue") => false,
-            Some("profit") => true,
-            Some(other) => {
-                return Err(user_error(format!(
-                    "{NEXT}: objective '{other}' is not known: use 'revenue' or 'profit'"
-                )));
-            }
-        };
-        let estimate = match o.text("estimate")?.as_deref() {
-            None | Some("sample") => Estimate::Sample,
-            Some("mean") => Estimate::Mean,
-            Some(other) => {
-                return Err(user_error(format!(
-                    "{NEXT}: estimate '{other}' is not known: use 'sample' (Thompson sampling) or 'mean' (posterior means)"
-                )));
-            }
-        };
+        let profit = o.choice("objective", OBJECTIVES)? == Objective::Profit;
+        let estimate = o.choice(
+            "estimate",
+            &[("sample", Estimate::Sample), ("mean", Estimate::Mean)],
+        )?;
         let seed = o.count("seed")?.unwrap_or(0);
         o.finish()?;
         let opts = NextOptions {
