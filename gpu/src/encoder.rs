@@ -7,13 +7,15 @@
 //! This measured faster than candle's conv1d (im2col) and much faster than a hand-made unfold
 //! whose `Tensor::cat` on strided views dominated; figures in `benches/RESULTS.md`.
 
+use std::collections::HashMap;
+
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::GpuError;
 use crate::init::{glorot, zeros};
 
 /// The encoder's shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncoderConfig {
     /// Token ids run from 0 (padding) to `vocab − 1`.
     pub vocab: usize,
@@ -55,8 +57,11 @@ struct Conv {
 #[derive(Debug, Clone)]
 pub struct SequenceEncoder {
     config: EncoderConfig,
-    /// `[V, E]`; row 0 (padding) is zero.
+    /// `[V, E]`; row 0 (padding) is multiplied by `pad_mask` in every pass, so it stays zero
+    /// whatever training does to it.
     embedding: Tensor,
+    /// `[V, 1]`: 0 for the padding token, 1 otherwise.
+    pad_mask: Tensor,
     convs: Vec<Conv>,
     proj_weight: Tensor,
     proj_bias: Tensor,
@@ -69,38 +74,88 @@ impl SequenceEncoder {
         if config.widths.is_empty() || config.widths.contains(&0) || v < 2 || e == 0 || c == 0 {
             return Err(GpuError::Shape(format!("invalid encoder shape {config:?}")));
         }
-        let table = glorot(seed, "encoder.embedding", &[v, e], v, e, device)?;
-        // The padding token embeds to zero.
-        let mask = Tensor::cat(
+        let mut named = HashMap::new();
+        named.insert(
+            "encoder.embedding".to_string(),
+            glorot(seed, "encoder.embedding", &[v, e], v, e, device)?,
+        );
+        for &w in &config.widths {
+            let name = format!("encoder.conv{w}.weight");
+            let kernel = glorot(seed, &name, &[c, e, w], w * e, c, device)?;
+            named.insert(name, kernel);
+            named.insert(format!("encoder.conv{w}.bias"), zeros(&[c], device)?);
+        }
+        let pooled = c * config.widths.len();
+        named.insert(
+            "encoder.proj.weight".to_string(),
+            glorot(seed, "encoder.proj.weight", &[pooled, d], pooled, d, device)?,
+        );
+        named.insert("encoder.proj.bias".to_string(), zeros(&[d], device)?);
+        SequenceEncoder::from_named(config, &named)
+    }
+
+    /// The encoder made of named tensors (as [`SequenceEncoder::named_tensors`] gives them):
+    /// loading a stored model, or wrapping training variables.
+    pub fn from_named(
+        config: EncoderConfig,
+        named: &HashMap<String, Tensor>,
+    ) -> Result<Self, GpuError> {
+        let (v, e, c, d) = (config.vocab, config.embed, config.channels, config.dim);
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor, GpuError> {
+            let t = named
+                .get(name)
+                .ok_or_else(|| GpuError::Shape(format!("the weights have no tensor {name}")))?;
+            if t.dims() != shape {
+                return Err(GpuError::Shape(format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            Ok(t.clone())
+        };
+        let embedding = get("encoder.embedding", &[v, e])?;
+        let device = embedding.device().clone();
+        let pad_mask = Tensor::cat(
             &[
-                Tensor::zeros((1, e), DType::F32, device)?,
-                Tensor::ones((v - 1, e), DType::F32, device)?,
+                Tensor::zeros((1, 1), DType::F32, &device)?,
+                Tensor::ones((v - 1, 1), DType::F32, &device)?,
             ],
             0,
         )?;
-        let embedding = (table * mask)?;
         let mut convs = Vec::new();
         for &w in &config.widths {
             convs.push(Conv {
-                kernel: glorot(
-                    seed,
-                    &format!("encoder.conv{w}.weight"),
-                    &[c, e, w],
-                    w * e,
-                    c,
-                    device,
-                )?,
-                bias: zeros(&[c], device)?,
+                kernel: get(&format!("encoder.conv{w}.weight"), &[c, e, w])?,
+                bias: get(&format!("encoder.conv{w}.bias"), &[c])?,
             });
         }
         let pooled = c * config.widths.len();
         Ok(SequenceEncoder {
-            proj_weight: glorot(seed, "encoder.proj.weight", &[pooled, d], pooled, d, device)?,
-            proj_bias: zeros(&[d], device)?,
+            proj_weight: get("encoder.proj.weight", &[pooled, d])?,
+            proj_bias: get("encoder.proj.bias", &[d])?,
             embedding,
+            pad_mask,
             convs,
             config,
         })
+    }
+
+    /// Every weight by name (the padding row of the embedding zeroed), for storing and
+    /// for training.
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>, GpuError> {
+        let mut out = vec![("encoder.embedding".to_string(), self.table()?)];
+        for (conv, w) in self.convs.iter().zip(&self.config.widths) {
+            out.push((format!("encoder.conv{w}.weight"), conv.kernel.clone()));
+            out.push((format!("encoder.conv{w}.bias"), conv.bias.clone()));
+        }
+        out.push(("encoder.proj.weight".to_string(), self.proj_weight.clone()));
+        out.push(("encoder.proj.bias".to_string(), self.proj_bias.clone()));
+        Ok(out)
+    }
+
+    /// The embedding table with the padding row zeroed.
+    fn table(&self) -> Result<Tensor, GpuError> {
+        Ok(self.embedding.broadcast_mul(&self.pad_mask)?)
     }
 
     pub fn config(&self) -> &EncoderConfig {
@@ -116,7 +171,7 @@ impl SequenceEncoder {
             let w = conv.kernel.dim(2)?;
             let all_shifts = conv.kernel.permute((1, 2, 0))?.reshape((e, w * c))?;
             let table = self
-                .embedding
+                .table()?
                 .matmul(&all_shifts)?
                 .flatten_all()?
                 .to_vec1()?;
@@ -140,6 +195,7 @@ impl SequenceEncoder {
         }
         let (e, c) = (self.config.embed, self.config.channels);
         let ids = tokens.flatten_all()?;
+        let embedding = self.table()?;
         let mut pooled = Vec::with_capacity(self.convs.len());
         for conv in &self.convs {
             let w = conv.kernel.dim(2)?;
@@ -147,8 +203,7 @@ impl SequenceEncoder {
             // Embedding then kernel is one lookup in the embedding table times the kernel:
             // Z[token] = table[token] · [K_0 | … | K_{w−1}], `[V, w·C]`.
             let all_shifts = conv.kernel.permute((1, 2, 0))?.reshape((e, w * c))?;
-            let z = self
-                .embedding
+            let z = embedding
                 .matmul(&all_shifts)?
                 .index_select(&ids, 0)?
                 .reshape((b, l, w, c))?;
@@ -193,7 +248,7 @@ mod tests {
         let (b, l) = (5, 12);
         let ids = tokens(b, l, 50, 1, &dev);
         let ours = enc.forward(&ids).unwrap().to_vec2::<f32>().unwrap();
-        let table = enc.embedding.to_vec2::<f32>().unwrap();
+        let table = enc.table().unwrap().to_vec2::<f32>().unwrap();
         let proj = enc.proj_weight.to_vec2::<f32>().unwrap();
         let pb = enc.proj_bias.to_vec1::<f32>().unwrap();
         let seqs = ids.to_vec2::<u32>().unwrap();
@@ -248,7 +303,7 @@ mod tests {
         assert_eq!(ya[0].len(), 32);
         assert_eq!(ya, yb);
         assert_ne!(ya, yc);
-        let pad = a.embedding.get(0).unwrap().to_vec1::<f32>().unwrap();
+        let pad = a.table().unwrap().get(0).unwrap().to_vec1::<f32>().unwrap();
         assert!(pad.iter().all(|&v| v == 0.0));
         let short = tokens(2, 3, 2561, 3, &dev);
         assert!(matches!(a.forward(&short), Err(GpuError::Shape(_))));

@@ -4,12 +4,21 @@
 //! - [`device`]: choosing the device (`auto | cpu | cuda[:N]`), never silently;
 //! - [`init`]: seeded weight initialisation (candle's CPU RNG cannot be seeded);
 //! - [`encoder`]: the Conv1D behaviour-sequence encoder;
-//! - [`frozen`]: its hand-written CPU forward pass for inference.
+//! - [`frozen`]: its hand-written CPU forward pass for inference;
+//! - [`purchase`]: the purchase model, monotone in the discount by construction;
+//! - [`scorer`]: its frozen CPU form for scoring;
+//! - [`train`]: the training loop; [`metrics`]: AUC and log loss;
+//! - [`store`]: versioned models on disk, cached per process.
 
 pub mod device;
 pub mod encoder;
 pub mod frozen;
 pub mod init;
+pub mod metrics;
+pub mod purchase;
+pub mod scorer;
+pub mod store;
+pub mod train;
 
 /// Errors of the model layer.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +33,17 @@ pub enum GpuError {
     UnknownDevice(String),
     #[error("{0}")]
     Shape(String),
+    /// Training data that cannot be trained on.
+    #[error("{0}")]
+    Data(String),
+    #[error("model '{spec}' does not exist; the models are: {known}")]
+    UnknownModel { spec: String, known: String },
+    #[error(
+        "'{0}' is not a model name: use letters, digits and _ (not first), at most 63, optionally @version"
+    )]
+    InvalidName(String),
+    #[error("model store: {0}")]
+    Io(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

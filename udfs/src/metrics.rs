@@ -22,6 +22,8 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
 };
 
+use flashsql_gpu::metrics::auc;
+
 use crate::error::{row_error, user_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -279,30 +281,6 @@ impl Accumulator for MetricAccumulator {
         }
         Ok(())
     }
-}
-
-/// ROC AUC by average ranks (ties count half); `None` when a class is missing.
-fn auc(pairs: &mut [(f64, f64)]) -> Option<f64> {
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives: f64 = pairs.iter().map(|p| p.1).sum();
-    let negatives = pairs.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return None;
-    }
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < pairs.len() {
-        let mut j = i;
-        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
-            j += 1;
-        }
-        // Ranks i+1 … j share their average.
-        let avg_rank = (i + 1 + j) as f64 / 2.0;
-        let pos: f64 = pairs[i..j].iter().map(|p| p.1).sum();
-        rank_sum += avg_rank * pos;
-        i = j;
-    }
-    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
 }
 
 #[cfg(test)]

@@ -1,0 +1,280 @@
+//! The discount-aware purchase model: P(buy) for a user's behaviour sequence, an item and an
+//! offer, **non-decreasing in the discount by construction**:
+//!
+//! ```text
+//! x      = [user vector (encoder) | category embedding | z(ln price) | time_left | sin h | cos h]
+//! [f, g] = MLP(x)                      (two ReLU layers, no discount inside)
+//! logit  = f(x) + softplus(g(x)) · discount
+//! ```
+//!
+//! Since softplus ≥ 0 and the discount enters nowhere else, an optimiser searching discounts
+//! can never exploit a model artefact that makes a deeper discount sell less.
+
+use std::collections::HashMap;
+
+use candle_core::{D, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::GpuError;
+use crate::encoder::{EncoderConfig, SequenceEncoder};
+use crate::init::{glorot, zeros};
+
+/// Dense offer features after the embeddings: z(ln price), time_left, sin and cos of the hour.
+pub const DENSE: usize = 4;
+
+/// Everything that fixes the model's shape and how raw inputs become features; stored in
+/// the manifest so a loaded model reads its inputs exactly as it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseConfig {
+    pub encoder: EncoderConfig,
+    /// Sequences are cut to their last `seq_len` tokens and left-padded to it.
+    pub seq_len: usize,
+    /// Whether the user vector comes from the encoder; `false` is the ablation without it.
+    pub use_sequence: bool,
+    /// The category vocabulary: `categories[k]` has index k + 1; unknown categories map to 0.
+    pub categories: Vec<i64>,
+    pub category_dim: usize,
+    pub hidden: [usize; 2],
+    /// Mean and standard deviation of ln(price) on the training rows.
+    pub log_price_mean: f32,
+    pub log_price_sd: f32,
+    /// Whether the offer features time_left and hour were given in training (and so must be
+    /// given when scoring).
+    pub time_left: bool,
+    pub hour: bool,
+}
+
+impl PurchaseConfig {
+    /// The index of a category id in the vocabulary (0 when unknown).
+    pub fn category_index(&self, id: i64) -> u32 {
+        self.categories
+            .binary_search(&id)
+            .map_or(0, |k| k as u32 + 1)
+    }
+
+    fn inputs(&self) -> usize {
+        let user = if self.use_sequence {
+            self.encoder.dim
+        } else {
+            0
+        };
+        user + self.category_dim + DENSE
+    }
+}
+
+/// Model inputs for a set of rows. Sequences are stored once each (`sequences`, `seq_len`
+/// tokens per sequence) and rows point at them, so a user scored against many items is
+/// encoded once.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub sequences: Vec<u32>,
+    pub seq_of_row: Vec<u32>,
+    /// Vocabulary indices ([`PurchaseConfig::category_index`]).
+    pub category: Vec<u32>,
+    pub price: Vec<f32>,
+    pub discount: Vec<f32>,
+    /// Empty when the model does not use it.
+    pub time_left: Vec<f32>,
+    pub hour: Vec<f32>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.seq_of_row.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seq_of_row.is_empty()
+    }
+
+    /// The dense features of row `r`: z(ln price), time_left, sin and cos of the hour.
+    pub fn dense(&self, config: &PurchaseConfig, r: usize) -> [f32; DENSE] {
+        let z = (self.price[r].max(1e-6).ln() - config.log_price_mean) / config.log_price_sd;
+        let t = self.time_left.get(r).copied().unwrap_or(0.0);
+        let (s, c) = match self.hour.get(r) {
+            Some(&h) => {
+                let a = h * std::f32::consts::TAU / 24.0;
+                (a.sin(), a.cos())
+            }
+            None => (0.0, 0.0),
+        };
+        [z, t, s, c]
+    }
+}
+
+/// A left-padded token window: the last `len` tokens of `seq`, zeros before them.
+pub fn pad_sequence(seq: &[u32], len: usize, out: &mut Vec<u32>) {
+    let keep = &seq[seq.len().saturating_sub(len)..];
+    out.extend(std::iter::repeat_n(0, len - keep.len()));
+    out.extend_from_slice(keep);
+}
+
+/// The model as tensors: the training path (autograd) and the source of the frozen one.
+#[derive(Debug, Clone)]
+pub struct PurchaseModel {
+    config: PurchaseConfig,
+    encoder: Option<SequenceEncoder>,
+    /// `[categories + 1, category_dim]`.
+    category: Tensor,
+    layers: [(Tensor, Tensor); 3],
+}
+
+const LAYER_NAMES: [&str; 3] = ["mlp.hidden1", "mlp.hidden2", "mlp.out"];
+
+impl PurchaseModel {
+    /// A model with seeded initial weights.
+    pub fn seeded(config: PurchaseConfig, seed: u64, device: &Device) -> Result<Self, GpuError> {
+        let mut named: HashMap<String, Tensor> = HashMap::new();
+        if config.use_sequence {
+            let enc = SequenceEncoder::seeded(config.encoder.clone(), seed, device)?;
+            named.extend(enc.named_tensors()?);
+        }
+        let n_cat = config.categories.len() + 1;
+        named.insert(
+            "category.embedding".into(),
+            glorot(
+                seed,
+                "category.embedding",
+                &[n_cat, config.category_dim],
+                n_cat,
+                config.category_dim,
+                device,
+            )?,
+        );
+        let dims = [config.inputs(), config.hidden[0], config.hidden[1], 2];
+        for (k, name) in LAYER_NAMES.iter().enumerate() {
+            let (i, o) = (dims[k], dims[k + 1]);
+            let w = format!("{name}.weight");
+            named.insert(w.clone(), glorot(seed, &w, &[i, o], i, o, device)?);
+            named.insert(format!("{name}.bias"), zeros(&[o], device)?);
+        }
+        PurchaseModel::from_named(config, &named)
+    }
+
+    /// The model made of named tensors (loading, or wrapping training variables).
+    pub fn from_named(
+        config: PurchaseConfig,
+        named: &HashMap<String, Tensor>,
+    ) -> Result<Self, GpuError> {
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor, GpuError> {
+            let t = named
+                .get(name)
+                .ok_or_else(|| GpuError::Shape(format!("the weights have no tensor {name}")))?;
+            if t.dims() != shape {
+                return Err(GpuError::Shape(format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            Ok(t.clone())
+        };
+        let encoder = if config.use_sequence {
+            Some(SequenceEncoder::from_named(config.encoder.clone(), named)?)
+        } else {
+            None
+        };
+        let category = get(
+            "category.embedding",
+            &[config.categories.len() + 1, config.category_dim],
+        )?;
+        let dims = [config.inputs(), config.hidden[0], config.hidden[1], 2];
+        let layer = |k: usize| -> Result<(Tensor, Tensor), GpuError> {
+            let name = LAYER_NAMES[k];
+            Ok((
+                get(&format!("{name}.weight"), &[dims[k], dims[k + 1]])?,
+                get(&format!("{name}.bias"), &[dims[k + 1]])?,
+            ))
+        };
+        Ok(PurchaseModel {
+            layers: [layer(0)?, layer(1)?, layer(2)?],
+            encoder,
+            category,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &PurchaseConfig {
+        &self.config
+    }
+
+    pub fn encoder(&self) -> Option<&SequenceEncoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Every weight by name.
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>, GpuError> {
+        let mut out = match &self.encoder {
+            Some(e) => e.named_tensors()?,
+            None => Vec::new(),
+        };
+        out.push(("category.embedding".into(), self.category.clone()));
+        for (name, (w, b)) in LAYER_NAMES.iter().zip(&self.layers) {
+            out.push((format!("{name}.weight"), w.clone()));
+            out.push((format!("{name}.bias"), b.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Purchase logits `[B]` of the rows `batch` of `rows`, on `device`.
+    pub fn logits(
+        &self,
+        rows: &Rows,
+        batch: &[usize],
+        device: &Device,
+    ) -> Result<Tensor, GpuError> {
+        let b = batch.len();
+        let len = self.config.seq_len;
+        let mut parts = Vec::with_capacity(3);
+        if let Some(encoder) = &self.encoder {
+            let mut tokens = Vec::with_capacity(b * len);
+            for &r in batch {
+                let s = rows.seq_of_row[r] as usize;
+                tokens.extend_from_slice(&rows.sequences[s * len..(s + 1) * len]);
+            }
+            let tokens = Tensor::from_vec(tokens, (b, len), device)?;
+            parts.push(encoder.forward(&tokens)?);
+        }
+        let cats: Vec<u32> = batch.iter().map(|&r| rows.category[r]).collect();
+        let cats = Tensor::from_vec(cats, b, device)?;
+        parts.push(self.category.index_select(&cats, 0)?);
+        let mut dense = Vec::with_capacity(b * DENSE);
+        let mut discount = Vec::with_capacity(b);
+        for &r in batch {
+            dense.extend_from_slice(&rows.dense(&self.config, r));
+            discount.push(rows.discount[r]);
+        }
+        parts.push(Tensor::from_vec(dense, (b, DENSE), device)?);
+        let mut h = Tensor::cat(&parts, D::Minus1)?;
+        for (k, (w, bias)) in self.layers.iter().enumerate() {
+            h = h.matmul(w)?.broadcast_add(bias)?;
+            if k < 2 {
+                h = h.relu()?;
+            }
+        }
+        let f = h.narrow(1, 0, 1)?.squeeze(1)?;
+        let g = h.narrow(1, 1, 1)?.squeeze(1)?;
+        let discount = Tensor::from_vec(discount, b, device)?;
+        Ok((f + softplus(&g)?.mul(&discount)?)?)
+    }
+}
+
+/// softplus(x) = max(x, 0) + ln(1 + e^−|x|), stable for any x.
+pub fn softplus(x: &Tensor) -> Result<Tensor, GpuError> {
+    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok((x.relu()? + tail)?)
+}
+
+/// Mean binary cross-entropy of logits, stable for any logit:
+/// relu(x) − x·y + ln(1 + e^−|x|) (candle's own goes through the sigmoid and overflows).
+pub fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> Result<Tensor, GpuError> {
+    let tail = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok((logits.relu()? - logits.mul(labels)? + tail)?.mean_all()?)
+}
+
+/// The category vocabulary of training rows: their distinct ids, sorted.
+pub fn category_vocabulary(ids: &[i64]) -> Vec<i64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}

@@ -1,0 +1,277 @@
+//! The model store: `models/<name>/<version>/` under the data directory, each version a
+//! safetensors file of weights and a JSON manifest. `name` means the latest version and
+//! `name@3` a pinned one. Loaded models are cached once per process and shared by every
+//! session (`Arc`).
+//!
+//! A version is written into a hidden directory, its files synced, then renamed into place
+//! and the parent synced: a version that is listed is complete on disk.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::GpuError;
+use crate::purchase::{PurchaseConfig, PurchaseModel};
+use crate::scorer::Scorer;
+use crate::train::EpochReport;
+
+const WEIGHTS: &str = "weights.safetensors";
+const MANIFEST: &str = "manifest.json";
+
+/// What is known about a stored model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: u32,
+    pub kind: String,
+    /// Microseconds since the Unix epoch.
+    pub created_at_us: i64,
+    pub config: PurchaseConfig,
+    /// Validation metrics of the kept (best) epoch.
+    pub metrics: Metrics,
+    pub seed: u64,
+    pub device: String,
+    pub training_seconds: f64,
+    /// FNV-1a of the training rows (`train::fingerprint`).
+    pub data_fingerprint: String,
+    pub train_rows: usize,
+    pub valid_rows: usize,
+    pub split: String,
+    pub best_epoch: usize,
+    pub epochs: Vec<EpochReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub valid_auc: Option<f64>,
+    pub valid_logloss: f64,
+}
+
+/// A stored model ready to score.
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    pub scorer: Scorer,
+}
+
+pub struct ModelStore {
+    dir: PathBuf,
+    cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
+    /// Serialises writers (new versions, drops) within the process.
+    write: Mutex<()>,
+}
+
+/// Checks a model name: letters, digits and underscores, at most 63 characters, not
+/// starting with a digit (it is a directory name and is written unquoted in SQL strings).
+pub fn check_name(name: &str) -> Result<(), GpuError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(GpuError::InvalidName(name.to_string()))
+    }
+}
+
+/// Splits `name` or `name@N`.
+pub fn parse_spec(spec: &str) -> Result<(String, Option<u32>), GpuError> {
+    let spec = spec.trim();
+    let (name, version) = match spec.split_once('@') {
+        Some((n, v)) => {
+            let v: u32 = v
+                .parse()
+                .map_err(|_| GpuError::InvalidName(spec.to_string()))?;
+            (n, Some(v))
+        }
+        None => (spec, None),
+    };
+    check_name(name)?;
+    Ok((name.to_ascii_lowercase(), version))
+}
+
+fn io(path: &Path, e: std::io::Error) -> GpuError {
+    GpuError::Io(format!("{}: {e}", path.display()))
+}
+
+fn sync_dir(path: &Path) -> Result<(), GpuError> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(path, e))
+}
+
+impl ModelStore {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<ModelStore, GpuError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(ModelStore {
+            dir,
+            cache: Mutex::new(HashMap::new()),
+            write: Mutex::new(()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The versions stored under `name`, ascending.
+    fn versions(&self, name: &str) -> Vec<u32> {
+        let mut v: Vec<u32> = fs::read_dir(self.dir.join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|v: &u32| {
+                self.dir
+                    .join(name)
+                    .join(v.to_string())
+                    .join(MANIFEST)
+                    .is_file()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Every stored version's manifest, by name then version.
+    pub fn list(&self) -> Result<Vec<Manifest>, GpuError> {
+        let mut names: Vec<String> = fs::read_dir(&self.dir)
+            .map_err(|e| io(&self.dir, e))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| check_name(n).is_ok())
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            for v in self.versions(&name) {
+                out.push(self.manifest(&name, v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn manifest(&self, name: &str, version: u32) -> Result<Manifest, GpuError> {
+        let path = self.dir.join(name).join(version.to_string()).join(MANIFEST);
+        let text = fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| GpuError::Io(format!("{}: not a model manifest: {e}", path.display())))
+    }
+
+    fn unknown(&self, spec: &str) -> GpuError {
+        let mut known: Vec<String> = self
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| format!("{}@{}", m.name, m.version))
+            .collect();
+        known.dedup();
+        GpuError::UnknownModel {
+            spec: spec.to_string(),
+            known: if known.is_empty() {
+                "none: train one with train_model".into()
+            } else {
+                known.join(", ")
+            },
+        }
+    }
+
+    /// Resolves `name` (latest) or `name@N` to a stored version.
+    pub fn resolve(&self, spec: &str) -> Result<(String, u32), GpuError> {
+        let (name, version) = parse_spec(spec)?;
+        let versions = self.versions(&name);
+        let found = match version {
+            Some(v) => versions.contains(&v).then_some(v),
+            None => versions.last().copied(),
+        };
+        found.map(|v| (name, v)).ok_or_else(|| self.unknown(spec))
+    }
+
+    /// The model `spec` refers to, loaded once per process.
+    pub fn load(&self, spec: &str) -> Result<Arc<LoadedModel>, GpuError> {
+        let key = self.resolve(spec)?;
+        if let Some(m) = self.lock_cache().get(&key) {
+            return Ok(m.clone());
+        }
+        let manifest = self.manifest(&key.0, key.1)?;
+        let path = self.dir.join(&key.0).join(key.1.to_string()).join(WEIGHTS);
+        let named: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        let model = PurchaseModel::from_named(manifest.config.clone(), &named)?;
+        let loaded = Arc::new(LoadedModel {
+            scorer: Scorer::new(&model)?,
+            manifest,
+        });
+        self.lock_cache().insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<LoadedModel>>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores `model` as the next version of `manifest.name` (whose `version` is set here)
+    /// and returns that version once it is durable.
+    pub fn save(&self, mut manifest: Manifest, model: &PurchaseModel) -> Result<u32, GpuError> {
+        check_name(&manifest.name)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let base = self.dir.join(&manifest.name);
+        fs::create_dir_all(&base).map_err(|e| io(&base, e))?;
+        let version = self.versions(&manifest.name).last().map_or(1, |v| v + 1);
+        manifest.version = version;
+        let tmp = base.join(format!(".writing-{version}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        let weights: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
+        let wpath = tmp.join(WEIGHTS);
+        candle_core::safetensors::save(&weights, &wpath)?;
+        let mpath = tmp.join(MANIFEST);
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| GpuError::Io(format!("manifest: {e}")))?;
+        fs::write(&mpath, text).map_err(|e| io(&mpath, e))?;
+        for p in [&wpath, &mpath] {
+            fs::File::open(p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(p, e))?;
+        }
+        sync_dir(&tmp)?;
+        let dst = base.join(version.to_string());
+        fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        sync_dir(&base)?;
+        sync_dir(&self.dir)?;
+        Ok(version)
+    }
+
+    /// Deletes one version, or every version of `name`; returns the versions deleted.
+    pub fn drop_model(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>, GpuError> {
+        let spec = match version {
+            Some(v) => format!("{name}@{v}"),
+            None => name.to_string(),
+        };
+        let (name, _) = parse_spec(&spec)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let existing = self.versions(&name);
+        let doomed: Vec<u32> = match version {
+            Some(v) if existing.contains(&v) => vec![v],
+            None if !existing.is_empty() => existing,
+            _ => return Err(self.unknown(&spec)),
+        };
+        let base = self.dir.join(&name);
+        for v in &doomed {
+            let dir = base.join(v.to_string());
+            fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            self.lock_cache().remove(&(name.clone(), *v));
+        }
+        if self.versions(&name).is_empty() {
+            fs::remove_dir_all(&base).map_err(|e| io(&base, e))?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(doomed)
+    }
+}

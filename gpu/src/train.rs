@@ -1,0 +1,296 @@
+//! Training the purchase model: mini-batch AdamW on a numerically stable binary
+//! cross-entropy, a seeded split by user or by time, early stopping on the validation loss
+//! (the best epoch's weights are kept).
+//!
+//! Every random choice — initial weights, the split, the order of the batches — comes from
+//! the seed, and candle's CPU kernels are deterministic, so the same seed and rows give
+//! bitwise-identical weights on the CPU.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::GpuError;
+use crate::device::{self, DeviceChoice};
+use crate::metrics::{auc, log_loss};
+use crate::purchase::{PurchaseConfig, PurchaseModel, Rows, bce_with_logits};
+use crate::scorer::Scorer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Epochs without a better validation loss before training stops.
+    pub patience: usize,
+    /// Share of rows (by user, or the latest by time) held out for validation.
+    pub valid_share: f64,
+    pub seed: u64,
+    pub device: DeviceChoice,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 10,
+            batch_size: 512,
+            learning_rate: 3e-3,
+            weight_decay: 1e-4,
+            patience: 2,
+            valid_share: 0.2,
+            seed: 42,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+/// What decides which rows are held out.
+#[derive(Debug, Clone)]
+pub enum SplitKeys {
+    /// A seeded share of users: all of a user's rows fall on one side.
+    User(Vec<i64>),
+    /// The latest rows by time (ties at the cut-off go to validation).
+    Time(Vec<i64>),
+}
+
+/// One epoch of training, as `train_model` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: f64,
+    pub valid_auc: Option<f64>,
+    pub valid_logloss: f64,
+    pub seconds: f64,
+}
+
+/// A trained model (on the CPU) and how training went.
+#[derive(Debug)]
+pub struct Trained {
+    pub model: PurchaseModel,
+    pub reports: Vec<EpochReport>,
+    pub best_epoch: usize,
+    pub device: DeviceChoice,
+    pub train_rows: usize,
+    pub valid_rows: usize,
+}
+
+/// Row indices for training and for validation.
+pub fn split(keys: &SplitKeys, share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    match keys {
+        SplitKeys::User(users) => {
+            for (r, &u) in users.iter().enumerate() {
+                if unit_hash(seed, u) < share {
+                    valid.push(r);
+                } else {
+                    train.push(r);
+                }
+            }
+        }
+        SplitKeys::Time(ts) => {
+            let mut order: Vec<usize> = (0..ts.len()).collect();
+            order.sort_by_key(|&r| (ts[r], r));
+            let first_valid = ((1.0 - share) * ts.len() as f64).floor() as usize;
+            let cut = order.get(first_valid).map(|&r| ts[r]);
+            for (r, &t) in ts.iter().enumerate() {
+                if cut.is_some_and(|c| t >= c) {
+                    valid.push(r);
+                } else {
+                    train.push(r);
+                }
+            }
+        }
+    }
+    (train, valid)
+}
+
+/// A uniform number in [0, 1) from (seed, key): SplitMix64 of both.
+fn unit_hash(seed: u64, key: i64) -> f64 {
+    let mut z = seed ^ (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// FNV-1a over the rows and labels: two trainings on the same data share it.
+pub fn fingerprint(rows: &Rows, labels: &[f32]) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for &r in &rows.seq_of_row {
+        eat(&r.to_le_bytes());
+    }
+    for &t in &rows.sequences {
+        eat(&t.to_le_bytes());
+    }
+    for v in [
+        &rows.price,
+        &rows.discount,
+        &rows.time_left,
+        &rows.hour,
+        &labels.to_vec(),
+    ] {
+        for x in v.iter() {
+            eat(&x.to_le_bytes());
+        }
+    }
+    for &c in &rows.category {
+        eat(&c.to_le_bytes());
+    }
+    format!("{h:016x}")
+}
+
+/// The rows `idx` of `rows`, sharing its sequences.
+fn subset(rows: &Rows, idx: &[usize]) -> Rows {
+    let pick = |v: &[f32]| -> Vec<f32> {
+        if v.is_empty() {
+            Vec::new()
+        } else {
+            idx.iter().map(|&r| v[r]).collect()
+        }
+    };
+    Rows {
+        sequences: rows.sequences.clone(),
+        seq_of_row: idx.iter().map(|&r| rows.seq_of_row[r]).collect(),
+        category: idx.iter().map(|&r| rows.category[r]).collect(),
+        price: pick(&rows.price),
+        discount: pick(&rows.discount),
+        time_left: pick(&rows.time_left),
+        hour: pick(&rows.hour),
+    }
+}
+
+/// A copy of the variables' current values on the CPU, as a model.
+fn snapshot(config: &PurchaseConfig, vars: &[(String, Var)]) -> Result<PurchaseModel, GpuError> {
+    let mut named = HashMap::new();
+    for (name, v) in vars {
+        named.insert(name.clone(), v.as_tensor().to_device(&Device::Cpu)?.copy()?);
+    }
+    PurchaseModel::from_named(config.clone(), &named)
+}
+
+/// Trains a purchase model; `on_epoch` sees each epoch's report as soon as it is known and
+/// may stop training by returning an error.
+pub fn train(
+    config: PurchaseConfig,
+    rows: &Rows,
+    labels: &[f32],
+    keys: &SplitKeys,
+    opts: &TrainOptions,
+    on_epoch: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
+) -> Result<Trained, GpuError> {
+    if labels.len() != rows.len() {
+        return Err(GpuError::Shape("one label per row is needed".into()));
+    }
+    if opts.batch_size == 0 || opts.epochs == 0 {
+        return Err(GpuError::Shape(
+            "epochs and batch_size must be positive".into(),
+        ));
+    }
+    let (dev, used) = device::open(opts.device)?;
+    let (mut train_idx, valid_idx) = split(keys, opts.valid_share, opts.seed);
+    if train_idx.is_empty() || valid_idx.is_empty() {
+        return Err(GpuError::Data(format!(
+            "the split leaves {} training and {} validation rows: both need at least one",
+            train_idx.len(),
+            valid_idx.len()
+        )));
+    }
+    let valid_rows = subset(rows, &valid_idx);
+    let valid_labels: Vec<f32> = valid_idx.iter().map(|&r| labels[r]).collect();
+
+    let init = PurchaseModel::seeded(config.clone(), opts.seed, &dev)?;
+    let mut vars = Vec::new();
+    for (name, t) in init.named_tensors()? {
+        vars.push((name, Var::from_tensor(&t)?));
+    }
+    let named: HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let model = PurchaseModel::from_named(config.clone(), &named)?;
+    let mut opt = AdamW::new(
+        vars.iter().map(|(_, v)| v.clone()).collect(),
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    rng.set_stream(0x7261_696e); // the batch order, apart from the weights' streams
+    let mut reports = Vec::new();
+    let mut best: Option<(f64, usize, PurchaseModel)> = None;
+    let mut stale = 0;
+    for epoch in 1..=opts.epochs {
+        let t0 = Instant::now();
+        train_idx.shuffle(&mut rng);
+        let mut total = 0.0;
+        for batch in train_idx.chunks(opts.batch_size) {
+            let logits = model.logits(rows, batch, &dev)?;
+            let y: Vec<f32> = batch.iter().map(|&r| labels[r]).collect();
+            let y = Tensor::from_vec(y, batch.len(), &dev)?;
+            let loss = bce_with_logits(&logits, &y)?;
+            opt.backward_step(&loss)?;
+            total += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
+        }
+        let current = snapshot(&config, &vars)?;
+        let probs = Scorer::new(&current)?.probabilities(&valid_rows)?;
+        let valid_loss = log_loss(&valid_labels, &probs);
+        let mut pairs: Vec<(f64, f64)> = probs
+            .iter()
+            .zip(&valid_labels)
+            .map(|(&p, &y)| (p, f64::from(y)))
+            .collect();
+        let report = EpochReport {
+            epoch,
+            train_loss: total / train_idx.len() as f64,
+            valid_loss,
+            valid_auc: auc(&mut pairs),
+            valid_logloss: valid_loss,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        tracing::info!(?report, "train_model epoch");
+        on_epoch(&report)?;
+        reports.push(report);
+        if !valid_loss.is_finite() {
+            return Err(GpuError::Data(format!(
+                "training diverged at epoch {epoch} (validation loss {valid_loss}): lower learning_rate"
+            )));
+        }
+        match &best {
+            Some((b, _, _)) if valid_loss >= *b - 1e-7 => {
+                stale += 1;
+                if stale >= opts.patience {
+                    break;
+                }
+            }
+            _ => {
+                best = Some((valid_loss, epoch, current));
+                stale = 0;
+            }
+        }
+    }
+    let (_, best_epoch, model) = best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
+    Ok(Trained {
+        model,
+        reports,
+        best_epoch,
+        device: used,
+        train_rows: train_idx.len(),
+        valid_rows: valid_idx.len(),
+    })
+}
