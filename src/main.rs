@@ -64,6 +64,10 @@ struct ServeArgs {
     /// Do not generate a world into an empty data directory.
     #[arg(long)]
     no_seed: bool,
+    /// Where models train unless a call says otherwise: auto (a CUDA GPU when this binary
+    /// is built with CUDA and one answers, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, env = "FLASHSQL_DEVICE", default_value = "auto")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -121,6 +125,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = EngineConfig::new(&args.data_dir);
     config.seed_world = (!args.no_seed).then_some((args.scale, args.seed));
     config.memory_limit = args.memory_mb << 20;
+    config.device = args
+        .device
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     let engine = Arc::new(
         Engine::open(config)
             .await

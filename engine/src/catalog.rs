@@ -19,8 +19,11 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// Where a session's temporary tables live.
 pub const TEMP_SCHEMA: &str = "pg_temp";
 /// The hidden schema unqualified names resolve in: a session's temporary tables, then
-/// `public` (PostgreSQL's search path). `public.x` skips the temporary tables.
+/// `public`, then flashsql's system tables (PostgreSQL's search path, with `flashsql` in the
+/// place of `pg_catalog`). `public.x` skips the temporary tables.
 pub const SEARCH_SCHEMA: &str = "$search_path";
+/// flashsql's own system tables (`flashsql_models`), registered per session.
+pub const SYSTEM_SCHEMA: &str = "flashsql";
 
 /// One durable schema.
 #[derive(Debug)]
@@ -95,6 +98,8 @@ impl SchemaProvider for DurableSchema {
 struct Overlay {
     front: Arc<MemorySchemaProvider>,
     back: Arc<dyn SchemaProvider>,
+    /// Looked at last and not listed among the tables.
+    system: Option<Arc<dyn SchemaProvider>>,
 }
 
 #[async_trait]
@@ -113,7 +118,13 @@ impl SchemaProvider for Overlay {
         if let Some(t) = self.front.table(name).await? {
             return Ok(Some(t));
         }
-        self.back.table(name).await
+        if let Some(t) = self.back.table(name).await? {
+            return Ok(Some(t));
+        }
+        match &self.system {
+            Some(s) => s.table(name).await,
+            None => Ok(None),
+        }
     }
 
     fn register_table(
@@ -139,10 +150,15 @@ pub struct SessionCatalog {
 
 impl SessionCatalog {
     pub fn new(store: Arc<Store>) -> Self {
+        let mut local: HashMap<String, Arc<dyn SchemaProvider>> = HashMap::new();
+        local.insert(
+            SYSTEM_SCHEMA.to_string(),
+            Arc::new(MemorySchemaProvider::new()),
+        );
         Self {
             store,
             temp: Arc::new(MemorySchemaProvider::new()),
-            local: RwLock::new(HashMap::new()),
+            local: RwLock::new(local),
         }
     }
 
@@ -186,6 +202,11 @@ impl CatalogProvider for SessionCatalog {
             return Some(Arc::new(Overlay {
                 front: self.temp.clone(),
                 back: Arc::new(DurableSchema::new(self.store.clone(), DEFAULT_SCHEMA)),
+                system: self
+                    .local
+                    .read()
+                    .ok()
+                    .and_then(|l| l.get(SYSTEM_SCHEMA).cloned()),
             }));
         }
         if !self.store.schema_exists(name) {

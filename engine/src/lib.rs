@@ -22,6 +22,8 @@ use std::time::Instant;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use flashsql_datasets::Scale;
+pub use flashsql_gpu::device::DeviceChoice;
+use flashsql_gpu::store::ModelStore;
 use tracing::{info, warn};
 
 pub use error::EngineError;
@@ -42,6 +44,8 @@ pub struct EngineConfig {
     pub memory_limit: usize,
     /// Rows per record batch in execution.
     pub batch_size: usize,
+    /// Where `train_model` trains unless a call says otherwise.
+    pub device: DeviceChoice,
 }
 
 impl EngineConfig {
@@ -51,6 +55,7 @@ impl EngineConfig {
             seed_world: Some((Scale::Small, 42)),
             memory_limit: 8 << 30,
             batch_size: 8192,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -59,6 +64,7 @@ impl EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     store: Arc<Store>,
+    models: Arc<ModelStore>,
     runtime: Arc<RuntimeEnv>,
     executor: executor::CpuExecutor,
 }
@@ -67,6 +73,9 @@ impl Engine {
     /// Opens the data directory; an empty one is first filled with the configured world.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
         let store = Store::open(&config.data_dir)?;
+        let models = ModelStore::open(config.data_dir.join("models"))
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?
+            .with_default_device(config.device);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
             .build_arc()?;
@@ -76,6 +85,7 @@ impl Engine {
         let engine = Engine {
             config,
             store,
+            models: Arc::new(models),
             runtime,
             executor: executor::CpuExecutor::new(threads)?,
         };
@@ -114,6 +124,11 @@ impl Engine {
         &self.store
     }
 
+    /// The trained models (`<data dir>/models`).
+    pub fn models(&self) -> &Arc<ModelStore> {
+        &self.models
+    }
+
     /// Where statements execute (see [`executor`]).
     pub fn executor(&self) -> &executor::CpuExecutor {
         &self.executor
@@ -127,6 +142,7 @@ impl Engine {
     pub fn new_session(&self) -> Result<Session, EngineError> {
         Ok(Session::new(
             self.store.clone(),
+            self.models.clone(),
             self.runtime.clone(),
             DATABASE,
             self.config.batch_size,

@@ -19,6 +19,7 @@ use crate::error::EngineError;
 use crate::information_schema::InformationSchema;
 use crate::store::{RelationKind, Store, TableData};
 use crate::table::write_stream;
+use flashsql_gpu::store::ModelStore;
 
 /// What a statement produced.
 pub enum Output {
@@ -48,6 +49,7 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(
         store: Arc<Store>,
+        models: Arc<ModelStore>,
         runtime: Arc<RuntimeEnv>,
         database: &str,
         batch_size: usize,
@@ -75,7 +77,7 @@ impl Session {
             Arc::new(InformationSchema::new(Arc::downgrade(&catalog), database)),
         )?;
         ctx.register_catalog(database, catalog.clone());
-        flashsql_udfs::register_all(&ctx)?;
+        flashsql_udfs::register_all(&ctx, &models)?;
         Ok(Self {
             ctx,
             catalog,

@@ -10,12 +10,14 @@ use crate::GpuError;
 use crate::encoder::SequenceEncoder;
 
 /// One width's folded table `[V, w·C]` (row-major) and bias `[C]`.
+#[derive(Debug)]
 struct Folded {
     width: usize,
     table: Vec<f32>,
     bias: Vec<f32>,
 }
 
+#[derive(Debug)]
 pub struct FrozenEncoder {
     vocab: usize,
     channels: usize,

@@ -15,6 +15,7 @@ use crate::GpuError;
 use crate::frozen::FrozenEncoder;
 use crate::purchase::{DENSE, PurchaseConfig, PurchaseModel, Rows};
 
+#[derive(Debug)]
 pub struct Scorer {
     config: PurchaseConfig,
     encoder: Option<FrozenEncoder>,

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
+use crate::device::DeviceChoice;
 use crate::purchase::{PurchaseConfig, PurchaseModel};
 use crate::scorer::Scorer;
 use crate::train::EpochReport;
@@ -51,17 +52,38 @@ pub struct Metrics {
     pub valid_logloss: f64,
 }
 
+/// A version claimed for a model being trained.
+#[derive(Debug)]
+pub struct Reservation {
+    pub name: String,
+    pub version: u32,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// A stored model ready to score.
+#[derive(Debug)]
 pub struct LoadedModel {
     pub manifest: Manifest,
     pub scorer: Scorer,
 }
 
+#[derive(Debug)]
 pub struct ModelStore {
     dir: PathBuf,
     cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
     /// Serialises writers (new versions, drops) within the process.
     write: Mutex<()>,
+    /// Where `train_model` trains unless a call says otherwise (`--device`).
+    default_device: DeviceChoice,
 }
 
 /// Checks a model name: letters, digits and underscores, at most 63 characters, not
@@ -108,11 +130,29 @@ impl ModelStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<ModelStore, GpuError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        // Reservations left by a process that stopped while training are removed.
+        for model in fs::read_dir(&dir).map_err(|e| io(&dir, e))?.flatten() {
+            for entry in fs::read_dir(model.path()).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".writing-") {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         Ok(ModelStore {
             dir,
             cache: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
+            default_device: DeviceChoice::Auto,
         })
+    }
+
+    pub fn with_default_device(mut self, device: DeviceChoice) -> ModelStore {
+        self.default_device = device;
+        self
+    }
+
+    pub fn default_device(&self) -> DeviceChoice {
+        self.default_device
     }
 
     pub fn dir(&self) -> &Path {
@@ -214,20 +254,54 @@ impl ModelStore {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores `model` as the next version of `manifest.name` (whose `version` is set here)
-    /// and returns that version once it is durable.
-    pub fn save(&self, mut manifest: Manifest, model: &PurchaseModel) -> Result<u32, GpuError> {
-        check_name(&manifest.name)?;
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let base = self.dir.join(&manifest.name);
-        fs::create_dir_all(&base).map_err(|e| io(&base, e))?;
-        let version = self.versions(&manifest.name).last().map_or(1, |v| v + 1);
-        manifest.version = version;
-        let tmp = base.join(format!(".writing-{version}"));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    /// Claims the next version of `name` before training, so that the version is known
+    /// while training runs and two trainings never claim the same one. The claim is a
+    /// hidden directory, removed if the reservation is dropped without [`ModelStore::save`].
+    pub fn reserve(&self, name: &str) -> Result<Reservation, GpuError> {
+        let (name, version) = parse_spec(name)?;
+        if version.is_some() {
+            return Err(GpuError::InvalidName(format!(
+                "{name}@{}: a new model's version is chosen by the store",
+                version.unwrap_or_default()
+            )));
         }
-        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let base = self.dir.join(&name);
+        fs::create_dir_all(&base).map_err(|e| io(&base, e))?;
+        let claimed = fs::read_dir(&base)
+            .map_err(|e| io(&base, e))?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?.to_string();
+                n.strip_prefix(".writing-")
+                    .unwrap_or(&n)
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let version = claimed + 1;
+        let dir = base.join(format!(".writing-{version}"));
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(Reservation {
+            name,
+            version,
+            dir,
+            done: false,
+        })
+    }
+
+    /// Stores `model` as the reserved version and returns once it is durable.
+    pub fn save(
+        &self,
+        mut reservation: Reservation,
+        mut manifest: Manifest,
+        model: &PurchaseModel,
+    ) -> Result<u32, GpuError> {
+        let (version, tmp) = (reservation.version, reservation.dir.clone());
+        manifest.name = reservation.name.clone();
+        manifest.version = version;
+        let base = self.dir.join(&manifest.name);
         let weights: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
         let wpath = tmp.join(WEIGHTS);
         candle_core::safetensors::save(&weights, &wpath)?;
@@ -243,6 +317,7 @@ impl ModelStore {
         sync_dir(&tmp)?;
         let dst = base.join(version.to_string());
         fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        reservation.done = true;
         sync_dir(&base)?;
         sync_dir(&self.dir)?;
         Ok(version)

@@ -245,16 +245,28 @@ fn the_store_versions_models() {
     let (rows, _, _, _) = world(20, 3, 4);
     let m1 = PurchaseModel::seeded(config(vec![1, 2, 3], true), 1, &Device::Cpu).unwrap();
     let m2 = PurchaseModel::seeded(config(vec![1, 2, 3], true), 2, &Device::Cpu).unwrap();
+    let r1 = store.reserve("churn").unwrap();
+    let r2 = store.reserve("churn").unwrap();
+    assert_eq!((r1.version, r2.version), (1, 2));
+    // A version being written is not listed, and an abandoned reservation leaves nothing.
+    assert!(store.resolve("churn").is_err());
+    drop(store.reserve("churn").unwrap());
     assert_eq!(
         store
-            .save(manifest("churn", m1.config().clone()), &m1)
+            .save(r1, manifest("churn", m1.config().clone()), &m1)
             .unwrap(),
         1
     );
     assert_eq!(
         store
-            .save(manifest("churn", m2.config().clone()), &m2)
+            .save(r2, manifest("churn", m2.config().clone()), &m2)
             .unwrap(),
+        2
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("models/churn"))
+            .unwrap()
+            .count(),
         2
     );
     assert_eq!(store.resolve("churn").unwrap(), ("churn".into(), 2));

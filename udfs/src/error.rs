@@ -13,6 +13,12 @@ pub enum FunctionError {
     /// The input lacks a column the function needs (SQLSTATE 42703, undefined_column).
     #[error("{0}")]
     MissingColumn(String),
+    /// A named object (a model) that does not exist (SQLSTATE 42704, undefined_object).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// Storage failed underneath (SQLSTATE 58030, io_error).
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl FunctionError {
@@ -21,6 +27,8 @@ impl FunctionError {
             FunctionError::InvalidOption(_) => "22023",
             FunctionError::InvalidRow(_) => "22000",
             FunctionError::MissingColumn(_) => "42703",
+            FunctionError::UndefinedObject(_) => "42704",
+            FunctionError::Storage(_) => "58030",
         }
     }
 }

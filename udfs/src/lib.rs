@@ -6,6 +6,7 @@
 pub mod error;
 pub mod knapsack;
 pub mod metrics;
+pub mod models;
 pub mod optimize;
 pub mod relation;
 pub mod sale;
@@ -16,19 +17,35 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
+use flashsql_gpu::store::ModelStore;
 
-/// Registers every flashsql function on a session.
-pub fn register_all(ctx: &SessionContext) -> Result<()> {
+/// The schema of flashsql's system tables; unqualified names find them last.
+pub const SYSTEM_SCHEMA: &str = "flashsql";
+
+/// Registers every flashsql function on a session, with `models` behind the model functions.
+pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {
     for udaf in metrics::all() {
         ctx.register_udaf(udaf);
     }
     ctx.register_udaf(sequence::udaf());
-    for udf in vectors::all() {
+    for udf in vectors::all().into_iter().chain(models::score::all(models)) {
         ctx.register_udf(udf);
     }
+    ctx.register_table(
+        datafusion::common::TableReference::partial(SYSTEM_SCHEMA, "flashsql_models"),
+        Arc::new(models::catalog::ModelsTable {
+            store: models.clone(),
+        }),
+    )?;
     ctx.register_relation_planner(Arc::new(relation::RelationFunctions::new(vec![
         Arc::new(optimize::OptimizeDiscounts),
         Arc::new(sale::sql::SimulateFlashSale),
         Arc::new(sale::sql::NextDiscounts),
+        Arc::new(models::train_sql::TrainModel {
+            store: models.clone(),
+        }),
+        Arc::new(models::catalog::DropModel {
+            store: models.clone(),
+        }),
     ])))
 }

@@ -18,8 +18,8 @@ use datafusion::error::Result;
 
 use crate::knapsack::{Curves, KnapsackError, Plan, solve_exact, solve_lagrangian};
 use crate::relation::{
-    Compute, Options as Named, RelationFunction, input_column, required_column, row_error,
-    user_error,
+    Compute, Options as Named, RelationFunction, all_at_once, input_column, required_column,
+    row_error, user_error,
 };
 
 pub const NAME: &str = "optimize_discounts";
@@ -292,7 +292,7 @@ impl RelationFunction for OptimizeDiscounts {
 
     fn bind(&self, options: Named) -> Result<Compute> {
         let options = Options::read(options)?;
-        Ok(Arc::new(move |batches: &[RecordBatch]| {
+        Ok(all_at_once(move |batches: &[RecordBatch]| {
             optimize(batches, &options)
         }))
     }

@@ -37,6 +37,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::sql::sqlparser::ast::{
     self as ast, FunctionArg, FunctionArgExpr, TableFactor, TableFunctionArgs,
 };
+use futures::TryStreamExt;
 
 pub use crate::error::{column_error, row_error, user_error};
 
@@ -148,6 +149,15 @@ impl Options {
         }
     }
 
+    /// A boolean option.
+    pub fn flag(&mut self, name: &str) -> Result<Option<bool>> {
+        match self.values.remove(name) {
+            None => Ok(None),
+            Some(ScalarValue::Boolean(Some(b))) => Ok(Some(b)),
+            Some(v) => Err(self.error(format!("option {name} must be true or false, got {v}"))),
+        }
+    }
+
     /// A string option that must be one of `choices` (matched case-insensitively); the first
     /// choice is the default.
     pub fn choice<T: Copy>(&mut self, name: &str, choices: &[(&str, T)]) -> Result<T> {
@@ -210,16 +220,32 @@ pub fn required_column(
     })
 }
 
-/// Computes a function's rows from its collected input rows.
-pub type Compute = Arc<dyn Fn(&[RecordBatch]) -> Result<RecordBatch> + Send + Sync>;
+/// Hands one batch of output rows to the client as soon as it is ready; fails once the
+/// query is cancelled, which should stop the computation.
+pub type Emit<'a> = dyn FnMut(RecordBatch) -> Result<()> + 'a;
+
+/// Computes a function's rows from its collected input rows, emitting them as it goes.
+pub type Compute = Arc<dyn Fn(&[RecordBatch], &mut Emit<'_>) -> Result<()> + Send + Sync>;
+
+/// A [`Compute`] for a function whose rows come out all at once.
+pub fn all_at_once(
+    f: impl Fn(&[RecordBatch]) -> Result<RecordBatch> + Send + Sync + 'static,
+) -> Compute {
+    Arc::new(move |batches: &[RecordBatch], emit: &mut Emit<'_>| emit(f(batches)?))
+}
 
 /// One table-valued function the planner knows.
 pub trait RelationFunction: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// How a call is written, for error messages.
     fn usage(&self) -> &'static str;
-    /// Whether the first argument is an input query or table.
+    /// Whether an argument is an input query or table.
     fn takes_input(&self) -> bool;
+    /// Options that may also be given as leading positional literals, in this order, before
+    /// the input: `train_model('m', (SELECT …))`.
+    fn positional(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The names of its options; any other is an error before anything else is checked.
     fn option_names(&self) -> &'static [&'static str];
     fn schema(&self) -> SchemaRef;
@@ -276,7 +302,8 @@ impl TableProvider for Computed {
 }
 
 /// Runs a relation function: collects its input (all partitions), computes the rows off the
-/// async threads (solvers and simulations are CPU-bound) and emits them as one batch.
+/// async threads (solvers, simulations and training are CPU-bound) and streams out each batch
+/// as the function emits it. A panic in the function fails the query, not the server.
 pub struct ComputedExec {
     name: &'static str,
     input: Option<Arc<dyn ExecutionPlan>>,
@@ -377,22 +404,44 @@ impl ExecutionPlan for ComputedExec {
         let input = self.input.clone();
         let compute = self.compute.clone();
         let projection = self.projection.clone();
+        let name = self.name;
         let rows = async move {
             let batches = match input {
                 Some(input) => collect(input, context).await?,
                 None => Vec::new(),
             };
-            let batch = tokio::task::spawn_blocking(move || compute(&batches))
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))??;
-            match projection {
-                Some(p) => Ok(batch.project(&p)?),
-                None => Ok(batch),
-            }
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+            tokio::task::spawn_blocking(move || {
+                let mut emit = |batch: RecordBatch| -> Result<()> {
+                    let batch = match &projection {
+                        Some(p) => batch.project(p)?,
+                        None => batch,
+                    };
+                    tx.blocking_send(Ok(batch)).map_err(|_| {
+                        DataFusionError::Execution(format!("{name}: the query was cancelled"))
+                    })
+                };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compute(&batches, &mut emit)
+                }));
+                let failure = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(DataFusionError::Internal(format!(
+                        "{name} failed unexpectedly (a bug: please report it)"
+                    ))),
+                };
+                if let Some(e) = failure {
+                    let _ = tx.blocking_send(Err(e));
+                }
+            });
+            Ok::<_, DataFusionError>(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }))
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
-            futures::stream::once(rows),
+            futures::stream::once(rows).try_flatten(),
         )))
     }
 }
@@ -470,8 +519,16 @@ impl RelationPlanner for RelationFunctions {
         let fname = function.name();
         let mut input = None;
         let mut named = Vec::new();
+        let mut positional = function.positional().iter();
         for a in args {
             match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+                    if !matches!(e, ast::Expr::Subquery(_)) && positional.len() > 0 =>
+                {
+                    if let Some(option) = positional.next() {
+                        named.push((option.to_string(), literal(fname, context, e)?));
+                    }
+                }
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Subquery(q)))
                     if function.takes_input() && input.is_none() =>
                 {

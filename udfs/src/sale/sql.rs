@@ -16,7 +16,9 @@ use super::single::SingleProduct;
 use super::thompson::{Estimate, ItemState, next_period};
 use super::world::WorldSale;
 use crate::optimize::{OBJECTIVES, Objective};
-use crate::relation::{Compute, Options, RelationFunction, required_column, row_error, user_error};
+use crate::relation::{
+    Compute, Options, RelationFunction, all_at_once, required_column, row_error, user_error,
+};
 use flashsql_datasets::Scale;
 
 /// `simulate_flash_sale(scenario => …, policy => …, horizon => T, inventory_ratio => r,
@@ -137,7 +139,7 @@ impl RelationFunction for SimulateFlashSale {
             .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
         let schema = self.schema();
         let world = matches!(sim.scenario, Scenario::World(_));
-        Ok(Arc::new(move |_: &[RecordBatch]| {
+        Ok(all_at_once(move |_: &[RecordBatch]| {
             let rows = sim
                 .run(level)
                 .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
@@ -393,7 +395,7 @@ impl RelationFunction for NextDiscounts {
             estimate,
             seed,
         };
-        Ok(Arc::new(move |batches: &[RecordBatch]| {
+        Ok(all_at_once(move |batches: &[RecordBatch]| {
             next_discounts(batches, &opts)
         }))
     }

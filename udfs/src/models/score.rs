@@ -1,0 +1,253 @@
+//! `purchase_prob(model, seq, category_id, price, discount [, time_left [, hour]])` and
+//! `user_embedding(seq [, model])`: one model call per batch of rows, each distinct
+//! sequence encoded once.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Float64Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use flashsql_gpu::GpuError;
+use flashsql_gpu::store::{LoadedModel, ModelStore};
+
+use super::features::{model_error, scoring_rows, sequences};
+use crate::error::user_error;
+
+const PROB_USAGE: &str = "purchase_prob(model text, seq bigint[], category_id bigint, price double, discount double [, time_left double [, hour double]])";
+const EMBED_USAGE: &str = "user_embedding(seq bigint[] [, model text])";
+
+pub fn all(store: &Arc<ModelStore>) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(PurchaseProb {
+            store: store.clone(),
+            signature: Signature::variadic_any(Volatility::Stable),
+        }),
+        ScalarUDF::from(UserEmbedding {
+            store: store.clone(),
+            signature: Signature::variadic_any(Volatility::Stable),
+        }),
+    ]
+}
+
+/// The model argument: one name for the whole call.
+fn model_name(function: &str, arg: &ColumnarValue) -> Result<String> {
+    let bad = || {
+        user_error(format!(
+            "{function}: the model must be a model name in quotes, the same for every row"
+        ))
+    };
+    match arg {
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+        ) => Ok(s.clone()),
+        ColumnarValue::Array(a) => {
+            let first = ScalarValue::try_from_array(a, 0)?;
+            for r in 1..a.len() {
+                if ScalarValue::try_from_array(a, r)? != first {
+                    return Err(bad());
+                }
+            }
+            model_name(function, &ColumnarValue::Scalar(first))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn load(function: &str, store: &ModelStore, spec: &str) -> Result<Arc<LoadedModel>> {
+    store.load(spec).map_err(|e| model_error(function, e))
+}
+
+#[derive(Debug)]
+struct PurchaseProb {
+    store: Arc<ModelStore>,
+    signature: Signature,
+}
+
+impl PartialEq for PurchaseProb {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.store, &other.store)
+    }
+}
+impl Eq for PurchaseProb {}
+impl std::hash::Hash for PurchaseProb {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "purchase_prob".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PurchaseProb {
+    fn name(&self) -> &str {
+        "purchase_prob"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        let n = args.len();
+        let list = |t: &DataType| {
+            matches!(
+                t,
+                DataType::List(_) | DataType::LargeList(_) | DataType::Null
+            )
+        };
+        if !(5..=7).contains(&n)
+            || !matches!(
+                args[0],
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            )
+            || !list(&args[1])
+            || args[2..]
+                .iter()
+                .any(|t| !t.is_numeric() && *t != DataType::Null)
+        {
+            let given: Vec<String> = args.iter().map(|t| t.to_string()).collect();
+            return Err(user_error(format!(
+                "purchase_prob: expected {PROB_USAGE}, got ({})",
+                given.join(", ")
+            )));
+        }
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let spec = model_name("purchase_prob", &args.args[0])?;
+        let model = load("purchase_prob", &self.store, &spec)?;
+        let config = model.scorer.config();
+        let wanted = 5 + usize::from(config.time_left) + usize::from(config.hour);
+        if args.args.len() != wanted {
+            let extra = match (config.time_left, config.hour) {
+                (false, _) => "",
+                (true, false) => ", time_left",
+                (true, true) => ", time_left, hour",
+            };
+            return Err(user_error(format!(
+                "purchase_prob: model {spec} takes {wanted} arguments: (model, seq, category_id, price, discount{extra})"
+            )));
+        }
+        let arrays: Vec<ArrayRef> = args.args[1..]
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<Result<_>>()?;
+        let scored = scoring_rows("purchase_prob", config, &arrays, n)?;
+        let probs = model
+            .scorer
+            .probabilities(&scored.rows)
+            .map_err(|e| model_error("purchase_prob", e))?;
+        let mut out: Vec<Option<f64>> = vec![None; n];
+        for (&r, p) in scored.kept.iter().zip(probs) {
+            out[r] = Some(p);
+        }
+        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))
+    }
+}
+
+#[derive(Debug)]
+struct UserEmbedding {
+    store: Arc<ModelStore>,
+    signature: Signature,
+}
+
+impl PartialEq for UserEmbedding {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.store, &other.store)
+    }
+}
+impl Eq for UserEmbedding {}
+impl std::hash::Hash for UserEmbedding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "user_embedding".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for UserEmbedding {
+    fn name(&self) -> &str {
+        "user_embedding"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        let ok = matches!(args.len(), 1 | 2)
+            && matches!(
+                args[0],
+                DataType::List(_) | DataType::LargeList(_) | DataType::Null
+            )
+            && args.get(1).is_none_or(|t| {
+                matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+            });
+        if !ok {
+            let given: Vec<String> = args.iter().map(|t| t.to_string()).collect();
+            return Err(user_error(format!(
+                "user_embedding: expected {EMBED_USAGE}, got ({})",
+                given.join(", ")
+            )));
+        }
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Float32,
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let spec = match args.args.get(1) {
+            Some(a) => model_name("user_embedding", a)?,
+            None => latest_encoder(&self.store)?,
+        };
+        let model = load("user_embedding", &self.store, &spec)?;
+        let config = model.scorer.config();
+        let seq = args.args[0].to_array(n)?;
+        let (unique, of_row) =
+            sequences("user_embedding", &seq, config.seq_len, config.encoder.vocab)?;
+        let vectors = model
+            .scorer
+            .user_vectors(&unique)
+            .map_err(|e| model_error("user_embedding", e))?
+            .ok_or_else(|| {
+                user_error(format!(
+                    "user_embedding: model {spec} was trained without the sequence encoder (sequence => false)"
+                ))
+            })?;
+        let d = config.encoder.dim;
+        let mut values = Vec::with_capacity(n * d);
+        for &k in &of_row {
+            values.extend_from_slice(&vectors[k as usize * d..(k as usize + 1) * d]);
+        }
+        let field = Arc::new(Field::new_list_field(DataType::Float32, true));
+        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(d, n));
+        // A NULL sequence is a user without history: it has an embedding too (all padding).
+        let list = ListArray::try_new(field, offsets, Arc::new(Float32Array::from(values)), None)?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+/// The most recently trained model with a sequence encoder.
+fn latest_encoder(store: &ModelStore) -> Result<String> {
+    let models = store.list().map_err(|e| model_error("user_embedding", e))?;
+    models
+        .iter()
+        .filter(|m| m.config.use_sequence)
+        .max_by_key(|m| (m.created_at_us, m.version))
+        .map(|m| format!("{}@{}", m.name, m.version))
+        .ok_or_else(|| {
+            model_error(
+                "user_embedding",
+                GpuError::UnknownModel {
+                    spec: "(latest with a sequence encoder)".into(),
+                    known: "none: train one with train_model".into(),
+                },
+            )
+        })
+}

@@ -1,0 +1,355 @@
+//! `train_model(name, (SELECT …), kind => 'purchase', epochs =>, …)`: trains a purchase
+//! model from the rows of a query, streams one row per epoch as training goes, and stores the
+//! kept (best) epoch's weights as the next version of `name`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::Result;
+use flashsql_gpu::GpuError;
+use flashsql_gpu::encoder::EncoderConfig;
+use flashsql_gpu::purchase::{PurchaseConfig, Rows, category_vocabulary};
+use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
+use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, fingerprint, train};
+
+use super::features::{check_offer, floats, ints, model_error, sequences};
+use crate::error::{FunctionError, row_error};
+use crate::relation::{Compute, Emit, Options, RelationFunction, user_error};
+
+const NAME: &str = "train_model";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, user_id, ts] …), kind => 'purchase', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
+const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), category_id, price and discount; optional time_left and hour; user_id for split => 'user', ts for split => 'time'";
+
+#[derive(Debug)]
+pub struct TrainModel {
+    pub store: Arc<ModelStore>,
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    options: TrainOptions,
+    embed_dim: usize,
+    max_len: usize,
+    by_time: bool,
+    use_sequence: bool,
+}
+
+impl RelationFunction for TrainModel {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn positional(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    fn option_names(&self) -> &'static [&'static str] {
+        &[
+            "name",
+            "kind",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "weight_decay",
+            "embed_dim",
+            "max_len",
+            "split",
+            "patience",
+            "sequence",
+            "seed",
+            "device",
+        ]
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("model", DataType::Utf8, false),
+            Field::new("epoch", DataType::Int32, false),
+            Field::new("train_loss", DataType::Float64, false),
+            Field::new("valid_loss", DataType::Float64, false),
+            Field::new("valid_auc", DataType::Float64, true),
+            Field::new("valid_logloss", DataType::Float64, false),
+            Field::new("seconds", DataType::Float64, false),
+            Field::new("improved", DataType::Boolean, false),
+        ]))
+    }
+
+    fn bind(&self, mut o: Options) -> Result<Compute> {
+        let name = o
+            .text("name")?
+            .ok_or_else(|| user_error(format!("{NAME}: a model name is needed; write {USAGE}")))?;
+        flashsql_gpu::store::check_name(&name).map_err(|e| model_error(NAME, e))?;
+        o.choice("kind", &[("purchase", ())])?;
+        let d = TrainOptions::default();
+        let positive = |o: &mut Options, key: &str, default: usize, max: u64| -> Result<usize> {
+            match o.count(key)? {
+                None => Ok(default),
+                Some(v) if v >= 1 && v <= max => Ok(v as usize),
+                Some(v) => Err(user_error(format!(
+                    "{NAME}: {key} must be between 1 and {max}, got {v}"
+                ))),
+            }
+        };
+        let epochs = positive(&mut o, "epochs", d.epochs, 1000)?;
+        let batch_size = positive(&mut o, "batch_size", d.batch_size, 1 << 20)?;
+        let embed_dim = positive(&mut o, "embed_dim", 32, 1024)?;
+        let max_len = positive(&mut o, "max_len", 64, 4096)?;
+        let patience = positive(&mut o, "patience", d.patience, 1000)?;
+        let rate = |o: &mut Options, key: &str, default: f64| -> Result<f64> {
+            match o.number(key)? {
+                None => Ok(default),
+                Some(v) if v > 0.0 && v < 10.0 || key == "weight_decay" && v == 0.0 => Ok(v),
+                Some(v) => Err(user_error(format!(
+                    "{NAME}: {key} must be positive and below 10, got {v}"
+                ))),
+            }
+        };
+        let learning_rate = rate(&mut o, "learning_rate", d.learning_rate)?;
+        let weight_decay = rate(&mut o, "weight_decay", d.weight_decay)?;
+        let by_time = o.choice("split", &[("user", false), ("time", true)])?;
+        let use_sequence = o.flag("sequence")?.unwrap_or(true);
+        let seed = o.count("seed")?.unwrap_or(d.seed);
+        let device = match o.text("device")? {
+            Some(s) => s.parse().map_err(|e: GpuError| model_error(NAME, e))?,
+            None => self.store.default_device(),
+        };
+        o.finish()?;
+        let plan = Plan {
+            name,
+            options: TrainOptions {
+                epochs,
+                batch_size,
+                learning_rate,
+                weight_decay,
+                patience,
+                seed,
+                device,
+                ..d
+            },
+            embed_dim,
+            max_len,
+            by_time,
+            use_sequence,
+        };
+        let store = self.store.clone();
+        let schema = self.schema();
+        Ok(Arc::new(
+            move |batches: &[RecordBatch], emit: &mut Emit<'_>| {
+                run(&store, &plan, &schema, batches, emit)
+            },
+        ))
+    }
+}
+
+/// A required input column.
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    batch
+        .schema()
+        .index_of(name)
+        .map(|i| batch.column(i).clone())
+        .map_err(|_| {
+            FunctionError::MissingColumn(format!(
+                "{NAME}: the input has no column \"{name}\"; it needs {NEEDS}"
+            ))
+            .into()
+        })
+}
+
+fn required<T: Copy>(values: &[Option<T>], name: &str) -> Result<Vec<T>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(r, v)| v.ok_or_else(|| row_error(format!("{NAME}: row {}: {name} is NULL", r + 1))))
+        .collect()
+}
+
+fn run(
+    store: &ModelStore,
+    plan: &Plan,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    emit: &mut Emit<'_>,
+) -> Result<()> {
+    let started = Instant::now();
+    let Some(first) = batches.first() else {
+        return Err(row_error(format!(
+            "{NAME}: the input query returned no rows"
+        )));
+    };
+    let input = concat_batches(&first.schema(), batches)?;
+    let n = input.num_rows();
+    // Labels: boolean, or numbers that are 0 or 1.
+    let labels: Vec<f32> = required(&floats(NAME, "label", &column(&input, "label")?)?, "label")?
+        .into_iter()
+        .enumerate()
+        .map(|(r, y)| {
+            if y == 0.0 || y == 1.0 {
+                Ok(y as f32)
+            } else {
+                Err(row_error(format!(
+                    "{NAME}: row {}: label must be 0 or 1 (or a boolean), got {y}",
+                    r + 1
+                )))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let config_vocab = EncoderConfig::default().vocab;
+    let (seqs, seq_of_row) = sequences(NAME, &column(&input, "seq")?, plan.max_len, config_vocab)?;
+    let cat_ids = required(
+        &ints(NAME, "category_id", &column(&input, "category_id")?)?,
+        "category_id",
+    )?;
+    let price = required(&floats(NAME, "price", &column(&input, "price")?)?, "price")?;
+    let discount = required(
+        &floats(NAME, "discount", &column(&input, "discount")?)?,
+        "discount",
+    )?;
+    for r in 0..n {
+        check_offer(NAME, r, price[r], discount[r])?;
+    }
+    let optional = |name: &str| -> Result<Option<Vec<f32>>> {
+        match input.schema().index_of(name) {
+            Ok(i) => Ok(Some(
+                required(&floats(NAME, name, input.column(i))?, name)?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect(),
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let time_left = optional("time_left")?;
+    let hour = optional("hour")?;
+    if hour.is_some() && time_left.is_none() {
+        return Err(FunctionError::MissingColumn(format!(
+            "{NAME}: the input has hour but no time_left; purchase_prob takes them in that order, so give both or neither"
+        ))
+        .into());
+    }
+    let keys = if plan.by_time {
+        SplitKeys::Time(required(&ints(NAME, "ts", &column(&input, "ts")?)?, "ts")?)
+    } else {
+        SplitKeys::User(required(
+            &ints(NAME, "user_id", &column(&input, "user_id")?)?,
+            "user_id",
+        )?)
+    };
+    let categories = category_vocabulary(&cat_ids);
+    let logs: Vec<f64> = price.iter().map(|p| p.ln()).collect();
+    let mean = logs.iter().sum::<f64>() / n as f64;
+    let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let config = PurchaseConfig {
+        encoder: EncoderConfig {
+            dim: plan.embed_dim,
+            ..EncoderConfig::default()
+        },
+        seq_len: plan.max_len.max(5),
+        use_sequence: plan.use_sequence,
+        category_dim: 8,
+        hidden: [64, 32],
+        log_price_mean: mean as f32,
+        log_price_sd: if sd > 1e-6 { sd as f32 } else { 1.0 },
+        time_left: time_left.is_some(),
+        hour: hour.is_some(),
+        categories,
+    };
+    // Sequences shorter than the widest kernel are padded to it.
+    let (seqs, seq_of_row) = if config.seq_len != plan.max_len {
+        sequences(NAME, &column(&input, "seq")?, config.seq_len, config_vocab)?
+    } else {
+        (seqs, seq_of_row)
+    };
+    let rows = Rows {
+        sequences: seqs,
+        seq_of_row,
+        category: cat_ids.iter().map(|&c| config.category_index(c)).collect(),
+        price: price.iter().map(|&p| p as f32).collect(),
+        discount: discount.iter().map(|&d| d as f32).collect(),
+        time_left: time_left.unwrap_or_default(),
+        hour: hour.unwrap_or_default(),
+    };
+    let reservation = store
+        .reserve(&plan.name)
+        .map_err(|e| model_error(NAME, e))?;
+    let label = format!("{}@{}", reservation.name, reservation.version);
+    let mut best = f64::INFINITY;
+    let mut on_epoch = |r: &EpochReport| -> std::result::Result<(), GpuError> {
+        let improved = r.valid_loss < best - 1e-7;
+        best = best.min(r.valid_loss);
+        let batch =
+            epoch_batch(schema, &label, r, improved).map_err(|e| GpuError::Data(e.to_string()))?;
+        emit(batch).map_err(|e| GpuError::Data(e.to_string()))
+    };
+    let trained = train(
+        config.clone(),
+        &rows,
+        &labels,
+        &keys,
+        &plan.options,
+        &mut on_epoch,
+    )
+    .map_err(|e| model_error(NAME, e))?;
+    let kept = &trained.reports[trained.best_epoch - 1];
+    let manifest = Manifest {
+        name: plan.name.clone(),
+        version: reservation.version,
+        kind: "purchase".into(),
+        created_at_us: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64),
+        config,
+        metrics: Metrics {
+            valid_auc: kept.valid_auc,
+            valid_logloss: kept.valid_logloss,
+        },
+        seed: plan.options.seed,
+        device: trained.device.to_string(),
+        training_seconds: started.elapsed().as_secs_f64(),
+        data_fingerprint: fingerprint(&rows, &labels),
+        train_rows: trained.train_rows,
+        valid_rows: trained.valid_rows,
+        split: if plan.by_time { "time" } else { "user" }.into(),
+        best_epoch: trained.best_epoch,
+        epochs: trained.reports.clone(),
+    };
+    store
+        .save(reservation, manifest, &trained.model)
+        .map_err(|e| model_error(NAME, e))?;
+    tracing::info!(model = %label, rows = n, seconds = started.elapsed().as_secs_f64(), "model trained");
+    Ok(())
+}
+
+fn epoch_batch(
+    schema: &SchemaRef,
+    model: &str,
+    r: &EpochReport,
+    improved: bool,
+) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![model])),
+            Arc::new(Int32Array::from(vec![r.epoch as i32])),
+            Arc::new(Float64Array::from(vec![r.train_loss])),
+            Arc::new(Float64Array::from(vec![r.valid_loss])),
+            Arc::new(Float64Array::from(vec![r.valid_auc])),
+            Arc::new(Float64Array::from(vec![r.valid_logloss])),
+            Arc::new(Float64Array::from(vec![r.seconds])),
+            Arc::new(BooleanArray::from(vec![improved])),
+        ],
+    )?)
+}
