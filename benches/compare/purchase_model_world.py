@@ -56,6 +56,9 @@ def main():
     ap.add_argument("--scale", default="small")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--learning-rate", type=float, default=0.003)
+    ap.add_argument("--weight-decay", type=float, default=0.0001)
+    ap.add_argument("--batch-size", type=int, default=512)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, host, port = start(os.path.join(tmp, "data"), args.scale)
@@ -73,7 +76,8 @@ def main():
                 t0 = time.time()
                 epochs = conn.execute(
                     f"SELECT epoch, train_loss, valid_loss, valid_auc, seconds FROM train_model('{name}', 'train_rows', "
-                    f"epochs => {args.epochs}, split => 'time', seed => {args.seed}, device => 'cpu'{extra})").fetchall()
+                    f"epochs => {args.epochs}, split => 'time', seed => {args.seed}, learning_rate => {args.learning_rate}, "
+                    f"weight_decay => {args.weight_decay}, batch_size => {args.batch_size}, device => 'cpu'{extra})").fetchall()
                 wall = time.time() - t0
                 for e in epochs:
                     print(f"  {name} epoch {e[0]}: train {e[1]:.4f} valid {e[2]:.4f} auc {e[3]:.4f} ({e[4]:.1f} s)")
