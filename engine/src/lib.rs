@@ -72,6 +72,12 @@ pub struct Engine {
 impl Engine {
     /// Opens the data directory; an empty one is first filled with the configured world.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        // A GPU asked for by name must be there now, not at the first training.
+        if let DeviceChoice::Cuda(_) = config.device {
+            flashsql_gpu::device::open(config.device).map_err(|e| {
+                EngineError::InvalidInput(format!("--device {}: {e}", config.device))
+            })?;
+        }
         let store = Store::open(&config.data_dir)?;
         let models = ModelStore::open(config.data_dir.join("models"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?
@@ -147,5 +153,29 @@ impl Engine {
             DATABASE,
             self.config.batch_size,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server told to train on a GPU it does not have refuses to start and says why,
+    /// rather than falling back to the CPU in silence.
+    #[tokio::test]
+    async fn an_absent_gpu_is_an_error_at_start() {
+        if flashsql_gpu::device::CUDA_BUILT {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = EngineConfig::new(dir.path().join("data"));
+        config.seed_world = None;
+        config.device = DeviceChoice::Cuda(0);
+        let err = Engine::open(config).await.err().expect("must fail");
+        assert!(err.to_string().contains("built without CUDA"), "{err}");
+        let mut config = EngineConfig::new(dir.path().join("data"));
+        config.seed_world = None;
+        config.device = DeviceChoice::Auto;
+        assert!(Engine::open(config).await.is_ok());
     }
 }

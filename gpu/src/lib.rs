@@ -24,7 +24,7 @@ pub mod train;
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     #[error(
-        "device 'cuda' was asked for, but this flashsql was built without CUDA (build with --features cuda, see scripts/build-gpu.sh)"
+        "device 'cuda' was asked for, but this flashsql was built without CUDA (build it with --features cuda)"
     )]
     CudaNotBuilt,
     #[error("CUDA device {ordinal} is not available: {reason}")]
