@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::GpuError;
-use crate::init::{glorot, zeros};
+use crate::init::{glorot, named_tensor, zeros};
 
 /// The encoder's shape.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,18 +101,7 @@ impl SequenceEncoder {
         named: &HashMap<String, Tensor>,
     ) -> Result<Self, GpuError> {
         let (v, e, c, d) = (config.vocab, config.embed, config.channels, config.dim);
-        let get = |name: &str, shape: &[usize]| -> Result<Tensor, GpuError> {
-            let t = named
-                .get(name)
-                .ok_or_else(|| GpuError::Shape(format!("the weights have no tensor {name}")))?;
-            if t.dims() != shape {
-                return Err(GpuError::Shape(format!(
-                    "tensor {name} has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
-            }
-            Ok(t.clone())
-        };
+        let get = |name: &str, shape: &[usize]| named_tensor(named, name, shape);
         let embedding = get("encoder.embedding", &[v, e])?;
         let device = embedding.device().clone();
         let pad_mask = Tensor::cat(

@@ -3,6 +3,8 @@
 //! a layer does not change the others) and copied to the device: the same seed gives
 //! bitwise-identical weights on every machine.
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,4 +40,23 @@ pub fn glorot(
 /// Zeros (biases).
 pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor, GpuError> {
     Ok(Tensor::zeros(shape, candle_core::DType::F32, device)?)
+}
+
+/// Tensor `name` of stored or training weights, checked against the shape the model expects:
+/// weights from another model or version fail with the tensor's name, not deep in a matmul.
+pub fn named_tensor(
+    named: &HashMap<String, Tensor>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Tensor, GpuError> {
+    let t = named
+        .get(name)
+        .ok_or_else(|| GpuError::Shape(format!("the weights have no tensor {name}")))?;
+    if t.dims() != shape {
+        return Err(GpuError::Shape(format!(
+            "tensor {name} has shape {:?}, expected {shape:?}",
+            t.dims()
+        )));
+    }
+    Ok(t.clone())
 }

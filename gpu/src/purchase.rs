@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
 use crate::encoder::{EncoderConfig, SequenceEncoder};
-use crate::init::{glorot, zeros};
+use crate::init::{glorot, named_tensor, zeros};
 
 /// Dense offer features after the embeddings: z(ln price), time_left, sin and cos of the hour.
 pub const DENSE: usize = 4;
@@ -156,18 +156,7 @@ impl PurchaseModel {
         config: PurchaseConfig,
         named: &HashMap<String, Tensor>,
     ) -> Result<Self, GpuError> {
-        let get = |name: &str, shape: &[usize]| -> Result<Tensor, GpuError> {
-            let t = named
-                .get(name)
-                .ok_or_else(|| GpuError::Shape(format!("the weights have no tensor {name}")))?;
-            if t.dims() != shape {
-                return Err(GpuError::Shape(format!(
-                    "tensor {name} has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
-            }
-            Ok(t.clone())
-        };
+        let get = |name: &str, shape: &[usize]| named_tensor(named, name, shape);
         let encoder = if config.use_sequence {
             Some(SequenceEncoder::from_named(config.encoder.clone(), named)?)
         } else {
