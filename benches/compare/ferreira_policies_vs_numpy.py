@@ -72,6 +72,7 @@ def simulate(policy, horizon, trials, seed):
 def main():
     cases = [("ts_blind", 100, 2000), ("ts_blind", 1000, 500), ("ts_fixed", 100, 500),
              ("ts_update", 100, 500)]
+    worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         proc, host, port = start_server(os.path.join(tmp, "data"))
         try:
@@ -86,10 +87,14 @@ def main():
                 ours, ours_se = float(row[0]), float(row[1])
                 ref, ref_se = simulate(policy, horizon, trials, seed=7)
                 z = (ours - ref) / np.hypot(ours_se, ref_se)
+                worst = max(worst, abs(z)) if np.isfinite(z) else float("inf")
                 print(f"| {policy} | {horizon} | {trials} | {ours:.2f} ± {ours_se:.2f} | {ref:.2f} ± {ref_se:.2f} | {z:+.2f} |")
         finally:
             proc.terminate()
             proc.wait()
+    print(f"\nlargest |difference| / s.e.: {worst:.2f} (the two must agree within 3)")
+    if worst > 3:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Needs psycopg. FLASHSQL_BINARY overrides the server binary.
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import time
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from knapsack_vs_highs import BINARY  # noqa: E402
+from knapsack_vs_highs import start_server  # noqa: E402
 
 TRAIN_ROWS = """
 CREATE TABLE train_rows AS
@@ -40,17 +39,6 @@ LEFT JOIN (
 """
 
 
-def start(data_dir, scale):
-    proc = subprocess.Popen(
-        [BINARY, "serve", "--data-dir", data_dir, "--scale", scale, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if " is ready on " in line:
-            host, port = line.split(" is ready on ")[1].split()[0].rsplit(":", 1)
-            return proc, host, int(port)
-    raise RuntimeError("server did not start")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
@@ -61,7 +49,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=512)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start(os.path.join(tmp, "data"), args.scale)
+        proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", args.scale))
         try:
             conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql", autocommit=True)
             t0 = time.time()

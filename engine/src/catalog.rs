@@ -23,7 +23,7 @@ pub const TEMP_SCHEMA: &str = "pg_temp";
 /// place of `pg_catalog`). `public.x` skips the temporary tables.
 pub const SEARCH_SCHEMA: &str = "$search_path";
 /// flashsql's own system tables (`flashsql_models`), registered per session.
-pub const SYSTEM_SCHEMA: &str = "flashsql";
+pub use flashsql_udfs::SYSTEM_SCHEMA;
 
 /// One durable schema.
 #[derive(Debug)]
@@ -93,12 +93,13 @@ impl SchemaProvider for DurableSchema {
 }
 
 /// A schema whose names are looked up in `front` first (a session's temporary tables), then
-/// in `back`.
+/// in `back` (`public`), then in `system` (flashsql's system tables). The system tables are
+/// not listed and do not count as existing, so a user table of the same name can be created
+/// and then shadows them, as a `public` table shadows `pg_catalog` in PostgreSQL.
 #[derive(Debug)]
 struct Overlay {
     front: Arc<MemorySchemaProvider>,
     back: Arc<dyn SchemaProvider>,
-    /// Looked at last and not listed among the tables.
     system: Option<Arc<dyn SchemaProvider>>,
 }
 

@@ -210,7 +210,12 @@ struct TableSink {
 
 impl DisplayAs for TableSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "TableSink: table #{} ({:?})", self.id, self.mode)
+        // The mode's name only: a replace names every file of the table.
+        let mode = match self.mode {
+            Mode::Append => "append",
+            Mode::Replace { .. } => "replace",
+        };
+        write!(f, "TableSink: table #{} ({mode})", self.id)
     }
 }
 

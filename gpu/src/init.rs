@@ -11,11 +11,19 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::GpuError;
 
+/// The FNV-1a hash's starting value.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, continuing from `h` (start from [`FNV_OFFSET`]).
+pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 fn stream(seed: u64, name: &str) -> ChaCha8Rng {
     // FNV-1a of the name picks the stream.
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = fnv1a(FNV_OFFSET, name.as_bytes());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(h);
     rng

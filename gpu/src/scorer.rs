@@ -100,6 +100,15 @@ impl Scorer {
 
     /// P(buy) for every row.
     pub fn probabilities(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
+        let mut out = self.logits(rows)?;
+        for z in &mut out {
+            *z = 1.0 / (1.0 + (-*z).exp());
+        }
+        Ok(out)
+    }
+
+    /// The purchase logit of every row.
+    pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let n = rows.len();
         let len = self.config.seq_len;
         let n_seq = rows.sequences.len() / len.max(1);
@@ -175,8 +184,7 @@ impl Scorer {
                         g += x * self.w3[2 * i + 1];
                     }
                     let slope = f64::from(g.max(0.0)) + (-f64::from(g.abs())).exp().ln_1p();
-                    let logit = f64::from(f) + slope * f64::from(rows.discount[r]);
-                    *p = 1.0 / (1.0 + (-logit).exp());
+                    *p = f64::from(f) + slope * f64::from(rows.discount[r]);
                 }
             },
         );

@@ -6,7 +6,7 @@
 //! A version is written into a hidden directory, its files synced, then renamed into place
 //! and the parent synced: a version that is listed is complete on disk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -79,11 +79,23 @@ pub struct LoadedModel {
 #[derive(Debug)]
 pub struct ModelStore {
     dir: PathBuf,
+    /// Every stored version's manifest, by name then version: read once at open and kept
+    /// up to date by this store (the server is the directory's only writer), so resolving a
+    /// name on every scored batch touches no file.
+    index: Mutex<Index>,
     cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
     /// Serialises writers (new versions, drops) within the process.
     write: Mutex<()>,
     /// Where `train_model` trains unless a call says otherwise (`--device`).
     default_device: DeviceChoice,
+}
+
+type Index = BTreeMap<String, BTreeMap<u32, Manifest>>;
+
+fn read_manifest(path: &Path) -> Result<Manifest, GpuError> {
+    let text = fs::read_to_string(path).map_err(|e| io(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| GpuError::Io(format!("{}: not a model manifest: {e}", path.display())))
 }
 
 /// Checks a model name: letters, digits and underscores, at most 63 characters, not
@@ -130,16 +142,33 @@ impl ModelStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<ModelStore, GpuError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        // Reservations left by a process that stopped while training are removed.
+        // Reservations left by a process that stopped while training are removed; every
+        // complete version is indexed.
+        let mut index = Index::new();
         for model in fs::read_dir(&dir).map_err(|e| io(&dir, e))?.flatten() {
-            for entry in fs::read_dir(model.path()).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().starts_with(".writing-") {
+            let name = model.file_name().to_string_lossy().to_string();
+            if check_name(&name).is_err() {
+                continue;
+            }
+            for entry in fs::read_dir(model.path())
+                .map_err(|e| io(&model.path(), e))?
+                .flatten()
+            {
+                let file = entry.file_name().to_string_lossy().to_string();
+                if file.starts_with(".writing-") {
                     let _ = fs::remove_dir_all(entry.path());
+                } else if let Ok(version) = file.parse::<u32>() {
+                    let manifest = read_manifest(&entry.path().join(MANIFEST))?;
+                    index
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(version, manifest);
                 }
             }
         }
         Ok(ModelStore {
             dir,
+            index: Mutex::new(index),
             cache: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
             default_device: DeviceChoice::Auto,
@@ -159,58 +188,24 @@ impl ModelStore {
         &self.dir
     }
 
-    /// The versions stored under `name`, ascending.
-    fn versions(&self, name: &str) -> Vec<u32> {
-        let mut v: Vec<u32> = fs::read_dir(self.dir.join(name))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|v: &u32| {
-                self.dir
-                    .join(name)
-                    .join(v.to_string())
-                    .join(MANIFEST)
-                    .is_file()
-            })
-            .collect();
-        v.sort_unstable();
-        v
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every stored version's manifest, by name then version.
-    pub fn list(&self) -> Result<Vec<Manifest>, GpuError> {
-        let mut names: Vec<String> = fs::read_dir(&self.dir)
-            .map_err(|e| io(&self.dir, e))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| check_name(n).is_ok())
-            .collect();
-        names.sort();
-        let mut out = Vec::new();
-        for name in names {
-            for v in self.versions(&name) {
-                out.push(self.manifest(&name, v)?);
-            }
-        }
-        Ok(out)
-    }
-
-    fn manifest(&self, name: &str, version: u32) -> Result<Manifest, GpuError> {
-        let path = self.dir.join(name).join(version.to_string()).join(MANIFEST);
-        let text = fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| GpuError::Io(format!("{}: not a model manifest: {e}", path.display())))
+    pub fn list(&self) -> Vec<Manifest> {
+        self.lock_index()
+            .values()
+            .flat_map(|versions| versions.values().cloned())
+            .collect()
     }
 
     fn unknown(&self, spec: &str) -> GpuError {
-        let mut known: Vec<String> = self
+        let known: Vec<String> = self
             .list()
-            .unwrap_or_default()
             .into_iter()
             .map(|m| format!("{}@{}", m.name, m.version))
             .collect();
-        known.dedup();
         GpuError::UnknownModel {
             spec: spec.to_string(),
             known: if known.is_empty() {
@@ -224,11 +219,13 @@ impl ModelStore {
     /// Resolves `name` (latest) or `name@N` to a stored version.
     pub fn resolve(&self, spec: &str) -> Result<(String, u32), GpuError> {
         let (name, version) = parse_spec(spec)?;
-        let versions = self.versions(&name);
-        let found = match version {
-            Some(v) => versions.contains(&v).then_some(v),
-            None => versions.last().copied(),
-        };
+        let found = self
+            .lock_index()
+            .get(&name)
+            .and_then(|versions| match version {
+                Some(v) => versions.contains_key(&v).then_some(v),
+                None => versions.keys().next_back().copied(),
+            });
         found.map(|v| (name, v)).ok_or_else(|| self.unknown(spec))
     }
 
@@ -238,7 +235,12 @@ impl ModelStore {
         if let Some(m) = self.lock_cache().get(&key) {
             return Ok(m.clone());
         }
-        let manifest = self.manifest(&key.0, key.1)?;
+        let manifest = self
+            .lock_index()
+            .get(&key.0)
+            .and_then(|versions| versions.get(&key.1))
+            .cloned()
+            .ok_or_else(|| self.unknown(spec))?;
         let path = self.dir.join(&key.0).join(key.1.to_string()).join(WEIGHTS);
         let named: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)?;
         let model = PurchaseModel::from_named(manifest.config.clone(), &named)?;
@@ -320,6 +322,10 @@ impl ModelStore {
         reservation.done = true;
         sync_dir(&base)?;
         sync_dir(&self.dir)?;
+        self.lock_index()
+            .entry(manifest.name.clone())
+            .or_default()
+            .insert(version, manifest);
         Ok(version)
     }
 
@@ -331,7 +337,11 @@ impl ModelStore {
         };
         let (name, _) = parse_spec(&spec)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let existing = self.versions(&name);
+        let existing: Vec<u32> = self
+            .lock_index()
+            .get(&name)
+            .map(|versions| versions.keys().copied().collect())
+            .unwrap_or_default();
         let doomed: Vec<u32> = match version {
             Some(v) if existing.contains(&v) => vec![v],
             None if !existing.is_empty() => existing,
@@ -341,12 +351,21 @@ impl ModelStore {
         for v in &doomed {
             let dir = base.join(v.to_string());
             fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            let mut index = self.lock_index();
+            if let Some(versions) = index.get_mut(&name) {
+                versions.remove(v);
+                if versions.is_empty() {
+                    index.remove(&name);
+                }
+            }
             self.lock_cache().remove(&(name.clone(), *v));
         }
-        if self.versions(&name).is_empty() {
-            fs::remove_dir_all(&base).map_err(|e| io(&base, e))?;
+        // The name's directory goes once it is empty; a version being trained keeps it.
+        if fs::remove_dir(&base).is_ok() {
+            sync_dir(&self.dir)?;
+        } else {
+            sync_dir(&base)?;
         }
-        sync_dir(&self.dir)?;
         Ok(doomed)
     }
 }

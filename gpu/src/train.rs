@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
 use crate::device::{self, DeviceChoice};
-use crate::metrics::{auc, log_loss};
+use crate::init::{FNV_OFFSET, fnv1a};
+use crate::metrics::{self, auc, log_loss};
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows, bce_with_logits};
 use crate::scorer::Scorer;
 
@@ -69,6 +70,8 @@ pub struct EpochReport {
     pub valid_auc: Option<f64>,
     pub valid_logloss: f64,
     pub seconds: f64,
+    /// Whether the validation loss beat every earlier epoch's (the kept weights moved here).
+    pub improved: bool,
 }
 
 /// A trained model (on the CPU) and how training went.
@@ -123,12 +126,8 @@ fn unit_hash(seed: u64, key: i64) -> f64 {
 
 /// FNV-1a over the rows and labels: two trainings on the same data share it.
 pub fn fingerprint(rows: &Rows, labels: &[f32]) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    };
+    let mut h = FNV_OFFSET;
+    let mut eat = |bytes: &[u8]| h = fnv1a(h, bytes);
     for &r in &rows.seq_of_row {
         eat(&r.to_le_bytes());
     }
@@ -136,11 +135,11 @@ pub fn fingerprint(rows: &Rows, labels: &[f32]) -> String {
         eat(&t.to_le_bytes());
     }
     for v in [
-        &rows.price,
+        rows.price.as_slice(),
         &rows.discount,
         &rows.time_left,
         &rows.hour,
-        &labels.to_vec(),
+        labels,
     ] {
         for x in v.iter() {
             eat(&x.to_le_bytes());
@@ -152,8 +151,9 @@ pub fn fingerprint(rows: &Rows, labels: &[f32]) -> String {
     format!("{h:016x}")
 }
 
-/// The rows `idx` of `rows`, sharing its sequences.
-fn subset(rows: &Rows, idx: &[usize]) -> Rows {
+/// The rows `idx` of `rows`, with only the sequences they use: validation encodes no
+/// training-only sequence.
+fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
     let pick = |v: &[f32]| -> Vec<f32> {
         if v.is_empty() {
             Vec::new()
@@ -161,9 +161,22 @@ fn subset(rows: &Rows, idx: &[usize]) -> Rows {
             idx.iter().map(|&r| v[r]).collect()
         }
     };
+    let mut renumbered: HashMap<u32, u32> = HashMap::new();
+    let mut sequences = Vec::new();
+    let seq_of_row = idx
+        .iter()
+        .map(|&r| {
+            let s = rows.seq_of_row[r];
+            *renumbered.entry(s).or_insert_with(|| {
+                let k = s as usize;
+                sequences.extend_from_slice(&rows.sequences[k * len..(k + 1) * len]);
+                (sequences.len() / len - 1) as u32
+            })
+        })
+        .collect();
     Rows {
-        sequences: rows.sequences.clone(),
-        seq_of_row: idx.iter().map(|&r| rows.seq_of_row[r]).collect(),
+        sequences,
+        seq_of_row,
         category: idx.iter().map(|&r| rows.category[r]).collect(),
         price: pick(&rows.price),
         discount: pick(&rows.discount),
@@ -194,6 +207,12 @@ pub fn train(
     if labels.len() != rows.len() {
         return Err(GpuError::Shape("one label per row is needed".into()));
     }
+    if config.seq_len == 0 || !rows.sequences.len().is_multiple_of(config.seq_len) {
+        return Err(GpuError::Shape(format!(
+            "sequences are not whole windows of {} tokens",
+            config.seq_len
+        )));
+    }
     if opts.batch_size == 0 || opts.epochs == 0 {
         return Err(GpuError::Shape(
             "epochs and batch_size must be positive".into(),
@@ -208,7 +227,7 @@ pub fn train(
             valid_idx.len()
         )));
     }
-    let valid_rows = subset(rows, &valid_idx);
+    let valid_rows = subset(rows, &valid_idx, config.seq_len);
     let valid_labels: Vec<f32> = valid_idx.iter().map(|&r| labels[r]).collect();
 
     let init = PurchaseModel::seeded(config.clone(), opts.seed, &dev)?;
@@ -248,39 +267,39 @@ pub fn train(
             total += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
         }
         let current = snapshot(&config, &vars)?;
-        let probs = Scorer::new(&current)?.probabilities(&valid_rows)?;
-        let valid_loss = log_loss(&valid_labels, &probs);
-        let mut pairs: Vec<(f64, f64)> = probs
-            .iter()
-            .zip(&valid_labels)
-            .map(|(&p, &y)| (p, f64::from(y)))
-            .collect();
-        let report = EpochReport {
-            epoch,
-            train_loss: total / train_idx.len() as f64,
-            valid_loss,
-            valid_auc: auc(&mut pairs),
-            valid_logloss: valid_loss,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        tracing::info!(?report, "train_model epoch");
-        on_epoch(&report)?;
-        reports.push(report);
+        let logits = Scorer::new(&current)?.logits(&valid_rows)?;
+        let valid_loss = metrics::bce_with_logits(&valid_labels, &logits);
         if !valid_loss.is_finite() {
             return Err(GpuError::Data(format!(
                 "training diverged at epoch {epoch} (validation loss {valid_loss}): lower learning_rate"
             )));
         }
-        match &best {
-            Some((b, _, _)) if valid_loss >= *b - 1e-7 => {
-                stale += 1;
-                if stale >= opts.patience {
-                    break;
-                }
-            }
-            _ => {
-                best = Some((valid_loss, epoch, current));
-                stale = 0;
+        let probs: Vec<f64> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+        let mut pairs: Vec<(f64, f64)> = probs
+            .iter()
+            .zip(&valid_labels)
+            .map(|(&p, &y)| (p, f64::from(y)))
+            .collect();
+        let improved = best.as_ref().is_none_or(|(b, _, _)| valid_loss < b - 1e-7);
+        let report = EpochReport {
+            epoch,
+            train_loss: total / train_idx.len() as f64,
+            valid_loss,
+            valid_auc: auc(&mut pairs),
+            valid_logloss: log_loss(&valid_labels, &probs),
+            seconds: t0.elapsed().as_secs_f64(),
+            improved,
+        };
+        tracing::info!(?report, "train_model epoch");
+        on_epoch(&report)?;
+        reports.push(report);
+        if improved {
+            best = Some((valid_loss, epoch, current));
+            stale = 0;
+        } else {
+            stale += 1;
+            if stale >= opts.patience {
+                break;
             }
         }
     }

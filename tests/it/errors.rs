@@ -7,7 +7,10 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
     let server = TestServer::start();
     let client = server.connect().await;
     client
-        .batch_execute("CREATE TABLE e1 (id BIGINT)")
+        .batch_execute(
+            "CREATE TABLE e1 (id BIGINT); \
+             CREATE TABLE c2 AS SELECT * FROM (VALUES (1, 0.0, 1.0, 10.0)) AS t(item_id, discount, expected_units, price)",
+        )
         .await
         .unwrap();
     let cases = [
@@ -24,6 +27,29 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("DROP SCHEMA no_such_schema", "3F000"),
         ("SHOW no_such_setting", "42704"),
         ("SELECT current_setting('no_such_setting')", "42704"),
+        // flashsql's functions: bad options, missing columns, bad rows, unknown models.
+        (
+            "SELECT * FROM optimize_discounts('c2', budgett => 1)",
+            "22023",
+        ),
+        (
+            "SELECT * FROM optimize_discounts((SELECT item_id, discount FROM c2), budget => 1)",
+            "42703",
+        ),
+        (
+            "SELECT * FROM optimize_discounts((SELECT item_id, discount, -1.0 AS expected_units, price FROM c2), budget => 1)",
+            "22000",
+        ),
+        (
+            "SELECT * FROM simulate_flash_sale(policy => 'nope')",
+            "22023",
+        ),
+        ("SELECT brier(2, 0.5)", "22000"),
+        ("SELECT fuse(ARRAY[1.0], 1, ARRAY[1.0, 2.0], 1)", "22000"),
+        (
+            "SELECT purchase_prob('no_model', NULL, 1, 10.0, 0.1)",
+            "42704",
+        ),
     ];
     for (sql, code) in cases {
         // Both protocols give the same code.

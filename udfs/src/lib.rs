@@ -3,6 +3,7 @@
 //! [`register_all`] is the one place functions are registered, so every process that plans
 //! or executes SQL sees the same set.
 
+pub mod aggregate_state;
 pub mod error;
 pub mod knapsack;
 pub mod metrics;

@@ -22,7 +22,9 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
 };
 
-use flashsql_gpu::metrics::auc;
+use flashsql_gpu::metrics::{auc, log_loss_term};
+
+use crate::aggregate_state::{constant_arg, list_state, list_states};
 
 use crate::error::{row_error, user_error};
 
@@ -86,8 +88,21 @@ impl AggregateUDFImpl for MetricUdaf {
         Ok(DataType::Float64)
     }
 
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MetricAccumulator::new(self.metric)))
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let bins = match constant_arg(&args, 2, "ece", "bins")? {
+            None => 10,
+            Some(v) => match v.cast_to(&DataType::Float64) {
+                Ok(ScalarValue::Float64(Some(b))) if b >= 1.0 && b.fract() == 0.0 && b <= 1e6 => {
+                    b as usize
+                }
+                _ => {
+                    return Err(user_error(format!(
+                        "ece: bins must be a whole number between 1 and 10^6, got {v}"
+                    )));
+                }
+            },
+        };
+        Ok(Box::new(MetricAccumulator::new(self.metric, bins)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -102,7 +117,7 @@ impl AggregateUDFImpl for MetricUdaf {
 
 /// The running state. `auc` keeps every (score, label) pair; the means keep (Σ, n); `ece`
 /// keeps (count, Σ label, Σ p) per bin. As a state list: `auc` [s0, y0, s1, y1, …], means
-/// [Σ, n], `ece` [bins, n_0 … n_{B−1}, Σy_0 …, Σp_0 …].
+/// [Σ, n], `ece` [n_0 … n_{B−1}, Σy_0 …, Σp_0 …] (B is the call's constant `bins`).
 #[derive(Debug)]
 struct MetricAccumulator {
     metric: Metric,
@@ -119,24 +134,17 @@ fn floats(a: &ArrayRef) -> Result<Float64Array> {
 }
 
 impl MetricAccumulator {
-    fn new(metric: Metric) -> MetricAccumulator {
+    fn new(metric: Metric, bins: usize) -> MetricAccumulator {
         MetricAccumulator {
             metric,
             pairs: Vec::new(),
             sum: 0.0,
             count: 0.0,
-            bins: Vec::new(),
-        }
-    }
-
-    fn set_bins(&mut self, bins: usize) -> Result<()> {
-        if self.bins.is_empty() {
-            self.bins = vec![[0.0; 3]; bins];
-            Ok(())
-        } else if self.bins.len() == bins {
-            Ok(())
-        } else {
-            Err(user_error("ece: bins must be the same on every row"))
+            bins: if metric == Metric::Ece {
+                vec![[0.0; 3]; bins]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -158,8 +166,7 @@ impl MetricAccumulator {
                 )));
             }
             Metric::LogLoss => {
-                let p = x.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
-                self.sum -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+                self.sum += log_loss_term(y, x);
                 self.count += 1.0;
             }
             Metric::Brier => {
@@ -181,25 +188,6 @@ impl MetricAccumulator {
 impl Accumulator for MetricAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let (labels, xs) = (floats(&values[0])?, floats(&values[1])?);
-        if self.metric == Metric::Ece {
-            let bins = match values.get(2) {
-                None => 10,
-                Some(b) => {
-                    let b = floats(b)?;
-                    let first = (0..b.len()).find(|&i| b.is_valid(i)).map(|i| b.value(i));
-                    match first {
-                        Some(v) if v >= 1.0 && v.fract() == 0.0 && v <= 1e6 => v as usize,
-                        Some(v) => {
-                            return Err(user_error(format!(
-                                "ece: bins must be a whole number between 1 and 10^6, got {v}"
-                            )));
-                        }
-                        None => 10,
-                    }
-                }
-            };
-            self.set_bins(bins)?;
-        }
         for i in 0..labels.len() {
             if labels.is_valid(i) && xs.is_valid(i) {
                 self.add(labels.value(i), xs.value(i))?;
@@ -213,14 +201,9 @@ impl Accumulator for MetricAccumulator {
             Metric::Auc => auc(&mut self.pairs),
             Metric::LogLoss | Metric::Brier => (self.count > 0.0).then(|| self.sum / self.count),
             Metric::Ece => {
+                // Σ_b (n_b / n)·|mean label_b − mean p_b| = Σ_b |Σy_b − Σp_b| / n.
                 let n: f64 = self.bins.iter().map(|b| b[0]).sum();
-                (n > 0.0).then(|| {
-                    self.bins
-                        .iter()
-                        .filter(|b| b[0] > 0.0)
-                        .map(|b| (b[0] / n) * (b[1] / b[0] - b[2] / b[0]).abs())
-                        .sum()
-                })
+                (n > 0.0).then(|| self.bins.iter().map(|b| (b[1] - b[2]).abs()).sum::<f64>() / n)
             }
         };
         Ok(ScalarValue::Float64(v))
@@ -236,28 +219,16 @@ impl Accumulator for MetricAccumulator {
         let values: Vec<f64> = match self.metric {
             Metric::Auc => self.pairs.iter().flat_map(|&(s, y)| [s, y]).collect(),
             Metric::LogLoss | Metric::Brier => vec![self.sum, self.count],
-            Metric::Ece => std::iter::once(self.bins.len() as f64)
-                .chain((0..3).flat_map(|k| self.bins.iter().map(move |b| b[k])))
+            Metric::Ece => (0..3)
+                .flat_map(|k| self.bins.iter().map(move |b| b[k]))
                 .collect(),
         };
-        let list = ScalarValue::new_list_nullable(
-            &values
-                .into_iter()
-                .map(|v| ScalarValue::Float64(Some(v)))
-                .collect::<Vec<_>>(),
-            &DataType::Float64,
-        );
-        Ok(vec![ScalarValue::List(list)])
+        Ok(vec![list_state::<Float64Type>(values)])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            let part = lists.value(i);
-            let v = part.as_primitive::<Float64Type>().values();
+        for part in list_states::<Float64Type>(&states[0]) {
+            let v = part.values();
             match self.metric {
                 Metric::Auc => self.pairs.extend(v.chunks_exact(2).map(|c| (c[0], c[1]))),
                 Metric::LogLoss | Metric::Brier => {
@@ -265,15 +236,10 @@ impl Accumulator for MetricAccumulator {
                     self.count += v[1];
                 }
                 Metric::Ece => {
-                    let Some(&bins) = v.first() else { continue };
-                    let bins = bins as usize;
-                    if bins == 0 {
-                        continue; // a partition that saw no rows
-                    }
-                    self.set_bins(bins)?;
-                    for b in 0..bins {
-                        for k in 0..3 {
-                            self.bins[b][k] += v[1 + k * bins + b];
+                    let bins = self.bins.len();
+                    for (b, bin) in self.bins.iter_mut().enumerate() {
+                        for (k, total) in bin.iter_mut().enumerate() {
+                            *total += v[k * bins + b];
                         }
                     }
                 }
@@ -288,37 +254,6 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// AUC against its definition, counted over all (positive, negative) pairs (tolerance
-    /// 1e-12), on seeded data with many ties.
-    #[test]
-    fn auc_equals_pair_counting() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut pairs: Vec<(f64, f64)> = (0..800)
-            .map(|_| {
-                let y = f64::from(rng.random_bool(0.3));
-                ((rng.random_range(0..20) as f64 + y * 3.0) / 10.0, y)
-            })
-            .collect();
-        let (mut wins, mut n) = (0.0, 0.0);
-        for &(sp, yp) in &pairs {
-            for &(sn, yn) in &pairs {
-                if yp == 1.0 && yn == 0.0 {
-                    n += 1.0;
-                    wins += if sp > sn {
-                        1.0
-                    } else if sp == sn {
-                        0.5
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        let got = auc(&mut pairs).unwrap();
-        assert!((got - wins / n).abs() < 1e-12, "{got} vs {}", wins / n);
-        assert_eq!(auc(&mut [(0.3, 1.0), (0.5, 1.0)]), None);
-    }
-
     /// Split into partial states and merged, every metric equals the one-pass result.
     #[test]
     fn partial_states_merge_exactly() {
@@ -327,11 +262,12 @@ mod tests {
         let p: Vec<f64> = (0..1000).map(|_| rng.random::<f64>()).collect();
         let arr = |v: &[f64]| -> ArrayRef { Arc::new(Float64Array::from(v.to_vec())) };
         for m in [Metric::Auc, Metric::LogLoss, Metric::Brier, Metric::Ece] {
-            let mut whole = MetricAccumulator::new(m);
+            let mut whole = MetricAccumulator::new(m, 7);
             whole.update_batch(&[arr(&y), arr(&p)]).unwrap();
-            let mut merged = MetricAccumulator::new(m);
-            for (ys, ps) in y.chunks(300).zip(p.chunks(300)) {
-                let mut part = MetricAccumulator::new(m);
+            let mut merged = MetricAccumulator::new(m, 7);
+            // The last part saw no rows, as a partition may.
+            for (ys, ps) in y.chunks(300).zip(p.chunks(300)).chain([(&[][..], &[][..])]) {
+                let mut part = MetricAccumulator::new(m, 7);
                 part.update_batch(&[arr(ys), arr(ps)]).unwrap();
                 let state = part.state().unwrap();
                 merged.merge_batch(&[state[0].to_array().unwrap()]).unwrap();
@@ -345,7 +281,7 @@ mod tests {
                 "{m:?}: {a} vs {b}"
             );
         }
-        let mut bad = MetricAccumulator::new(Metric::Brier);
+        let mut bad = MetricAccumulator::new(Metric::Brier, 10);
         let e = bad.update_batch(&[arr(&[2.0]), arr(&[0.5])]).unwrap_err();
         assert!(e.to_string().contains("labels must be 0 or 1"), "{e}");
         let e = bad.update_batch(&[arr(&[1.0]), arr(&[1.5])]).unwrap_err();

@@ -19,7 +19,7 @@ use datafusion::error::Result;
 use crate::knapsack::{Curves, KnapsackError, Plan, solve_exact, solve_lagrangian};
 use crate::relation::{
     Compute, Options as Named, RelationFunction, all_at_once, input_column, required_column,
-    row_error, user_error,
+    row_error, sort_levels, user_error,
 };
 
 pub const NAME: &str = "optimize_discounts";
@@ -179,9 +179,7 @@ fn curves(batches: &[RecordBatch], objective: Objective) -> Result<BTreeMap<i64,
             });
         }
     }
-    for levels in items.values_mut() {
-        levels.sort_by(|a, b| a.discount.total_cmp(&b.discount));
-    }
+    sort_levels(NAME, &mut items, |l| l.discount)?;
     Ok(items)
 }
 
@@ -402,7 +400,10 @@ mod tests {
             Named::new(NAME, USAGE, v).unwrap()
         };
         let e = Options::read(named(vec![("budget", 1.0), ("budgett", 1.0)])).unwrap_err();
-        assert!(e.to_string().contains("unknown option 'budgett'"), "{e}");
+        assert!(
+            e.to_string().contains("option 'budgett' does not apply"),
+            "{e}"
+        );
         let e = Options::read(named(vec![("budget", 1.0), ("tolerance", 2.0)])).unwrap_err();
         assert!(e.to_string().contains("tolerance must be in (0, 1)"), "{e}");
         let e = Options::read(named(vec![])).unwrap_err();

@@ -174,12 +174,14 @@ impl Options {
         )))
     }
 
-    /// Fails on any option the function did not read.
+    /// Fails on any option the function did not read: the planner has already rejected
+    /// names it does not know, so what is left is an option this call has no use for (e.g.
+    /// `world_seed` with another scenario).
     pub fn finish(self) -> Result<()> {
         match self.values.keys().next() {
             None => Ok(()),
             Some(other) => Err(self.error(format!(
-                "unknown option '{other}'; the options are {}",
+                "option '{other}' does not apply to this call; the options are {}",
                 self.usage
             ))),
         }
@@ -213,7 +215,45 @@ pub fn required_column(
     target: &DataType,
     needs: &str,
 ) -> Result<ArrayRef> {
-    input_column(function, batch, name, target)?.ok_or_else(|| {
+    let column = named_column(function, batch, name, needs)?;
+    cast(&column, target).map_err(|e| {
+        user_error(format!(
+            "{function}: column {name} cannot be read as {target}: {e}"
+        ))
+    })
+}
+
+/// Orders each item's rows by discount and rejects an item that lists a discount twice: the
+/// per-item levels that `optimize_discounts` and `next_discounts` read.
+pub fn sort_levels<T>(
+    function: &str,
+    items: &mut BTreeMap<i64, Vec<T>>,
+    discount: impl Fn(&T) -> f64,
+) -> Result<()> {
+    for (id, levels) in items.iter_mut() {
+        levels.sort_by(|a, b| discount(a).total_cmp(&discount(b)));
+        if let Some(w) = levels
+            .windows(2)
+            .find(|w| discount(&w[0]) == discount(&w[1]))
+        {
+            return Err(row_error(format!(
+                "{function}: item_id {id} lists discount {} twice",
+                discount(&w[0])
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// As [`required_column`], in the column's own type (for functions that read several
+/// types, such as lists or timestamps).
+pub fn named_column(
+    function: &str,
+    batch: &RecordBatch,
+    name: &str,
+    needs: &str,
+) -> Result<ArrayRef> {
+    batch.column_by_name(name).cloned().ok_or_else(|| {
         column_error(format!(
             "{function}: the input has no column \"{name}\"; it needs {needs}"
         ))

@@ -25,6 +25,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
 };
 
+use crate::aggregate_state::{constant_arg, list_state, list_states};
 use crate::error::{row_error, user_error};
 
 /// Event types in token order.
@@ -37,16 +38,19 @@ pub const GAP_BUCKETS: i64 = 8;
 pub const VOCABULARY: i64 = 1 + GAP_BUCKETS * EVENT_TYPES.len() as i64 * CATEGORY_BUCKETS;
 pub const DEFAULT_MAX_LEN: usize = 64;
 
+/// Other names logs use for an event type (Taobao's `pv` and `buy`).
+const ALIASES: [(&str, &str); 2] = [("pv", "view"), ("buy", "purchase")];
+
+/// The event's index in [`EVENT_TYPES`], case-insensitive and without allocating (it runs
+/// once per event).
 fn event_index(name: &str) -> Option<i64> {
-    let name = name.to_ascii_lowercase();
-    let canonical = match name.as_str() {
-        "pv" => "view",
-        "buy" => "purchase",
-        other => other,
-    };
+    let canonical = ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
+        .map_or(name, |&(_, e)| e);
     EVENT_TYPES
         .iter()
-        .position(|&e| e == canonical)
+        .position(|e| e.eq_ignore_ascii_case(canonical))
         .map(|i| i as i64)
 }
 
@@ -118,9 +122,20 @@ impl AggregateUDFImpl for BehaviorSequence {
         Ok(token_list())
     }
 
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let max_len = match constant_arg(&args, 3, "behavior_sequence", "max_len")? {
+            None => DEFAULT_MAX_LEN,
+            Some(v) => match v.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) if (1..=100_000).contains(&n) => n as usize,
+                _ => {
+                    return Err(user_error(format!(
+                        "behavior_sequence: max_len must be between 1 and 100000, got {v}"
+                    )));
+                }
+            },
+        };
         Ok(Box::new(SequenceAccumulator {
-            max_len: None,
+            max_len,
             events: Vec::new(),
         }))
     }
@@ -137,39 +152,18 @@ impl AggregateUDFImpl for BehaviorSequence {
 /// The most recent events so far as (ts µs, event, category); trimmed to `max_len` as it goes.
 #[derive(Debug)]
 struct SequenceAccumulator {
-    max_len: Option<usize>,
+    max_len: usize,
     events: Vec<(i64, i64, i64)>,
 }
 
 impl SequenceAccumulator {
-    fn limit(&self) -> usize {
-        self.max_len.unwrap_or(DEFAULT_MAX_LEN)
-    }
-
     /// Keeps the `max_len` most recent events once the buffer is twice that.
     fn trim(&mut self, force: bool) {
-        let keep = self.limit();
+        let keep = self.max_len;
         if self.events.len() > 2 * keep || (force && self.events.len() > keep) {
             self.events.sort_unstable();
             let drop = self.events.len() - keep;
             self.events.drain(..drop);
-        }
-    }
-
-    fn set_max_len(&mut self, n: i64) -> Result<()> {
-        if !(1..=100_000).contains(&n) {
-            return Err(user_error(format!(
-                "behavior_sequence: max_len must be between 1 and 100000, got {n}"
-            )));
-        }
-        match self.max_len {
-            Some(m) if m != n as usize => Err(user_error(
-                "behavior_sequence: max_len must be the same on every row",
-            )),
-            _ => {
-                self.max_len = Some(n as usize);
-                Ok(())
-            }
         }
     }
 }
@@ -186,13 +180,6 @@ impl Accumulator for SequenceAccumulator {
         )?;
         let ts = cast(&ts, &DataType::Int64)?;
         let ts = ts.as_primitive::<Int64Type>();
-        if let Some(m) = values.get(3) {
-            let m = cast(m, &DataType::Int64)?;
-            let m = m.as_primitive::<Int64Type>();
-            if let Some(i) = (0..m.len()).find(|&i| m.is_valid(i)) {
-                self.set_max_len(m.value(i))?;
-            }
-        }
         for r in 0..types.len() {
             if types.is_null(r) || cats.is_null(r) || ts.is_null(r) {
                 continue;
@@ -229,32 +216,18 @@ impl Accumulator for SequenceAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         self.trim(true);
-        let mut v: Vec<ScalarValue> = vec![ScalarValue::Int64(Some(self.limit() as i64))];
-        for &(ts, e, c) in &self.events {
-            v.extend([ts, e, c].map(|x| ScalarValue::Int64(Some(x))));
-        }
-        Ok(vec![ScalarValue::List(ScalarValue::new_list_nullable(
-            &v,
-            &DataType::Int64,
-        ))])
+        let flat = self
+            .events
+            .iter()
+            .flat_map(|&(ts, e, c)| [ts, e, c])
+            .collect();
+        Ok(vec![list_state::<Int64Type>(flat)])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = states[0].as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_null(i) {
-                continue;
-            }
-            let part = lists.value(i);
-            let v = part.as_primitive::<Int64Type>().values();
-            let Some((&max_len, rest)) = v.split_first() else {
-                continue;
-            };
-            if self.max_len.is_none() && max_len as usize != DEFAULT_MAX_LEN {
-                self.set_max_len(max_len)?;
-            }
+        for part in list_states::<Int64Type>(&states[0]) {
             self.events
-                .extend(rest.chunks_exact(3).map(|c| (c[0], c[1], c[2])));
+                .extend(part.values().chunks_exact(3).map(|c| (c[0], c[1], c[2])));
             self.trim(false);
         }
         Ok(())
@@ -279,5 +252,46 @@ mod tests {
         assert_eq!(event_index("PV"), Some(0));
         assert_eq!(event_index("buy"), Some(4));
         assert_eq!(event_index("click"), None);
+    }
+
+    /// Partial states merged (one from a partition with no rows) give the sequence one pass
+    /// gives, cut to max_len from the most recent end.
+    #[test]
+    fn partial_states_merge_to_the_same_sequence() {
+        use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
+        let kinds = ["view", "cart", "search", "view", "purchase", "fav", "view"];
+        let rows = |range: std::ops::Range<usize>| -> Vec<ArrayRef> {
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    range.clone().map(|i| kinds[i]),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    range.clone().map(|i| i as i64 * 3),
+                )),
+                // Out of time order on purpose: the sequence is ordered by ts, not arrival.
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    range.map(|i| ((i * 7) % 5) as i64 * 60_000_000 + i as i64),
+                )),
+            ]
+        };
+        let fresh = || SequenceAccumulator {
+            max_len: 4,
+            events: Vec::new(),
+        };
+        let mut whole = fresh();
+        whole.update_batch(&rows(0..7)).unwrap();
+        let mut merged = fresh();
+        for part in [0..3, 3..3, 3..7] {
+            let mut acc = fresh();
+            acc.update_batch(&rows(part)).unwrap();
+            let state = acc.state().unwrap();
+            merged.merge_batch(&[state[0].to_array().unwrap()]).unwrap();
+        }
+        let (a, b) = (whole.evaluate().unwrap(), merged.evaluate().unwrap());
+        assert_eq!(a, b);
+        let ScalarValue::List(list) = a else {
+            panic!("not a list")
+        };
+        assert_eq!(list.value(0).len(), 4);
     }
 }

@@ -41,10 +41,29 @@ fn f64_list() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
 }
 
-/// A vector argument as a list of f64, one entry per row.
-fn vectors(arg: &ColumnarValue, rows: usize) -> Result<ListArray> {
-    let a = arg.to_array(rows)?;
-    Ok(cast(&a, &f64_list())?.as_list::<i32>().clone())
+/// A vector argument as lists of f64. A constant (`ARRAY[…]` in the query) is cast once and
+/// read for every row, not copied to each.
+struct Vectors {
+    list: ListArray,
+    constant: bool,
+}
+
+impl Vectors {
+    fn new(arg: &ColumnarValue) -> Result<Vectors> {
+        let (a, constant) = match arg {
+            ColumnarValue::Scalar(s) => (s.to_array()?, true),
+            ColumnarValue::Array(a) => (a.clone(), false),
+        };
+        Ok(Vectors {
+            list: cast(&a, &f64_list())?.as_list::<i32>().clone(),
+            constant,
+        })
+    }
+
+    /// Row `r`'s vector (see [`row`]).
+    fn row(&self, r: usize, name: &str) -> Result<Option<&[f64]>> {
+        row(&self.list, if self.constant { 0 } else { r }, name)
+    }
 }
 
 fn numbers(arg: &ColumnarValue, rows: usize) -> Result<Float64Array> {
@@ -112,14 +131,14 @@ impl ScalarUDFImpl for Fuse {
         let rows = args.number_rows;
         let mut pairs = Vec::with_capacity(args.args.len() / 2);
         for pair in args.args.chunks(2) {
-            pairs.push((vectors(&pair[0], rows)?, numbers(&pair[1], rows)?));
+            pairs.push((Vectors::new(&pair[0])?, numbers(&pair[1], rows)?));
         }
         let mut out = ListBuilder::new(Float32Builder::new());
         let mut acc: Vec<f64> = Vec::new();
         'rows: for r in 0..rows {
             acc.clear();
             for (i, (vs, ws)) in pairs.iter().enumerate() {
-                let Some(v) = row(vs, r, "fuse")? else {
+                let Some(v) = vs.row(r, "fuse")? else {
                     out.append_null();
                     continue 'rows;
                 };
@@ -174,12 +193,12 @@ impl ScalarUDFImpl for Cosine {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let (a, b) = (vectors(&args.args[0], rows)?, vectors(&args.args[1], rows)?);
+        let (a, b) = (Vectors::new(&args.args[0])?, Vectors::new(&args.args[1])?);
         let mut out = Vec::with_capacity(rows);
         for r in 0..rows {
             let (Some(x), Some(y)) = (
-                row(&a, r, "cosine_similarity")?,
-                row(&b, r, "cosine_similarity")?,
+                a.row(r, "cosine_similarity")?,
+                b.row(r, "cosine_similarity")?,
             ) else {
                 out.push(None);
                 continue;

@@ -181,8 +181,9 @@ pub fn solve_exact(curves: &Curves, budget: f64) -> Result<Plan, KnapsackError> 
 
 /// Repairs a rounded plan: (1) moves of one item to any better level that still fits,
 /// repeated while they help; (2) for the item the LP took fractionally, moving it up while
-/// moving one other item down to pay for it, if that gains. Each pass is O(N·K); the plan
-/// only ever improves and stays within the budget.
+/// moving one other item down to pay for it, if that gains. A pass is O(N·K²) (every level
+/// of the fractional item against every level of every other item; K is a handful); the
+/// plan only ever improves and stays within the budget.
 fn polish(curves: &Curves, budget: f64, choice: &mut [usize], fractional: Option<usize>) {
     let mut cost = curves.totals(choice).1;
     const EPS: f64 = 1e-12;

@@ -47,10 +47,7 @@ fn models_schema() -> SchemaRef {
 
 impl ModelsTable {
     fn batch(&self) -> Result<RecordBatch> {
-        let models = self
-            .store
-            .list()
-            .map_err(|e| model_error("flashsql_models", e))?;
+        let models = self.store.list();
         let s = |f: &dyn Fn(&flashsql_gpu::store::Manifest) -> String| {
             Arc::new(StringArray::from_iter_values(models.iter().map(f)))
         };

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Float64Array, ListArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, Float32Array, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
@@ -21,14 +22,33 @@ use crate::error::user_error;
 const PROB_USAGE: &str = "purchase_prob(model text, seq bigint[], category_id bigint, price double, discount double [, time_left double [, hour double]])";
 const EMBED_USAGE: &str = "user_embedding(seq bigint[] [, model text])";
 
+/// The model store a function reads, compared by identity (DataFusion compares functions to
+/// tell whether two expressions are the same).
+#[derive(Debug, Clone)]
+struct Store(Arc<ModelStore>);
+
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Store {}
+
+impl std::hash::Hash for Store {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state);
+    }
+}
+
 pub fn all(store: &Arc<ModelStore>) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(PurchaseProb {
-            store: store.clone(),
+            store: Store(store.clone()),
             signature: Signature::variadic_any(Volatility::Stable),
         }),
         ScalarUDF::from(UserEmbedding {
-            store: store.clone(),
+            store: Store(store.clone()),
             signature: Signature::variadic_any(Volatility::Stable),
         }),
     ]
@@ -48,13 +68,14 @@ fn model_name(function: &str, arg: &ColumnarValue) -> Result<String> {
             | ScalarValue::LargeUtf8(Some(s)),
         ) => Ok(s.clone()),
         ColumnarValue::Array(a) => {
-            let first = ScalarValue::try_from_array(a, 0)?;
-            for r in 1..a.len() {
-                if ScalarValue::try_from_array(a, r)? != first {
-                    return Err(bad());
+            let names = cast(a, &DataType::Utf8).map_err(|_| bad())?;
+            let names = names.as_string::<i32>();
+            match names.iter().next() {
+                Some(Some(first)) if names.iter().all(|n| n == Some(first)) => {
+                    Ok(first.to_string())
                 }
+                _ => Err(bad()),
             }
-            model_name(function, &ColumnarValue::Scalar(first))
         }
         _ => Err(bad()),
     }
@@ -64,22 +85,10 @@ fn load(function: &str, store: &ModelStore, spec: &str) -> Result<Arc<LoadedMode
     store.load(spec).map_err(|e| model_error(function, e))
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct PurchaseProb {
-    store: Arc<ModelStore>,
+    store: Store,
     signature: Signature,
-}
-
-impl PartialEq for PurchaseProb {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.store, &other.store)
-    }
-}
-impl Eq for PurchaseProb {}
-impl std::hash::Hash for PurchaseProb {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "purchase_prob".hash(state);
-    }
 }
 
 impl ScalarUDFImpl for PurchaseProb {
@@ -121,7 +130,7 @@ impl ScalarUDFImpl for PurchaseProb {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
         let spec = model_name("purchase_prob", &args.args[0])?;
-        let model = load("purchase_prob", &self.store, &spec)?;
+        let model = load("purchase_prob", &self.store.0, &spec)?;
         let config = model.scorer.config();
         let wanted = 5 + usize::from(config.time_left) + usize::from(config.hour);
         if args.args.len() != wanted {
@@ -151,22 +160,10 @@ impl ScalarUDFImpl for PurchaseProb {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct UserEmbedding {
-    store: Arc<ModelStore>,
+    store: Store,
     signature: Signature,
-}
-
-impl PartialEq for UserEmbedding {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.store, &other.store)
-    }
-}
-impl Eq for UserEmbedding {}
-impl std::hash::Hash for UserEmbedding {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "user_embedding".hash(state);
-    }
 }
 
 impl ScalarUDFImpl for UserEmbedding {
@@ -204,9 +201,9 @@ impl ScalarUDFImpl for UserEmbedding {
         let n = args.number_rows;
         let spec = match args.args.get(1) {
             Some(a) => model_name("user_embedding", a)?,
-            None => latest_encoder(&self.store)?,
+            None => latest_encoder(&self.store.0)?,
         };
-        let model = load("user_embedding", &self.store, &spec)?;
+        let model = load("user_embedding", &self.store.0, &spec)?;
         let config = model.scorer.config();
         let seq = args.args[0].to_array(n)?;
         let (unique, of_row) =
@@ -235,8 +232,8 @@ impl ScalarUDFImpl for UserEmbedding {
 
 /// The most recently trained model with a sequence encoder.
 fn latest_encoder(store: &ModelStore) -> Result<String> {
-    let models = store.list().map_err(|e| model_error("user_embedding", e))?;
-    models
+    store
+        .list()
         .iter()
         .filter(|m| m.config.use_sequence)
         .max_by_key(|m| (m.created_at_us, m.version))

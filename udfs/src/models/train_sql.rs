@@ -19,7 +19,7 @@ use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, fingerprint, tra
 
 use super::features::{check_offer, floats, ints, model_error, sequences};
 use crate::error::{FunctionError, row_error};
-use crate::relation::{Compute, Emit, Options, RelationFunction, user_error};
+use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
 
 const NAME: &str = "train_model";
 const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, user_id, ts] …), kind => 'purchase', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
@@ -157,16 +157,7 @@ impl RelationFunction for TrainModel {
 
 /// A required input column.
 fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    batch
-        .schema()
-        .index_of(name)
-        .map(|i| batch.column(i).clone())
-        .map_err(|_| {
-            FunctionError::MissingColumn(format!(
-                "{NAME}: the input has no column \"{name}\"; it needs {NEEDS}"
-            ))
-            .into()
-        })
+    named_column(NAME, batch, name, NEEDS)
 }
 
 fn required<T: Copy>(values: &[Option<T>], name: &str) -> Result<Vec<T>> {
@@ -207,8 +198,14 @@ fn run(
             }
         })
         .collect::<Result<_>>()?;
-    let config_vocab = EncoderConfig::default().vocab;
-    let (seqs, seq_of_row) = sequences(NAME, &column(&input, "seq")?, plan.max_len, config_vocab)?;
+    let encoder = EncoderConfig {
+        dim: plan.embed_dim,
+        ..EncoderConfig::default()
+    };
+    // Sequences shorter than the widest kernel are padded to it.
+    let widest = encoder.widths.iter().copied().max().unwrap_or(1);
+    let seq_len = plan.max_len.max(widest);
+    let (sequences, seq_of_row) = sequences(NAME, &column(&input, "seq")?, seq_len, encoder.vocab)?;
     let cat_ids = required(
         &ints(NAME, "category_id", &column(&input, "category_id")?)?,
         "category_id",
@@ -253,11 +250,8 @@ fn run(
     let mean = logs.iter().sum::<f64>() / n as f64;
     let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
     let config = PurchaseConfig {
-        encoder: EncoderConfig {
-            dim: plan.embed_dim,
-            ..EncoderConfig::default()
-        },
-        seq_len: plan.max_len.max(5),
+        encoder,
+        seq_len,
         use_sequence: plan.use_sequence,
         category_dim: 8,
         hidden: [64, 32],
@@ -267,14 +261,8 @@ fn run(
         hour: hour.is_some(),
         categories,
     };
-    // Sequences shorter than the widest kernel are padded to it.
-    let (seqs, seq_of_row) = if config.seq_len != plan.max_len {
-        sequences(NAME, &column(&input, "seq")?, config.seq_len, config_vocab)?
-    } else {
-        (seqs, seq_of_row)
-    };
     let rows = Rows {
-        sequences: seqs,
+        sequences,
         seq_of_row,
         category: cat_ids.iter().map(|&c| config.category_index(c)).collect(),
         price: price.iter().map(|&p| p as f32).collect(),
@@ -286,12 +274,8 @@ fn run(
         .reserve(&plan.name)
         .map_err(|e| model_error(NAME, e))?;
     let label = format!("{}@{}", reservation.name, reservation.version);
-    let mut best = f64::INFINITY;
     let mut on_epoch = |r: &EpochReport| -> std::result::Result<(), GpuError> {
-        let improved = r.valid_loss < best - 1e-7;
-        best = best.min(r.valid_loss);
-        let batch =
-            epoch_batch(schema, &label, r, improved).map_err(|e| GpuError::Data(e.to_string()))?;
+        let batch = epoch_batch(schema, &label, r).map_err(|e| GpuError::Data(e.to_string()))?;
         emit(batch).map_err(|e| GpuError::Data(e.to_string()))
     };
     let trained = train(
@@ -333,12 +317,7 @@ fn run(
     Ok(())
 }
 
-fn epoch_batch(
-    schema: &SchemaRef,
-    model: &str,
-    r: &EpochReport,
-    improved: bool,
-) -> Result<RecordBatch> {
+fn epoch_batch(schema: &SchemaRef, model: &str, r: &EpochReport) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -349,7 +328,7 @@ fn epoch_batch(
             Arc::new(Float64Array::from(vec![r.valid_auc])),
             Arc::new(Float64Array::from(vec![r.valid_logloss])),
             Arc::new(Float64Array::from(vec![r.seconds])),
-            Arc::new(BooleanArray::from(vec![improved])),
+            Arc::new(BooleanArray::from(vec![r.improved])),
         ],
     )?)
 }

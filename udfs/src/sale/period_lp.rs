@@ -32,15 +32,18 @@ impl Mix {
 
     /// Draws the level to offer from a uniform `u` in [0, 1); `None` means hold back.
     pub fn draw(&self, u: f64) -> Option<usize> {
-        let mut acc = 0.0;
-        for &(k, x) in self.levels() {
-            acc += x;
-            if u < acc {
-                return Some(k);
-            }
-        }
-        None
+        draw(self.levels(), u).map(|(k, _)| k)
     }
+}
+
+/// Draws from offer probabilities `(level, x)` with a uniform `u` in [0, 1): the level and
+/// its probability, or `None` (hold back) once `u` passes their sum.
+pub fn draw(levels: &[(usize, f64)], u: f64) -> Option<(usize, f64)> {
+    let mut acc = 0.0;
+    levels.iter().copied().find(|&(_, x)| {
+        acc += x;
+        u < acc
+    })
 }
 
 /// The LP optimum for rewards `r`, demands `q` (both per level, `q ≥ 0`) and capacity `c ≥ 0`.

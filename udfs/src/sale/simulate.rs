@@ -134,7 +134,8 @@ impl Simulation {
                 policies(&self.scenario)
             ))
         };
-        let setup = match &self.scenario {
+        // Each setup with the customers one trial simulates (bounded below).
+        let (setup, per_trial) = match &self.scenario {
             Scenario::Single(sc) => {
                 let policy =
                     single_policy(&self.policy, level, sc.prices.len()).ok_or_else(unknown)?;
@@ -146,12 +147,13 @@ impl Simulation {
                     ));
                 }
                 let inventory = (self.inventory_ratio * horizon as f64).round() as u64;
-                Setup::Single {
+                let setup = Setup::Single {
                     sc,
                     policy,
                     horizon,
                     inventory,
-                }
+                };
+                (setup, horizon as f64)
             }
             Scenario::Exponential(model) => {
                 let dp = match self.policy.as_str() {
@@ -159,6 +161,12 @@ impl Simulation {
                     "fixed" => false,
                     _ => return Err(unknown()),
                 };
+                if !(model.a > 0.0 && model.alpha > 0.0) {
+                    return bad(format!(
+                        "a and alpha must be > 0, got a => {}, alpha => {}",
+                        model.a, model.alpha
+                    ));
+                }
                 let t = self.horizon;
                 if model.a * t > 1e7 {
                     return bad(format!(
@@ -173,13 +181,14 @@ impl Simulation {
                         "the dynamic program for {inventory} units over horizon {t} is too large; use a smaller horizon or inventory_ratio"
                     ));
                 }
-                Setup::Exponential {
+                let setup = Setup::Exponential {
                     model: *model,
                     dp,
                     horizon: t,
                     inventory,
                     step,
-                }
+                };
+                (setup, model.a * t)
             }
             Scenario::World(world) => {
                 let plan = match self.policy.as_str() {
@@ -187,16 +196,11 @@ impl Simulation {
                     "uniform" => &world.uniform,
                     _ => return Err(unknown()),
                 };
-                Setup::World { world, plan }
+                (Setup::World { world, plan }, world.visitors() as f64)
             }
         };
         // A simulation cannot be interrupted once it runs (cancel and statement_timeout end
         // the query, not the computation), so its size is bounded: about two minutes at most.
-        let per_trial = match &self.scenario {
-            Scenario::Single(_) => self.horizon,
-            Scenario::Exponential(m) => m.a * self.horizon,
-            Scenario::World(w) => w.visitors() as f64,
-        };
         if per_trial * self.trials as f64 > 1e9 {
             return bad(format!(
                 "{} trials of {per_trial} customers each exceed the limit of 10^9 simulated customers per call",
@@ -292,10 +296,12 @@ impl Simulation {
             Setup::World { world, plan } => {
                 let inventory = world.inventory();
                 let bound = world.upper_bound;
+                let probs = world.purchase_probabilities(plan);
                 Ok((0..self.trials)
                     .into_par_iter()
                     .map(|trial| {
-                        let (revenue, profit, units) = world.run(plan, self.seed, trial as u64);
+                        let (revenue, profit, units) =
+                            world.run(plan, &probs, self.seed, trial as u64);
                         TrialResult {
                             trial,
                             revenue,

@@ -17,7 +17,8 @@ use super::thompson::{Estimate, ItemState, next_period};
 use super::world::WorldSale;
 use crate::optimize::{OBJECTIVES, Objective};
 use crate::relation::{
-    Compute, Options, RelationFunction, all_at_once, required_column, row_error, user_error,
+    Compute, Options, RelationFunction, all_at_once, required_column, row_error, sort_levels,
+    user_error,
 };
 use flashsql_datasets::Scale;
 
@@ -100,9 +101,9 @@ impl RelationFunction for SimulateFlashSale {
                         "{SIMULATE}: discount must be in [0, 1], got {discount}"
                     )));
                 }
-                let world = WorldSale::new(scale, world_seed, discount)
+                let world = WorldSale::shared(scale, world_seed, discount)
                     .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
-                Scenario::World(Arc::new(world))
+                Scenario::World(world)
             }
             Some(other) => {
                 return Err(user_error(format!(
@@ -110,14 +111,6 @@ impl RelationFunction for SimulateFlashSale {
                 )));
             }
         };
-        if let Scenario::Exponential(m) = &scenario
-            && !(m.a > 0.0 && m.alpha > 0.0)
-        {
-            return Err(user_error(format!(
-                "{SIMULATE}: a and alpha must be > 0, got a => {}, alpha => {}",
-                m.a, m.alpha
-            )));
-        }
         let policy = o.text("policy")?.ok_or_else(|| {
             user_error(format!(
                 "{SIMULATE}: the option policy => <name> is required: {}",
@@ -221,10 +214,14 @@ fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatc
         };
         let ids = need("item_id", &DataType::Int64)?;
         let ids = ids.as_primitive::<Int64Type>();
-        let mut cols = Vec::new();
+        let mut arrays = Vec::new();
         for name in ["discount", "price", "inventory", "traffic", "shown", "sold"] {
-            cols.push((name, need(name, &f64t)?));
+            arrays.push((name, need(name, &f64t)?));
         }
+        let cols: Vec<(&str, &Float64Array)> = arrays
+            .iter()
+            .map(|(name, a)| (*name, a.as_primitive::<Float64Type>()))
+            .collect();
         let cost = if o.profit {
             Some(need("unit_cost", &f64t)?)
         } else {
@@ -237,7 +234,6 @@ fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatc
             let id = ids.value(r);
             let mut v = [0.0; 6];
             for (j, (name, c)) in cols.iter().enumerate() {
-                let c = c.as_primitive::<Float64Type>();
                 // No observations yet is the common case: NULL shown/sold count as 0.
                 let x = if c.is_null(r) && (*name == "shown" || *name == "sold") {
                     0.0
@@ -284,12 +280,17 @@ fn next_discounts(batches: &[RecordBatch], o: &NextOptions) -> Result<RecordBatc
             });
         }
     }
+    sort_levels(NEXT, &mut rows, |l| l.discount)?;
     let mut items = Vec::with_capacity(rows.len());
-    for (&id, levels) in rows.iter_mut() {
-        levels.sort_by(|a, b| a.discount.total_cmp(&b.discount));
-        if levels.windows(2).any(|w| w[0].discount == w[1].discount) {
+    for (&id, levels) in &rows {
+        // Inventory and traffic belong to the item: every level row must say the same.
+        if let Some(l) = levels
+            .iter()
+            .find(|l| l.inventory != levels[0].inventory || l.traffic != levels[0].traffic)
+        {
             return Err(row_error(format!(
-                "{NEXT}: item_id {id} lists the same discount twice"
+                "{NEXT}: item_id {id}: inventory and traffic must be the same on all its rows (got inventory {} and {}, traffic {} and {})",
+                levels[0].inventory, l.inventory, levels[0].traffic, l.traffic
             )));
         }
         items.push(ItemState {

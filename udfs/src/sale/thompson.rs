@@ -12,7 +12,7 @@
 
 use rand::Rng;
 
-use super::period_lp::{Mix, best_mix};
+use super::period_lp::{Mix, best_mix, draw};
 use super::posterior::{BetaArm, stream};
 
 /// One item in the period problem.
@@ -103,43 +103,60 @@ pub fn next_period(
                 .collect()
         })
         .collect();
+    // Expected sales per level (θ·traffic), the same for every multiplier tried.
+    let demand: Vec<Vec<f64>> = items
+        .iter()
+        .zip(&sampled)
+        .map(|(it, theta)| theta.iter().map(|t| t * it.traffic).collect())
+        .collect();
     let solve = |lambda: f64| -> Vec<Mix> {
+        let mut r = Vec::new();
         items
             .iter()
-            .zip(&sampled)
-            .map(|(it, theta)| {
-                let q: Vec<f64> = theta.iter().map(|t| t * it.traffic).collect();
-                let r: Vec<f64> = (0..q.len())
-                    .map(|k| (it.unit_value[k] - lambda * it.unit_subsidy[k]) * q[k])
-                    .collect();
-                best_mix(&r, &q, it.inventory / periods_left)
+            .zip(&demand)
+            .map(|(it, q)| {
+                r.clear();
+                r.extend(
+                    q.iter()
+                        .enumerate()
+                        .map(|(k, qk)| (it.unit_value[k] - lambda * it.unit_subsidy[k]) * qk),
+                );
+                best_mix(&r, q, it.inventory / periods_left)
             })
             .collect()
     };
     let spend = |mixes: &[Mix]| -> f64 {
         mixes
             .iter()
-            .zip(items.iter().zip(&sampled))
-            .map(|(m, (it, theta))| m.expect(|k| it.unit_subsidy[k] * theta[k] * it.traffic))
+            .zip(items.iter().zip(&demand))
+            .map(|(m, (it, q))| m.expect(|k| it.unit_subsidy[k] * q[k]))
             .sum()
     };
     let free = solve(0.0);
     let (offers, lambda): (Vec<Offer>, f64) = match budget.map(|b| b / periods_left) {
         Some(per_period) if spend(&free) > per_period => {
+            // Bisection on the budget's price, keeping the plans at both ends: `over` spends
+            // more than the period's budget, `under` at most that.
             let (mut lo, mut hi) = (0.0, 1.0);
-            while spend(&solve(hi)) > per_period && hi < 1e12 {
+            let mut over = free.clone();
+            let mut under = solve(hi);
+            while spend(&under) > per_period && hi < 1e12 {
                 lo = hi;
                 hi *= 2.0;
+                over = std::mem::replace(&mut under, solve(hi));
             }
             for _ in 0..100 {
                 let mid = 0.5 * (lo + hi);
-                if spend(&solve(mid)) > per_period {
-                    lo = mid;
+                if mid <= lo || mid >= hi {
+                    break; // no float left between them
+                }
+                let plan = solve(mid);
+                if spend(&plan) > per_period {
+                    (lo, over) = (mid, plan);
                 } else {
-                    hi = mid;
+                    (hi, under) = (mid, plan);
                 }
             }
-            let (over, under) = (solve(lo), solve(hi));
             let (s_over, s_under) = (spend(&over), spend(&under));
             let w = if s_over > s_under {
                 ((per_period - s_under) / (s_over - s_under)).clamp(0.0, 1.0)
@@ -172,23 +189,19 @@ pub fn next_period(
                 .map(|&(k, x)| x * it.unit_value[k] * theta[k] * it.traffic)
                 .sum::<f64>();
             let u: f64 = stream(seed, DRAW, it.id as u64).random();
-            let mut acc = 0.0;
-            for &(k, x) in offer {
-                acc += x;
-                if u < acc {
-                    return Decision {
-                        id: it.id,
-                        level: Some(k),
-                        probability: x,
-                        sampled: theta[k],
-                    };
-                }
-            }
-            Decision {
-                id: it.id,
-                level: None,
-                probability: (1.0 - acc).max(0.0),
-                sampled: 0.0,
+            match draw(offer, u) {
+                Some((k, x)) => Decision {
+                    id: it.id,
+                    level: Some(k),
+                    probability: x,
+                    sampled: theta[k],
+                },
+                None => Decision {
+                    id: it.id,
+                    level: None,
+                    probability: (1.0 - offer.iter().map(|&(_, x)| x).sum::<f64>()).max(0.0),
+                    sampled: 0.0,
+                },
             }
         })
         .collect();

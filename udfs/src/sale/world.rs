@@ -6,9 +6,10 @@
 //! the true demand curves; simulations draw the same visitors' decisions for both.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, Float64Type, Int64Type};
 use flashsql_datasets::world::{DISCOUNT_LEVELS, sigmoid};
 use flashsql_datasets::{Dataset, Scale, generate};
 use rand::Rng;
@@ -54,36 +55,61 @@ pub struct WorldSale {
     pub upper_bound: f64,
 }
 
-fn column<'a>(d: &'a Dataset, schema: &str, table: &str) -> Result<&'a [RecordBatch], SaleError> {
+fn table<'a>(d: &'a Dataset, schema: &str, table: &str) -> Result<&'a [RecordBatch], SaleError> {
     d.table(schema, table)
         .map(|t| t.batches.as_slice())
         .ok_or_else(|| SaleError::Option(format!("the world has no table {schema}.{table}")))
 }
 
-fn read_i64(batches: &[RecordBatch], name: &str) -> Result<Vec<i64>, SaleError> {
+/// Column `name` of a generated table, whose type the generator fixes.
+fn read<T: ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+    name: &str,
+) -> Result<Vec<T::Native>, SaleError> {
     let mut out = Vec::new();
     for b in batches {
         let c = b
             .column_by_name(name)
-            .ok_or_else(|| SaleError::Option(format!("the world has no column {name}")))?;
-        out.extend(c.as_primitive::<Int64Type>().values().iter().copied());
+            .and_then(|c| c.as_primitive_opt::<T>())
+            .ok_or_else(|| {
+                SaleError::Option(format!(
+                    "the world has no column {name} of type {}",
+                    T::DATA_TYPE
+                ))
+            })?;
+        out.extend(c.values().iter().copied());
     }
     Ok(out)
 }
 
-fn read_f64(batches: &[RecordBatch], name: &str) -> Result<Vec<f64>, SaleError> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .ok_or_else(|| SaleError::Option(format!("the world has no column {name}")))?;
-        let c = c.as_primitive::<Float64Type>();
-        out.extend((0..c.len()).map(|i| c.value(i)));
-    }
-    Ok(out)
-}
+/// Worlds already built, by (scale, world seed, uniform discount): generating a world and
+/// solving its plan takes a fraction of a second on `small`, and a query comparing the two
+/// plans names the same world twice. A handful are kept; the oldest go first.
+type WorldKey = (Scale, u64, u64);
+static BUILT: Mutex<Vec<(WorldKey, Arc<WorldSale>)>> = Mutex::new(Vec::new());
+const KEEP: usize = 4;
 
 impl WorldSale {
+    /// As [`WorldSale::new`], built once per process for the same arguments.
+    pub fn shared(
+        scale: Scale,
+        world_seed: u64,
+        uniform_discount: f64,
+    ) -> Result<Arc<WorldSale>, SaleError> {
+        let key = (scale, world_seed, uniform_discount.to_bits());
+        let lock = || BUILT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, w)) = lock().iter().find(|(k, _)| *k == key) {
+            return Ok(w.clone());
+        }
+        let world = Arc::new(WorldSale::new(scale, world_seed, uniform_discount)?);
+        let mut built = lock();
+        if built.len() >= KEEP {
+            built.remove(0);
+        }
+        built.push((key, world.clone()));
+        Ok(world)
+    }
+
     /// Builds the scenario from the world of `scale` and `world_seed`, with the uniform plan
     /// at `uniform_discount` (clamped to each item's deepest allowed level).
     pub fn new(
@@ -92,35 +118,35 @@ impl WorldSale {
         uniform_discount: f64,
     ) -> Result<WorldSale, SaleError> {
         let d = generate(scale, world_seed).map_err(|e| SaleError::Option(e.to_string()))?;
-        let items = column(&d, "public", "items")?;
+        let items = table(&d, "public", "items")?;
         let (item_ids, prices, costs) = (
-            read_i64(items, "item_id")?,
-            read_f64(items, "base_price")?,
-            read_f64(items, "unit_cost")?,
+            read::<Int64Type>(items, "item_id")?,
+            read::<Float64Type>(items, "base_price")?,
+            read::<Float64Type>(items, "unit_cost")?,
         );
         let item_at: HashMap<i64, usize> = item_ids
             .iter()
             .enumerate()
             .map(|(i, &id)| (id, i))
             .collect();
-        let users = column(&d, "truth", "users")?;
-        let beta: HashMap<i64, f64> = read_i64(users, "user_id")?
+        let users = table(&d, "truth", "users")?;
+        let beta: HashMap<i64, f64> = read::<Int64Type>(users, "user_id")?
             .into_iter()
-            .zip(read_f64(users, "discount_sensitivity")?)
+            .zip(read::<Float64Type>(users, "discount_sensitivity")?)
             .collect();
-        let truth = column(&d, "truth", "exposures")?;
-        let true_prob: HashMap<i64, f64> = read_i64(truth, "exposure_id")?
+        let truth = table(&d, "truth", "exposures")?;
+        let true_prob: HashMap<i64, f64> = read::<Int64Type>(truth, "exposure_id")?
             .into_iter()
-            .zip(read_f64(truth, "true_prob")?)
+            .zip(read::<Float64Type>(truth, "true_prob")?)
             .collect();
-        let campaigns = column(&d, "public", "campaigns")?;
+        let campaigns = table(&d, "public", "campaigns")?;
         let mut sale: Vec<SaleItem> = Vec::new();
         let mut index: HashMap<(i64, i64), usize> = HashMap::new();
-        for (((c, i), max_d), allotment) in read_i64(campaigns, "campaign_id")?
+        for (((c, i), max_d), allotment) in read::<Int64Type>(campaigns, "campaign_id")?
             .into_iter()
-            .zip(read_i64(campaigns, "item_id")?)
-            .zip(read_f64(campaigns, "discount")?)
-            .zip(read_i64(campaigns, "allotment")?)
+            .zip(read::<Int64Type>(campaigns, "item_id")?)
+            .zip(read::<Float64Type>(campaigns, "discount")?)
+            .zip(read::<Int64Type>(campaigns, "allotment")?)
         {
             let at = *item_at
                 .get(&i)
@@ -138,13 +164,14 @@ impl WorldSale {
                 visitors: Vec::new(),
             });
         }
-        let exposures = column(&d, "public", "exposures")?;
-        for ((((id, user), item), campaign), shown_d) in read_i64(exposures, "exposure_id")?
-            .into_iter()
-            .zip(read_i64(exposures, "user_id")?)
-            .zip(read_i64(exposures, "item_id")?)
-            .zip(read_i64(exposures, "campaign_id")?)
-            .zip(read_f64(exposures, "discount")?)
+        let exposures = table(&d, "public", "exposures")?;
+        for ((((id, user), item), campaign), shown_d) in
+            read::<Int64Type>(exposures, "exposure_id")?
+                .into_iter()
+                .zip(read::<Int64Type>(exposures, "user_id")?)
+                .zip(read::<Int64Type>(exposures, "item_id")?)
+                .zip(read::<Int64Type>(exposures, "campaign_id")?)
+                .zip(read::<Float64Type>(exposures, "discount")?)
         {
             let (Some(&s), Some(&p), Some(&b)) = (
                 index.get(&(campaign, item)),
@@ -157,23 +184,41 @@ impl WorldSale {
             let logit = (p / (1.0 - p)).ln();
             sale[s].visitors.push((logit - b * shown_d, b));
         }
-        let uniform: Vec<f64> = sale
+        // Expected (profit, subsidy) of every item at every level, each computed once.
+        let values: Vec<Vec<(f64, f64)>> = sale
             .iter()
             .map(|s| {
                 s.levels
                     .iter()
-                    .copied()
-                    .filter(|&l| l <= uniform_discount + 1e-12)
-                    .fold(0.0, f64::max)
+                    .map(|&d| {
+                        let units = s.expected_units(d);
+                        (s.unit_profit(d) * units, d * s.price * units)
+                    })
+                    .collect()
             })
             .collect();
-        let subsidy = |s: &SaleItem, d: f64| d * s.price * s.expected_units(d);
-        let profit = |s: &SaleItem, d: f64| s.unit_profit(d) * s.expected_units(d);
-        let budget: f64 = sale.iter().zip(&uniform).map(|(s, &d)| subsidy(s, d)).sum();
-        let uniform_profit: f64 = sale.iter().zip(&uniform).map(|(s, &d)| profit(s, d)).sum();
+        // The uniform plan: each item's deepest level not above the uniform discount (levels
+        // ascend from 0).
+        let uniform_level: Vec<usize> = sale
+            .iter()
+            .map(|s| {
+                s.levels
+                    .iter()
+                    .rposition(|&l| l <= uniform_discount + 1e-12)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let uniform: Vec<f64> = sale
+            .iter()
+            .zip(&uniform_level)
+            .map(|(s, &k)| s.levels[k])
+            .collect();
+        let at_uniform = || values.iter().zip(&uniform_level).map(|(v, &k)| v[k]);
+        let budget: f64 = at_uniform().map(|(_, subsidy)| subsidy).sum();
+        let uniform_profit: f64 = at_uniform().map(|(profit, _)| profit).sum();
         let mut curves = Curves::with_capacity(sale.len(), sale.len() * DISCOUNT_LEVELS.len());
-        for s in &sale {
-            curves.push(s.levels.iter().map(|&d| (profit(s, d), subsidy(s, d))));
+        for v in &values {
+            curves.push(v.iter().copied());
         }
         let plan = solve_exact(&curves, budget).map_err(|e| SaleError::Option(e.to_string()))?;
         let optimized: Vec<f64> = sale
@@ -202,17 +247,33 @@ impl WorldSale {
         self.items.iter().map(|s| s.allotment).sum()
     }
 
-    /// One simulated sale of `plan` (a discount per item): each visitor buys with their true
-    /// probability while stock lasts; visitor v's uniform comes from (seed, trial) only, so
-    /// every plan meets the same decisions. Returns (revenue, profit, units).
-    pub fn run(&self, plan: &[f64], seed: u64, trial: u64) -> (f64, f64, u64) {
+    /// Every visitor's true purchase probability under `plan` (a discount per item): the same
+    /// in every trial, so computed once per simulation.
+    pub fn purchase_probabilities(&self, plan: &[f64]) -> Vec<Vec<f64>> {
+        self.items
+            .iter()
+            .zip(plan)
+            .map(|(s, &d)| {
+                s.visitors
+                    .iter()
+                    .map(|&(a, b)| sigmoid(a + b * d))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One simulated sale of `plan`, whose [`WorldSale::purchase_probabilities`] are `probs`:
+    /// each visitor buys with their true probability while stock lasts; visitor v's uniform
+    /// comes from (seed, trial) only, so every plan meets the same decisions. Returns
+    /// (revenue, profit, units).
+    pub fn run(&self, plan: &[f64], probs: &[Vec<f64>], seed: u64, trial: u64) -> (f64, f64, u64) {
         let mut rng = stream(seed, 21, trial);
         let (mut revenue, mut profit, mut units) = (0.0, 0.0, 0);
-        for (s, &d) in self.items.iter().zip(plan) {
+        for ((s, &d), probs) in self.items.iter().zip(plan).zip(probs) {
             let mut left = s.allotment;
-            for &(a, b) in &s.visitors {
+            for &p in probs {
                 let u: f64 = rng.random();
-                if left > 0 && u < sigmoid(a + b * d) {
+                if left > 0 && u < p {
                     left -= 1;
                     units += 1;
                     revenue += s.price * (1.0 - d);

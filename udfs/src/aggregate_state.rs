@@ -1,0 +1,52 @@
+//! What the aggregates (`auc`, `ece`, `behavior_sequence`, …) share: their constant
+//! arguments, read once when the accumulator is made, and partial states carried as one list
+//! of numbers per group.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
+use datafusion::arrow::datatypes::ArrowPrimitiveType;
+use datafusion::common::ScalarValue;
+use datafusion::common::utils::SingleRowListArrayBuilder;
+use datafusion::error::Result;
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::physical_expr::expressions::Literal;
+
+use crate::error::user_error;
+
+/// Argument `i` of an aggregate call when it must be a constant (`bins`, `max_len`): `None`
+/// when it is absent or NULL. A column there is an error, so the value cannot differ from row
+/// to row or between the partitions whose states are merged.
+pub fn constant_arg(
+    args: &AccumulatorArgs,
+    i: usize,
+    function: &str,
+    name: &str,
+) -> Result<Option<ScalarValue>> {
+    let Some(expr) = args.exprs.get(i) else {
+        return Ok(None);
+    };
+    match expr.downcast_ref::<Literal>() {
+        Some(lit) if lit.value().is_null() => Ok(None),
+        Some(lit) => Ok(Some(lit.value().clone())),
+        None => Err(user_error(format!(
+            "{function}: {name} must be a constant, the same for every row"
+        ))),
+    }
+}
+
+/// A partial state: `values` as a one-row list.
+pub fn list_state<T: ArrowPrimitiveType>(values: Vec<T::Native>) -> ScalarValue {
+    let array: ArrayRef = Arc::new(PrimitiveArray::<T>::from_iter_values(values));
+    SingleRowListArrayBuilder::new(array).build_list_scalar()
+}
+
+/// The values of every non-NULL partial state in a state column.
+pub fn list_states<T: ArrowPrimitiveType>(
+    states: &ArrayRef,
+) -> impl Iterator<Item = PrimitiveArray<T>> + '_ {
+    let lists = states.as_list::<i32>();
+    (0..lists.len())
+        .filter(move |&i| lists.is_valid(i))
+        .map(move |i| lists.value(i).as_primitive::<T>().clone())
+}
