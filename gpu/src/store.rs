@@ -37,7 +37,7 @@ pub struct Manifest {
     pub seed: u64,
     pub device: String,
     pub training_seconds: f64,
-    /// FNV-1a of the training rows (`train::fingerprint`).
+    /// A hash of the training rows, whatever their order (`train::Trained::fingerprint`).
     pub data_fingerprint: String,
     pub train_rows: usize,
     pub valid_rows: usize,

@@ -83,6 +83,8 @@ pub struct Trained {
     pub device: DeviceChoice,
     pub train_rows: usize,
     pub valid_rows: usize,
+    /// Of the training rows, independent of their order.
+    pub fingerprint: String,
 }
 
 /// Row indices for training and for validation.
@@ -124,31 +126,45 @@ fn unit_hash(seed: u64, key: i64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// FNV-1a over the rows and labels: two trainings on the same data share it.
-pub fn fingerprint(rows: &Rows, labels: &[f32]) -> String {
-    let mut h = FNV_OFFSET;
-    let mut eat = |bytes: &[u8]| h = fnv1a(h, bytes);
-    for &r in &rows.seq_of_row {
-        eat(&r.to_le_bytes());
-    }
-    for &t in &rows.sequences {
-        eat(&t.to_le_bytes());
-    }
-    for v in [
-        rows.price.as_slice(),
-        &rows.discount,
-        &rows.time_left,
-        &rows.hour,
-        labels,
-    ] {
-        for x in v.iter() {
-            eat(&x.to_le_bytes());
+impl SplitKeys {
+    fn permuted(&self, order: &[usize]) -> SplitKeys {
+        let pick = |v: &[i64]| order.iter().map(|&r| v[r]).collect();
+        match self {
+            SplitKeys::User(v) => SplitKeys::User(pick(v)),
+            SplitKeys::Time(v) => SplitKeys::Time(pick(v)),
         }
     }
-    for &c in &rows.category {
-        eat(&c.to_le_bytes());
+
+    fn key(&self, r: usize) -> i64 {
+        match self {
+            SplitKeys::User(v) | SplitKeys::Time(v) => v[r],
+        }
     }
-    format!("{h:016x}")
+}
+
+/// FNV-1a of each row: its sequence, features, label and split key — all training reads.
+fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<u64> {
+    let f = |v: &[f32], r: usize| v.get(r).map_or(0, |x| x.to_bits());
+    (0..rows.len())
+        .map(|r| {
+            let s = rows.seq_of_row[r] as usize;
+            let mut h = FNV_OFFSET;
+            for &t in &rows.sequences[s * len..(s + 1) * len] {
+                h = fnv1a(h, &t.to_le_bytes());
+            }
+            for x in [
+                rows.category[r],
+                f(&rows.price, r),
+                f(&rows.discount, r),
+                f(&rows.time_left, r),
+                f(&rows.hour, r),
+                labels[r].to_bits(),
+            ] {
+                h = fnv1a(h, &x.to_le_bytes());
+            }
+            fnv1a(h, &keys.key(r).to_le_bytes())
+        })
+        .collect()
 }
 
 /// The rows `idx` of `rows`, with only the sequences they use: validation encodes no
@@ -219,6 +235,22 @@ pub fn train(
         ));
     }
     let (dev, used) = device::open(opts.device)?;
+    // Rows are put in an order of their own content first: a query returns rows in whatever
+    // order its parallel plan produced, and the same rows must give the same model.
+    let len = config.seq_len;
+    let hashes = row_hashes(rows, labels, keys, len);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&r| hashes[r]);
+    // Sorted row hashes, hashed: the same rows in any order share the fingerprint.
+    let fingerprint = format!(
+        "{:016x}",
+        order
+            .iter()
+            .fold(FNV_OFFSET, |h, &r| fnv1a(h, &hashes[r].to_le_bytes()))
+    );
+    let rows = &subset(rows, &order, len);
+    let labels: Vec<f32> = order.iter().map(|&r| labels[r]).collect();
+    let keys = &keys.permuted(&order);
     let (mut train_idx, valid_idx) = split(keys, opts.valid_share, opts.seed);
     if train_idx.is_empty() || valid_idx.is_empty() {
         return Err(GpuError::Data(format!(
@@ -311,5 +343,6 @@ pub fn train(
         device: used,
         train_rows: train_idx.len(),
         valid_rows: valid_idx.len(),
+        fingerprint,
     })
 }

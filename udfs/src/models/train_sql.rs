@@ -15,7 +15,7 @@ use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
 use flashsql_gpu::purchase::{PurchaseConfig, Rows, category_vocabulary};
 use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
-use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, fingerprint, train};
+use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, train};
 
 use super::features::{check_offer, floats, ints, model_error, sequences};
 use crate::error::{FunctionError, row_error};
@@ -303,7 +303,7 @@ fn run(
         seed: plan.options.seed,
         device: trained.device.to_string(),
         training_seconds: started.elapsed().as_secs_f64(),
-        data_fingerprint: fingerprint(&rows, &labels),
+        data_fingerprint: trained.fingerprint.clone(),
         train_rows: trained.train_rows,
         valid_rows: trained.valid_rows,
         split: if plan.by_time { "time" } else { "user" }.into(),
