@@ -39,6 +39,14 @@ LEFT JOIN (
 """
 
 
+def report(title, rows, scan, score):
+    print()
+    print(f"| {title} | first run, s | rows/s | best of next 3, s | rows/s |")
+    print("|---|---|---|---|---|")
+    for name, (first, best) in (("scan of the same columns (no model)", scan), ("SELECT sum(purchase_prob(...))", score)):
+        print(f"| {name} | {first:.3f} | {rows / first:,.0f} | {best:.3f} | {rows / best:,.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
@@ -92,19 +100,29 @@ def main():
             rows = conn.execute("SELECT count(*) FROM scoring").fetchone()[0]
 
             def timed(sql):
-                best = float("inf")
-                for _ in range(3):
+                """(first run, best of the next three): the first encodes every sequence, later
+                runs find them in the loaded model's cache."""
+                runs = []
+                for _ in range(4):
                     t0 = time.time()
                     conn.execute(sql).fetchone()
-                    best = min(best, time.time() - t0)
-                return best
-            scan = timed("SELECT sum(price * discount + time_left + hour + cardinality(seq)) FROM scoring")
-            score = timed("SELECT sum(purchase_prob('world', seq, category_id, price, discount, time_left, hour)) FROM scoring")
-            print()
-            print(f"| scoring, {rows} rows, best of 3 | seconds | rows/s |")
-            print("|---|---|---|")
-            print(f"| scan of the same columns (no model) | {scan:.3f} | {rows / scan:,.0f} |")
-            print(f"| SELECT sum(purchase_prob(...)) | {score:.3f} | {rows / score:,.0f} |")
+                    runs.append(time.time() - t0)
+                return runs[0], min(runs[1:])
+            report(f"exposures × 7 discounts, {rows} rows", rows,
+                   timed("SELECT sum(price * discount + time_left + hour + cardinality(seq)) FROM scoring"),
+                   timed("SELECT sum(purchase_prob('world', seq, category_id, price, discount, time_left, hour)) FROM scoring"))
+            # Planning a sale: every user's current history against 15 items at 7 discounts;
+            # each user's sequence is shared by that user's 105 rows.
+            conn.execute(
+                "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
+                "0.5 AS time_left, 20.0 AS hour FROM "
+                "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
+                "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
+                "CROSS JOIN (VALUES (0.0), (0.05), (0.1), (0.2), (0.3), (0.4), (0.5)) AS d(discount)")
+            rows = conn.execute("SELECT count(*) FROM planning").fetchone()[0]
+            report(f"planning: users × 15 items × 7 discounts, {rows} rows", rows,
+                   timed("SELECT sum(price * discount + time_left + hour + cardinality(seq)) FROM planning"),
+                   timed("SELECT sum(purchase_prob('world', seq, category_id, price, discount, time_left, hour)) FROM planning"))
         finally:
             proc.terminate()
             proc.wait()

@@ -9,6 +9,9 @@
 //! `U·W1_user` is computed once per distinct sequence and `E·W1_cat` once per category, so a
 //! row costs H1·(DENSE + 1) + H1·H2 + 2·H2 multiply-adds.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use crate::GpuError;
@@ -30,7 +33,16 @@ pub struct Scorer {
     b2: Vec<f32>,
     w3: Vec<f32>,
     b3: Vec<f32>,
+    /// U·W1_user of sequences already encoded, at most [`CACHED_SEQUENCES`] (cleared when
+    /// full): about 0.5 KB each.
+    cache: Mutex<SequenceCache>,
 }
+
+/// Token window → its U·W1_user row.
+type SequenceCache = HashMap<Box<[u32]>, Box<[f32]>, ahash::RandomState>;
+
+/// How many encoded sequences a loaded model keeps (~100 MB at the default shape).
+const CACHED_SEQUENCES: usize = 200_000;
 
 fn flat(t: &candle_core::Tensor) -> Result<Vec<f32>, GpuError> {
     Ok(t.flatten_all()?.to_vec1()?)
@@ -81,6 +93,7 @@ impl Scorer {
             b2: get("mlp.hidden2.bias")?,
             w3: get("mlp.out.weight")?,
             b3: get("mlp.out.bias")?,
+            cache: Mutex::new(SequenceCache::default()),
             config,
         })
     }
@@ -96,6 +109,67 @@ impl Scorer {
             Some(e) => Ok(Some(e.encode(sequences, self.config.seq_len)?)),
             None => Ok(None),
         }
+    }
+
+    /// U·W1_user for each sequence (`seq_len` tokens each), `[S, H1]`; `None` without an
+    /// encoder. Sequences seen in earlier calls come from the cache: a query scores a user's
+    /// history against many offers, and its rows reach the scorer in many batches.
+    fn sequence_parts(&self, sequences: &[u32]) -> Result<Option<Vec<f32>>, GpuError> {
+        let Some(encoder) = &self.encoder else {
+            return Ok(None);
+        };
+        let (len, h1, d) = (
+            self.config.seq_len,
+            self.config.hidden[0],
+            self.config.encoder.dim,
+        );
+        let n_seq = sequences.len() / len.max(1);
+        let mut out = vec![0.0f32; n_seq * h1];
+        let mut misses: Vec<usize> = Vec::new();
+        {
+            let cache = self.lock_cache();
+            for (k, (dst, seq)) in out.chunks_mut(h1).zip(sequences.chunks(len)).enumerate() {
+                match cache.get(seq) {
+                    Some(part) => dst.copy_from_slice(part),
+                    None => misses.push(k),
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(Some(out));
+        }
+        let mut tokens = Vec::with_capacity(misses.len() * len);
+        for &k in &misses {
+            tokens.extend_from_slice(&sequences[k * len..(k + 1) * len]);
+        }
+        let u = encoder.encode(&tokens, len)?;
+        let mut parts = vec![0.0f32; misses.len() * h1];
+        parts
+            .par_chunks_mut(h1)
+            .zip(u.par_chunks(d))
+            .for_each(|(dst, uv)| {
+                for (f, &x) in uv.iter().enumerate() {
+                    let row = &self.w1_user[f * h1..(f + 1) * h1];
+                    for (o, w) in dst.iter_mut().zip(row) {
+                        *o += x * w;
+                    }
+                }
+            });
+        let mut cache = self.lock_cache();
+        if cache.len() + misses.len() > CACHED_SEQUENCES {
+            cache.clear();
+        }
+        for (&k, part) in misses.iter().zip(parts.chunks(h1)) {
+            out[k * h1..(k + 1) * h1].copy_from_slice(part);
+            if cache.len() < CACHED_SEQUENCES {
+                cache.insert(sequences[k * len..(k + 1) * len].into(), part.into());
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, SequenceCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// P(buy) for every row.
@@ -129,25 +203,7 @@ impl Scorer {
             ));
         }
         let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
-        // U·W1_user once per distinct sequence.
-        let seq_h1: Option<Vec<f32>> = match self.user_vectors(&rows.sequences)? {
-            Some(u) => {
-                let d = self.config.encoder.dim;
-                let mut out = vec![0.0f32; n_seq * h1];
-                out.par_chunks_mut(h1)
-                    .zip(u.par_chunks(d))
-                    .for_each(|(dst, uv)| {
-                        for (f, &x) in uv.iter().enumerate() {
-                            let row = &self.w1_user[f * h1..(f + 1) * h1];
-                            for (o, w) in dst.iter_mut().zip(row) {
-                                *o += x * w;
-                            }
-                        }
-                    });
-                Some(out)
-            }
-            None => None,
-        };
+        let seq_h1 = self.sequence_parts(&rows.sequences)?;
         let mut out = vec![0.0f64; n];
         out.par_chunks_mut(1024).enumerate().for_each_init(
             || (vec![0.0f32; h1], vec![0.0f32; h2]),

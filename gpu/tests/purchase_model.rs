@@ -100,10 +100,32 @@ fn scorer_equals_the_tensor_path() {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let probs = Scorer::new(&model).unwrap().probabilities(&rows).unwrap();
+        let scorer = Scorer::new(&model).unwrap();
+        let probs = scorer.probabilities(&rows).unwrap();
         for (l, p) in logits.iter().zip(&probs) {
             assert!((sigmoid(*l) - p).abs() < 1e-5, "{} vs {p}", sigmoid(*l));
         }
+        // A second call takes every sequence from the cache, and a call that mixes cached
+        // and new sequences fills in only the new: the same numbers, bit for bit.
+        assert_eq!(scorer.probabilities(&rows).unwrap(), probs);
+        let (more, _, _, _) = world(60, 5, 9);
+        let mixed = Rows {
+            sequences: [rows.sequences.clone(), more.sequences.clone()].concat(),
+            seq_of_row: rows
+                .seq_of_row
+                .iter()
+                .copied()
+                .chain(more.seq_of_row.iter().map(|s| s + 40))
+                .collect(),
+            category: [rows.category.clone(), more.category.clone()].concat(),
+            price: [rows.price.clone(), more.price.clone()].concat(),
+            discount: [rows.discount.clone(), more.discount.clone()].concat(),
+            time_left: [rows.time_left.clone(), more.time_left.clone()].concat(),
+            hour: Vec::new(),
+        };
+        let fresh = Scorer::new(&model).unwrap().probabilities(&mixed).unwrap();
+        assert_eq!(scorer.probabilities(&mixed).unwrap(), fresh);
+        assert_eq!(&fresh[..probs.len()], &probs[..]);
     }
 }
 

@@ -2,10 +2,11 @@
 //! its inputs the same way in both.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
 use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::purchase::{PurchaseConfig, Rows, pad_sequence};
@@ -61,8 +62,9 @@ pub fn sequences(
     len: usize,
     vocab: usize,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
+    // behavior_sequence gives int4 lists, which this reads without a copy.
     let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
-        DataType::Int64,
+        DataType::Int32,
         true,
     )));
     let lists = cast(a, &target).map_err(|_| {
@@ -72,42 +74,45 @@ pub fn sequences(
         ))
     })?;
     let lists = lists.as_list::<i32>();
-    let values = lists.values().as_primitive::<Int64Type>();
-    let offsets = lists.value_offsets();
-    let mut padded = Vec::with_capacity(lists.len() * len);
-    let mut tokens = Vec::with_capacity(len);
-    for r in 0..lists.len() {
-        tokens.clear();
-        if lists.is_valid(r) {
-            let (s, e) = (offsets[r] as usize, offsets[r + 1] as usize);
-            for i in s..e {
-                let t = values.value(i);
-                if values.is_null(i) || t < 0 || t as usize >= vocab {
-                    return Err(row_error(format!(
-                        "{function}: row {}: token {} is outside the vocabulary 0..{vocab} (build seq with behavior_sequence)",
-                        r + 1,
-                        if values.is_null(i) {
-                            "NULL".to_string()
-                        } else {
-                            t.to_string()
-                        }
-                    )));
-                }
-                tokens.push(t as u32);
-            }
-        }
-        pad_sequence(&tokens, len, &mut padded);
-    }
-    // Each distinct window once: a user scored against many offers is encoded once.
-    let mut seen: HashMap<&[u32], u32> = HashMap::new();
+    let values = lists.values().as_primitive::<Int32Type>();
+    let (raw, offsets) = (values.values(), lists.value_offsets());
+    // Each distinct window (the last `len` tokens) once, straight from the Arrow buffer: a
+    // user scored against many offers is checked, padded and encoded once.
+    let mut seen: HashMap<&[i32], u32, ahash::RandomState> = HashMap::default();
     let mut order = Vec::with_capacity(lists.len());
     let mut unique = Vec::new();
-    for w in padded.chunks(len.max(1)) {
+    let mut tokens = Vec::with_capacity(len);
+    for r in 0..lists.len() {
+        let (start, end) = if lists.is_valid(r) {
+            let end = offsets[r + 1] as usize;
+            ((offsets[r] as usize).max(end.saturating_sub(len)), end)
+        } else {
+            (0, 0)
+        };
+        let window = &raw[start..end];
         let next = seen.len() as u32;
-        let k = *seen.entry(w).or_insert_with(|| {
-            unique.extend_from_slice(w);
-            next
-        });
+        let k = match seen.entry(window) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                tokens.clear();
+                for (i, &t) in (start..end).zip(window) {
+                    if values.is_null(i) || t < 0 || t as usize >= vocab {
+                        return Err(row_error(format!(
+                            "{function}: row {}: token {} is outside the vocabulary 0..{vocab} (build seq with behavior_sequence)",
+                            r + 1,
+                            if values.is_null(i) {
+                                "NULL".to_string()
+                            } else {
+                                t.to_string()
+                            }
+                        )));
+                    }
+                    tokens.push(t as u32);
+                }
+                pad_sequence(&tokens, len, &mut unique);
+                *e.insert(next)
+            }
+        };
         order.push(k);
     }
     Ok((unique, order))

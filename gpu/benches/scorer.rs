@@ -1,0 +1,72 @@
+//! The purchase model's frozen scorer on the CPU, in rows per second, split into its parts:
+//! encoding the distinct sequences, and the per-row MLP.
+//!
+//! `cargo bench -p flashsql-gpu --bench scorer`. Prints a Markdown table.
+
+use std::time::Instant;
+
+use candle_core::Device;
+use flashsql_gpu::encoder::EncoderConfig;
+use flashsql_gpu::purchase::{PurchaseConfig, PurchaseModel, Rows};
+use flashsql_gpu::scorer::Scorer;
+use rand::{Rng, SeedableRng};
+
+fn median(f: &mut dyn FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+fn main() {
+    let config = PurchaseConfig {
+        encoder: EncoderConfig::default(),
+        seq_len: 64,
+        use_sequence: true,
+        categories: (0..40).collect(),
+        category_dim: 8,
+        hidden: [64, 32],
+        log_price_mean: 4.0,
+        log_price_sd: 0.7,
+        time_left: true,
+        hour: true,
+    };
+    let model = PurchaseModel::seeded(config.clone(), 1, &Device::Cpu).expect("model");
+    let scorer = Scorer::new(&model).expect("scorer");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    println!(
+        "| frozen scorer, 2 cores, median of 5 | rows | distinct sequences | seconds | rows/s |"
+    );
+    println!("|---|---|---|---|---|");
+    for (n, distinct) in [
+        (1usize << 20, 1usize << 20),
+        (1 << 20, 1 << 13),
+        (1 << 20, 1),
+    ] {
+        let sequences: Vec<u32> = (0..distinct * 64)
+            .map(|_| rng.random_range(1..2561))
+            .collect();
+        let rows = Rows {
+            sequences,
+            seq_of_row: (0..n).map(|r| (r % distinct) as u32).collect(),
+            category: (0..n).map(|_| rng.random_range(0..41)).collect(),
+            price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),
+            discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
+            time_left: (0..n).map(|_| rng.random()).collect(),
+            hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
+        };
+        let s = median(&mut || {
+            scorer.probabilities(&rows).expect("score");
+        });
+        println!(
+            "| probabilities | {n} | {distinct} | {s:.4} | {:.0} |",
+            n as f64 / s
+        );
+    }
+}
