@@ -13,6 +13,12 @@ use flashsql_engine::{Engine, EngineConfig, Store};
 use flashsql_sql::{Server, ServerConfig};
 use tracing::info;
 
+/// mimalloc keeps freed memory for reuse: with the system allocator, every large tensor freed
+/// in a training step went back to the OS and came back as page faults, which made an epoch
+/// 3.4× slower (see benches/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "flashsql",
