@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p flashsql-gpu --bench encoder`. Prints a Markdown table.
 
-use std::time::Instant;
+mod common;
 
 use candle_core::{Device, Tensor};
 use flashsql_gpu::encoder::{EncoderConfig, SequenceEncoder};
@@ -21,22 +21,10 @@ fn main() {
     let frozen = FrozenEncoder::new(&enc).expect("frozen");
     let flat = ids.clone();
     let ids = Tensor::from_vec(ids, (b, l), &dev).expect("tokens");
-    let time = |f: &dyn Fn()| {
-        f();
-        let mut t: Vec<f64> = (0..5)
-            .map(|_| {
-                let t0 = Instant::now();
-                f();
-                t0.elapsed().as_secs_f64()
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[2]
-    };
-    let ours = time(&|| {
+    let ours = common::median_seconds(&mut || {
         enc.forward(&ids).expect("forward");
     });
-    let hand = time(&|| {
+    let hand = common::median_seconds(&mut || {
         frozen.encode(&flat, l).expect("encode");
     });
     println!(

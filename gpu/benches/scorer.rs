@@ -3,40 +3,15 @@
 //!
 //! `cargo bench -p flashsql-gpu --bench scorer`. Prints a Markdown table.
 
-use std::time::Instant;
+mod common;
 
 use candle_core::Device;
-use flashsql_gpu::encoder::EncoderConfig;
-use flashsql_gpu::purchase::{PurchaseConfig, PurchaseModel, Rows};
+use flashsql_gpu::purchase::{PurchaseModel, Rows};
 use flashsql_gpu::scorer::Scorer;
 use rand::{Rng, SeedableRng};
 
-fn median(f: &mut dyn FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..5)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[2]
-}
-
 fn main() {
-    let config = PurchaseConfig {
-        encoder: EncoderConfig::default(),
-        seq_len: 64,
-        use_sequence: true,
-        categories: (0..40).collect(),
-        category_dim: 8,
-        hidden: [64, 32],
-        log_price_mean: 4.0,
-        log_price_sd: 0.7,
-        time_left: true,
-        hour: true,
-    };
+    let config = common::purchase_config();
     let model = PurchaseModel::seeded(config.clone(), 1, &Device::Cpu).expect("model");
     let scorer = Scorer::new(&model).expect("scorer");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
@@ -61,7 +36,7 @@ fn main() {
             time_left: (0..n).map(|_| rng.random()).collect(),
             hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
         };
-        let s = median(&mut || {
+        let s = common::median_seconds(&mut || {
             scorer.probabilities(&rows).expect("score");
         });
         println!(

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p flashsql-gpu --bench train_step`. Prints a Markdown table.
 
+mod common;
+
 use std::time::Instant;
 
 /// As in the server binary (see src/main.rs).
@@ -10,8 +12,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use flashsql_gpu::device::DeviceChoice;
-use flashsql_gpu::encoder::EncoderConfig;
-use flashsql_gpu::purchase::{PurchaseConfig, Rows};
+use flashsql_gpu::purchase::Rows;
 use flashsql_gpu::train::{SplitKeys, TrainOptions, train};
 use rand::{Rng, SeedableRng};
 
@@ -31,18 +32,7 @@ fn main() {
         .map(|_| f32::from(u8::from(rng.random_bool(0.2))))
         .collect();
     let keys = SplitKeys::User((0..n as i64).collect());
-    let config = PurchaseConfig {
-        encoder: EncoderConfig::default(),
-        seq_len: 64,
-        use_sequence: true,
-        categories: (0..40).collect(),
-        category_dim: 8,
-        hidden: [64, 32],
-        log_price_mean: 4.0,
-        log_price_sd: 0.7,
-        time_left: true,
-        hour: true,
-    };
+    let config = common::purchase_config();
     let opts = TrainOptions {
         epochs: 1,
         device: DeviceChoice::Cpu,

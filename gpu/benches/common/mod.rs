@@ -1,0 +1,39 @@
+//! What the model benchmarks share: the timing rule and the model shape they measure.
+
+#![allow(dead_code)] // each benchmark uses part of it
+
+use std::time::Instant;
+
+use flashsql_gpu::encoder::EncoderConfig;
+use flashsql_gpu::purchase::PurchaseConfig;
+
+/// The median of 5 timed runs of `f`, after one untimed run (warm-up).
+pub fn median_seconds(f: &mut dyn FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+/// The purchase model's default shape, as `train_model` builds it, over 40 categories with
+/// both offer features.
+pub fn purchase_config() -> PurchaseConfig {
+    PurchaseConfig {
+        encoder: EncoderConfig::default(),
+        seq_len: 64,
+        use_sequence: true,
+        categories: (0..40).collect(),
+        category_dim: 8,
+        hidden: [64, 32],
+        log_price_mean: 4.0,
+        log_price_sd: 0.7,
+        time_left: true,
+        hour: true,
+    }
+}
