@@ -1,12 +1,16 @@
-//! Behaviour sequences: `behavior_sequence(event_type, category_id, ts [, max_len])`, an
-//! aggregate that turns a user's events into the token list the sequence encoder reads — the
-//! most recent `max_len` (default 64) events, oldest first.
+//! Behaviour sequences: `behavior_sequence(event_type, category_id, ts [, max_len [, as_of]])`,
+//! an aggregate that turns a user's events into the token list the sequence encoder reads —
+//! the most recent `max_len` (default 64) events, oldest first.
 //!
 //! One token per event, combining what happened, where, and how long after the previous
 //! event: `token = 1 + ((gap · EVENTS + event) · CATEGORY_BUCKETS + category mod 64)`, with 0
 //! left for padding. Event types: view (also `pv`), search, fav, cart, purchase (also `buy`).
 //! Gap buckets (time since the user's previous event in the list): < 1 min, < 10 min, < 1 h,
 //! < 6 h, < 1 day, < 7 days, ≥ 7 days, and "first event".
+//!
+//! The as-of form measures each event's **age** at `as_of` instead (the same buckets), and
+//! leaves out events at or after `as_of`: the sequence as it stood just before that moment,
+//! which tells a model how recent the behaviour is, not only its order.
 //!
 //! Point in time: a training row for an offer shown at t must only see events before t. As an
 //! aggregate this is a join condition — `JOIN events e ON e.user_id = x.user_id AND e.ts <
@@ -83,7 +87,11 @@ pub struct BehaviorSequence {
 pub fn udaf() -> AggregateUDF {
     AggregateUDF::from(BehaviorSequence {
         signature: Signature::one_of(
-            vec![TypeSignature::Any(3), TypeSignature::Any(4)],
+            vec![
+                TypeSignature::Any(3),
+                TypeSignature::Any(4),
+                TypeSignature::Any(5),
+            ],
             Volatility::Immutable,
         ),
     })
@@ -108,10 +116,13 @@ impl AggregateUDFImpl for BehaviorSequence {
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
         ) && arg_types[1].is_integer()
             && matches!(arg_types[2], DataType::Timestamp(_, _))
-            && arg_types.get(3).is_none_or(|t| t.is_integer());
+            && arg_types.get(3).is_none_or(|t| t.is_integer())
+            && arg_types
+                .get(4)
+                .is_none_or(|t| matches!(t, DataType::Timestamp(_, _)));
         if !ok {
             return Err(user_error(format!(
-                "behavior_sequence(event_type text, category_id bigint, ts timestamp [, max_len integer]); got ({})",
+                "behavior_sequence(event_type text, category_id bigint, ts timestamp [, max_len integer [, as_of timestamp]]); got ({})",
                 arg_types
                     .iter()
                     .map(|t| t.to_string())
@@ -149,11 +160,18 @@ impl AggregateUDFImpl for BehaviorSequence {
     }
 }
 
-/// The most recent events so far as (ts µs, event, category); trimmed to `max_len` as it goes.
+/// The most recent events so far as (ts µs, event, category, age µs at as_of or −1 without
+/// as_of); trimmed to `max_len` as it goes.
 #[derive(Debug)]
 struct SequenceAccumulator {
     max_len: usize,
-    events: Vec<(i64, i64, i64)>,
+    events: Vec<(i64, i64, i64, i64)>,
+}
+
+/// A timestamp column as microseconds.
+fn micros(a: &ArrayRef) -> Result<ArrayRef> {
+    let ts = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    Ok(cast(&ts, &DataType::Int64)?)
 }
 
 impl SequenceAccumulator {
@@ -174,23 +192,28 @@ impl Accumulator for SequenceAccumulator {
         let types: &StringArray = types.as_string::<i32>();
         let cats = cast(&values[1], &DataType::Int64)?;
         let cats = cats.as_primitive::<Int64Type>();
-        let ts = cast(
-            &values[2],
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let ts = cast(&ts, &DataType::Int64)?;
+        let ts = micros(&values[2])?;
         let ts = ts.as_primitive::<Int64Type>();
+        let as_of = values.get(4).map(micros).transpose()?;
+        let as_of = as_of.as_ref().map(|a| a.as_primitive::<Int64Type>());
         for r in 0..types.len() {
             if types.is_null(r) || cats.is_null(r) || ts.is_null(r) {
                 continue;
             }
+            let age = match as_of {
+                None => -1,
+                Some(a) if a.is_null(r) => continue,
+                // Only what had happened before as_of.
+                Some(a) if ts.value(r) >= a.value(r) => continue,
+                Some(a) => a.value(r) - ts.value(r),
+            };
             let name = types.value(r);
             let event = event_index(name).ok_or_else(|| {
                 row_error(format!(
                     "behavior_sequence: unknown event type '{name}'; known: view (pv), search, fav, cart, purchase (buy)"
                 ))
             })?;
-            self.events.push((ts.value(r), event, cats.value(r)));
+            self.events.push((ts.value(r), event, cats.value(r), age));
         }
         self.trim(false);
         Ok(())
@@ -201,9 +224,13 @@ impl Accumulator for SequenceAccumulator {
         self.events.sort_unstable();
         let mut b = ListBuilder::new(Int32Builder::new());
         let mut prev = None;
-        for &(ts, event, cat) in &self.events {
-            b.values()
-                .append_value(token(event, cat, prev.map(|p: i64| ts - p)));
+        for &(ts, event, cat, age) in &self.events {
+            let gap = if age >= 0 {
+                Some(age)
+            } else {
+                prev.map(|p: i64| ts - p)
+            };
+            b.values().append_value(token(event, cat, gap));
             prev = Some(ts);
         }
         b.append(true);
@@ -211,7 +238,7 @@ impl Accumulator for SequenceAccumulator {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.events.capacity() * 24
+        std::mem::size_of_val(self) + self.events.capacity() * 32
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -219,15 +246,18 @@ impl Accumulator for SequenceAccumulator {
         let flat = self
             .events
             .iter()
-            .flat_map(|&(ts, e, c)| [ts, e, c])
+            .flat_map(|&(ts, e, c, age)| [ts, e, c, age])
             .collect();
         Ok(vec![list_state::<Int64Type>(flat)])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         for part in list_states::<Int64Type>(&states[0]) {
-            self.events
-                .extend(part.values().chunks_exact(3).map(|c| (c[0], c[1], c[2])));
+            self.events.extend(
+                part.values()
+                    .chunks_exact(4)
+                    .map(|c| (c[0], c[1], c[2], c[3])),
+            );
             self.trim(false);
         }
         Ok(())
@@ -252,6 +282,48 @@ mod tests {
         assert_eq!(event_index("PV"), Some(0));
         assert_eq!(event_index("buy"), Some(4));
         assert_eq!(event_index("click"), None);
+    }
+
+    /// The as-of form: each event's token carries its age at as_of, and events at or after
+    /// as_of are left out.
+    #[test]
+    fn as_of_gives_ages_and_leaves_out_later_events() {
+        use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
+        let min = 60 * 1_000_000;
+        let as_of = 120 * min;
+        let rows: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["view", "cart", "purchase", "fav"])),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                0,
+                115 * min,
+                as_of,
+                as_of + min,
+            ])),
+            Arc::new(Int64Array::from(vec![64; 4])),
+            Arc::new(TimestampMicrosecondArray::from(vec![as_of; 4])),
+        ];
+        let mut acc = SequenceAccumulator {
+            max_len: 64,
+            events: Vec::new(),
+        };
+        acc.update_batch(&rows).unwrap();
+        let ScalarValue::List(list) = acc.evaluate().unwrap() else {
+            panic!("not a list")
+        };
+        let tokens = list.value(0);
+        let tokens: Vec<i32> = tokens
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+            .values()
+            .to_vec();
+        // The view is 2 h old (< 6 h: bucket 3), the cart 5 minutes (< 10 min: bucket 1);
+        // the purchase at as_of and the later fav are not in the sequence.
+        assert_eq!(
+            tokens,
+            vec![token(0, 1, Some(120 * min)), token(3, 2, Some(5 * min))]
+        );
+        assert_eq!(tokens[0], 1 + (3 * 5) * 64 + 1);
+        assert_eq!(tokens[1], 1 + (5 + 3) * 64 + 2);
     }
 
     /// Partial states merged (one from a partition with no rows) give the sequence one pass
