@@ -35,6 +35,7 @@ fn main() {
             discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
             time_left: (0..n).map(|_| rng.random()).collect(),
             hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
+            features: Vec::new(),
         };
         let s = common::median_seconds(&mut || {
             scorer.probabilities(&rows).expect("score");

@@ -27,6 +27,7 @@ fn main() {
         discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
         time_left: (0..n).map(|_| rng.random()).collect(),
         hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
+        features: Vec::new(),
     };
     let labels: Vec<f32> = (0..n)
         .map(|_| f32::from(u8::from(rng.random_bool(0.2))))

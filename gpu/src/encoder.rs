@@ -26,6 +26,19 @@ pub struct EncoderConfig {
     pub channels: usize,
     /// The user vector's dimension.
     pub dim: usize,
+    /// When tokens are `1 + group · buckets + bucket` (behavior_sequence: group = gap and
+    /// event, bucket = category), each token's embedding is its own row **plus** a row for
+    /// its group and one for its bucket. A rare token then still means what its event, age
+    /// and category mean; with few rows per token that is most of what can be learnt.
+    #[serde(default)]
+    pub factor_buckets: Option<usize>,
+}
+
+impl EncoderConfig {
+    /// The pooled features the projection reads.
+    pub fn pooled(&self) -> usize {
+        self.channels * self.widths.len()
+    }
 }
 
 impl Default for EncoderConfig {
@@ -36,6 +49,7 @@ impl Default for EncoderConfig {
             widths: vec![2, 3, 5],
             channels: 32,
             dim: 32,
+            factor_buckets: None,
         }
     }
 }
@@ -55,6 +69,26 @@ struct Conv {
 }
 
 #[derive(Debug, Clone)]
+struct Factors {
+    group: Tensor,
+    bucket: Tensor,
+    group_of: Tensor,
+    bucket_of: Tensor,
+}
+
+/// The number of groups of a factored vocabulary (padding's row 0 included) and each
+/// token's group and bucket.
+fn factor_index(vocab: usize, buckets: usize) -> (usize, Vec<u32>, Vec<u32>) {
+    let group = |t: usize| if t == 0 { 0 } else { 1 + (t - 1) / buckets };
+    let bucket = |t: usize| if t == 0 { 0 } else { (t - 1) % buckets };
+    (
+        group(vocab - 1) + 1,
+        (0..vocab).map(|t| group(t) as u32).collect(),
+        (0..vocab).map(|t| bucket(t) as u32).collect(),
+    )
+}
+
+#[derive(Debug, Clone)]
 pub struct SequenceEncoder {
     config: EncoderConfig,
     /// `[V, E]`; row 0 (padding) is multiplied by `pad_mask` in every pass, so it stays zero
@@ -62,6 +96,9 @@ pub struct SequenceEncoder {
     embedding: Tensor,
     /// `[V, 1]`: 0 for the padding token, 1 otherwise.
     pad_mask: Tensor,
+    /// With [`EncoderConfig::factor_buckets`]: the group and bucket tables (`[G, E]`,
+    /// `[buckets, E]`) and each token's row in them (`[V]`).
+    factors: Option<Factors>,
     convs: Vec<Conv>,
     proj_weight: Tensor,
     proj_bias: Tensor,
@@ -79,13 +116,28 @@ impl SequenceEncoder {
             "encoder.embedding".to_string(),
             glorot(seed, "encoder.embedding", &[v, e], v, e, device)?,
         );
+        if let Some(buckets) = config.factor_buckets {
+            if buckets == 0 {
+                return Err(GpuError::Shape("factor_buckets must be positive".into()));
+            }
+            let (groups, _, _) = factor_index(v, buckets);
+            for (name, rows) in [
+                ("encoder.group_embedding", groups),
+                ("encoder.bucket_embedding", buckets),
+            ] {
+                named.insert(
+                    name.to_string(),
+                    glorot(seed, name, &[rows, e], rows, e, device)?,
+                );
+            }
+        }
         for &w in &config.widths {
             let name = format!("encoder.conv{w}.weight");
             let kernel = glorot(seed, &name, &[c, e, w], w * e, c, device)?;
             named.insert(name, kernel);
             named.insert(format!("encoder.conv{w}.bias"), zeros(&[c], device)?);
         }
-        let pooled = c * config.widths.len();
+        let pooled = config.pooled();
         named.insert(
             "encoder.proj.weight".to_string(),
             glorot(seed, "encoder.proj.weight", &[pooled, d], pooled, d, device)?,
@@ -111,6 +163,19 @@ impl SequenceEncoder {
             ],
             0,
         )?;
+        let factors = match config.factor_buckets {
+            Some(buckets) if buckets > 0 => {
+                let (groups, group_of, bucket_of) = factor_index(v, buckets);
+                Some(Factors {
+                    group: get("encoder.group_embedding", &[groups, e])?,
+                    bucket: get("encoder.bucket_embedding", &[buckets, e])?,
+                    group_of: Tensor::from_vec(group_of, v, &device)?,
+                    bucket_of: Tensor::from_vec(bucket_of, v, &device)?,
+                })
+            }
+            Some(_) => return Err(GpuError::Shape("factor_buckets must be positive".into())),
+            None => None,
+        };
         let mut convs = Vec::new();
         for &w in &config.widths {
             convs.push(Conv {
@@ -118,12 +183,13 @@ impl SequenceEncoder {
                 bias: get(&format!("encoder.conv{w}.bias"), &[c])?,
             });
         }
-        let pooled = c * config.widths.len();
+        let pooled = config.pooled();
         Ok(SequenceEncoder {
             proj_weight: get("encoder.proj.weight", &[pooled, d])?,
             proj_bias: get("encoder.proj.bias", &[d])?,
             embedding,
             pad_mask,
+            factors,
             convs,
             config,
         })
@@ -132,7 +198,14 @@ impl SequenceEncoder {
     /// Every weight by name (the padding row of the embedding zeroed), for storing and
     /// for training.
     pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>, GpuError> {
-        let mut out = vec![("encoder.embedding".to_string(), self.table()?)];
+        let mut out = vec![(
+            "encoder.embedding".to_string(),
+            self.embedding.broadcast_mul(&self.pad_mask)?,
+        )];
+        if let Some(f) = &self.factors {
+            out.push(("encoder.group_embedding".to_string(), f.group.clone()));
+            out.push(("encoder.bucket_embedding".to_string(), f.bucket.clone()));
+        }
         for (conv, w) in self.convs.iter().zip(&self.config.widths) {
             out.push((format!("encoder.conv{w}.weight"), conv.kernel.clone()));
             out.push((format!("encoder.conv{w}.bias"), conv.bias.clone()));
@@ -142,9 +215,17 @@ impl SequenceEncoder {
         Ok(out)
     }
 
-    /// The embedding table with the padding row zeroed.
+    /// Each token's embedding (its row, plus its group's and bucket's when factored), the
+    /// padding row zeroed.
     fn table(&self) -> Result<Tensor, GpuError> {
-        Ok(self.embedding.broadcast_mul(&self.pad_mask)?)
+        let rows = match &self.factors {
+            None => self.embedding.clone(),
+            Some(f) => {
+                ((&self.embedding + f.group.index_select(&f.group_of, 0)?)?
+                    + f.bucket.index_select(&f.bucket_of, 0)?)?
+            }
+        };
+        Ok(rows.broadcast_mul(&self.pad_mask)?)
     }
 
     pub fn config(&self) -> &EncoderConfig {
@@ -232,6 +313,7 @@ mod tests {
             widths: vec![2, 3, 5],
             channels: 6,
             dim: 4,
+            factor_buckets: None,
         };
         let enc = SequenceEncoder::seeded(config.clone(), 7, &dev).unwrap();
         let (b, l) = (5, 12);

@@ -109,11 +109,22 @@ mod tests {
     use candle_core::{Device, Tensor};
     use rand::{Rng, SeedableRng};
 
-    /// The frozen forward equals the tensor forward within 1e-5 on seeded weights and tokens.
+    /// The frozen forward equals the tensor forward within 1e-5 on seeded weights and tokens,
+    /// with plain and with factored embeddings.
     #[test]
     fn frozen_equals_the_tensor_forward() {
+        for factor_buckets in [None, Some(64)] {
+            frozen_equals_the_tensor_forward_with(factor_buckets);
+        }
+    }
+
+    fn frozen_equals_the_tensor_forward_with(factor_buckets: Option<usize>) {
         let dev = Device::Cpu;
-        let enc = SequenceEncoder::seeded(EncoderConfig::default(), 9, &dev).unwrap();
+        let config = EncoderConfig {
+            factor_buckets,
+            ..EncoderConfig::default()
+        };
+        let enc = SequenceEncoder::seeded(config, 9, &dev).unwrap();
         let frozen = FrozenEncoder::new(&enc).unwrap();
         let (b, l) = (37, 20);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);

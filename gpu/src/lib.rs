@@ -8,8 +8,10 @@
 //! - [`purchase`]: the purchase model, monotone in the discount by construction;
 //! - [`scorer`]: its frozen CPU form for scoring;
 //! - [`train`]: the training loop; [`metrics`]: AUC and log loss;
+//! - [`calibration`]: Platt scaling of a trained model's logits;
 //! - [`store`]: versioned models on disk, cached per process.
 
+pub mod calibration;
 pub mod device;
 pub mod encoder;
 pub mod frozen;

@@ -9,6 +9,11 @@
 //!
 //! Since softplus ≥ 0 and the discount enters nowhere else, an optimiser searching discounts
 //! can never exploit a model artefact that makes a deeper discount sell less.
+//!
+//! The same network without the offer is the **propensity** model: P(the user does the
+//! labelled thing, e.g. buys within a day) from the behaviour sequence alone,
+//! `logit = f([user vector | features])`. Both kinds fuse optional numeric `features`
+//! (standardised with the training rows' mean and deviation) into the first layer.
 
 use std::collections::HashMap;
 
@@ -16,16 +21,60 @@ use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
+use crate::calibration::Platt;
 use crate::encoder::{EncoderConfig, SequenceEncoder};
 use crate::init::{glorot, named_tensor, zeros};
 
 /// Dense offer features after the embeddings: z(ln price), time_left, sin and cos of the hour.
 pub const DENSE: usize = 4;
 
+/// What a model predicts, and so which inputs it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// P(buy | user, item, offer), monotone in the discount.
+    #[default]
+    Purchase,
+    /// P(label | user): no item, no offer.
+    Propensity,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Purchase => "purchase",
+            ModelKind::Propensity => "propensity",
+        }
+    }
+}
+
+/// How one numeric feature is standardised: `(x − mean) / sd`, from the training rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    pub mean: f32,
+    pub sd: f32,
+}
+
+impl Scale {
+    /// The scale of a column of values (sd 1 when it is constant, so it stays finite).
+    pub fn of(values: impl Iterator<Item = f64> + Clone) -> Scale {
+        let n = values.clone().count().max(1) as f64;
+        let mean = values.clone().sum::<f64>() / n;
+        let sd = (values.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        Scale {
+            mean: mean as f32,
+            sd: if sd > 1e-6 { sd as f32 } else { 1.0 },
+        }
+    }
+}
+
 /// Everything that fixes the model's shape and how raw inputs become features; stored in
 /// the manifest so a loaded model reads its inputs exactly as it was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurchaseConfig {
+    /// Models stored before there were kinds are purchase models.
+    #[serde(default)]
+    pub kind: ModelKind,
     pub encoder: EncoderConfig,
     /// Sequences are cut to their last `seq_len` tokens and left-padded to it.
     pub seq_len: usize,
@@ -42,6 +91,12 @@ pub struct PurchaseConfig {
     /// given when scoring).
     pub time_left: bool,
     pub hour: bool,
+    /// One scale per extra numeric feature (the `features` list), in list order.
+    #[serde(default)]
+    pub features: Vec<Scale>,
+    /// Platt scaling of the logit, fitted on the validation rows after training.
+    #[serde(default)]
+    pub calibration: Option<Platt>,
 }
 
 impl PurchaseConfig {
@@ -52,13 +107,52 @@ impl PurchaseConfig {
             .map_or(0, |k| k as u32 + 1)
     }
 
-    fn inputs(&self) -> usize {
-        let user = if self.use_sequence {
+    /// Whether the model reads an item and an offer (category, price, discount, …).
+    pub fn has_offer(&self) -> bool {
+        self.kind == ModelKind::Purchase
+    }
+
+    /// The width of the user vector in the first layer's input (0 without the encoder).
+    pub fn user_dim(&self) -> usize {
+        if self.use_sequence {
             self.encoder.dim
         } else {
             0
-        };
-        user + self.category_dim + DENSE
+        }
+    }
+
+    /// The dense inputs after the user vector and the category embedding: the offer's
+    /// [`DENSE`] (purchase models) and then the extra features.
+    pub fn dense_dim(&self) -> usize {
+        if self.has_offer() { DENSE } else { 0 }.saturating_add(self.features.len())
+    }
+
+    /// The width of the category embedding in the first layer's input.
+    pub fn category_inputs(&self) -> usize {
+        if self.has_offer() {
+            self.category_dim
+        } else {
+            0
+        }
+    }
+
+    fn inputs(&self) -> usize {
+        self.user_dim() + self.category_inputs() + self.dense_dim()
+    }
+
+    /// Input and output widths of the three layers.
+    fn layer_dims(&self) -> [usize; 4] {
+        [
+            self.inputs(),
+            self.hidden[0],
+            self.hidden[1],
+            self.outputs(),
+        ]
+    }
+
+    /// Network outputs: f and g (the discount slope) for purchase models, f alone otherwise.
+    pub fn outputs(&self) -> usize {
+        if self.has_offer() { 2 } else { 1 }
     }
 }
 
@@ -76,6 +170,8 @@ pub struct Rows {
     /// Empty when the model does not use it.
     pub time_left: Vec<f32>,
     pub hour: Vec<f32>,
+    /// The extra features, raw (not yet standardised), `config.features.len()` per row.
+    pub features: Vec<f32>,
 }
 
 impl Rows {
@@ -87,18 +183,59 @@ impl Rows {
         self.seq_of_row.is_empty()
     }
 
-    /// The dense features of row `r`: z(ln price), time_left, sin and cos of the hour.
-    pub fn dense(&self, config: &PurchaseConfig, r: usize) -> [f32; DENSE] {
-        let z = (self.price[r].max(1e-6).ln() - config.log_price_mean) / config.log_price_sd;
-        let t = self.time_left.get(r).copied().unwrap_or(0.0);
-        let (s, c) = match self.hour.get(r) {
-            Some(&h) => {
-                let a = h * std::f32::consts::TAU / 24.0;
-                (a.sin(), a.cos())
-            }
-            None => (0.0, 0.0),
-        };
-        [z, t, s, c]
+    /// Writes the dense inputs of row `r` into `out` (`config.dense_dim()` values): for a
+    /// purchase model z(ln price), time_left, sin and cos of the hour; then the
+    /// standardised extra features.
+    pub fn dense(&self, config: &PurchaseConfig, r: usize, out: &mut [f32]) {
+        let mut k = 0;
+        if config.has_offer() {
+            let z = (self.price[r].max(1e-6).ln() - config.log_price_mean) / config.log_price_sd;
+            let t = self.time_left.get(r).copied().unwrap_or(0.0);
+            let (s, c) = match self.hour.get(r) {
+                Some(&h) => {
+                    let a = h * std::f32::consts::TAU / 24.0;
+                    (a.sin(), a.cos())
+                }
+                None => (0.0, 0.0),
+            };
+            out[..DENSE].copy_from_slice(&[z, t, s, c]);
+            k = DENSE;
+        }
+        let f = config.features.len();
+        for ((o, x), s) in out[k..k + f]
+            .iter_mut()
+            .zip(&self.features[r * f..(r + 1) * f])
+            .zip(&config.features)
+        {
+            *o = (x - s.mean) / s.sd;
+        }
+    }
+
+    /// Whether every input the model reads is there for every row, and every row points at
+    /// a sequence and a category that exist.
+    pub fn check(&self, config: &PurchaseConfig) -> Result<(), GpuError> {
+        let n = self.len();
+        let n_seq = self.sequences.len() / config.seq_len.max(1);
+        let n_cat = config.categories.len() + 1;
+        let offer_ok = !config.has_offer()
+            || (self.category.len() == n
+                && self.price.len() == n
+                && self.discount.len() == n
+                && (!config.time_left || self.time_left.len() == n)
+                && (!config.hour || self.hour.len() == n));
+        if !offer_ok || self.features.len() != n * config.features.len() {
+            return Err(GpuError::Shape(
+                "rows do not carry the inputs the model reads".into(),
+            ));
+        }
+        if self.seq_of_row.iter().any(|&s| s as usize >= n_seq)
+            || self.category.iter().any(|&c| c as usize >= n_cat)
+        {
+            return Err(GpuError::Shape(
+                "a row points past its sequences or categories".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -114,8 +251,8 @@ pub fn pad_sequence(seq: &[u32], len: usize, out: &mut Vec<u32>) {
 pub struct PurchaseModel {
     config: PurchaseConfig,
     encoder: Option<SequenceEncoder>,
-    /// `[categories + 1, category_dim]`.
-    category: Tensor,
+    /// `[categories + 1, category_dim]`; purchase models only.
+    category: Option<Tensor>,
     layers: [(Tensor, Tensor); 3],
 }
 
@@ -130,18 +267,20 @@ impl PurchaseModel {
             named.extend(enc.named_tensors()?);
         }
         let n_cat = config.categories.len() + 1;
-        named.insert(
-            "category.embedding".into(),
-            glorot(
-                seed,
-                "category.embedding",
-                &[n_cat, config.category_dim],
-                n_cat,
-                config.category_dim,
-                device,
-            )?,
-        );
-        let dims = [config.inputs(), config.hidden[0], config.hidden[1], 2];
+        if config.has_offer() {
+            named.insert(
+                "category.embedding".into(),
+                glorot(
+                    seed,
+                    "category.embedding",
+                    &[n_cat, config.category_dim],
+                    n_cat,
+                    config.category_dim,
+                    device,
+                )?,
+            );
+        }
+        let dims = config.layer_dims();
         for (k, name) in LAYER_NAMES.iter().enumerate() {
             let (i, o) = (dims[k], dims[k + 1]);
             let w = format!("{name}.weight");
@@ -162,11 +301,15 @@ impl PurchaseModel {
         } else {
             None
         };
-        let category = get(
-            "category.embedding",
-            &[config.categories.len() + 1, config.category_dim],
-        )?;
-        let dims = [config.inputs(), config.hidden[0], config.hidden[1], 2];
+        let category = if config.has_offer() {
+            Some(get(
+                "category.embedding",
+                &[config.categories.len() + 1, config.category_dim],
+            )?)
+        } else {
+            None
+        };
+        let dims = config.layer_dims();
         let layer = |k: usize| -> Result<(Tensor, Tensor), GpuError> {
             let name = LAYER_NAMES[k];
             Ok((
@@ -186,6 +329,12 @@ impl PurchaseModel {
         &self.config
     }
 
+    /// The same weights with a calibration of the logit.
+    pub fn with_calibration(mut self, calibration: Option<Platt>) -> Self {
+        self.config.calibration = calibration;
+        self
+    }
+
     pub fn encoder(&self) -> Option<&SequenceEncoder> {
         self.encoder.as_ref()
     }
@@ -196,7 +345,9 @@ impl PurchaseModel {
             Some(e) => e.named_tensors()?,
             None => Vec::new(),
         };
-        out.push(("category.embedding".into(), self.category.clone()));
+        if let Some(c) = &self.category {
+            out.push(("category.embedding".into(), c.clone()));
+        }
         for (name, (w, b)) in LAYER_NAMES.iter().zip(&self.layers) {
             out.push((format!("{name}.weight"), w.clone()));
             out.push((format!("{name}.bias"), b.clone()));
@@ -204,7 +355,7 @@ impl PurchaseModel {
         Ok(out)
     }
 
-    /// Purchase logits `[B]` of the rows `batch` of `rows`, on `device`.
+    /// Logits `[B]` of the rows `batch` of `rows`, on `device`.
     pub fn logits(
         &self,
         rows: &Rows,
@@ -223,16 +374,19 @@ impl PurchaseModel {
             let tokens = Tensor::from_vec(tokens, (b, len), device)?;
             parts.push(encoder.forward(&tokens)?);
         }
-        let cats: Vec<u32> = batch.iter().map(|&r| rows.category[r]).collect();
-        let cats = Tensor::from_vec(cats, b, device)?;
-        parts.push(self.category.index_select(&cats, 0)?);
-        let mut dense = Vec::with_capacity(b * DENSE);
-        let mut discount = Vec::with_capacity(b);
-        for &r in batch {
-            dense.extend_from_slice(&rows.dense(&self.config, r));
-            discount.push(rows.discount[r]);
+        if let Some(category) = &self.category {
+            let cats: Vec<u32> = batch.iter().map(|&r| rows.category[r]).collect();
+            let cats = Tensor::from_vec(cats, b, device)?;
+            parts.push(category.index_select(&cats, 0)?);
         }
-        parts.push(Tensor::from_vec(dense, (b, DENSE), device)?);
+        let width = self.config.dense_dim();
+        if width > 0 {
+            let mut dense = vec![0.0f32; b * width];
+            for (&r, out) in batch.iter().zip(dense.chunks_mut(width)) {
+                rows.dense(&self.config, r, out);
+            }
+            parts.push(Tensor::from_vec(dense, (b, width), device)?);
+        }
         let mut h = Tensor::cat(&parts, D::Minus1)?;
         for (k, (w, bias)) in self.layers.iter().enumerate() {
             h = h.matmul(w)?.broadcast_add(bias)?;
@@ -240,10 +394,17 @@ impl PurchaseModel {
                 h = h.relu()?;
             }
         }
-        let f = h.narrow(1, 0, 1)?.squeeze(1)?;
-        let g = h.narrow(1, 1, 1)?.squeeze(1)?;
-        let discount = Tensor::from_vec(discount, b, device)?;
-        Ok((f + softplus(&g)?.mul(&discount)?)?)
+        let mut z = h.narrow(1, 0, 1)?.squeeze(1)?;
+        if self.config.has_offer() {
+            let g = h.narrow(1, 1, 1)?.squeeze(1)?;
+            let discount: Vec<f32> = batch.iter().map(|&r| rows.discount[r]).collect();
+            let discount = Tensor::from_vec(discount, b, device)?;
+            z = (z + softplus(&g)?.mul(&discount)?)?;
+        }
+        match self.config.calibration {
+            Some(c) => Ok(z.affine(f64::from(c.a), f64::from(c.b))?),
+            None => Ok(z),
+        }
     }
 }
 

@@ -1,22 +1,23 @@
-//! The purchase model for scoring on the CPU: weights frozen into plain arrays, each
-//! sequence encoded once, and the first layer split by input so that per row only the
-//! offer's few dense features are multiplied:
+//! The purchase and propensity models for scoring on the CPU: weights frozen into plain
+//! arrays, each sequence encoded once, and the first layer split by input so that per row
+//! only the few dense features are multiplied:
 //!
 //! ```text
 //! h1 = relu(U[seq]·W1_user + E[cat]·W1_cat + dense·W1_dense + b1)
 //! ```
 //!
 //! `U·W1_user` is computed once per distinct sequence and `E·W1_cat` once per category, so a
-//! row costs H1·(DENSE + 1) + H1·H2 + 2·H2 multiply-adds.
+//! purchase row costs H1·(DENSE + 1) + H1·H2 + 2·H2 multiply-adds.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::GpuError;
 use crate::frozen::FrozenEncoder;
-use crate::purchase::{DENSE, PurchaseConfig, PurchaseModel, Rows};
+use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 
 #[derive(Debug)]
 pub struct Scorer {
@@ -24,11 +25,12 @@ pub struct Scorer {
     encoder: Option<FrozenEncoder>,
     /// `[D, H1]`.
     w1_user: Vec<f32>,
-    /// `[categories + 1, H1]`: each category's embedding times its rows of W1, plus b1.
+    /// `[categories + 1, H1]`: each category's embedding times its rows of W1, plus b1 (for
+    /// a propensity model one row, b1).
     cat_h1: Vec<f32>,
-    /// `[DENSE, H1]`.
+    /// `[dense_dim, H1]`.
     w1_dense: Vec<f32>,
-    /// `[H1, H2]`, `[H2]`, `[H2, 2]`, `[2]`.
+    /// `[H1, H2]`, `[H2]`, `[H2, outputs]`, `[outputs]`.
     w2: Vec<f32>,
     b2: Vec<f32>,
     w3: Vec<f32>,
@@ -44,32 +46,32 @@ type SequenceCache = HashMap<Box<[u32]>, Box<[f32]>, ahash::RandomState>;
 /// How many encoded sequences a loaded model keeps (~100 MB at the default shape).
 const CACHED_SEQUENCES: usize = 200_000;
 
-fn flat(t: &candle_core::Tensor) -> Result<Vec<f32>, GpuError> {
+fn flat(t: &Tensor) -> Result<Vec<f32>, GpuError> {
     Ok(t.flatten_all()?.to_vec1()?)
 }
 
 impl Scorer {
     pub fn new(model: &PurchaseModel) -> Result<Scorer, GpuError> {
         let config = model.config().clone();
-        let named: std::collections::HashMap<String, candle_core::Tensor> =
-            model.named_tensors()?.into_iter().collect();
-        let get = |name: &str| -> Result<Vec<f32>, GpuError> {
-            named
+        let named: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
+        // On the CPU and contiguous, whatever device the model was trained on.
+        let tensor = |name: &str| -> Result<Tensor, GpuError> {
+            let t = named
                 .get(name)
-                .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))
-                .and_then(flat)
+                .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))?;
+            Ok(t.to_device(&Device::Cpu)?.contiguous()?)
         };
+        let get = |name: &str| -> Result<Vec<f32>, GpuError> { flat(&tensor(name)?) };
         let h1 = config.hidden[0];
         let w1 = get("mlp.hidden1.weight")?;
         let b1 = get("mlp.hidden1.bias")?;
-        let user = if config.use_sequence {
-            config.encoder.dim
+        let user = config.user_dim();
+        let cd = config.category_inputs();
+        let (emb, n_cat) = if config.has_offer() {
+            (get("category.embedding")?, config.categories.len() + 1)
         } else {
-            0
+            (Vec::new(), 1)
         };
-        let cd = config.category_dim;
-        let emb = get("category.embedding")?;
-        let n_cat = config.categories.len() + 1;
         let mut cat_h1 = vec![0.0f32; n_cat * h1];
         for (k, dst) in cat_h1.chunks_mut(h1).enumerate() {
             dst.copy_from_slice(&b1);
@@ -87,7 +89,7 @@ impl Scorer {
                 None => None,
             },
             w1_user: w1[..user * h1].to_vec(),
-            w1_dense: w1[(user + cd) * h1..(user + cd + DENSE) * h1].to_vec(),
+            w1_dense: w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
             cat_h1,
             w2: get("mlp.hidden2.weight")?,
             b2: get("mlp.hidden2.bias")?,
@@ -172,7 +174,7 @@ impl Scorer {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// P(buy) for every row.
+    /// The probability of every row.
     pub fn probabilities(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let mut out = self.logits(rows)?;
         for z in &mut out {
@@ -181,36 +183,23 @@ impl Scorer {
         Ok(out)
     }
 
-    /// The purchase logit of every row.
+    /// The logit of every row.
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let n = rows.len();
-        let len = self.config.seq_len;
-        let n_seq = rows.sequences.len() / len.max(1);
-        let n_cat = self.config.categories.len() + 1;
-        if rows.category.len() != n || rows.price.len() != n || rows.discount.len() != n {
-            return Err(GpuError::Shape("rows of unequal length".into()));
-        }
-        if (self.config.time_left && rows.time_left.len() != n)
-            || (self.config.hour && rows.hour.len() != n)
-        {
-            return Err(GpuError::Shape("missing offer features".into()));
-        }
-        if rows.seq_of_row.iter().any(|&s| s as usize >= n_seq)
-            || rows.category.iter().any(|&c| c as usize >= n_cat)
-        {
-            return Err(GpuError::Shape(
-                "a row points past its sequences or categories".into(),
-            ));
-        }
+        rows.check(&self.config)?;
+        let offer = self.config.has_offer();
+        let (width, outputs) = (self.config.dense_dim(), self.config.outputs());
         let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
         let seq_h1 = self.sequence_parts(&rows.sequences)?;
+        // Row by row, in registers and L1: measured faster than candle's matmul over blocks
+        // of rows, whose temporaries cost more than the products (benches/RESULTS.md).
         let mut out = vec![0.0f64; n];
         out.par_chunks_mut(1024).enumerate().for_each_init(
-            || (vec![0.0f32; h1], vec![0.0f32; h2]),
-            |(a1, a2), (chunk, dst)| {
+            || (vec![0.0f32; h1], vec![0.0f32; h2], vec![0.0f32; width]),
+            |(a1, a2, dense), (chunk, dst)| {
                 for (j, p) in dst.iter_mut().enumerate() {
                     let r = chunk * 1024 + j;
-                    let c = rows.category[r] as usize;
+                    let c = if offer { rows.category[r] as usize } else { 0 };
                     a1.copy_from_slice(&self.cat_h1[c * h1..(c + 1) * h1]);
                     if let Some(s) = &seq_h1 {
                         let k = rows.seq_of_row[r] as usize;
@@ -218,7 +207,7 @@ impl Scorer {
                             *o += x;
                         }
                     }
-                    let dense = rows.dense(&self.config, r);
+                    rows.dense(&self.config, r, dense);
                     for (f, &x) in dense.iter().enumerate() {
                         let row = &self.w1_dense[f * h1..(f + 1) * h1];
                         for (o, w) in a1.iter_mut().zip(row) {
@@ -233,14 +222,23 @@ impl Scorer {
                             *o += x * w;
                         }
                     }
-                    let (mut f, mut g) = (self.b3[0], self.b3[1]);
+                    let (mut f, mut g) = (self.b3[0], self.b3.get(1).copied().unwrap_or(0.0));
                     for (i, &x) in a2.iter().enumerate() {
                         let x = x.max(0.0);
-                        f += x * self.w3[2 * i];
-                        g += x * self.w3[2 * i + 1];
+                        f += x * self.w3[outputs * i];
+                        if offer {
+                            g += x * self.w3[outputs * i + 1];
+                        }
                     }
-                    let slope = f64::from(g.max(0.0)) + (-f64::from(g.abs())).exp().ln_1p();
-                    *p = f64::from(f) + slope * f64::from(rows.discount[r]);
+                    let mut z = f64::from(f);
+                    if offer {
+                        let g = f64::from(g);
+                        z += (g.max(0.0) + (-g.abs()).exp().ln_1p()) * f64::from(rows.discount[r]);
+                    }
+                    *p = match &self.config.calibration {
+                        Some(c) => c.apply(z),
+                        None => z,
+                    };
                 }
             },
         );

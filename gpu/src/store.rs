@@ -49,7 +49,11 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub valid_auc: Option<f64>,
+    /// Of the stored model: after calibration when it is calibrated.
     pub valid_logloss: f64,
+    /// Before calibration, when the model is calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated_logloss: Option<f64>,
 }
 
 /// A version claimed for a model being trained.
@@ -303,6 +307,8 @@ impl ModelStore {
         let (version, tmp) = (reservation.version, reservation.dir.clone());
         manifest.name = reservation.name.clone();
         manifest.version = version;
+        // The weights' own shape and calibration: a manifest can never disagree with them.
+        manifest.config = model.config().clone();
         let base = self.dir.join(&manifest.name);
         let weights: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
         let wpath = tmp.join(WEIGHTS);

@@ -1,4 +1,4 @@
-//! Training the purchase model: mini-batch AdamW on a numerically stable binary
+//! Training the purchase and propensity models: mini-batch AdamW on a numerically stable binary
 //! cross-entropy, a seeded split by user or by time, early stopping on the validation loss
 //! (the best epoch's weights are kept).
 //!
@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
+use crate::calibration::Platt;
 use crate::device::{self, DeviceChoice};
 use crate::init::{FNV_OFFSET, fnv1a};
 use crate::metrics::{self, auc, log_loss};
@@ -35,6 +36,8 @@ pub struct TrainOptions {
     pub valid_share: f64,
     pub seed: u64,
     pub device: DeviceChoice,
+    /// Fit a Platt calibration on the validation rows after training.
+    pub calibrate: bool,
 }
 
 impl Default for TrainOptions {
@@ -48,6 +51,7 @@ impl Default for TrainOptions {
             valid_share: 0.2,
             seed: 42,
             device: DeviceChoice::Auto,
+            calibrate: true,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Trained {
     pub valid_rows: usize,
     /// Of the training rows, independent of their order.
     pub fingerprint: String,
+    /// The validation log loss before and after calibration, when the model is calibrated.
+    pub calibrated: Option<(f64, f64)>,
 }
 
 /// Row indices for training and for validation.
@@ -145,6 +151,11 @@ impl SplitKeys {
 /// FNV-1a of each row: its sequence, features, label and split key — all training reads.
 fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<u64> {
     let f = |v: &[f32], r: usize| v.get(r).map_or(0, |x| x.to_bits());
+    let width = if rows.is_empty() {
+        0
+    } else {
+        rows.features.len() / rows.len()
+    };
     (0..rows.len())
         .map(|r| {
             let s = rows.seq_of_row[r] as usize;
@@ -152,8 +163,11 @@ fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<
             for &t in &rows.sequences[s * len..(s + 1) * len] {
                 h = fnv1a(h, &t.to_le_bytes());
             }
+            for x in &rows.features[r * width..(r + 1) * width] {
+                h = fnv1a(h, &x.to_bits().to_le_bytes());
+            }
             for x in [
-                rows.category[r],
+                rows.category.get(r).copied().unwrap_or(0),
                 f(&rows.price, r),
                 f(&rows.discount, r),
                 f(&rows.time_left, r),
@@ -170,12 +184,17 @@ fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<
 /// The rows `idx` of `rows`, with only the sequences they use: validation encodes no
 /// training-only sequence.
 fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
-    let pick = |v: &[f32]| -> Vec<f32> {
+    fn pick<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
         if v.is_empty() {
             Vec::new()
         } else {
             idx.iter().map(|&r| v[r]).collect()
         }
+    }
+    let width = if rows.is_empty() {
+        0
+    } else {
+        rows.features.len() / rows.len()
     };
     let mut renumbered: HashMap<u32, u32> = HashMap::new();
     let mut sequences = Vec::new();
@@ -193,11 +212,37 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
     Rows {
         sequences,
         seq_of_row,
-        category: idx.iter().map(|&r| rows.category[r]).collect(),
-        price: pick(&rows.price),
-        discount: pick(&rows.discount),
-        time_left: pick(&rows.time_left),
-        hour: pick(&rows.hour),
+        category: pick(&rows.category, idx),
+        price: pick(&rows.price, idx),
+        discount: pick(&rows.discount, idx),
+        time_left: pick(&rows.time_left, idx),
+        hour: pick(&rows.hour, idx),
+        features: idx
+            .iter()
+            .flat_map(|&r| rows.features[r * width..(r + 1) * width].iter().copied())
+            .collect(),
+    }
+}
+
+/// The model with a Platt calibration fitted on the validation rows, when one lowers their log
+/// loss; and the log loss before and after.
+fn calibrate(
+    model: PurchaseModel,
+    rows: &Rows,
+    labels: &[f32],
+) -> Result<(PurchaseModel, Option<(f64, f64)>), GpuError> {
+    let z = Scorer::new(&model)?.logits(rows)?;
+    let Some(platt) = Platt::fit(&z, labels) else {
+        return Ok((model, None));
+    };
+    let before = metrics::bce_with_logits(labels, &z);
+    let scaled: Vec<f64> = z.iter().map(|&v| platt.apply(v)).collect();
+    let after = metrics::bce_with_logits(labels, &scaled);
+    if after < before {
+        tracing::info!(a = platt.a, b = platt.b, before, after, "calibrated");
+        Ok((model.with_calibration(Some(platt)), Some((before, after))))
+    } else {
+        Ok((model, None))
     }
 }
 
@@ -210,7 +255,7 @@ fn snapshot(config: &PurchaseConfig, vars: &[(String, Var)]) -> Result<PurchaseM
     PurchaseModel::from_named(config.clone(), &named)
 }
 
-/// Trains a purchase model; `on_epoch` sees each epoch's report as soon as it is known and
+/// Trains a model; `on_epoch` sees each epoch's report as soon as it is known and
 /// may stop training by returning an error.
 pub fn train(
     config: PurchaseConfig,
@@ -228,6 +273,12 @@ pub fn train(
             "sequences are not whole windows of {} tokens",
             config.seq_len
         )));
+    }
+    rows.check(&config)?;
+    if config.user_dim() + config.category_inputs() + config.dense_dim() == 0 {
+        return Err(GpuError::Data(
+            "the model has no inputs: give it a sequence (sequence => true) or features".into(),
+        ));
     }
     if opts.batch_size == 0 || opts.epochs == 0 {
         return Err(GpuError::Shape(
@@ -336,8 +387,14 @@ pub fn train(
         }
     }
     let (_, best_epoch, model) = best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
+    let (model, calibrated) = if opts.calibrate {
+        calibrate(model, &valid_rows, &valid_labels)?
+    } else {
+        (model, None)
+    };
     Ok(Trained {
         model,
+        calibrated,
         reports,
         best_epoch,
         device: used,

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use flashsql_gpu::encoder::EncoderConfig;
-use flashsql_gpu::purchase::PurchaseConfig;
+use flashsql_gpu::purchase::{ModelKind, PurchaseConfig};
 
 /// The median of 5 timed runs of `f`, after one untimed run (warm-up).
 pub fn median_seconds(f: &mut dyn FnMut()) -> f64 {
@@ -25,6 +25,7 @@ pub fn median_seconds(f: &mut dyn FnMut()) -> f64 {
 /// both offer features.
 pub fn purchase_config() -> PurchaseConfig {
     PurchaseConfig {
+        kind: ModelKind::Purchase,
         encoder: EncoderConfig::default(),
         seq_len: 64,
         use_sequence: true,
@@ -35,5 +36,7 @@ pub fn purchase_config() -> PurchaseConfig {
         log_price_sd: 0.7,
         time_left: true,
         hour: true,
+        features: Vec::new(),
+        calibration: None,
     }
 }

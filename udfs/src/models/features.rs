@@ -125,7 +125,26 @@ pub struct Scored {
     pub kept: Vec<usize>,
 }
 
-/// Reads scoring arguments (seq, category_id, price, discount [, time_left, hour]).
+/// The arguments a model's scoring function takes after the model name, in order.
+pub fn scoring_arguments(config: &PurchaseConfig) -> Vec<&'static str> {
+    let mut names = vec!["seq"];
+    if config.has_offer() {
+        names.extend(["category_id", "price", "discount"]);
+        if config.time_left {
+            names.push("time_left");
+        }
+        if config.hour {
+            names.push("hour");
+        }
+    }
+    if !config.features.is_empty() {
+        names.push("features");
+    }
+    names
+}
+
+/// Reads scoring arguments, [`scoring_arguments`] of the model (the caller has checked
+/// their number).
 pub fn scoring_rows(
     function: &str,
     config: &PurchaseConfig,
@@ -134,45 +153,122 @@ pub fn scoring_rows(
 ) -> Result<Scored> {
     let (sequences, seq_of_row) =
         sequences(function, &args[0], config.seq_len, config.encoder.vocab)?;
-    let cats = ints(function, "category_id", &args[1])?;
-    let price = floats(function, "price", &args[2])?;
-    let discount = floats(function, "discount", &args[3])?;
-    let time_left = match args.get(4) {
-        Some(a) => Some(floats(function, "time_left", a)?),
-        None => None,
-    };
-    let hour = match args.get(5) {
-        Some(a) => Some(floats(function, "hour", a)?),
-        None => None,
-    };
+    let mut numbers: HashMap<&str, Vec<Option<f64>>> = HashMap::new();
+    let mut features = None;
+    for (name, a) in scoring_arguments(config).into_iter().zip(args).skip(1) {
+        match name {
+            "features" => features = Some(feature_matrix(function, a, config.features.len())?),
+            "category_id" => {
+                let ids = ints(function, name, a)?;
+                let index = ids
+                    .iter()
+                    .map(|c| c.map(|c| f64::from(config.category_index(c))))
+                    .collect();
+                numbers.insert(name, index);
+            }
+            _ => {
+                numbers.insert(name, floats(function, name, a)?);
+            }
+        }
+    }
+    // Looked up once, not per row.
+    let mut take = |name: &str| numbers.remove(name);
+    let (category, price, discount) = (take("category_id"), take("price"), take("discount"));
+    let (time_left, hour) = (take("time_left"), take("hour"));
+    let present =
+        |v: &Option<Vec<Option<f64>>>, r: usize| v.as_ref().is_none_or(|v| v[r].is_some());
     let mut rows = Rows {
         sequences,
         ..Rows::default()
     };
     let mut kept = Vec::with_capacity(n);
+    let f = config.features.len();
     for r in 0..n {
-        let (Some(c), Some(p), Some(d)) = (cats[r], price[r], discount[r]) else {
-            continue;
-        };
-        let t = time_left.as_ref().map(|v| v[r]);
-        let h = hour.as_ref().map(|v| v[r]);
-        if matches!(t, Some(None)) || matches!(h, Some(None)) {
+        // A row with any NULL input has no probability.
+        if !(present(&category, r)
+            && present(&price, r)
+            && present(&discount, r)
+            && present(&time_left, r)
+            && present(&hour, r))
+            || features.as_ref().is_some_and(|(_, valid)| !valid[r])
+        {
             continue;
         }
-        check_offer(function, r, p, d)?;
+        if let (Some(c), Some(p), Some(d)) = (&category, &price, &discount) {
+            let (c, p, d) = (
+                c[r].unwrap_or(0.0),
+                p[r].unwrap_or(1.0),
+                d[r].unwrap_or(0.0),
+            );
+            check_offer(function, r, p, d)?;
+            rows.category.push(c as u32);
+            rows.price.push(p as f32);
+            rows.discount.push(d as f32);
+        }
+        if let Some(t) = &time_left {
+            rows.time_left.push(t[r].unwrap_or(0.0) as f32);
+        }
+        if let Some(h) = &hour {
+            rows.hour.push(h[r].unwrap_or(0.0) as f32);
+        }
+        if let Some((matrix, _)) = &features {
+            rows.features.extend_from_slice(&matrix[r * f..(r + 1) * f]);
+        }
         rows.seq_of_row.push(seq_of_row[r]);
-        rows.category.push(config.category_index(c));
-        rows.price.push(p as f32);
-        rows.discount.push(d as f32);
-        if config.time_left {
-            rows.time_left.push(t.flatten().unwrap_or(0.0) as f32);
-        }
-        if config.hour {
-            rows.hour.push(h.flatten().unwrap_or(0.0) as f32);
-        }
         kept.push(r);
     }
     Ok(Scored { rows, kept })
+}
+
+/// A `features` column — a list of numbers per row, `width` of them — as a row-major
+/// matrix, and whether each row has one (a NULL list has none; its slots are zero).
+pub fn feature_matrix(function: &str, a: &ArrayRef, width: usize) -> Result<(Vec<f32>, Vec<bool>)> {
+    let lists = feature_lists(function, a)?;
+    let lists = lists.as_list::<i32>();
+    let values = lists.values().as_primitive::<Float64Type>();
+    let offsets = lists.value_offsets();
+    let mut matrix = vec![0.0f32; lists.len() * width];
+    let mut valid = vec![false; lists.len()];
+    for r in 0..lists.len() {
+        if lists.is_null(r) {
+            continue;
+        }
+        let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
+        if end - start != width {
+            return Err(row_error(format!(
+                "{function}: row {}: features has length {}; the model takes {width}",
+                r + 1,
+                end - start
+            )));
+        }
+        for (k, i) in (start..end).enumerate() {
+            let x = values.value(i);
+            if values.is_null(i) || !x.is_finite() {
+                return Err(row_error(format!(
+                    "{function}: row {}: features value {} is {}; every value must be a finite number",
+                    r + 1,
+                    k + 1,
+                    if values.is_null(i) {
+                        "NULL".to_string()
+                    } else {
+                        x.to_string()
+                    }
+                )));
+            }
+            matrix[r * width + k] = x as f32;
+        }
+        valid[r] = true;
+    }
+    Ok((matrix, valid))
+}
+
+/// The width of a `features` column: the length of its first non-NULL list.
+pub fn feature_width(function: &str, a: &ArrayRef) -> Result<usize> {
+    let lists = feature_lists(function, a)?;
+    let lists = lists.as_list::<i32>();
+    Ok((0..lists.len())
+        .find(|&r| lists.is_valid(r))
+        .map_or(0, |r| lists.value_length(r) as usize))
 }
 
 /// A price must be positive and a discount a fraction in [0, 1].
@@ -190,4 +286,18 @@ pub fn check_offer(function: &str, r: usize, price: f64, discount: f64) -> Resul
         )));
     }
     Ok(())
+}
+
+/// A `features` column as lists of f64.
+fn feature_lists(function: &str, a: &ArrayRef) -> Result<ArrayRef> {
+    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
+        DataType::Float64,
+        true,
+    )));
+    cast(a, &target).map_err(|_| {
+        user_error(format!(
+            "{function}: features must be a list of numbers (e.g. [recency, frequency]), got {}",
+            a.data_type()
+        ))
+    })
 }

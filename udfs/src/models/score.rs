@@ -1,6 +1,6 @@
-//! `purchase_prob(model, seq, category_id, price, discount [, time_left [, hour]])` and
-//! `user_embedding(seq [, model])`: one model call per batch of rows, each distinct
-//! sequence encoded once.
+//! `purchase_prob(model, seq, category_id, price, discount [, time_left [, hour]] [, features])`,
+//! `propensity(model, seq [, features])` and `user_embedding(seq [, model])`: one model call
+//! per batch of rows, each distinct sequence encoded once.
 
 use std::sync::Arc;
 
@@ -14,13 +14,15 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use flashsql_gpu::GpuError;
+use flashsql_gpu::purchase::ModelKind;
 use flashsql_gpu::store::{LoadedModel, ModelStore};
 
-use super::features::{model_error, scoring_rows, sequences};
+use super::features::{model_error, scoring_arguments, scoring_rows, sequences};
 use crate::error::user_error;
 
-const PROB_USAGE: &str = "purchase_prob(model text, seq bigint[], category_id bigint, price double, discount double [, time_left double [, hour double]])";
-const EMBED_USAGE: &str = "user_embedding(seq bigint[] [, model text])";
+const PROB_USAGE: &str = "purchase_prob(model text, seq int[], category_id bigint, price double, discount double [, time_left double [, hour double]] [, features double[]])";
+const PROPENSITY_USAGE: &str = "propensity(model text, seq int[] [, features double[]])";
+const EMBED_USAGE: &str = "user_embedding(seq int[] [, model text])";
 
 /// The model store a function reads, compared by identity (DataFusion compares functions to
 /// tell whether two expressions are the same).
@@ -43,7 +45,13 @@ impl std::hash::Hash for Store {
 
 pub fn all(store: &Arc<ModelStore>) -> Vec<ScalarUDF> {
     vec![
-        ScalarUDF::from(PurchaseProb {
+        ScalarUDF::from(Probability {
+            kind: ModelKind::Purchase,
+            store: Store(store.clone()),
+            signature: Signature::variadic_any(Volatility::Stable),
+        }),
+        ScalarUDF::from(Probability {
+            kind: ModelKind::Propensity,
             store: Store(store.clone()),
             signature: Signature::variadic_any(Volatility::Stable),
         }),
@@ -85,15 +93,36 @@ fn load(function: &str, store: &ModelStore, spec: &str) -> Result<Arc<LoadedMode
     store.load(spec).map_err(|e| model_error(function, e))
 }
 
+/// A model's probability per row: `purchase_prob` for purchase models, `propensity` for
+/// propensity models. The arguments after the model are the inputs it was trained on, in
+/// the order [`scoring_arguments`] gives.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct PurchaseProb {
+struct Probability {
+    kind: ModelKind,
     store: Store,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for PurchaseProb {
+impl Probability {
+    fn usage(&self) -> &'static str {
+        match self.kind {
+            ModelKind::Purchase => PROB_USAGE,
+            ModelKind::Propensity => PROPENSITY_USAGE,
+        }
+    }
+
+    /// The other kind's function, for an error that points at it.
+    fn function_of(kind: ModelKind) -> &'static str {
+        match kind {
+            ModelKind::Purchase => "purchase_prob",
+            ModelKind::Propensity => "propensity",
+        }
+    }
+}
+
+impl ScalarUDFImpl for Probability {
     fn name(&self) -> &str {
-        "purchase_prob"
+        Probability::function_of(self.kind)
     }
 
     fn signature(&self) -> &Signature {
@@ -101,26 +130,42 @@ impl ScalarUDFImpl for PurchaseProb {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        let n = args.len();
         let list = |t: &DataType| {
             matches!(
                 t,
                 DataType::List(_) | DataType::LargeList(_) | DataType::Null
             )
         };
-        if !(5..=7).contains(&n)
-            || !matches!(
+        let number = |t: &DataType| t.is_numeric() || *t == DataType::Null;
+        let (fixed, most) = match self.kind {
+            ModelKind::Purchase => (5, 8),
+            ModelKind::Propensity => (2, 3),
+        };
+        let n = args.len();
+        // After the fixed arguments only numbers, then one optional list (the features).
+        let tail_ok = args.get(fixed..).is_none_or(|tail| {
+            tail.iter().enumerate().all(|(k, t)| {
+                if k + 1 == tail.len() {
+                    list(t) || number(t)
+                } else {
+                    number(t)
+                }
+            })
+        });
+        let ok = (fixed..=most).contains(&n)
+            && matches!(
                 args[0],
                 DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
             )
-            || !list(&args[1])
-            || args[2..]
-                .iter()
-                .any(|t| !t.is_numeric() && *t != DataType::Null)
-        {
+            && list(&args[1])
+            && args[2..fixed.min(n)].iter().all(number)
+            && tail_ok;
+        if !ok {
             let given: Vec<String> = args.iter().map(|t| t.to_string()).collect();
             return Err(user_error(format!(
-                "purchase_prob: expected {PROB_USAGE}, got ({})",
+                "{}: expected {}, got ({})",
+                self.name(),
+                self.usage(),
                 given.join(", ")
             )));
         }
@@ -128,30 +173,35 @@ impl ScalarUDFImpl for PurchaseProb {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = Probability::function_of(self.kind);
         let n = args.number_rows;
-        let spec = model_name("purchase_prob", &args.args[0])?;
-        let model = load("purchase_prob", &self.store.0, &spec)?;
+        let spec = model_name(name, &args.args[0])?;
+        let model = load(name, &self.store.0, &spec)?;
         let config = model.scorer.config();
-        let wanted = 5 + usize::from(config.time_left) + usize::from(config.hour);
-        if args.args.len() != wanted {
-            let extra = match (config.time_left, config.hour) {
-                (false, _) => "",
-                (true, false) => ", time_left",
-                (true, true) => ", time_left, hour",
-            };
+        if config.kind != self.kind {
             return Err(user_error(format!(
-                "purchase_prob: model {spec} takes {wanted} arguments: (model, seq, category_id, price, discount{extra})"
+                "{name}: model {spec} is a {} model; score it with {}(...)",
+                config.kind.name(),
+                Probability::function_of(config.kind)
+            )));
+        }
+        let wanted = scoring_arguments(config);
+        if args.args.len() != wanted.len() + 1 {
+            return Err(user_error(format!(
+                "{name}: model {spec} takes {} arguments: (model, {})",
+                wanted.len() + 1,
+                wanted.join(", ")
             )));
         }
         let arrays: Vec<ArrayRef> = args.args[1..]
             .iter()
             .map(|a| a.to_array(n))
             .collect::<Result<_>>()?;
-        let scored = scoring_rows("purchase_prob", config, &arrays, n)?;
+        let scored = scoring_rows(name, config, &arrays, n)?;
         let probs = model
             .scorer
             .probabilities(&scored.rows)
-            .map_err(|e| model_error("purchase_prob", e))?;
+            .map_err(|e| model_error(name, e))?;
         let mut out: Vec<Option<f64>> = vec![None; n];
         for (&r, p) in scored.kept.iter().zip(probs) {
             out[r] = Some(p);

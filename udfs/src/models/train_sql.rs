@@ -1,4 +1,4 @@
-//! `train_model(name, (SELECT …), kind => 'purchase', epochs =>, …)`: trains a purchase
+//! `train_model(name, (SELECT …), kind => 'purchase'|'propensity', epochs =>, …)`: trains a
 //! model from the rows of a query, streams one row per epoch as training goes, and stores the
 //! kept (best) epoch's weights as the next version of `name`.
 
@@ -13,17 +13,19 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
-use flashsql_gpu::purchase::{PurchaseConfig, Rows, category_vocabulary};
+use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
 use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
 use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, train};
 
-use super::features::{check_offer, floats, ints, model_error, sequences};
+use super::features::{
+    check_offer, feature_matrix, feature_width, floats, ints, model_error, sequences,
+};
 use crate::error::{FunctionError, row_error};
 use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
 
 const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, user_id, ts] …), kind => 'purchase', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
-const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), category_id, price and discount; optional time_left and hour; user_id for split => 'user', ts for split => 'time'";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
+const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
 pub struct TrainModel {
@@ -33,6 +35,7 @@ pub struct TrainModel {
 #[derive(Debug, Clone)]
 struct Plan {
     name: String,
+    kind: ModelKind,
     options: TrainOptions,
     embed_dim: usize,
     max_len: usize,
@@ -70,6 +73,7 @@ impl RelationFunction for TrainModel {
             "split",
             "patience",
             "sequence",
+            "calibrate",
             "seed",
             "device",
         ]
@@ -93,7 +97,13 @@ impl RelationFunction for TrainModel {
             .text("name")?
             .ok_or_else(|| user_error(format!("{NAME}: a model name is needed; write {USAGE}")))?;
         flashsql_gpu::store::check_name(&name).map_err(|e| model_error(NAME, e))?;
-        o.choice("kind", &[("purchase", ())])?;
+        let kind = o.choice(
+            "kind",
+            &[
+                ("purchase", ModelKind::Purchase),
+                ("propensity", ModelKind::Propensity),
+            ],
+        )?;
         let d = TrainOptions::default();
         let positive = |o: &mut Options, key: &str, default: usize, max: u64| -> Result<usize> {
             match o.count(key)? {
@@ -122,6 +132,7 @@ impl RelationFunction for TrainModel {
         let weight_decay = rate(&mut o, "weight_decay", d.weight_decay)?;
         let by_time = o.choice("split", &[("user", false), ("time", true)])?;
         let use_sequence = o.flag("sequence")?.unwrap_or(true);
+        let calibrate = o.flag("calibrate")?.unwrap_or(true);
         let seed = o.count("seed")?.unwrap_or(d.seed);
         let device = match o.text("device")? {
             Some(s) => s.parse().map_err(|e: GpuError| model_error(NAME, e))?,
@@ -130,6 +141,7 @@ impl RelationFunction for TrainModel {
         o.finish()?;
         let plan = Plan {
             name,
+            kind,
             options: TrainOptions {
                 epochs,
                 batch_size,
@@ -138,6 +150,7 @@ impl RelationFunction for TrainModel {
                 patience,
                 seed,
                 device,
+                calibrate,
                 ..d
             },
             embed_dim,
@@ -166,6 +179,56 @@ fn required<T: Copy>(values: &[Option<T>], name: &str) -> Result<Vec<T>> {
         .enumerate()
         .map(|(r, v)| v.ok_or_else(|| row_error(format!("{NAME}: row {}: {name} is NULL", r + 1))))
         .collect()
+}
+
+/// The item and offer columns a purchase model reads.
+struct OfferColumns {
+    category: Vec<i64>,
+    price: Vec<f64>,
+    discount: Vec<f64>,
+    time_left: Option<Vec<f32>>,
+    hour: Option<Vec<f32>>,
+}
+
+fn offer_columns(input: &RecordBatch) -> Result<OfferColumns> {
+    let category = required(
+        &ints(NAME, "category_id", &column(input, "category_id")?)?,
+        "category_id",
+    )?;
+    let price = required(&floats(NAME, "price", &column(input, "price")?)?, "price")?;
+    let discount = required(
+        &floats(NAME, "discount", &column(input, "discount")?)?,
+        "discount",
+    )?;
+    for (r, (&p, &d)) in price.iter().zip(&discount).enumerate() {
+        check_offer(NAME, r, p, d)?;
+    }
+    let optional = |name: &str| -> Result<Option<Vec<f32>>> {
+        match input.schema().index_of(name) {
+            Ok(i) => Ok(Some(
+                required(&floats(NAME, name, input.column(i))?, name)?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect(),
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let time_left = optional("time_left")?;
+    let hour = optional("hour")?;
+    if hour.is_some() && time_left.is_none() {
+        return Err(FunctionError::MissingColumn(format!(
+            "{NAME}: the input has hour but no time_left; purchase_prob takes them in that order, so give both or neither"
+        ))
+        .into());
+    }
+    Ok(OfferColumns {
+        category,
+        price,
+        discount,
+        time_left,
+        hour,
+    })
 }
 
 fn run(
@@ -200,43 +263,42 @@ fn run(
         .collect::<Result<_>>()?;
     let encoder = EncoderConfig {
         dim: plan.embed_dim,
+        factor_buckets: Some(crate::sequence::CATEGORY_BUCKETS as usize),
         ..EncoderConfig::default()
     };
     // Sequences shorter than the widest kernel are padded to it.
     let widest = encoder.widths.iter().copied().max().unwrap_or(1);
     let seq_len = plan.max_len.max(widest);
-    let (sequences, seq_of_row) = sequences(NAME, &column(&input, "seq")?, seq_len, encoder.vocab)?;
-    let cat_ids = required(
-        &ints(NAME, "category_id", &column(&input, "category_id")?)?,
-        "category_id",
-    )?;
-    let price = required(&floats(NAME, "price", &column(&input, "price")?)?, "price")?;
-    let discount = required(
-        &floats(NAME, "discount", &column(&input, "discount")?)?,
-        "discount",
-    )?;
-    for r in 0..n {
-        check_offer(NAME, r, price[r], discount[r])?;
-    }
-    let optional = |name: &str| -> Result<Option<Vec<f32>>> {
-        match input.schema().index_of(name) {
-            Ok(i) => Ok(Some(
-                required(&floats(NAME, name, input.column(i))?, name)?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect(),
-            )),
-            Err(_) => Ok(None),
-        }
+    // Without the encoder the sequence is not read (and need not be there).
+    let (sequences, seq_of_row) = if plan.use_sequence {
+        sequences(NAME, &column(&input, "seq")?, seq_len, encoder.vocab)?
+    } else {
+        (vec![0; seq_len], vec![0; n])
     };
-    let time_left = optional("time_left")?;
-    let hour = optional("hour")?;
-    if hour.is_some() && time_left.is_none() {
-        return Err(FunctionError::MissingColumn(format!(
-            "{NAME}: the input has hour but no time_left; purchase_prob takes them in that order, so give both or neither"
-        ))
-        .into());
-    }
+    let features = match input.schema().index_of("features") {
+        Ok(i) => {
+            let width = feature_width(NAME, input.column(i))?;
+            let (matrix, valid) = feature_matrix(NAME, input.column(i), width)?;
+            if let Some(r) = valid.iter().position(|v| !v) {
+                return Err(row_error(format!(
+                    "{NAME}: row {}: features is NULL",
+                    r + 1
+                )));
+            }
+            Some((matrix, width))
+        }
+        Err(_) => None,
+    };
+    let scales: Vec<Scale> = match &features {
+        Some((matrix, width)) => (0..*width)
+            .map(|k| Scale::of(matrix.iter().skip(k).step_by(*width).map(|&x| f64::from(x))))
+            .collect(),
+        None => Vec::new(),
+    };
+    let offer = match plan.kind {
+        ModelKind::Purchase => Some(offer_columns(&input)?),
+        ModelKind::Propensity => None,
+    };
     let keys = if plan.by_time {
         SplitKeys::Time(required(&ints(NAME, "ts", &column(&input, "ts")?)?, "ts")?)
     } else {
@@ -245,31 +307,43 @@ fn run(
             "user_id",
         )?)
     };
-    let categories = category_vocabulary(&cat_ids);
-    let logs: Vec<f64> = price.iter().map(|p| p.ln()).collect();
-    let mean = logs.iter().sum::<f64>() / n as f64;
-    let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
-    let config = PurchaseConfig {
+    let mut config = PurchaseConfig {
+        kind: plan.kind,
         encoder,
         seq_len,
         use_sequence: plan.use_sequence,
         category_dim: 8,
         hidden: [64, 32],
-        log_price_mean: mean as f32,
-        log_price_sd: if sd > 1e-6 { sd as f32 } else { 1.0 },
-        time_left: time_left.is_some(),
-        hour: hour.is_some(),
-        categories,
+        log_price_mean: 0.0,
+        log_price_sd: 1.0,
+        time_left: false,
+        hour: false,
+        categories: Vec::new(),
+        features: scales,
+        calibration: None,
     };
-    let rows = Rows {
+    let mut rows = Rows {
         sequences,
         seq_of_row,
-        category: cat_ids.iter().map(|&c| config.category_index(c)).collect(),
-        price: price.iter().map(|&p| p as f32).collect(),
-        discount: discount.iter().map(|&d| d as f32).collect(),
-        time_left: time_left.unwrap_or_default(),
-        hour: hour.unwrap_or_default(),
+        features: features.map(|(m, _)| m).unwrap_or_default(),
+        ..Rows::default()
     };
+    if let Some(o) = offer {
+        config.categories = category_vocabulary(&o.category);
+        let scale = Scale::of(o.price.iter().map(|p| p.ln()));
+        (config.log_price_mean, config.log_price_sd) = (scale.mean, scale.sd);
+        config.time_left = o.time_left.is_some();
+        config.hour = o.hour.is_some();
+        rows.category = o
+            .category
+            .iter()
+            .map(|&c| config.category_index(c))
+            .collect();
+        rows.price = o.price.iter().map(|&p| p as f32).collect();
+        rows.discount = o.discount.iter().map(|&d| d as f32).collect();
+        rows.time_left = o.time_left.unwrap_or_default();
+        rows.hour = o.hour.unwrap_or_default();
+    }
     let reservation = store
         .reserve(&plan.name)
         .map_err(|e| model_error(NAME, e))?;
@@ -291,14 +365,18 @@ fn run(
     let manifest = Manifest {
         name: plan.name.clone(),
         version: reservation.version,
-        kind: "purchase".into(),
+        kind: config.kind.name().into(),
         created_at_us: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64),
-        config,
+        // The trained model's own: it carries the calibration fitted after training.
+        config: trained.model.config().clone(),
         metrics: Metrics {
             valid_auc: kept.valid_auc,
-            valid_logloss: kept.valid_logloss,
+            valid_logloss: trained
+                .calibrated
+                .map_or(kept.valid_logloss, |(_, after)| after),
+            uncalibrated_logloss: trained.calibrated.map(|(before, _)| before),
         },
         seed: plan.options.seed,
         device: trained.device.to_string(),
