@@ -5,7 +5,8 @@ same rows in the same run: training seconds per epoch, and scoring throughput.
 flashsql trains through SQL (`train_model`, time split) and scores with
 `SELECT sum(purchase_prob(...))` over every training row at 7 discount levels, first run (so
 every sequence is encoded). PyTorch gets the same rows, exported over SQL, and the same
-network: token embedding 2561×32 (0 = padding), Conv1D widths 2/3/5 × 32 channels, ReLU, max
+network: token embedding 2561×32 (0 = padding) plus the factored rows of the token's
+event-and-age group (41×32) and category bucket (64×32), Conv1D widths 2/3/5 × 32 channels, ReLU, max
 over time, projection to 32, category embedding 8, dense [z(ln price), time_left, sin, cos
 of the hour], MLP 44→64→32→2, logit = f + softplus(g)·discount; AdamW (lr 0.003, weight
 decay 1e-4), batch 512, 2 threads. PyTorch's scoring is the model's forward pass alone, batch
@@ -34,17 +35,25 @@ LEN = 64
 LEVELS = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 
+BUCKETS = 64
+GROUP_OF = torch.tensor([0] + [1 + (t - 1) // BUCKETS for t in range(1, 2561)])
+BUCKET_OF = torch.tensor([0] + [(t - 1) % BUCKETS for t in range(1, 2561)])
+
+
 class Purchase(nn.Module):
     def __init__(self, categories):
         super().__init__()
         self.embed = nn.Embedding(2561, 32, padding_idx=0)
+        self.group = nn.Embedding(int(GROUP_OF.max()) + 1, 32)
+        self.bucket = nn.Embedding(BUCKETS, 32)
         self.convs = nn.ModuleList([nn.Conv1d(32, 32, w) for w in (2, 3, 5)])
         self.proj = nn.Linear(96, 32)
         self.cat = nn.Embedding(categories + 1, 8)
         self.mlp = nn.Sequential(nn.Linear(44, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2))
 
     def forward(self, tokens, cat, dense, discount):
-        e = self.embed(tokens).transpose(1, 2)  # [B, E, L]
+        e = self.embed(tokens) + self.group(GROUP_OF[tokens]) + self.bucket(BUCKET_OF[tokens])
+        e = (e * (tokens > 0).unsqueeze(-1)).transpose(1, 2)  # [B, E, L], padding zero
         pooled = [torch.relu(c(e)).amax(dim=2) for c in self.convs]
         u = self.proj(torch.cat(pooled, dim=1))
         out = self.mlp(torch.cat([u, self.cat(cat), dense], dim=1))

@@ -8,5 +8,6 @@ mod durability;
 mod errors;
 mod protocol;
 mod psql;
+mod real_data;
 mod sessions;
 mod slt;
