@@ -7,9 +7,10 @@ mod common;
 
 use std::time::Instant;
 
-/// As in the server binary (see src/main.rs).
+/// As in the server binary (see src/main.rs), purge delay included.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 use flashsql_gpu::device::DeviceChoice;
 use flashsql_gpu::purchase::Rows;
@@ -17,6 +18,8 @@ use flashsql_gpu::train::{SplitKeys, TrainOptions, train};
 use rand::{Rng, SeedableRng};
 
 fn main() {
+    // SAFETY: sets a plain integer option of the allocator.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
     let n = 25_000;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let rows = Rows {

@@ -263,26 +263,31 @@ impl SequenceEncoder {
                 "sequences of length {l} are shorter than the widest kernel ({widest}): pad them"
             )));
         }
-        let (e, c) = (self.config.embed, self.config.channels);
-        let ids = tokens.flatten_all()?;
+        let c = self.config.channels;
         let embedding = self.table()?;
         let mut pooled = Vec::with_capacity(self.convs.len());
         for conv in &self.convs {
             let w = conv.kernel.dim(2)?;
             let t = l - w + 1;
-            // Embedding then kernel is one lookup in the embedding table times the kernel:
-            // Z[token] = table[token] · [K_0 | … | K_{w−1}], `[V, w·C]`.
-            let all_shifts = conv.kernel.permute((1, 2, 0))?.reshape((e, w * c))?;
-            let z = embedding
-                .matmul(&all_shifts)?
-                .index_select(&ids, 0)?
-                .reshape((b, l, w, c))?;
-            // y[τ] = Σ_i Z[τ + i, shift i]
-            let mut y = z.narrow(1, 0, t)?.narrow(2, 0, 1)?.contiguous()?;
-            for i in 1..w {
-                y = (y + z.narrow(1, i, t)?.narrow(2, i, 1)?)?;
+            // Embedding then kernel shift i is one lookup in the table Z_i = table · K_i
+            // (`[V, C]`), of the tokens at positions i … i + t − 1: y[τ] = Σ_i Z_i[token τ+i].
+            // Each shift gathers only the rows it uses, so the backward pass scatters into
+            // `[V, C]` tables instead of zero-padding full `[B, L, w, C]` gradients.
+            let mut y: Option<Tensor> = None;
+            for i in 0..w {
+                let k_i = conv.kernel.narrow(2, i, 1)?.squeeze(2)?.t()?.contiguous()?;
+                let ids = tokens.narrow(1, i, t)?.flatten_all()?;
+                let part = embedding.matmul(&k_i)?.index_select(&ids, 0)?;
+                y = Some(match y {
+                    None => part,
+                    Some(sum) => (sum + part)?,
+                });
             }
-            let y = y.reshape((b, t, c))?.broadcast_add(&conv.bias)?.relu()?;
+            let y = y
+                .ok_or_else(|| GpuError::Shape("a kernel of width 0".into()))?
+                .reshape((b, t, c))?
+                .broadcast_add(&conv.bias)?
+                .relu()?;
             pooled.push(y.max(1)?); // max over time: [B, C]
         }
         let h = Tensor::cat(&pooled, D::Minus1)?;

@@ -26,7 +26,10 @@ pub fn median_seconds(f: &mut dyn FnMut()) -> f64 {
 pub fn purchase_config() -> PurchaseConfig {
     PurchaseConfig {
         kind: ModelKind::Purchase,
-        encoder: EncoderConfig::default(),
+        encoder: EncoderConfig {
+            factor_buckets: Some(64),
+            ..EncoderConfig::default()
+        },
         seq_len: 64,
         use_sequence: true,
         categories: (0..40).collect(),
