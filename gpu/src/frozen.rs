@@ -68,37 +68,66 @@ impl FrozenEncoder {
         }
         let (c, d) = (self.channels, self.dim);
         let mut out = vec![0.0f32; tokens.len() / len * d];
+        let avx2 = crate::simd::has_avx2();
         out.par_chunks_mut(d)
             .zip(tokens.par_chunks(len))
             .with_min_len(64)
             .for_each_init(
                 || (vec![0.0f32; c], vec![0.0f32; c * self.folded.len()]),
                 |(acc, pooled), (dst, seq)| {
-                    for (f, part) in self.folded.iter().zip(pooled.chunks_mut(c)) {
-                        let w = f.width;
-                        part.fill(f32::NEG_INFINITY);
-                        for tau in 0..=len - w {
-                            acc.copy_from_slice(&f.bias);
-                            for i in 0..w {
-                                let row = seq[tau + i] as usize * w * c + i * c;
-                                for (a, x) in acc.iter_mut().zip(&f.table[row..row + c]) {
-                                    *a += x;
-                                }
-                            }
-                            for (p, a) in part.iter_mut().zip(acc.iter()) {
-                                *p = p.max(a.max(0.0));
-                            }
-                        }
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        // SAFETY: the CPU has AVX2 (checked at run time).
+                        unsafe { self.encode_one_avx2(seq, dst, acc, pooled) };
+                        return;
                     }
-                    dst.copy_from_slice(&self.proj_bias);
-                    for (h, row) in pooled.iter().zip(self.proj.chunks(d)) {
-                        for (o, p) in dst.iter_mut().zip(row) {
-                            *o += h * p;
-                        }
-                    }
+                    let _ = avx2;
+                    self.encode_one(seq, dst, acc, pooled);
                 },
             );
         Ok(out)
+    }
+
+    /// [`FrozenEncoder::encode_one`] compiled for AVX2: the same operations in the same
+    /// order, so the same numbers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn encode_one_avx2(
+        &self,
+        seq: &[u32],
+        dst: &mut [f32],
+        acc: &mut [f32],
+        pooled: &mut [f32],
+    ) {
+        self.encode_one(seq, dst, acc, pooled);
+    }
+
+    /// One sequence's vector into `dst`; `acc` holds C floats, `pooled` C per width.
+    #[inline(always)]
+    fn encode_one(&self, seq: &[u32], dst: &mut [f32], acc: &mut [f32], pooled: &mut [f32]) {
+        let (c, d, len) = (self.channels, self.dim, seq.len());
+        for (f, part) in self.folded.iter().zip(pooled.chunks_mut(c)) {
+            let w = f.width;
+            part.fill(f32::NEG_INFINITY);
+            for tau in 0..=len - w {
+                acc.copy_from_slice(&f.bias);
+                for i in 0..w {
+                    let row = seq[tau + i] as usize * w * c + i * c;
+                    for (a, x) in acc.iter_mut().zip(&f.table[row..row + c]) {
+                        *a += x;
+                    }
+                }
+                for (p, a) in part.iter_mut().zip(acc.iter()) {
+                    *p = p.max(a.max(0.0));
+                }
+            }
+        }
+        dst.copy_from_slice(&self.proj_bias);
+        for (h, row) in pooled.iter().zip(self.proj.chunks(d)) {
+            for (o, p) in dst.iter_mut().zip(row) {
+                *o += h * p;
+            }
+        }
     }
 }
 
@@ -153,5 +182,28 @@ mod tests {
             frozen.encode(&[9999; 8], 8),
             Err(GpuError::Shape(_))
         ));
+    }
+
+    /// The AVX2 build of the per-sequence loop gives the same bits as the baseline build.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_build_gives_the_same_bits() {
+        if !crate::simd::has_avx2() {
+            eprintln!("skipping: this CPU has no AVX2");
+            return;
+        }
+        let enc = SequenceEncoder::seeded(EncoderConfig::default(), 3, &Device::Cpu).unwrap();
+        let frozen = FrozenEncoder::new(&enc).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (c, d) = (frozen.channels, frozen.dim);
+        for _ in 0..20 {
+            let seq: Vec<u32> = (0..40).map(|_| rng.random_range(0..2561)).collect();
+            let mut pooled = vec![0.0f32; c * frozen.folded.len()];
+            let (mut a, mut b) = (vec![0.0f32; d], vec![0.0f32; d]);
+            frozen.encode_one(&seq, &mut a, &mut vec![0.0; c], &mut pooled);
+            // SAFETY: AVX2 is present (checked above).
+            unsafe { frozen.encode_one_avx2(&seq, &mut b, &mut vec![0.0; c], &mut pooled) };
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
     }
 }

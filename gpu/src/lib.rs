@@ -6,7 +6,8 @@
 //! - [`encoder`]: the Conv1D behaviour-sequence encoder;
 //! - [`frozen`]: its hand-written CPU forward pass for inference;
 //! - [`purchase`]: the purchase model, monotone in the discount by construction;
-//! - [`scorer`]: its frozen CPU form for scoring;
+//! - [`scorer`]: its frozen CPU form for scoring; [`simd`]: which of their loops' builds
+//!   the CPU runs;
 //! - [`train`]: the training loop; [`metrics`]: AUC and log loss;
 //! - [`calibration`]: Platt scaling of a trained model's logits;
 //! - [`store`]: versioned models on disk, cached per process.
@@ -19,6 +20,7 @@ pub mod init;
 pub mod metrics;
 pub mod purchase;
 pub mod scorer;
+pub mod simd;
 pub mod store;
 pub mod train;
 

@@ -187,61 +187,171 @@ impl Scorer {
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let n = rows.len();
         rows.check(&self.config)?;
-        let offer = self.config.has_offer();
-        let (width, outputs) = (self.config.dense_dim(), self.config.outputs());
+        let width = self.config.dense_dim();
         let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
         let seq_h1 = self.sequence_parts(&rows.sequences)?;
         // Row by row, in registers and L1: measured faster than candle's matmul over blocks
         // of rows, whose temporaries cost more than the products (benches/RESULTS.md).
         let mut out = vec![0.0f64; n];
+        let avx2 = crate::simd::has_avx2();
         out.par_chunks_mut(1024).enumerate().for_each_init(
-            || (vec![0.0f32; h1], vec![0.0f32; h2], vec![0.0f32; width]),
-            |(a1, a2, dense), (chunk, dst)| {
-                for (j, p) in dst.iter_mut().enumerate() {
-                    let r = chunk * 1024 + j;
-                    let c = if offer { rows.category[r] as usize } else { 0 };
-                    a1.copy_from_slice(&self.cat_h1[c * h1..(c + 1) * h1]);
-                    if let Some(s) = &seq_h1 {
-                        let k = rows.seq_of_row[r] as usize;
-                        for (o, x) in a1.iter_mut().zip(&s[k * h1..(k + 1) * h1]) {
-                            *o += x;
-                        }
-                    }
-                    rows.dense(&self.config, r, dense);
-                    for (f, &x) in dense.iter().enumerate() {
-                        let row = &self.w1_dense[f * h1..(f + 1) * h1];
-                        for (o, w) in a1.iter_mut().zip(row) {
-                            *o += x * w;
-                        }
-                    }
-                    a2.copy_from_slice(&self.b2);
-                    for (i, &x) in a1.iter().enumerate() {
-                        let x = x.max(0.0);
-                        let row = &self.w2[i * h2..(i + 1) * h2];
-                        for (o, w) in a2.iter_mut().zip(row) {
-                            *o += x * w;
-                        }
-                    }
-                    let (mut f, mut g) = (self.b3[0], self.b3.get(1).copied().unwrap_or(0.0));
-                    for (i, &x) in a2.iter().enumerate() {
-                        let x = x.max(0.0);
-                        f += x * self.w3[outputs * i];
-                        if offer {
-                            g += x * self.w3[outputs * i + 1];
-                        }
-                    }
-                    let mut z = f64::from(f);
-                    if offer {
-                        let g = f64::from(g);
-                        z += (g.max(0.0) + (-g.abs()).exp().ln_1p()) * f64::from(rows.discount[r]);
-                    }
-                    *p = match &self.config.calibration {
-                        Some(c) => c.apply(z),
-                        None => z,
-                    };
+            || Scratch {
+                a1: vec![0.0f32; h1],
+                a2: vec![0.0f32; h2],
+                dense: vec![0.0f32; width],
+            },
+            |scratch, (chunk, dst)| {
+                let seq_h1 = seq_h1.as_deref();
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the CPU has AVX2 (checked at run time).
+                    unsafe { self.score_chunk_avx2(rows, seq_h1, chunk * 1024, dst, scratch) };
+                    return;
                 }
+                let _ = avx2;
+                self.score_chunk(rows, seq_h1, chunk * 1024, dst, scratch);
             },
         );
         Ok(out)
+    }
+
+    /// [`Scorer::score_chunk`] compiled for AVX2: the same operations in the same order (no
+    /// fused multiply-add), so the same numbers, twice as wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn score_chunk_avx2(
+        &self,
+        rows: &Rows,
+        seq_h1: Option<&[f32]>,
+        first: usize,
+        dst: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        self.score_chunk(rows, seq_h1, first, dst, scratch);
+    }
+
+    /// The logits of rows `first ..` into `dst`.
+    #[inline(always)]
+    fn score_chunk(
+        &self,
+        rows: &Rows,
+        seq_h1: Option<&[f32]>,
+        first: usize,
+        dst: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
+        let offer = self.config.has_offer();
+        let outputs = self.config.outputs();
+        let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
+        let Scratch { a1, a2, dense } = scratch;
+        for (j, p) in dst.iter_mut().enumerate() {
+            let r = first + j;
+            let c = if offer { rows.category[r] as usize } else { 0 };
+            a1.copy_from_slice(&self.cat_h1[c * h1..(c + 1) * h1]);
+            if let Some(s) = seq_h1 {
+                let k = rows.seq_of_row[r] as usize;
+                for (o, x) in a1.iter_mut().zip(&s[k * h1..(k + 1) * h1]) {
+                    *o += x;
+                }
+            }
+            rows.dense(&self.config, r, dense);
+            for (f, &x) in dense.iter().enumerate() {
+                let row = &self.w1_dense[f * h1..(f + 1) * h1];
+                for (o, w) in a1.iter_mut().zip(row) {
+                    *o += x * w;
+                }
+            }
+            a2.copy_from_slice(&self.b2);
+            for (i, &x) in a1.iter().enumerate() {
+                let x = x.max(0.0);
+                let row = &self.w2[i * h2..(i + 1) * h2];
+                for (o, w) in a2.iter_mut().zip(row) {
+                    *o += x * w;
+                }
+            }
+            let (mut f, mut g) = (self.b3[0], self.b3.get(1).copied().unwrap_or(0.0));
+            for (i, &x) in a2.iter().enumerate() {
+                let x = x.max(0.0);
+                f += x * self.w3[outputs * i];
+                if offer {
+                    g += x * self.w3[outputs * i + 1];
+                }
+            }
+            let mut z = f64::from(f);
+            if offer {
+                let g = f64::from(g);
+                z += (g.max(0.0) + (-g.abs()).exp().ln_1p()) * f64::from(rows.discount[r]);
+            }
+            *p = match &self.config.calibration {
+                Some(c) => c.apply(z),
+                None => z,
+            };
+        }
+    }
+}
+
+/// Per-thread buffers of [`Scorer::logits`].
+struct Scratch {
+    a1: Vec<f32>,
+    a2: Vec<f32>,
+    dense: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::EncoderConfig;
+    use crate::purchase::{ModelKind, pad_sequence};
+    use rand::{Rng, SeedableRng};
+
+    /// The AVX2 build of the per-row network gives the same bits as the baseline build.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_build_gives_the_same_bits() {
+        if !crate::simd::has_avx2() {
+            eprintln!("skipping: this CPU has no AVX2");
+            return;
+        }
+        let config = PurchaseConfig {
+            kind: ModelKind::Purchase,
+            encoder: EncoderConfig::default(),
+            seq_len: 16,
+            use_sequence: true,
+            categories: vec![1, 2, 3],
+            category_dim: 8,
+            hidden: [64, 32],
+            log_price_mean: 3.0,
+            log_price_sd: 0.5,
+            time_left: true,
+            hour: true,
+            features: Vec::new(),
+            calibration: None,
+        };
+        let model = PurchaseModel::seeded(config, 4, &Device::Cpu).unwrap();
+        let scorer = Scorer::new(&model).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        let n = 300;
+        let mut rows = Rows::default();
+        for _ in 0..n {
+            let seq: Vec<u32> = (0..10).map(|_| rng.random_range(1..2561)).collect();
+            pad_sequence(&seq, 16, &mut rows.sequences);
+        }
+        rows.seq_of_row = (0..n as u32).collect();
+        rows.category = (0..n).map(|_| rng.random_range(0..4)).collect();
+        rows.price = (0..n).map(|_| rng.random_range(5.0..50.0)).collect();
+        rows.discount = (0..n).map(|_| rng.random_range(0.0..0.5)).collect();
+        rows.time_left = (0..n).map(|_| rng.random()).collect();
+        rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
+        let seq_h1 = scorer.sequence_parts(&rows.sequences).unwrap();
+        let scratch = || Scratch {
+            a1: vec![0.0; 64],
+            a2: vec![0.0; 32],
+            dense: vec![0.0; 4],
+        };
+        let (mut a, mut b) = (vec![0.0f64; n], vec![0.0f64; n]);
+        scorer.score_chunk(&rows, seq_h1.as_deref(), 0, &mut a, &mut scratch());
+        // SAFETY: AVX2 is present (checked above).
+        unsafe { scorer.score_chunk_avx2(&rows, seq_h1.as_deref(), 0, &mut b, &mut scratch()) };
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 }
