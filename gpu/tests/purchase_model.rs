@@ -45,6 +45,19 @@ fn config(categories: Vec<i64>, use_sequence: bool) -> PurchaseConfig {
     }
 }
 
+/// `n` tokens of a user of latent type `kind`: 33..64 for type 1, 1..32 for type 0.
+fn typed_sequence(rng: &mut ChaCha8Rng, kind: bool, n: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            if kind {
+                rng.random_range(33..64)
+            } else {
+                rng.random_range(1..33)
+            }
+        })
+        .collect()
+}
+
 /// Users of two latent types: type 1 browses tokens 33..64, type 0 tokens 1..32; type 1
 /// buys more and reacts more to the discount. Returns rows, labels, users and the true
 /// probabilities.
@@ -55,15 +68,7 @@ fn world(n_users: usize, per_user: usize, seed: u64) -> (Rows, Vec<f32>, Vec<i64
     for u in 0..n_users {
         let kind = rng.random_bool(0.5);
         let n = rng.random_range(3..=LEN + 4);
-        let seq: Vec<u32> = (0..n)
-            .map(|_| {
-                if kind {
-                    rng.random_range(33..64)
-                } else {
-                    rng.random_range(1..33)
-                }
-            })
-            .collect();
+        let seq = typed_sequence(&mut rng, kind, n);
         pad_sequence(&seq, LEN, &mut rows.sequences);
         for _ in 0..per_user {
             let cat = rng.random_range(0..3u32);
@@ -392,15 +397,7 @@ fn propensity_model_fuses_sequence_and_features() {
     for u in 0..4000 {
         let kind = rng.random_bool(0.5);
         let n = rng.random_range(3..=LEN);
-        let seq: Vec<u32> = (0..n)
-            .map(|_| {
-                if kind {
-                    rng.random_range(33..64)
-                } else {
-                    rng.random_range(1..33)
-                }
-            })
-            .collect();
+        let seq = typed_sequence(&mut rng, kind, n);
         pad_sequence(&seq, LEN, &mut rows.sequences);
         let x: f32 = 500.0 + 100.0 * rng.random_range(-1.0..1.0f32);
         let logit = -1.0 + if kind { 1.5 } else { -0.5 } + 2.0 * f64::from((x - 500.0) / 100.0);

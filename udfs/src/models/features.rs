@@ -153,30 +153,21 @@ pub fn scoring_rows(
 ) -> Result<Scored> {
     let (sequences, seq_of_row) =
         sequences(function, &args[0], config.seq_len, config.encoder.vocab)?;
-    let mut numbers: HashMap<&str, Vec<Option<f64>>> = HashMap::new();
-    let mut features = None;
-    for (name, a) in scoring_arguments(config).into_iter().zip(args).skip(1) {
-        match name {
-            "features" => features = Some(feature_matrix(function, a, config.features.len())?),
-            "category_id" => {
-                let ids = ints(function, name, a)?;
-                let index = ids
-                    .iter()
-                    .map(|c| c.map(|c| f64::from(config.category_index(c))))
-                    .collect();
-                numbers.insert(name, index);
-            }
-            _ => {
-                numbers.insert(name, floats(function, name, a)?);
-            }
-        }
+    // Each argument by name, read once for the whole batch.
+    let names = scoring_arguments(config);
+    let arg = |name: &str| names.iter().position(|n| *n == name).map(|k| &args[k]);
+    let number = |name: &str| arg(name).map(|a| floats(function, name, a)).transpose();
+    let category = arg("category_id")
+        .map(|a| ints(function, "category_id", a))
+        .transpose()?;
+    let (price, discount) = (number("price")?, number("discount")?);
+    let (time_left, hour) = (number("time_left")?, number("hour")?);
+    let features = arg("features")
+        .map(|a| feature_matrix(function, a, config.features.len()))
+        .transpose()?;
+    fn present<T>(v: &Option<Vec<Option<T>>>, r: usize) -> bool {
+        v.as_ref().is_none_or(|v| v[r].is_some())
     }
-    // Looked up once, not per row.
-    let mut take = |name: &str| numbers.remove(name);
-    let (category, price, discount) = (take("category_id"), take("price"), take("discount"));
-    let (time_left, hour) = (take("time_left"), take("hour"));
-    let present =
-        |v: &Option<Vec<Option<f64>>>, r: usize| v.as_ref().is_none_or(|v| v[r].is_some());
     let mut rows = Rows {
         sequences,
         ..Rows::default()
@@ -195,13 +186,10 @@ pub fn scoring_rows(
             continue;
         }
         if let (Some(c), Some(p), Some(d)) = (&category, &price, &discount) {
-            let (c, p, d) = (
-                c[r].unwrap_or(0.0),
-                p[r].unwrap_or(1.0),
-                d[r].unwrap_or(0.0),
-            );
+            // Present (checked above); the defaults are never used.
+            let (c, p, d) = (c[r].unwrap_or(0), p[r].unwrap_or(1.0), d[r].unwrap_or(0.0));
             check_offer(function, r, p, d)?;
-            rows.category.push(c as u32);
+            rows.category.push(config.category_index(c));
             rows.price.push(p as f32);
             rows.discount.push(d as f32);
         }
