@@ -99,11 +99,10 @@ def main():
             # inside the rest), measured on them.
             late = conn.execute(
                 f"SELECT ts FROM train_rows ORDER BY ts, exposure_id LIMIT 1 OFFSET {int(0.9 * n)}").fetchone()[0]
-            # (A literal: the subquery of a table function does not see bind parameters.)
             conn.execute(
-                f"SELECT count(*) FROM train_model('world_early', (SELECT * FROM train_rows WHERE ts < TIMESTAMP '{late}'), "
+                f"SELECT count(*) FROM train_model('world_early', (SELECT * FROM train_rows WHERE ts < %s), "
                 f"epochs => {args.epochs}, split => 'time', seed => {args.seed}, learning_rate => {args.learning_rate}, "
-                f"weight_decay => {args.weight_decay}, batch_size => {args.batch_size}, device => 'cpu')").fetchone()
+                f"weight_decay => {args.weight_decay}, batch_size => {args.batch_size}, device => 'cpu')", (late,)).fetchone()
             held = conn.execute(
                 "SELECT auc(label, p), auc(label, true_prob), ece(label, p), ece(label, true_prob), log_loss(label, p), count(*) "
                 "FROM (SELECT label, true_prob, purchase_prob('world_early', seq, category_id, price, discount, time_left, hour) AS p "

@@ -228,7 +228,14 @@ impl PgSession {
             Utility::Session | Utility::Catalog => (vec![], None),
             Utility::Planned => {
                 let plan = self.plan_named(planned_form(statement.clone())).await?;
-                let params = plan.get_parameter_types()?;
+                let mut params = plan.get_parameter_types()?;
+                // Parameters inside a relation function's input subquery, too.
+                for (k, t) in flashsql_udfs::relation::parameters::types(&plan)? {
+                    let known = params.entry(k).or_insert(None);
+                    if known.is_none() {
+                        *known = t;
+                    }
+                }
                 let mut ordered: Vec<(usize, Option<DataType>)> = params
                     .into_iter()
                     .filter_map(|(k, v)| {
@@ -379,7 +386,9 @@ impl PgSession {
         temporary: bool,
     ) -> Result<StatementResult, SqlError> {
         let plan = match params {
-            Some(p) => plan.replace_params_with_values(&p)?,
+            Some(p) => {
+                flashsql_udfs::relation::parameters::bind(plan.replace_params_with_values(&p)?, &p)?
+            }
             None => plan,
         };
         Ok(match self.engine.execute_plan(plan, temporary).await? {

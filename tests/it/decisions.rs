@@ -32,6 +32,20 @@ async fn a_service_reads_plans_and_steps_over_sql() {
     let objective: f64 = rows[0].get(2);
     assert!((objective - 176.0).abs() < 1e-9, "{objective}");
 
+    // Prepared once with a parameter inside the function's input, executed per item. Alone,
+    // each item's best level within 20 is 10 % (20 % would cost 40 and 24).
+    let per_item = client
+        .prepare(
+            "SELECT item_id, discount FROM optimize_discounts((SELECT * FROM curves WHERE item_id = $1), budget => 20)",
+        )
+        .await
+        .unwrap();
+    for item in [1i64, 2] {
+        let rows = client.query(&per_item, &[&item]).await.unwrap();
+        let plan: Vec<(i64, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(plan, vec![(item, 0.1)]);
+    }
+
     // The scheduler's step: one row per item, deterministic for a seed.
     let step = "SELECT item_id, discount FROM next_discounts((SELECT c.item_id, c.discount, c.price, 10.0 AS inventory, 2.0 AS traffic, 100.0 AS shown, 20.0 AS sold FROM curves c), periods_left => 5, seed => 3) ORDER BY item_id";
     let a = client.query(step, &[]).await.unwrap();

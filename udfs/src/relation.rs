@@ -301,6 +301,82 @@ struct Computed {
     compute: Compute,
 }
 
+/// Bind parameters (`$1`, …) inside the input subqueries of relation functions.
+///
+/// A function's input is planned when the statement is, and lives inside its table provider,
+/// where DataFusion's own parameter handling does not look. These two walk the plan to it, so
+/// a service can prepare `SELECT * FROM optimize_discounts((SELECT … WHERE campaign_id = $1),
+/// budget => 500)` once and execute it with different campaigns.
+pub mod parameters {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::catalog::TableProvider;
+    use datafusion::common::ParamValues;
+    use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+    use datafusion::datasource::{provider_as_source, source_as_provider};
+    use datafusion::error::Result;
+    use datafusion::logical_expr::{LogicalPlan, TableScan};
+
+    use super::{Computed, Input};
+
+    /// A scan of a relation function's call, and its provider, when `node` is one.
+    fn call(node: &LogicalPlan) -> Option<(&TableScan, Arc<dyn TableProvider>)> {
+        let LogicalPlan::TableScan(scan) = node else {
+            return None;
+        };
+        let provider = source_as_provider(&scan.source).ok()?;
+        provider.is::<Computed>().then_some((scan, provider))
+    }
+
+    /// The types of the parameters used inside function inputs, by name (`$1`).
+    pub fn types(plan: &LogicalPlan) -> Result<HashMap<String, Option<DataType>>> {
+        let mut out = HashMap::new();
+        plan.apply_with_subqueries(|node| {
+            if let Some((_, provider)) = call(node)
+                && let Some(c) = provider.downcast_ref::<Computed>()
+                && let Some(Input::Plan(input)) = &c.input
+            {
+                out.extend(input.get_parameter_types()?);
+                // A function call inside the input has an input of its own.
+                out.extend(types(input)?);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(out)
+    }
+
+    /// The plan with `params` substituted inside function inputs.
+    pub fn bind(plan: LogicalPlan, params: &ParamValues) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let Some((scan, provider)) = call(&node) else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(c) = provider.downcast_ref::<Computed>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(Input::Plan(input)) = &c.input else {
+                return Ok(Transformed::no(node));
+            };
+            let bound = Computed {
+                name: c.name,
+                // Calls nested inside the input are bound too.
+                input: Some(Input::Plan(bind(
+                    input.clone().replace_params_with_values(params)?,
+                    params,
+                )?)),
+                schema: c.schema.clone(),
+                compute: c.compute.clone(),
+            };
+            let mut scan = scan.clone();
+            scan.source = provider_as_source(Arc::new(bound));
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })
+        .map(|t| t.data)
+    }
+}
+
 impl fmt::Debug for Computed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Computed")
