@@ -231,23 +231,19 @@ fn offer_columns(input: &RecordBatch) -> Result<OfferColumns> {
     })
 }
 
-fn run(
-    store: &ModelStore,
-    plan: &Plan,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    emit: &mut Emit<'_>,
-) -> Result<()> {
-    let started = Instant::now();
-    let Some(first) = batches.first() else {
-        return Err(row_error(format!(
-            "{NAME}: the input query returned no rows"
-        )));
-    };
-    let input = concat_batches(&first.schema(), batches)?;
+/// What training reads from the input rows: the model's shape and input scales, the rows,
+/// their labels and the split keys.
+struct TrainingInput {
+    config: PurchaseConfig,
+    rows: Rows,
+    labels: Vec<f32>,
+    keys: SplitKeys,
+}
+
+fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
     let n = input.num_rows();
     // Labels: boolean, or numbers that are 0 or 1.
-    let labels: Vec<f32> = required(&floats(NAME, "label", &column(&input, "label")?)?, "label")?
+    let labels: Vec<f32> = required(&floats(NAME, "label", &column(input, "label")?)?, "label")?
         .into_iter()
         .enumerate()
         .map(|(r, y)| {
@@ -271,7 +267,7 @@ fn run(
     let seq_len = plan.max_len.max(widest);
     // Without the encoder the sequence is not read (and need not be there).
     let (sequences, seq_of_row) = if plan.use_sequence {
-        sequences(NAME, &column(&input, "seq")?, seq_len, encoder.vocab)?
+        sequences(NAME, &column(input, "seq")?, seq_len, encoder.vocab)?
     } else {
         (vec![0; seq_len], vec![0; n])
     };
@@ -296,14 +292,14 @@ fn run(
         None => Vec::new(),
     };
     let offer = match plan.kind {
-        ModelKind::Purchase => Some(offer_columns(&input)?),
+        ModelKind::Purchase => Some(offer_columns(input)?),
         ModelKind::Propensity => None,
     };
     let keys = if plan.by_time {
-        SplitKeys::Time(required(&ints(NAME, "ts", &column(&input, "ts")?)?, "ts")?)
+        SplitKeys::Time(required(&ints(NAME, "ts", &column(input, "ts")?)?, "ts")?)
     } else {
         SplitKeys::User(required(
-            &ints(NAME, "user_id", &column(&input, "user_id")?)?,
+            &ints(NAME, "user_id", &column(input, "user_id")?)?,
             "user_id",
         )?)
     };
@@ -344,6 +340,35 @@ fn run(
         rows.time_left = o.time_left.unwrap_or_default();
         rows.hour = o.hour.unwrap_or_default();
     }
+    Ok(TrainingInput {
+        config,
+        rows,
+        labels,
+        keys,
+    })
+}
+
+fn run(
+    store: &ModelStore,
+    plan: &Plan,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    emit: &mut Emit<'_>,
+) -> Result<()> {
+    let started = Instant::now();
+    let Some(first) = batches.first() else {
+        return Err(row_error(format!(
+            "{NAME}: the input query returned no rows"
+        )));
+    };
+    let input = concat_batches(&first.schema(), batches)?;
+    let n = input.num_rows();
+    let TrainingInput {
+        config,
+        rows,
+        labels,
+        keys,
+    } = training_input(plan, &input)?;
     let reservation = store
         .reserve(&plan.name)
         .map_err(|e| model_error(NAME, e))?;
