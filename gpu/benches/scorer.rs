@@ -6,7 +6,7 @@
 mod common;
 
 use candle_core::Device;
-use flashsql_gpu::purchase::{PurchaseModel, Rows};
+use flashsql_gpu::purchase::PurchaseModel;
 use flashsql_gpu::scorer::Scorer;
 use rand::{Rng, SeedableRng};
 
@@ -27,16 +27,8 @@ fn main() {
         let sequences: Vec<u32> = (0..distinct * 64)
             .map(|_| rng.random_range(1..2561))
             .collect();
-        let rows = Rows {
-            sequences,
-            seq_of_row: (0..n).map(|r| (r % distinct) as u32).collect(),
-            category: (0..n).map(|_| rng.random_range(0..41)).collect(),
-            price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),
-            discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
-            time_left: (0..n).map(|_| rng.random()).collect(),
-            hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
-            features: Vec::new(),
-        };
+        let seq_of_row = (0..n).map(|r| (r % distinct) as u32).collect();
+        let rows = common::random_offers(&mut rng, sequences, seq_of_row);
         let s = common::median_seconds(&mut || {
             scorer.probabilities(&rows).expect("score");
         });

@@ -13,7 +13,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 use flashsql_gpu::device::DeviceChoice;
-use flashsql_gpu::purchase::Rows;
 use flashsql_gpu::train::{SplitKeys, TrainOptions, train};
 use rand::{Rng, SeedableRng};
 
@@ -22,16 +21,8 @@ fn main() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
     let n = 25_000;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let rows = Rows {
-        sequences: (0..n * 64).map(|_| rng.random_range(0..2561)).collect(),
-        seq_of_row: (0..n as u32).collect(),
-        category: (0..n).map(|_| rng.random_range(0..41)).collect(),
-        price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),
-        discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
-        time_left: (0..n).map(|_| rng.random()).collect(),
-        hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
-        features: Vec::new(),
-    };
+    let sequences = (0..n * 64).map(|_| rng.random_range(0..2561)).collect();
+    let rows = common::random_offers(&mut rng, sequences, (0..n as u32).collect());
     let labels: Vec<f32> = (0..n)
         .map(|_| f32::from(u8::from(rng.random_bool(0.2))))
         .collect();

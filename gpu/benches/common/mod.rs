@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use flashsql_gpu::encoder::EncoderConfig;
-use flashsql_gpu::purchase::{ModelKind, PurchaseConfig};
+use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows};
+use rand::Rng;
 
 /// The median of 5 timed runs of `f`, after one untimed run (warm-up).
 pub fn median_seconds(f: &mut dyn FnMut()) -> f64 {
@@ -41,5 +42,21 @@ pub fn purchase_config() -> PurchaseConfig {
         hour: true,
         features: Vec::new(),
         calibration: None,
+    }
+}
+
+/// Random offers over 41 categories, with both offer features, for rows pointing at
+/// `sequences` through `seq_of_row`.
+pub fn random_offers(rng: &mut impl Rng, sequences: Vec<u32>, seq_of_row: Vec<u32>) -> Rows {
+    let n = seq_of_row.len();
+    Rows {
+        sequences,
+        seq_of_row,
+        category: (0..n).map(|_| rng.random_range(0..41)).collect(),
+        price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),
+        discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
+        time_left: (0..n).map(|_| rng.random()).collect(),
+        hour: (0..n).map(|_| rng.random_range(0.0..24.0)).collect(),
+        features: Vec::new(),
     }
 }
