@@ -108,7 +108,13 @@ impl SequenceEncoder {
     /// An encoder with seeded initial weights.
     pub fn seeded(config: EncoderConfig, seed: u64, device: &Device) -> Result<Self, GpuError> {
         let (v, e, c, d) = (config.vocab, config.embed, config.channels, config.dim);
-        if config.widths.is_empty() || config.widths.contains(&0) || v < 2 || e == 0 || c == 0 {
+        if config.widths.is_empty()
+            || config.widths.contains(&0)
+            || v < 2
+            || e == 0
+            || c == 0
+            || config.factor_buckets == Some(0)
+        {
             return Err(GpuError::Shape(format!("invalid encoder shape {config:?}")));
         }
         let mut named = HashMap::new();
@@ -117,9 +123,6 @@ impl SequenceEncoder {
             glorot(seed, "encoder.embedding", &[v, e], v, e, device)?,
         );
         if let Some(buckets) = config.factor_buckets {
-            if buckets == 0 {
-                return Err(GpuError::Shape("factor_buckets must be positive".into()));
-            }
             let (groups, _, _) = factor_index(v, buckets);
             for (name, rows) in [
                 ("encoder.group_embedding", groups),

@@ -124,7 +124,8 @@ impl PurchaseConfig {
     /// The dense inputs after the user vector and the category embedding: the offer's
     /// [`DENSE`] (purchase models) and then the extra features.
     pub fn dense_dim(&self) -> usize {
-        if self.has_offer() { DENSE } else { 0 }.saturating_add(self.features.len())
+        let offer = if self.has_offer() { DENSE } else { 0 };
+        offer + self.features.len()
     }
 
     /// The width of the category embedding in the first layer's input.
@@ -136,7 +137,8 @@ impl PurchaseConfig {
         }
     }
 
-    fn inputs(&self) -> usize {
+    /// The width of the first layer's input.
+    pub fn inputs(&self) -> usize {
         self.user_dim() + self.category_inputs() + self.dense_dim()
     }
 
@@ -181,6 +183,11 @@ impl Rows {
 
     pub fn is_empty(&self) -> bool {
         self.seq_of_row.is_empty()
+    }
+
+    /// Extra features per row (`features` holds this many for each row).
+    pub fn feature_width(&self) -> usize {
+        self.features.len().checked_div(self.len()).unwrap_or(0)
     }
 
     /// Writes the dense inputs of row `r` into `out` (`config.dense_dim()` values): for a

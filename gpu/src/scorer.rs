@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::GpuError;
@@ -54,14 +54,12 @@ impl Scorer {
     pub fn new(model: &PurchaseModel) -> Result<Scorer, GpuError> {
         let config = model.config().clone();
         let named: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
-        // On the CPU and contiguous, whatever device the model was trained on.
-        let tensor = |name: &str| -> Result<Tensor, GpuError> {
-            let t = named
+        let get = |name: &str| -> Result<Vec<f32>, GpuError> {
+            named
                 .get(name)
-                .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))?;
-            Ok(t.to_device(&Device::Cpu)?.contiguous()?)
+                .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))
+                .and_then(flat)
         };
-        let get = |name: &str| -> Result<Vec<f32>, GpuError> { flat(&tensor(name)?) };
         let h1 = config.hidden[0];
         let w1 = get("mlp.hidden1.weight")?;
         let b1 = get("mlp.hidden1.bias")?;
@@ -327,7 +325,7 @@ mod tests {
             features: Vec::new(),
             calibration: None,
         };
-        let model = PurchaseModel::seeded(config, 4, &Device::Cpu).unwrap();
+        let model = PurchaseModel::seeded(config, 4, &candle_core::Device::Cpu).unwrap();
         let scorer = Scorer::new(&model).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
         let n = 300;

@@ -151,11 +151,7 @@ impl SplitKeys {
 /// FNV-1a of each row: its sequence, features, label and split key — all training reads.
 fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<u64> {
     let f = |v: &[f32], r: usize| v.get(r).map_or(0, |x| x.to_bits());
-    let width = if rows.is_empty() {
-        0
-    } else {
-        rows.features.len() / rows.len()
-    };
+    let width = rows.feature_width();
     (0..rows.len())
         .map(|r| {
             let s = rows.seq_of_row[r] as usize;
@@ -191,11 +187,7 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
             idx.iter().map(|&r| v[r]).collect()
         }
     }
-    let width = if rows.is_empty() {
-        0
-    } else {
-        rows.features.len() / rows.len()
-    };
+    let width = rows.feature_width();
     let mut renumbered: HashMap<u32, u32> = HashMap::new();
     let mut sequences = Vec::new();
     let seq_of_row = idx
@@ -224,25 +216,24 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
     }
 }
 
-/// The model with a Platt calibration fitted on the validation rows, when one lowers their log
-/// loss; and the log loss before and after.
+/// The model with a Platt calibration fitted on its validation logits `z` (whose log loss
+/// is `before`), when one lowers that loss; and the log loss before and after.
 fn calibrate(
     model: PurchaseModel,
-    rows: &Rows,
+    z: &[f64],
+    before: f64,
     labels: &[f32],
-) -> Result<(PurchaseModel, Option<(f64, f64)>), GpuError> {
-    let z = Scorer::new(&model)?.logits(rows)?;
-    let Some(platt) = Platt::fit(&z, labels) else {
-        return Ok((model, None));
+) -> (PurchaseModel, Option<(f64, f64)>) {
+    let Some(platt) = Platt::fit(z, labels) else {
+        return (model, None);
     };
-    let before = metrics::bce_with_logits(labels, &z);
     let scaled: Vec<f64> = z.iter().map(|&v| platt.apply(v)).collect();
     let after = metrics::bce_with_logits(labels, &scaled);
     if after < before {
         tracing::info!(a = platt.a, b = platt.b, before, after, "calibrated");
-        Ok((model.with_calibration(Some(platt)), Some((before, after))))
+        (model.with_calibration(Some(platt)), Some((before, after)))
     } else {
-        Ok((model, None))
+        (model, None)
     }
 }
 
@@ -275,7 +266,7 @@ pub fn train(
         )));
     }
     rows.check(&config)?;
-    if config.user_dim() + config.category_inputs() + config.dense_dim() == 0 {
+    if config.inputs() == 0 {
         return Err(GpuError::Data(
             "the model has no inputs: give it a sequence (sequence => true) or features".into(),
         ));
@@ -335,7 +326,8 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     rng.set_stream(0x7261_696e); // the batch order, apart from the weights' streams
     let mut reports = Vec::new();
-    let mut best: Option<(f64, usize, PurchaseModel)> = None;
+    // The kept epoch: its validation loss, number, weights and validation logits.
+    let mut best: Option<(f64, usize, PurchaseModel, Vec<f64>)> = None;
     let mut stale = 0;
     for epoch in 1..=opts.epochs {
         let t0 = Instant::now();
@@ -363,7 +355,7 @@ pub fn train(
             .zip(&valid_labels)
             .map(|(&p, &y)| (p, f64::from(y)))
             .collect();
-        let improved = best.as_ref().is_none_or(|(b, _, _)| valid_loss < b - 1e-7);
+        let improved = best.as_ref().is_none_or(|(b, ..)| valid_loss < b - 1e-7);
         let report = EpochReport {
             epoch,
             train_loss: total / train_idx.len() as f64,
@@ -377,7 +369,7 @@ pub fn train(
         on_epoch(&report)?;
         reports.push(report);
         if improved {
-            best = Some((valid_loss, epoch, current));
+            best = Some((valid_loss, epoch, current, logits));
             stale = 0;
         } else {
             stale += 1;
@@ -386,9 +378,10 @@ pub fn train(
             }
         }
     }
-    let (_, best_epoch, model) = best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
+    let (best_loss, best_epoch, model, logits) =
+        best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
     let (model, calibrated) = if opts.calibrate {
-        calibrate(model, &valid_rows, &valid_labels)?
+        calibrate(model, &logits, best_loss, &valid_labels)
     } else {
         (model, None)
     };

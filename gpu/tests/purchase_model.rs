@@ -14,7 +14,7 @@ use flashsql_gpu::purchase::{
 };
 use flashsql_gpu::scorer::Scorer;
 use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
-use flashsql_gpu::train::{SplitKeys, TrainOptions, train};
+use flashsql_gpu::train::{SplitKeys, TrainOptions, Trained, train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -188,6 +188,13 @@ fn probability_is_non_decreasing_in_discount() {
     }
 }
 
+/// The validation AUC of the epoch training kept.
+fn kept_auc(t: &Trained) -> f64 {
+    t.reports[t.best_epoch - 1]
+        .valid_auc
+        .expect("both classes in validation")
+}
+
 fn options(seed: u64) -> TrainOptions {
     TrainOptions {
         epochs: 12,
@@ -260,7 +267,7 @@ fn training_is_reproducible_and_learns_the_latent_type() {
         .map(|&r| (truth[r], f64::from(labels[r])))
         .collect();
     let bayes = auc(&mut bayes).unwrap();
-    let best = a.reports[a.best_epoch - 1].valid_auc.unwrap();
+    let best = kept_auc(&a);
     assert!(best > bayes - 0.02, "model AUC {best} vs Bayes {bayes}");
 
     let blind = train(
@@ -272,7 +279,7 @@ fn training_is_reproducible_and_learns_the_latent_type() {
         &mut |_| Ok(()),
     )
     .unwrap();
-    let blind_auc = blind.reports[blind.best_epoch - 1].valid_auc.unwrap();
+    let blind_auc = kept_auc(&blind);
     eprintln!(
         "valid AUC {best:.4}, Bayes {bayes:.4}, without sequences {blind_auc:.4}; epochs {}",
         a.reports.len()
@@ -433,28 +440,19 @@ fn propensity_model_fuses_sequence_and_features() {
     }
 
     let keys = SplitKeys::User(users);
-    let valid_auc = |c: PurchaseConfig, rows: &Rows| {
-        let t = train(c, rows, &labels, &keys, &options(3), &mut |_| Ok(())).unwrap();
-        t.reports[t.best_epoch - 1].valid_auc.unwrap()
+    let fit = |c: PurchaseConfig, rows: &Rows| {
+        train(c, rows, &labels, &keys, &options(3), &mut |_| Ok(())).unwrap()
     };
-    let trained = train(
-        cfg(true, true),
-        &rows,
-        &labels,
-        &keys,
-        &options(3),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
-    let both = trained.reports[trained.best_epoch - 1].valid_auc.unwrap();
-    let sequence_only = valid_auc(
+    let trained = fit(cfg(true, true), &rows);
+    let both = kept_auc(&trained);
+    let sequence_only = kept_auc(&fit(
         cfg(true, false),
         &Rows {
             features: Vec::new(),
             ..rows.clone()
         },
-    );
-    let feature_only = valid_auc(cfg(false, true), &rows);
+    ));
+    let feature_only = kept_auc(&fit(cfg(false, true), &rows));
     let (_, valid) = flashsql_gpu::train::split(&keys, 0.2, 3);
     let mut bayes: Vec<(f64, f64)> = valid
         .iter()

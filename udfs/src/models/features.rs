@@ -163,7 +163,7 @@ pub fn scoring_rows(
     let (price, discount) = (number("price")?, number("discount")?);
     let (time_left, hour) = (number("time_left")?, number("hour")?);
     let features = arg("features")
-        .map(|a| feature_matrix(function, a, config.features.len()))
+        .map(|a| feature_matrix(function, a, Some(config.features.len())))
         .transpose()?;
     fn present<T>(v: &Option<Vec<Option<T>>>, r: usize) -> bool {
         v.as_ref().is_none_or(|v| v[r].is_some())
@@ -181,7 +181,7 @@ pub fn scoring_rows(
             && present(&discount, r)
             && present(&time_left, r)
             && present(&hour, r))
-            || features.as_ref().is_some_and(|(_, valid)| !valid[r])
+            || features.as_ref().is_some_and(|f| !f.valid[r])
         {
             continue;
         }
@@ -199,8 +199,9 @@ pub fn scoring_rows(
         if let Some(h) = &hour {
             rows.hour.push(h[r].unwrap_or(0.0) as f32);
         }
-        if let Some((matrix, _)) = &features {
-            rows.features.extend_from_slice(&matrix[r * f..(r + 1) * f]);
+        if let Some(x) = &features {
+            rows.features
+                .extend_from_slice(&x.matrix[r * f..(r + 1) * f]);
         }
         rows.seq_of_row.push(seq_of_row[r]);
         kept.push(r);
@@ -208,13 +209,39 @@ pub fn scoring_rows(
     Ok(Scored { rows, kept })
 }
 
-/// A `features` column — a list of numbers per row, `width` of them — as a row-major
-/// matrix, and whether each row has one (a NULL list has none; its slots are zero).
-pub fn feature_matrix(function: &str, a: &ArrayRef, width: usize) -> Result<(Vec<f32>, Vec<bool>)> {
-    let lists = feature_lists(function, a)?;
+/// A `features` column — a list of numbers per row — as a row-major matrix of `width`
+/// values per row, and whether each row has one (a NULL list has none; its slots are zero).
+/// `width` is the model's when scoring; when training (`None`) it is the first list's length,
+/// which every other row must then match.
+pub struct Features {
+    pub matrix: Vec<f32>,
+    pub valid: Vec<bool>,
+    pub width: usize,
+}
+
+pub fn feature_matrix(function: &str, a: &ArrayRef, width: Option<usize>) -> Result<Features> {
+    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
+        DataType::Float64,
+        true,
+    )));
+    let lists = cast(a, &target).map_err(|_| {
+        user_error(format!(
+            "{function}: features must be a list of numbers (e.g. [recency, frequency]), got {}",
+            a.data_type()
+        ))
+    })?;
     let lists = lists.as_list::<i32>();
     let values = lists.values().as_primitive::<Float64Type>();
     let offsets = lists.value_offsets();
+    let (width, expected) = match width {
+        Some(w) => (w, format!("the model takes {w}")),
+        None => {
+            let w = (0..lists.len())
+                .find(|&r| lists.is_valid(r))
+                .map_or(0, |r| lists.value_length(r) as usize);
+            (w, format!("the first row has {w}"))
+        }
+    };
     let mut matrix = vec![0.0f32; lists.len() * width];
     let mut valid = vec![false; lists.len()];
     for r in 0..lists.len() {
@@ -224,7 +251,7 @@ pub fn feature_matrix(function: &str, a: &ArrayRef, width: usize) -> Result<(Vec
         let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
         if end - start != width {
             return Err(row_error(format!(
-                "{function}: row {}: features has length {}; the model takes {width}",
+                "{function}: row {}: features has length {}; {expected}",
                 r + 1,
                 end - start
             )));
@@ -247,16 +274,11 @@ pub fn feature_matrix(function: &str, a: &ArrayRef, width: usize) -> Result<(Vec
         }
         valid[r] = true;
     }
-    Ok((matrix, valid))
-}
-
-/// The width of a `features` column: the length of its first non-NULL list.
-pub fn feature_width(function: &str, a: &ArrayRef) -> Result<usize> {
-    let lists = feature_lists(function, a)?;
-    let lists = lists.as_list::<i32>();
-    Ok((0..lists.len())
-        .find(|&r| lists.is_valid(r))
-        .map_or(0, |r| lists.value_length(r) as usize))
+    Ok(Features {
+        matrix,
+        valid,
+        width,
+    })
 }
 
 /// A price must be positive and a discount a fraction in [0, 1].
@@ -274,18 +296,4 @@ pub fn check_offer(function: &str, r: usize, price: f64, discount: f64) -> Resul
         )));
     }
     Ok(())
-}
-
-/// A `features` column as lists of f64.
-fn feature_lists(function: &str, a: &ArrayRef) -> Result<ArrayRef> {
-    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
-        DataType::Float64,
-        true,
-    )));
-    cast(a, &target).map_err(|_| {
-        user_error(format!(
-            "{function}: features must be a list of numbers (e.g. [recency, frequency]), got {}",
-            a.data_type()
-        ))
-    })
 }

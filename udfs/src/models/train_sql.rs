@@ -18,7 +18,7 @@ use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
 use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, train};
 
 use super::features::{
-    check_offer, feature_matrix, feature_width, floats, ints, model_error, sequences,
+    Features, check_offer, feature_matrix, floats, ints, model_error, sequences,
 };
 use crate::error::{FunctionError, row_error};
 use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
@@ -273,8 +273,11 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
     };
     let features = match input.schema().index_of("features") {
         Ok(i) => {
-            let width = feature_width(NAME, input.column(i))?;
-            let (matrix, valid) = feature_matrix(NAME, input.column(i), width)?;
+            let Features {
+                matrix,
+                valid,
+                width,
+            } = feature_matrix(NAME, input.column(i), None)?;
             if let Some(r) = valid.iter().position(|v| !v) {
                 return Err(row_error(format!(
                     "{NAME}: row {}: features is NULL",
