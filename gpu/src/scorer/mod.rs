@@ -19,22 +19,16 @@ use crate::GpuError;
 use crate::frozen::FrozenEncoder;
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 
+mod network;
+use network::{Network, Scratch};
+
 #[derive(Debug)]
 pub struct Scorer {
     config: PurchaseConfig,
     encoder: Option<FrozenEncoder>,
     /// `[D, H1]`.
     w1_user: Vec<f32>,
-    /// `[categories + 1, H1]`: each category's embedding times its rows of W1, plus b1 (for
-    /// a propensity model one row, b1).
-    cat_h1: Vec<f32>,
-    /// `[dense_dim, H1]`.
-    w1_dense: Vec<f32>,
-    /// `[H1, H2]`, `[H2]`, `[H2, outputs]`, `[outputs]`.
-    w2: Vec<f32>,
-    b2: Vec<f32>,
-    w3: Vec<f32>,
-    b3: Vec<f32>,
+    network: Network,
     /// U·W1_user of sequences already encoded, at most [`CACHED_SEQUENCES`] (cleared when
     /// full): about 0.5 KB each.
     cache: Mutex<SequenceCache>,
@@ -87,12 +81,15 @@ impl Scorer {
                 None => None,
             },
             w1_user: w1[..user * h1].to_vec(),
-            w1_dense: w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
-            cat_h1,
-            w2: get("mlp.hidden2.weight")?,
-            b2: get("mlp.hidden2.bias")?,
-            w3: get("mlp.out.weight")?,
-            b3: get("mlp.out.bias")?,
+            network: Network::new(
+                &config,
+                cat_h1,
+                w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
+                get("mlp.hidden2.weight")?,
+                get("mlp.hidden2.bias")?,
+                get("mlp.out.weight")?,
+                get("mlp.out.bias")?,
+            ),
             cache: Mutex::new(SequenceCache::default()),
             config,
         })
@@ -185,114 +182,36 @@ impl Scorer {
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let n = rows.len();
         rows.check(&self.config)?;
-        let width = self.config.dense_dim();
-        let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
         let seq_h1 = self.sequence_parts(&rows.sequences)?;
-        // Row by row, in registers and L1: measured faster than candle's matmul over blocks
-        // of rows, whose temporaries cost more than the products (benches/RESULTS.md).
         let mut out = vec![0.0f64; n];
         let avx2 = crate::simd::has_avx2();
+        let config = &self.config;
         out.par_chunks_mut(1024).enumerate().for_each_init(
-            || Scratch {
-                a1: vec![0.0f32; h1],
-                a2: vec![0.0f32; h2],
-                dense: vec![0.0f32; width],
-            },
+            || Scratch::new(config),
             |scratch, (chunk, dst)| {
                 let seq_h1 = seq_h1.as_deref();
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
                     // SAFETY: the CPU has AVX2 (checked at run time).
-                    unsafe { self.score_chunk_avx2(rows, seq_h1, chunk * 1024, dst, scratch) };
+                    unsafe {
+                        self.network.score_chunk_avx2(
+                            config,
+                            rows,
+                            seq_h1,
+                            chunk * 1024,
+                            dst,
+                            scratch,
+                        )
+                    };
                     return;
                 }
                 let _ = avx2;
-                self.score_chunk(rows, seq_h1, chunk * 1024, dst, scratch);
+                self.network
+                    .score_chunk(config, rows, seq_h1, chunk * 1024, dst, scratch);
             },
         );
         Ok(out)
     }
-
-    /// [`Scorer::score_chunk`] compiled for AVX2: the same operations in the same order (no
-    /// fused multiply-add), so the same numbers, twice as wide.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn score_chunk_avx2(
-        &self,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
-        first: usize,
-        dst: &mut [f64],
-        scratch: &mut Scratch,
-    ) {
-        self.score_chunk(rows, seq_h1, first, dst, scratch);
-    }
-
-    /// The logits of rows `first ..` into `dst`.
-    #[inline(always)]
-    fn score_chunk(
-        &self,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
-        first: usize,
-        dst: &mut [f64],
-        scratch: &mut Scratch,
-    ) {
-        let offer = self.config.has_offer();
-        let outputs = self.config.outputs();
-        let (h1, h2) = (self.config.hidden[0], self.config.hidden[1]);
-        let Scratch { a1, a2, dense } = scratch;
-        for (j, p) in dst.iter_mut().enumerate() {
-            let r = first + j;
-            let c = if offer { rows.category[r] as usize } else { 0 };
-            a1.copy_from_slice(&self.cat_h1[c * h1..(c + 1) * h1]);
-            if let Some(s) = seq_h1 {
-                let k = rows.seq_of_row[r] as usize;
-                for (o, x) in a1.iter_mut().zip(&s[k * h1..(k + 1) * h1]) {
-                    *o += x;
-                }
-            }
-            rows.dense(&self.config, r, dense);
-            for (f, &x) in dense.iter().enumerate() {
-                let row = &self.w1_dense[f * h1..(f + 1) * h1];
-                for (o, w) in a1.iter_mut().zip(row) {
-                    *o += x * w;
-                }
-            }
-            a2.copy_from_slice(&self.b2);
-            for (i, &x) in a1.iter().enumerate() {
-                let x = x.max(0.0);
-                let row = &self.w2[i * h2..(i + 1) * h2];
-                for (o, w) in a2.iter_mut().zip(row) {
-                    *o += x * w;
-                }
-            }
-            let (mut f, mut g) = (self.b3[0], self.b3.get(1).copied().unwrap_or(0.0));
-            for (i, &x) in a2.iter().enumerate() {
-                let x = x.max(0.0);
-                f += x * self.w3[outputs * i];
-                if offer {
-                    g += x * self.w3[outputs * i + 1];
-                }
-            }
-            let mut z = f64::from(f);
-            if offer {
-                let g = f64::from(g);
-                z += (g.max(0.0) + (-g.abs()).exp().ln_1p()) * f64::from(rows.discount[r]);
-            }
-            *p = match &self.config.calibration {
-                Some(c) => c.apply(z),
-                None => z,
-            };
-        }
-    }
-}
-
-/// Per-thread buffers of [`Scorer::logits`].
-struct Scratch {
-    a1: Vec<f32>,
-    a2: Vec<f32>,
-    dense: Vec<f32>,
 }
 
 #[cfg(test)]
@@ -302,14 +221,12 @@ mod tests {
     use crate::purchase::{ModelKind, pad_sequence};
     use rand::{Rng, SeedableRng};
 
-    /// The AVX2 build of the per-row network gives the same bits as the baseline build.
-    #[cfg(target_arch = "x86_64")]
+    /// Every build of the per-row network gives the same bits: the AVX2 build and the
+    /// baseline build, and the default shape's two-rows-at-a-time kernel and the one for any
+    /// shape (an odd number of rows, so the last row is paired with itself; a calibration,
+    /// so that step is covered too).
     #[test]
-    fn avx2_build_gives_the_same_bits() {
-        if !crate::simd::has_avx2() {
-            eprintln!("skipping: this CPU has no AVX2");
-            return;
-        }
+    fn every_build_of_the_network_gives_the_same_bits() {
         let config = PurchaseConfig {
             kind: ModelKind::Purchase,
             encoder: EncoderConfig::default(),
@@ -323,12 +240,12 @@ mod tests {
             time_left: true,
             hour: true,
             features: Vec::new(),
-            calibration: None,
+            calibration: Some(crate::calibration::Platt { a: 0.8, b: -0.3 }),
         };
-        let model = PurchaseModel::seeded(config, 4, &candle_core::Device::Cpu).unwrap();
+        let model = PurchaseModel::seeded(config.clone(), 4, &candle_core::Device::Cpu).unwrap();
         let scorer = Scorer::new(&model).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        let n = 300;
+        let n = 301;
         let mut rows = Rows::default();
         for _ in 0..n {
             let seq: Vec<u32> = (0..10).map(|_| rng.random_range(1..2561)).collect();
@@ -341,15 +258,26 @@ mod tests {
         rows.time_left = (0..n).map(|_| rng.random()).collect();
         rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
         let seq_h1 = scorer.sequence_parts(&rows.sequences).unwrap();
-        let scratch = || Scratch {
-            a1: vec![0.0; 64],
-            a2: vec![0.0; 32],
-            dense: vec![0.0; 4],
+        let seq_h1 = seq_h1.as_deref();
+        let net = &scorer.network;
+        let score = |f: &dyn Fn(&mut [f64], &mut Scratch)| {
+            let mut out = vec![0.0f64; n];
+            f(&mut out, &mut Scratch::new(&config));
+            out
         };
-        let (mut a, mut b) = (vec![0.0f64; n], vec![0.0f64; n]);
-        scorer.score_chunk(&rows, seq_h1.as_deref(), 0, &mut a, &mut scratch());
-        // SAFETY: AVX2 is present (checked above).
-        unsafe { scorer.score_chunk_avx2(&rows, seq_h1.as_deref(), 0, &mut b, &mut scratch()) };
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        let fixed = score(&|o, s| net.score_chunk(&config, &rows, seq_h1, 0, o, s));
+        let any = score(&|o, s| net.any_shape(&config, &rows, seq_h1, 0, o, s));
+        let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(fixed.iter().all(|z| z.is_finite()));
+        assert!(same(&fixed, &any));
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::has_avx2() {
+            // SAFETY: AVX2 is present (checked above).
+            let avx2 =
+                score(&|o, s| unsafe { net.score_chunk_avx2(&config, &rows, seq_h1, 0, o, s) });
+            assert!(same(&fixed, &avx2));
+        } else {
+            eprintln!("skipping the AVX2 build: this CPU has no AVX2");
+        }
     }
 }
