@@ -164,6 +164,9 @@ impl PurchaseConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Rows {
     pub sequences: Vec<u32>,
+    /// [`crate::scorer::window_hash`] of each of `sequences` when the caller has them (it
+    /// hashed the rows' windows to find the distinct ones), else empty.
+    pub sequence_hashes: Vec<u64>,
     pub seq_of_row: Vec<u32>,
     /// Vocabulary indices ([`PurchaseConfig::category_index`]).
     pub category: Vec<u32>,

@@ -203,6 +203,7 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
         .collect();
     Rows {
         sequences,
+        sequence_hashes: Vec::new(),
         seq_of_row,
         category: pick(&rows.category, idx),
         price: pick(&rows.price, idx),

@@ -142,6 +142,7 @@ fn scorer_equals_the_tensor_path() {
         let (more, _, _, _) = world(60, 5, 9);
         let mixed = Rows {
             sequences: [rows.sequences.clone(), more.sequences.clone()].concat(),
+            sequence_hashes: Vec::new(),
             seq_of_row: rows
                 .seq_of_row
                 .iter()
@@ -225,6 +226,7 @@ fn training_is_reproducible_and_learns_the_latent_type() {
     let rev = |v: &[f32]| -> Vec<f32> { v.iter().rev().copied().collect() };
     let reversed = Rows {
         sequences: rows.sequences.clone(),
+        sequence_hashes: Vec::new(),
         seq_of_row: rows.seq_of_row.iter().rev().copied().collect(),
         category: rows.category.iter().rev().copied().collect(),
         price: rev(&rows.price),

@@ -51,6 +51,7 @@ pub fn random_offers(rng: &mut impl Rng, sequences: Vec<u32>, seq_of_row: Vec<u3
     let n = seq_of_row.len();
     Rows {
         sequences,
+        sequence_hashes: Vec::new(),
         seq_of_row,
         category: (0..n).map(|_| rng.random_range(0..41)).collect(),
         price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),

@@ -10,7 +10,7 @@
 //! purchase row costs H1·(DENSE + 1) + H1·H2 + 2·H2 multiply-adds.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use candle_core::Tensor;
 use rayon::prelude::*;
@@ -19,7 +19,10 @@ use crate::GpuError;
 use crate::frozen::FrozenEncoder;
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 
+mod cache;
 mod network;
+use cache::SequenceCache;
+pub use cache::window_hash;
 use network::{Network, Scratch};
 
 #[derive(Debug)]
@@ -31,11 +34,8 @@ pub struct Scorer {
     network: Network,
     /// U·W1_user of sequences already encoded, at most [`CACHED_SEQUENCES`] (cleared when
     /// full): about 0.5 KB each.
-    cache: Mutex<SequenceCache>,
+    cache: RwLock<SequenceCache>,
 }
-
-/// Token window → its U·W1_user row.
-type SequenceCache = HashMap<Box<[u32]>, Box<[f32]>, ahash::RandomState>;
 
 /// How many encoded sequences a loaded model keeps (~100 MB at the default shape).
 const CACHED_SEQUENCES: usize = 200_000;
@@ -90,7 +90,7 @@ impl Scorer {
                 get("mlp.out.weight")?,
                 get("mlp.out.bias")?,
             ),
-            cache: Mutex::new(SequenceCache::default()),
+            cache: RwLock::new(SequenceCache::new(config.seq_len, h1, CACHED_SEQUENCES)),
             config,
         })
     }
@@ -109,9 +109,13 @@ impl Scorer {
     }
 
     /// U·W1_user for each sequence (`seq_len` tokens each), `[S, H1]`; `None` without an
-    /// encoder. Sequences seen in earlier calls come from the cache: a query scores a user's
-    /// history against many offers, and its rows reach the scorer in many batches.
-    fn sequence_parts(&self, sequences: &[u32]) -> Result<Option<Vec<f32>>, GpuError> {
+    /// encoder. `hashes` are the sequences' [`window_hash`]es, or empty (then computed
+    /// here). Sequences seen in earlier calls come from the cache.
+    fn sequence_parts(
+        &self,
+        sequences: &[u32],
+        hashes: &[u64],
+    ) -> Result<Option<Vec<f32>>, GpuError> {
         let Some(encoder) = &self.encoder else {
             return Ok(None);
         };
@@ -121,12 +125,19 @@ impl Scorer {
             self.config.encoder.dim,
         );
         let n_seq = sequences.len() / len.max(1);
+        let computed: Vec<u64>;
+        let hashes = if hashes.len() == n_seq {
+            hashes
+        } else {
+            computed = sequences.chunks(len).map(window_hash).collect();
+            &computed
+        };
         let mut out = vec![0.0f32; n_seq * h1];
         let mut misses: Vec<usize> = Vec::new();
         {
-            let cache = self.lock_cache();
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
             for (k, (dst, seq)) in out.chunks_mut(h1).zip(sequences.chunks(len)).enumerate() {
-                match cache.get(seq) {
+                match cache.get(hashes[k], seq) {
                     Some(part) => dst.copy_from_slice(part),
                     None => misses.push(k),
                 }
@@ -152,21 +163,12 @@ impl Scorer {
                     }
                 }
             });
-        let mut cache = self.lock_cache();
-        if cache.len() + misses.len() > CACHED_SEQUENCES {
-            cache.clear();
-        }
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         for (&k, part) in misses.iter().zip(parts.chunks(h1)) {
             out[k * h1..(k + 1) * h1].copy_from_slice(part);
-            if cache.len() < CACHED_SEQUENCES {
-                cache.insert(sequences[k * len..(k + 1) * len].into(), part.into());
-            }
+            cache.insert(hashes[k], &sequences[k * len..(k + 1) * len], part);
         }
         Ok(Some(out))
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, SequenceCache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The probability of every row.
@@ -182,7 +184,7 @@ impl Scorer {
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         let n = rows.len();
         rows.check(&self.config)?;
-        let seq_h1 = self.sequence_parts(&rows.sequences)?;
+        let seq_h1 = self.sequence_parts(&rows.sequences, &rows.sequence_hashes)?;
         let mut out = vec![0.0f64; n];
         let avx2 = crate::simd::has_avx2();
         let config = &self.config;
@@ -257,7 +259,7 @@ mod tests {
         rows.discount = (0..n).map(|_| rng.random_range(0.0..0.5)).collect();
         rows.time_left = (0..n).map(|_| rng.random()).collect();
         rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
-        let seq_h1 = scorer.sequence_parts(&rows.sequences).unwrap();
+        let seq_h1 = scorer.sequence_parts(&rows.sequences, &[]).unwrap();
         let seq_h1 = seq_h1.as_deref();
         let net = &scorer.network;
         let score = |f: &dyn Fn(&mut [f64], &mut Scratch)| {

@@ -1,15 +1,15 @@
 //! Arrow columns → the model's inputs, shared by training and scoring so that a model reads
 //! its inputs the same way in both.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
 use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::purchase::{PurchaseConfig, Rows, pad_sequence};
+use flashsql_gpu::scorer::window_hash;
+use hashbrown::HashTable;
 
 use crate::error::{FunctionError, row_error, user_error};
 
@@ -53,15 +53,18 @@ pub fn ints(function: &str, name: &str, a: &ArrayRef) -> Result<Vec<Option<i64>>
     Ok(c.as_primitive::<Int64Type>().iter().collect())
 }
 
+/// The distinct token windows of a `seq` column: each padded to `len` tokens once, with
+/// its [`window_hash`], and the window of each row.
+pub struct Windows {
+    pub tokens: Vec<u32>,
+    pub hashes: Vec<u64>,
+    pub of_row: Vec<u32>,
+}
+
 /// Behaviour sequences (lists of tokens from `behavior_sequence`) cut and padded to
-/// `len`, each distinct one stored once: (sequences, sequence of each row). A NULL
-/// sequence is a user without history (all padding).
-pub fn sequences(
-    function: &str,
-    a: &ArrayRef,
-    len: usize,
-    vocab: usize,
-) -> Result<(Vec<u32>, Vec<u32>)> {
+/// `len`, each distinct one stored once. A NULL sequence is a user without history (all
+/// padding).
+pub fn sequences(function: &str, a: &ArrayRef, len: usize, vocab: usize) -> Result<Windows> {
     // behavior_sequence gives int4 lists, which this reads without a copy.
     let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
         DataType::Int32,
@@ -75,47 +78,63 @@ pub fn sequences(
     })?;
     let lists = lists.as_list::<i32>();
     let values = lists.values().as_primitive::<Int32Type>();
-    let (raw, offsets) = (values.values(), lists.value_offsets());
-    // Each distinct window (the last `len` tokens) once, straight from the Arrow buffer: a
-    // user scored against many offers is checked, padded and encoded once.
-    let mut seen: HashMap<&[i32], u32, ahash::RandomState> = HashMap::default();
-    let mut order = Vec::with_capacity(lists.len());
-    let mut unique = Vec::new();
-    let mut tokens = Vec::with_capacity(len);
+    // The same bits as u32 (a negative token is then ≥ vocab, and refused below).
+    let raw = ScalarBuffer::<u32>::from(values.values().inner().clone());
+    let offsets = lists.value_offsets();
+    // Each distinct window (the last `len` tokens, without left padding) once, straight
+    // from the Arrow buffer: a user scored against many offers is checked, padded and
+    // encoded once, and the hash that finds it here also finds it in the model's cache.
+    let mut seen: HashTable<u32> = HashTable::with_capacity(lists.len().min(1 << 16));
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut out = Windows {
+        tokens: Vec::new(),
+        hashes: Vec::new(),
+        of_row: Vec::with_capacity(lists.len()),
+    };
     for r in 0..lists.len() {
-        let (start, end) = if lists.is_valid(r) {
+        let (mut start, end) = if lists.is_valid(r) {
             let end = offsets[r + 1] as usize;
             ((offsets[r] as usize).max(end.saturating_sub(len)), end)
         } else {
             (0, 0)
         };
+        while start < end && raw[start] == 0 && values.is_valid(start) {
+            start += 1;
+        }
         let window = &raw[start..end];
-        let next = seen.len() as u32;
-        let k = match seen.entry(window) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                tokens.clear();
+        let hash = window_hash(window);
+        let k = match seen.entry(
+            hash,
+            |&k| {
+                let (s, e) = spans[k as usize];
+                raw[s..e] == *window
+            },
+            |&k| out.hashes[k as usize],
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
                 for (i, &t) in (start..end).zip(window) {
-                    if values.is_null(i) || t < 0 || t as usize >= vocab {
+                    if values.is_null(i) || t as usize >= vocab {
                         return Err(row_error(format!(
                             "{function}: row {}: token {} is outside the vocabulary 0..{vocab} (build seq with behavior_sequence)",
                             r + 1,
                             if values.is_null(i) {
                                 "NULL".to_string()
                             } else {
-                                t.to_string()
+                                values.value(i).to_string()
                             }
                         )));
                     }
-                    tokens.push(t as u32);
                 }
-                pad_sequence(&tokens, len, &mut unique);
-                *e.insert(next)
+                pad_sequence(window, len, &mut out.tokens);
+                out.hashes.push(hash);
+                spans.push((start, end));
+                *e.insert(spans.len() as u32 - 1).get()
             }
         };
-        order.push(k);
+        out.of_row.push(k);
     }
-    Ok((unique, order))
+    Ok(out)
 }
 
 /// The scoring inputs of one call; rows with a NULL feature are left out and reported in
@@ -151,8 +170,7 @@ pub fn scoring_rows(
     args: &[ArrayRef],
     n: usize,
 ) -> Result<Scored> {
-    let (sequences, seq_of_row) =
-        sequences(function, &args[0], config.seq_len, config.encoder.vocab)?;
+    let windows = sequences(function, &args[0], config.seq_len, config.encoder.vocab)?;
     // Each argument by name, read once for the whole batch.
     let names = scoring_arguments(config);
     let arg = |name: &str| names.iter().position(|n| *n == name).map(|k| &args[k]);
@@ -169,7 +187,8 @@ pub fn scoring_rows(
         v.as_ref().is_none_or(|v| v[r].is_some())
     }
     let mut rows = Rows {
-        sequences,
+        sequences: windows.tokens,
+        sequence_hashes: windows.hashes,
         ..Rows::default()
     };
     let mut kept = Vec::with_capacity(n);
@@ -203,7 +222,7 @@ pub fn scoring_rows(
             rows.features
                 .extend_from_slice(&x.matrix[r * f..(r + 1) * f]);
         }
-        rows.seq_of_row.push(seq_of_row[r]);
+        rows.seq_of_row.push(windows.of_row[r]);
         kept.push(r);
     }
     Ok(Scored { rows, kept })

@@ -256,11 +256,10 @@ impl ScalarUDFImpl for UserEmbedding {
         let model = load("user_embedding", &self.store.0, &spec)?;
         let config = model.scorer.config();
         let seq = args.args[0].to_array(n)?;
-        let (unique, of_row) =
-            sequences("user_embedding", &seq, config.seq_len, config.encoder.vocab)?;
+        let windows = sequences("user_embedding", &seq, config.seq_len, config.encoder.vocab)?;
         let vectors = model
             .scorer
-            .user_vectors(&unique)
+            .user_vectors(&windows.tokens)
             .map_err(|e| model_error("user_embedding", e))?
             .ok_or_else(|| {
                 user_error(format!(
@@ -269,7 +268,7 @@ impl ScalarUDFImpl for UserEmbedding {
             })?;
         let d = config.encoder.dim;
         let mut values = Vec::with_capacity(n * d);
-        for &k in &of_row {
+        for &k in &windows.of_row {
             values.extend_from_slice(&vectors[k as usize * d..(k as usize + 1) * d]);
         }
         let field = Arc::new(Field::new_list_field(DataType::Float32, true));

@@ -267,7 +267,8 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
     let seq_len = plan.max_len.max(widest);
     // Without the encoder the sequence is not read (and need not be there).
     let (sequences, seq_of_row) = if plan.use_sequence {
-        sequences(NAME, &column(input, "seq")?, seq_len, encoder.vocab)?
+        let w = sequences(NAME, &column(input, "seq")?, seq_len, encoder.vocab)?;
+        (w.tokens, w.of_row)
     } else {
         (vec![0; seq_len], vec![0; n])
     };
