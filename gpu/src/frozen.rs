@@ -17,6 +17,9 @@ struct Folded {
     bias: Vec<f32>,
 }
 
+/// The channel count with its own compiled loop: `train_model`'s encoder.
+const FIXED_CHANNELS: usize = 32;
+
 #[derive(Debug)]
 pub struct FrozenEncoder {
     vocab: usize,
@@ -105,7 +108,25 @@ impl FrozenEncoder {
     /// One sequence's vector into `dst`; `acc` holds C floats, `pooled` C per width.
     #[inline(always)]
     fn encode_one(&self, seq: &[u32], dst: &mut [f32], acc: &mut [f32], pooled: &mut [f32]) {
-        let (c, d, len) = (self.channels, self.dim, seq.len());
+        let (c, d) = (self.channels, self.dim);
+        if c == FIXED_CHANNELS {
+            self.pool_fixed::<FIXED_CHANNELS>(seq, pooled);
+        } else {
+            self.pool_any(seq, acc, pooled);
+        }
+        dst.copy_from_slice(&self.proj_bias);
+        for (h, row) in pooled.iter().zip(self.proj.chunks(d)) {
+            for (o, p) in dst.iter_mut().zip(row) {
+                *o += h * p;
+            }
+        }
+    }
+
+    /// The max-pooled ReLU of every width's convolution into `pooled` (C per width), window
+    /// by window, for any channel count; `acc` holds C floats.
+    #[inline(always)]
+    fn pool_any(&self, seq: &[u32], acc: &mut [f32], pooled: &mut [f32]) {
+        let (c, len) = (self.channels, seq.len());
         for (f, part) in self.folded.iter().zip(pooled.chunks_mut(c)) {
             let w = f.width;
             part.fill(f32::NEG_INFINITY);
@@ -122,11 +143,30 @@ impl FrozenEncoder {
                 }
             }
         }
-        dst.copy_from_slice(&self.proj_bias);
-        for (h, row) in pooled.iter().zip(self.proj.chunks(d)) {
-            for (o, p) in dst.iter_mut().zip(row) {
-                *o += h * p;
+    }
+
+    /// [`FrozenEncoder::pool_any`] with `C` channels known at compile time: a window's sum
+    /// and the running maximum stay in vector registers. The same operations in the same
+    /// order, so the same bits.
+    #[inline(always)]
+    fn pool_fixed<const C: usize>(&self, seq: &[u32], pooled: &mut [f32]) {
+        let len = seq.len();
+        for (f, part) in self.folded.iter().zip(pooled.chunks_exact_mut(C)) {
+            let w = f.width;
+            let (rows, _) = f.table.as_chunks::<C>();
+            let Some(bias) = f.bias.first_chunk::<C>() else {
+                return;
+            };
+            let mut best = [f32::NEG_INFINITY; C];
+            for tau in 0..=len - w {
+                let mut acc = *bias;
+                for i in 0..w {
+                    let row = &rows[seq[tau + i] as usize * w + i];
+                    acc = std::array::from_fn(|j| acc[j] + row[j]);
+                }
+                best = std::array::from_fn(|j| best[j].max(acc[j].max(0.0)));
             }
+            part.copy_from_slice(&best);
         }
     }
 }
@@ -184,7 +224,8 @@ mod tests {
         ));
     }
 
-    /// The AVX2 build of the per-sequence loop gives the same bits as the baseline build.
+    /// The AVX2 build of the per-sequence loop gives the same bits as the baseline build,
+    /// and the loop for the default channel count the same as the one for any.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_build_gives_the_same_bits() {
@@ -204,6 +245,17 @@ mod tests {
             // SAFETY: AVX2 is present (checked above).
             unsafe { frozen.encode_one_avx2(&seq, &mut b, &mut vec![0.0; c], &mut pooled) };
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            // The loop for C = 32 and the one for any C pool the same bits.
+            let mut any = vec![0.0f32; c * frozen.folded.len()];
+            frozen.pool_any(&seq, &mut vec![0.0; c], &mut any);
+            frozen.pool_fixed::<FIXED_CHANNELS>(&seq, &mut pooled);
+            assert!(pooled.iter().all(|x| x.is_finite()));
+            assert!(
+                pooled
+                    .iter()
+                    .zip(&any)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
         }
     }
 }

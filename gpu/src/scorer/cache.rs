@@ -40,15 +40,18 @@ pub(super) struct SequenceCache {
 }
 
 impl SequenceCache {
+    /// The slabs are reserved whole: address space only until written, and growing them
+    /// would copy them (a first query over new users spent a third of its time faulting in
+    /// the copies' pages).
     pub fn new(len: usize, width: usize, capacity: usize) -> SequenceCache {
         SequenceCache {
             len,
             width,
             capacity,
-            table: HashTable::new(),
-            hashes: Vec::new(),
-            windows: Vec::new(),
-            rows: Vec::new(),
+            table: HashTable::with_capacity(capacity),
+            hashes: Vec::with_capacity(capacity),
+            windows: Vec::with_capacity(capacity * len),
+            rows: Vec::with_capacity(capacity * width),
         }
     }
 
