@@ -23,7 +23,7 @@ mod cache;
 mod network;
 use cache::SequenceCache;
 pub use cache::window_hash;
-use network::{Network, Scratch};
+use network::{Inputs, Network, Scratch};
 
 #[derive(Debug)]
 pub struct Scorer {
@@ -40,56 +40,32 @@ pub struct Scorer {
 /// How many encoded sequences a loaded model keeps (~100 MB at the default shape).
 const CACHED_SEQUENCES: usize = 200_000;
 
-fn flat(t: &Tensor) -> Result<Vec<f32>, GpuError> {
-    Ok(t.flatten_all()?.to_vec1()?)
+/// A model's tensors by name, as plain arrays.
+pub(super) struct Weights(HashMap<String, Tensor>);
+
+impl Weights {
+    fn get(&self, name: &str) -> Result<Vec<f32>, GpuError> {
+        let t = self
+            .0
+            .get(name)
+            .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))?;
+        Ok(t.flatten_all()?.to_vec1()?)
+    }
 }
 
 impl Scorer {
     pub fn new(model: &PurchaseModel) -> Result<Scorer, GpuError> {
         let config = model.config().clone();
-        let named: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
-        let get = |name: &str| -> Result<Vec<f32>, GpuError> {
-            named
-                .get(name)
-                .ok_or_else(|| GpuError::Shape(format!("no tensor {name}")))
-                .and_then(flat)
-        };
+        let weights = Weights(model.named_tensors()?.into_iter().collect());
         let h1 = config.hidden[0];
-        let w1 = get("mlp.hidden1.weight")?;
-        let b1 = get("mlp.hidden1.bias")?;
-        let user = config.user_dim();
-        let cd = config.category_inputs();
-        let (emb, n_cat) = if config.has_offer() {
-            (get("category.embedding")?, config.categories.len() + 1)
-        } else {
-            (Vec::new(), 1)
-        };
-        let mut cat_h1 = vec![0.0f32; n_cat * h1];
-        for (k, dst) in cat_h1.chunks_mut(h1).enumerate() {
-            dst.copy_from_slice(&b1);
-            for f in 0..cd {
-                let x = emb[k * cd + f];
-                let row = &w1[(user + f) * h1..(user + f + 1) * h1];
-                for (d, w) in dst.iter_mut().zip(row) {
-                    *d += x * w;
-                }
-            }
-        }
+        let w1 = weights.get("mlp.hidden1.weight")?;
         Ok(Scorer {
             encoder: match model.encoder() {
                 Some(e) => Some(FrozenEncoder::new(e)?),
                 None => None,
             },
-            w1_user: w1[..user * h1].to_vec(),
-            network: Network::new(
-                &config,
-                cat_h1,
-                w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
-                get("mlp.hidden2.weight")?,
-                get("mlp.hidden2.bias")?,
-                get("mlp.out.weight")?,
-                get("mlp.out.bias")?,
-            ),
+            w1_user: w1[..config.user_dim() * h1].to_vec(),
+            network: Network::new(&config, &weights, &w1)?,
             cache: RwLock::new(SequenceCache::new(config.seq_len, h1, CACHED_SEQUENCES)),
             config,
         })
@@ -182,34 +158,29 @@ impl Scorer {
 
     /// The logit of every row.
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
-        let n = rows.len();
         rows.check(&self.config)?;
         let seq_h1 = self.sequence_parts(&rows.sequences, &rows.sequence_hashes)?;
-        let mut out = vec![0.0f64; n];
+        let x = Inputs {
+            config: &self.config,
+            rows,
+            seq_h1: seq_h1.as_deref(),
+        };
+        let mut out = vec![0.0f64; rows.len()];
         let avx2 = crate::simd::has_avx2();
-        let config = &self.config;
         out.par_chunks_mut(1024).enumerate().for_each_init(
-            || Scratch::new(config),
+            || Scratch::new(&self.config),
             |scratch, (chunk, dst)| {
-                let seq_h1 = seq_h1.as_deref();
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
                     // SAFETY: the CPU has AVX2 (checked at run time).
                     unsafe {
-                        self.network.score_chunk_avx2(
-                            config,
-                            rows,
-                            seq_h1,
-                            chunk * 1024,
-                            dst,
-                            scratch,
-                        )
+                        self.network
+                            .score_chunk_avx2(&x, chunk * 1024, dst, scratch)
                     };
                     return;
                 }
                 let _ = avx2;
-                self.network
-                    .score_chunk(config, rows, seq_h1, chunk * 1024, dst, scratch);
+                self.network.score_chunk(&x, chunk * 1024, dst, scratch);
             },
         );
         Ok(out)
@@ -260,23 +231,26 @@ mod tests {
         rows.time_left = (0..n).map(|_| rng.random()).collect();
         rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
         let seq_h1 = scorer.sequence_parts(&rows.sequences, &[]).unwrap();
-        let seq_h1 = seq_h1.as_deref();
+        let x = Inputs {
+            config: &config,
+            rows: &rows,
+            seq_h1: seq_h1.as_deref(),
+        };
         let net = &scorer.network;
         let score = |f: &dyn Fn(&mut [f64], &mut Scratch)| {
             let mut out = vec![0.0f64; n];
             f(&mut out, &mut Scratch::new(&config));
             out
         };
-        let fixed = score(&|o, s| net.score_chunk(&config, &rows, seq_h1, 0, o, s));
-        let any = score(&|o, s| net.any_shape(&config, &rows, seq_h1, 0, o, s));
+        let fixed = score(&|o, s| net.score_chunk(&x, 0, o, s));
+        let any = score(&|o, s| net.any_shape(&x, 0, o, s));
         let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(fixed.iter().all(|z| z.is_finite()));
         assert!(same(&fixed, &any));
         #[cfg(target_arch = "x86_64")]
         if crate::simd::has_avx2() {
             // SAFETY: AVX2 is present (checked above).
-            let avx2 =
-                score(&|o, s| unsafe { net.score_chunk_avx2(&config, &rows, seq_h1, 0, o, s) });
+            let avx2 = score(&|o, s| unsafe { net.score_chunk_avx2(&x, 0, o, s) });
             assert!(same(&fixed, &avx2));
         } else {
             eprintln!("skipping the AVX2 build: this CPU has no AVX2");

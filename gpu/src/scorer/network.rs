@@ -9,6 +9,8 @@
 //! overlap. Every row's operations are the same, in the same order, as in the build for any
 //! shape, so both give the same bits (a test checks this).
 
+use super::Weights;
+use crate::GpuError;
 use crate::calibration::Platt;
 use crate::purchase::{PurchaseConfig, Rows};
 
@@ -32,6 +34,14 @@ pub(super) struct Network {
     b3: Vec<f32>,
 }
 
+/// What [`Network::score_chunk`] reads besides the weights: the rows, and U·W1_user of
+/// each of their sequences (`None` without the sequence encoder).
+pub(super) struct Inputs<'a> {
+    pub config: &'a PurchaseConfig,
+    pub rows: &'a Rows,
+    pub seq_h1: Option<&'a [f32]>,
+}
+
 /// Per-thread buffers of [`Network::score_chunk`].
 pub(super) struct Scratch {
     a1: Vec<f32>,
@@ -53,47 +63,60 @@ impl Scratch {
 const FIXED: (usize, usize) = (64, 32);
 
 impl Network {
-    #[allow(clippy::too_many_arguments)]
+    /// The network of a model's `weights`; `w1` is the first layer's weight `[inputs, H1]`,
+    /// whose rows after the user vector's are folded in here: the category embedding's
+    /// (with b1) into one row per category, and the dense inputs' kept as they are.
     pub fn new(
         config: &PurchaseConfig,
-        cat_h1: Vec<f32>,
-        w1_dense: Vec<f32>,
-        w2: Vec<f32>,
-        b2: Vec<f32>,
-        w3: Vec<f32>,
-        b3: Vec<f32>,
-    ) -> Network {
-        Network {
-            h1: config.hidden[0],
+        weights: &Weights,
+        w1: &[f32],
+    ) -> Result<Network, GpuError> {
+        let h1 = config.hidden[0];
+        let b1 = weights.get("mlp.hidden1.bias")?;
+        let user = config.user_dim();
+        let cd = config.category_inputs();
+        let (emb, n_cat) = if config.has_offer() {
+            (
+                weights.get("category.embedding")?,
+                config.categories.len() + 1,
+            )
+        } else {
+            (Vec::new(), 1)
+        };
+        let mut cat_h1 = vec![0.0f32; n_cat * h1];
+        for (k, dst) in cat_h1.chunks_mut(h1).enumerate() {
+            dst.copy_from_slice(&b1);
+            for f in 0..cd {
+                let x = emb[k * cd + f];
+                let row = &w1[(user + f) * h1..(user + f + 1) * h1];
+                for (d, w) in dst.iter_mut().zip(row) {
+                    *d += x * w;
+                }
+            }
+        }
+        Ok(Network {
+            h1,
             h2: config.hidden[1],
             offer: config.has_offer(),
             outputs: config.outputs(),
             calibration: config.calibration,
             cat_h1,
-            w1_dense,
-            w2,
-            b2,
-            w3,
-            b3,
-        }
+            w1_dense: w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
+            w2: weights.get("mlp.hidden2.weight")?,
+            b2: weights.get("mlp.hidden2.bias")?,
+            w3: weights.get("mlp.out.weight")?,
+            b3: weights.get("mlp.out.bias")?,
+        })
     }
 
-    /// The logits of rows `first ..` into `dst`; `seq_h1` holds U·W1_user of each sequence.
+    /// The logits of rows `first ..` into `dst`.
     /// The AVX2 build of this is [`Network::score_chunk_avx2`].
     #[inline(always)]
-    pub fn score_chunk(
-        &self,
-        config: &PurchaseConfig,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
-        first: usize,
-        dst: &mut [f64],
-        scratch: &mut Scratch,
-    ) {
+    pub fn score_chunk(&self, x: &Inputs, first: usize, dst: &mut [f64], scratch: &mut Scratch) {
         if (self.h1, self.h2) == FIXED {
-            self.pairs::<{ FIXED.0 }, { FIXED.1 }>(config, rows, seq_h1, first, dst, scratch);
+            self.pairs::<{ FIXED.0 }, { FIXED.1 }>(x, first, dst, scratch);
         } else {
-            self.any_shape(config, rows, seq_h1, first, dst, scratch);
+            self.any_shape(x, first, dst, scratch);
         }
     }
 
@@ -103,42 +126,32 @@ impl Network {
     #[target_feature(enable = "avx2")]
     pub unsafe fn score_chunk_avx2(
         &self,
-        config: &PurchaseConfig,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
+        x: &Inputs,
         first: usize,
         dst: &mut [f64],
         scratch: &mut Scratch,
     ) {
-        self.score_chunk(config, rows, seq_h1, first, dst, scratch);
+        self.score_chunk(x, first, dst, scratch);
     }
 
     /// The first layer before its ReLU for row `r`: its category's row (with b1), its
     /// sequence's part and its dense inputs.
     #[inline(always)]
-    fn first_layer(
-        &self,
-        config: &PurchaseConfig,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
-        r: usize,
-        dense: &mut [f32],
-        a1: &mut [f32],
-    ) {
+    fn first_layer(&self, x: &Inputs, r: usize, dense: &mut [f32], a1: &mut [f32]) {
         let h1 = a1.len();
         let c = if self.offer {
-            rows.category[r] as usize
+            x.rows.category[r] as usize
         } else {
             0
         };
         a1.copy_from_slice(&self.cat_h1[c * h1..(c + 1) * h1]);
-        if let Some(s) = seq_h1 {
-            let k = rows.seq_of_row[r] as usize;
+        if let Some(s) = x.seq_h1 {
+            let k = x.rows.seq_of_row[r] as usize;
             for (o, x) in a1.iter_mut().zip(&s[k * h1..(k + 1) * h1]) {
                 *o += x;
             }
         }
-        rows.dense(config, r, dense);
+        x.rows.dense(x.config, r, dense);
         for (&x, row) in dense.iter().zip(self.w1_dense.chunks_exact(h1)) {
             for (o, w) in a1.iter_mut().zip(row) {
                 *o += x * w;
@@ -172,9 +185,7 @@ impl Network {
     #[inline(always)]
     pub(super) fn any_shape(
         &self,
-        config: &PurchaseConfig,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
+        x: &Inputs,
         first: usize,
         dst: &mut [f64],
         scratch: &mut Scratch,
@@ -182,7 +193,7 @@ impl Network {
         let Scratch { a1, a2, dense } = scratch;
         for (j, p) in dst.iter_mut().enumerate() {
             let r = first + j;
-            self.first_layer(config, rows, seq_h1, r, dense, a1);
+            self.first_layer(x, r, dense, a1);
             a2.copy_from_slice(&self.b2);
             for (&x, row) in a1.iter().zip(self.w2.chunks_exact(self.h2)) {
                 let x = x.max(0.0);
@@ -190,7 +201,7 @@ impl Network {
                     *o += x * w;
                 }
             }
-            *p = self.head(a2, || rows.discount[r]);
+            *p = self.head(a2, || x.rows.discount[r]);
         }
     }
 
@@ -199,27 +210,25 @@ impl Network {
     #[inline(always)]
     fn pairs<const H1: usize, const H2: usize>(
         &self,
-        config: &PurchaseConfig,
-        rows: &Rows,
-        seq_h1: Option<&[f32]>,
+        x: &Inputs,
         first: usize,
         dst: &mut [f64],
         scratch: &mut Scratch,
     ) {
         let (w2, _) = self.w2.as_chunks::<H2>();
         let Some(b2) = self.b2.first_chunk::<H2>() else {
-            return self.any_shape(config, rows, seq_h1, first, dst, scratch);
+            return self.any_shape(x, first, dst, scratch);
         };
         if w2.len() != H1 {
-            return self.any_shape(config, rows, seq_h1, first, dst, scratch);
+            return self.any_shape(x, first, dst, scratch);
         }
         let dense = &mut scratch.dense;
         let mut a1 = [[0.0f32; H1]; 2];
         for (pair, out) in dst.chunks_mut(2).enumerate() {
             let r0 = first + 2 * pair;
             let r1 = r0 + out.len() - 1;
-            self.first_layer(config, rows, seq_h1, r0, dense, &mut a1[0]);
-            self.first_layer(config, rows, seq_h1, r1, dense, &mut a1[1]);
+            self.first_layer(x, r0, dense, &mut a1[0]);
+            self.first_layer(x, r1, dense, &mut a1[1]);
             let (mut a0, mut a1b) = (*b2, *b2);
             for (i, w) in w2.iter().enumerate() {
                 let (x0, x1) = (a1[0][i].max(0.0), a1[1][i].max(0.0));
@@ -228,9 +237,9 @@ impl Network {
                     a1b[j] += x1 * w[j];
                 }
             }
-            out[0] = self.head(&a0, || rows.discount[r0]);
+            out[0] = self.head(&a0, || x.rows.discount[r0]);
             if let Some(o) = out.get_mut(1) {
-                *o = self.head(&a1b, || rows.discount[r1]);
+                *o = self.head(&a1b, || x.rows.discount[r1]);
             }
         }
     }
