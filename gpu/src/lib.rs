@@ -6,12 +6,14 @@
 //! - [`encoder`]: the Conv1D behaviour-sequence encoder;
 //! - [`frozen`]: its hand-written CPU forward pass for inference;
 //! - [`purchase`]: the purchase model, monotone in the discount by construction;
+//!   [`affinity`]: its inputs on what a user did in the offer's category;
 //! - [`scorer`]: its frozen CPU form for scoring; [`simd`]: which of their loops' builds
 //!   the CPU runs;
 //! - [`train`]: the training loop; [`metrics`]: AUC and log loss;
 //! - [`calibration`]: Platt scaling of a trained model's logits;
 //! - [`store`]: versioned models on disk, cached per process.
 
+pub mod affinity;
 pub mod calibration;
 pub mod device;
 pub mod encoder;

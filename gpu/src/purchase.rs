@@ -21,6 +21,7 @@ use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
+use crate::affinity::{AFFINITY, TokenLayout};
 use crate::calibration::Platt;
 use crate::encoder::{EncoderConfig, SequenceEncoder};
 use crate::init::{glorot, named_tensor, zeros};
@@ -97,6 +98,10 @@ pub struct PurchaseConfig {
     /// Platt scaling of the logit, fitted on the validation rows after training.
     #[serde(default)]
     pub calibration: Option<Platt>,
+    /// The token layout, when the model reads the category-affinity inputs
+    /// ([`crate::affinity`]; purchase models with the sequence encoder).
+    #[serde(default)]
+    pub affinity: Option<TokenLayout>,
 }
 
 impl PurchaseConfig {
@@ -125,7 +130,21 @@ impl PurchaseConfig {
     /// [`DENSE`] (purchase models) and then the extra features.
     pub fn dense_dim(&self) -> usize {
         let offer = if self.has_offer() { DENSE } else { 0 };
-        offer + self.features.len()
+        offer + self.affinity_inputs() + self.features.len()
+    }
+
+    /// The token layout when the model reads category affinity.
+    pub fn affinity_layout(&self) -> Option<TokenLayout> {
+        self.affinity
+            .filter(|_| self.has_offer() && self.use_sequence)
+    }
+
+    fn affinity_inputs(&self) -> usize {
+        if self.affinity_layout().is_some() {
+            AFFINITY
+        } else {
+            0
+        }
     }
 
     /// The width of the category embedding in the first layer's input.
@@ -177,6 +196,10 @@ pub struct Rows {
     pub hour: Vec<f32>,
     /// The extra features, raw (not yet standardised), `config.features.len()` per row.
     pub features: Vec<f32>,
+    /// The offer category's bucket in the token layout ([`TokenLayout::bucket`] of its id,
+    /// so known for a category outside the vocabulary too); only for models that read
+    /// category affinity.
+    pub category_bucket: Vec<u32>,
 }
 
 impl Rows {
@@ -194,8 +217,9 @@ impl Rows {
     }
 
     /// Writes the dense inputs of row `r` into `out` (`config.dense_dim()` values): for a
-    /// purchase model z(ln price), time_left, sin and cos of the hour; then the
-    /// standardised extra features.
+    /// purchase model z(ln price), time_left, sin and cos of the hour, then its category
+    /// affinity if it reads it; then the standardised extra features.
+    #[inline(always)]
     pub fn dense(&self, config: &PurchaseConfig, r: usize, out: &mut [f32]) {
         let mut k = 0;
         if config.has_offer() {
@@ -210,6 +234,12 @@ impl Rows {
             };
             out[..DENSE].copy_from_slice(&[z, t, s, c]);
             k = DENSE;
+        }
+        if let Some(layout) = config.affinity_layout() {
+            let (len, s) = (config.seq_len, self.seq_of_row[r] as usize);
+            let window = &self.sequences[s * len..(s + 1) * len];
+            layout.inputs(window, self.category_bucket[r], &mut out[k..k + AFFINITY]);
+            k += AFFINITY;
         }
         let f = config.features.len();
         for ((o, x), s) in out[k..k + f]
@@ -231,6 +261,7 @@ impl Rows {
             || (self.category.len() == n
                 && self.price.len() == n
                 && self.discount.len() == n
+                && (config.affinity_layout().is_none() || self.category_bucket.len() == n)
                 && (!config.time_left || self.time_left.len() == n)
                 && (!config.hour || self.hour.len() == n));
         if !offer_ok || self.features.len() != n * config.features.len() {

@@ -210,6 +210,7 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
         discount: pick(&rows.discount, idx),
         time_left: pick(&rows.time_left, idx),
         hour: pick(&rows.hour, idx),
+        category_bucket: pick(&rows.category_bucket, idx),
         features: idx
             .iter()
             .flat_map(|&r| rows.features[r * width..(r + 1) * width].iter().copied())

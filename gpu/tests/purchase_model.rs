@@ -5,6 +5,7 @@
 
 use candle_core::Device;
 use flashsql_gpu::GpuError;
+use flashsql_gpu::affinity::TokenLayout;
 use flashsql_gpu::calibration::Platt;
 use flashsql_gpu::device::DeviceChoice;
 use flashsql_gpu::encoder::EncoderConfig;
@@ -42,6 +43,7 @@ fn config(categories: Vec<i64>, use_sequence: bool) -> PurchaseConfig {
         hour: false,
         features: Vec::new(),
         calibration: None,
+        affinity: None,
     }
 }
 
@@ -82,6 +84,8 @@ fn world(n_users: usize, per_user: usize, seed: u64) -> (Rows, Vec<f32>, Vec<i64
             let p = 1.0 / (1.0 + (-logit).exp());
             rows.seq_of_row.push(u as u32);
             rows.category.push(cat + 1);
+            rows.category_bucket
+                .push(TEST_LAYOUT.bucket(i64::from(cat) * 10 + 10));
             rows.price.push(price);
             rows.discount.push(d);
             rows.time_left.push(t);
@@ -97,13 +101,24 @@ fn sigmoid(x: f32) -> f64 {
     1.0 / (1.0 + (-f64::from(x)).exp())
 }
 
-/// The frozen scorer equals the tensor path (sigmoid of the logits) within 1e-5.
+/// A token layout for the test vocabulary (64 tokens): 4 category buckets, 3 events.
+const TEST_LAYOUT: TokenLayout = TokenLayout {
+    category_buckets: 4,
+    events: 3,
+    purchase: 2,
+};
+
+/// The frozen scorer equals the tensor path (sigmoid of the logits) within 1e-5, with and
+/// without the sequence and its category-affinity inputs.
 #[test]
 fn scorer_equals_the_tensor_path() {
     let (rows, _, _, _) = world(40, 5, 1);
-    for use_sequence in [true, false] {
-        let model =
-            PurchaseModel::seeded(config(vec![10, 20, 30], use_sequence), 3, &Device::Cpu).unwrap();
+    for (use_sequence, affinity) in [(true, Some(TEST_LAYOUT)), (true, None), (false, None)] {
+        let config = PurchaseConfig {
+            affinity,
+            ..config(vec![10, 20, 30], use_sequence)
+        };
+        let model = PurchaseModel::seeded(config, 3, &Device::Cpu).unwrap();
         let all: Vec<usize> = (0..rows.len()).collect();
         let logits = model
             .logits(&rows, &all, &Device::Cpu)
@@ -122,6 +137,8 @@ fn scorer_equals_the_tensor_path() {
         for &d in &levels[1..] {
             grid.seq_of_row.extend_from_slice(&rows.seq_of_row);
             grid.category.extend_from_slice(&rows.category);
+            grid.category_bucket
+                .extend_from_slice(&rows.category_bucket);
             grid.price.extend_from_slice(&rows.price);
             grid.time_left.extend_from_slice(&rows.time_left);
             grid.discount.extend(std::iter::repeat_n(d, rows.len()));
@@ -155,6 +172,7 @@ fn scorer_equals_the_tensor_path() {
             time_left: [rows.time_left.clone(), more.time_left.clone()].concat(),
             hour: Vec::new(),
             features: Vec::new(),
+            category_bucket: [rows.category_bucket.clone(), more.category_bucket.clone()].concat(),
         };
         let fresh = Scorer::new(&model).unwrap().probabilities(&mixed).unwrap();
         assert_eq!(scorer.probabilities(&mixed).unwrap(), fresh);
@@ -234,6 +252,7 @@ fn training_is_reproducible_and_learns_the_latent_type() {
         time_left: rev(&rows.time_left),
         hour: rev(&rows.hour),
         features: Vec::new(),
+        category_bucket: rows.category_bucket.iter().rev().copied().collect(),
     };
     let SplitKeys::User(users) = &keys else {
         unreachable!()

@@ -42,6 +42,13 @@ pub const GAP_BUCKETS: i64 = 8;
 pub const VOCABULARY: i64 = 1 + GAP_BUCKETS * EVENT_TYPES.len() as i64 * CATEGORY_BUCKETS;
 pub const DEFAULT_MAX_LEN: usize = 64;
 
+/// The token layout above, for models that read what a user did in an offer's category.
+pub const TOKEN_LAYOUT: flashsql_gpu::affinity::TokenLayout = flashsql_gpu::affinity::TokenLayout {
+    category_buckets: CATEGORY_BUCKETS as u32,
+    events: EVENT_TYPES.len() as u32,
+    purchase: 4,
+};
+
 /// Other names logs use for an event type (Taobao's `pv` and `buy`).
 const ALIASES: [(&str, &str); 2] = [("pv", "view"), ("buy", "purchase")];
 
@@ -282,6 +289,30 @@ mod tests {
         assert_eq!(event_index("PV"), Some(0));
         assert_eq!(event_index("buy"), Some(4));
         assert_eq!(event_index("click"), None);
+    }
+
+    /// The layout models read category affinity with is this module's: the same buckets,
+    /// the purchase event where `token` puts it.
+    #[test]
+    fn token_layout_reads_these_tokens() {
+        assert!(TOKEN_LAYOUT.check(VOCABULARY as usize).is_ok());
+        assert_eq!(EVENT_TYPES[TOKEN_LAYOUT.purchase as usize], "purchase");
+        let purchase = event_index("purchase").unwrap();
+        let window: Vec<u32> = [
+            token(0, 70, None),
+            token(purchase, 70, Some(1)),
+            token(purchase, 6, Some(1)),
+            token(2, 3, Some(10 * 86_400_000_000)),
+        ]
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
+        let mut out = [0.0f32; 3];
+        // Category 70 shares bucket 6 with category 6.
+        TOKEN_LAYOUT.inputs(&window, TOKEN_LAYOUT.bucket(70), &mut out);
+        assert_eq!(out, [0.75, 3.0f32.ln_1p(), 2.0f32.ln_1p()]);
+        TOKEN_LAYOUT.inputs(&window, TOKEN_LAYOUT.bucket(3), &mut out);
+        assert_eq!(out, [0.25, 1.0f32.ln_1p(), 0.0]);
     }
 
     /// The as-of form: each event's token carries its age at as_of, and events at or after

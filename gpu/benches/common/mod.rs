@@ -42,6 +42,11 @@ pub fn purchase_config() -> PurchaseConfig {
         hour: true,
         features: Vec::new(),
         calibration: None,
+        affinity: Some(flashsql_gpu::affinity::TokenLayout {
+            category_buckets: 64,
+            events: 5,
+            purchase: 4,
+        }),
     }
 }
 
@@ -49,11 +54,14 @@ pub fn purchase_config() -> PurchaseConfig {
 /// `sequences` through `seq_of_row`.
 pub fn random_offers(rng: &mut impl Rng, sequences: Vec<u32>, seq_of_row: Vec<u32>) -> Rows {
     let n = seq_of_row.len();
+    // Category index k is the id k − 1 (0: unknown), whose bucket is itself below 64.
+    let category: Vec<u32> = (0..n).map(|_| rng.random_range(0..41)).collect();
     Rows {
         sequences,
         sequence_hashes: Vec::new(),
         seq_of_row,
-        category: (0..n).map(|_| rng.random_range(0..41)).collect(),
+        category_bucket: category.iter().map(|&c| c.saturating_sub(1)).collect(),
+        category,
         price: (0..n).map(|_| rng.random_range(10.0..200.0)).collect(),
         discount: (0..n).map(|_| rng.random_range(0.0..0.5)).collect(),
         time_left: (0..n).map(|_| rng.random()).collect(),

@@ -195,9 +195,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Every build of the per-row network gives the same bits: the AVX2 build and the
-    /// baseline build, and the default shape's two-rows-at-a-time kernel and the one for any
+    /// baseline build, the default shape's two-rows-at-a-time kernel and the one for any
     /// shape (an odd number of rows, so the last row is paired with itself; a calibration,
-    /// so that step is covered too).
+    /// so that step is covered too; with category affinity).
     #[test]
     fn every_build_of_the_network_gives_the_same_bits() {
         let config = PurchaseConfig {
@@ -214,6 +214,11 @@ mod tests {
             hour: true,
             features: Vec::new(),
             calibration: Some(crate::calibration::Platt { a: 0.8, b: -0.3 }),
+            affinity: Some(crate::affinity::TokenLayout {
+                category_buckets: 64,
+                events: 5,
+                purchase: 4,
+            }),
         };
         let model = PurchaseModel::seeded(config.clone(), 4, &candle_core::Device::Cpu).unwrap();
         let scorer = Scorer::new(&model).unwrap();
@@ -226,6 +231,7 @@ mod tests {
         }
         rows.seq_of_row = (0..n as u32).collect();
         rows.category = (0..n).map(|_| rng.random_range(0..4)).collect();
+        rows.category_bucket = rows.category.iter().map(|&c| c * 3).collect();
         rows.price = (0..n).map(|_| rng.random_range(5.0..50.0)).collect();
         rows.discount = (0..n).map(|_| rng.random_range(0.0..0.5)).collect();
         rows.time_left = (0..n).map(|_| rng.random()).collect();

@@ -209,6 +209,9 @@ pub fn scoring_rows(
             let (c, p, d) = (c[r].unwrap_or(0), p[r].unwrap_or(1.0), d[r].unwrap_or(0.0));
             check_offer(function, r, p, d)?;
             rows.category.push(config.category_index(c));
+            if let Some(layout) = config.affinity_layout() {
+                rows.category_bucket.push(layout.bucket(c));
+            }
             rows.price.push(p as f32);
             rows.discount.push(d as f32);
         }

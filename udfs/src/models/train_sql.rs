@@ -24,7 +24,7 @@ use crate::error::{FunctionError, row_error};
 use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
 
 const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -41,6 +41,7 @@ struct Plan {
     max_len: usize,
     by_time: bool,
     use_sequence: bool,
+    affinity: bool,
 }
 
 impl RelationFunction for TrainModel {
@@ -73,6 +74,7 @@ impl RelationFunction for TrainModel {
             "split",
             "patience",
             "sequence",
+            "affinity",
             "calibrate",
             "seed",
             "device",
@@ -132,6 +134,7 @@ impl RelationFunction for TrainModel {
         let weight_decay = rate(&mut o, "weight_decay", d.weight_decay)?;
         let by_time = o.choice("split", &[("user", false), ("time", true)])?;
         let use_sequence = o.flag("sequence")?.unwrap_or(true);
+        let affinity = o.flag("affinity")?.unwrap_or(true);
         let calibrate = o.flag("calibrate")?.unwrap_or(true);
         let seed = o.count("seed")?.unwrap_or(d.seed);
         let device = match o.text("device")? {
@@ -157,6 +160,7 @@ impl RelationFunction for TrainModel {
             max_len,
             by_time,
             use_sequence,
+            affinity,
         };
         let store = self.store.clone();
         let schema = self.schema();
@@ -321,6 +325,7 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         categories: Vec::new(),
         features: scales,
         calibration: None,
+        affinity: plan.affinity.then_some(crate::sequence::TOKEN_LAYOUT),
     };
     let mut rows = Rows {
         sequences,
@@ -339,6 +344,9 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
             .iter()
             .map(|&c| config.category_index(c))
             .collect();
+        if let Some(layout) = config.affinity_layout() {
+            rows.category_bucket = o.category.iter().map(|&c| layout.bucket(c)).collect();
+        }
         rows.price = o.price.iter().map(|&p| p as f32).collect();
         rows.discount = o.discount.iter().map(|&d| d as f32).collect();
         rows.time_left = o.time_left.unwrap_or_default();
