@@ -337,6 +337,9 @@ impl PurchaseModel {
         named: &HashMap<String, Tensor>,
     ) -> Result<Self, GpuError> {
         let get = |name: &str, shape: &[usize]| named_tensor(named, name, shape);
+        if let Some(layout) = config.affinity_layout() {
+            layout.check(config.encoder.vocab)?;
+        }
         let encoder = if config.use_sequence {
             Some(SequenceEncoder::from_named(config.encoder.clone(), named)?)
         } else {

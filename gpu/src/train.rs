@@ -148,7 +148,8 @@ impl SplitKeys {
     }
 }
 
-/// FNV-1a of each row: its sequence, features, label and split key — all training reads.
+/// FNV-1a of each row: its sequence, features, offer, category bucket, label and split key —
+/// all training reads.
 fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<u64> {
     let f = |v: &[f32], r: usize| v.get(r).map_or(0, |x| x.to_bits());
     let width = rows.feature_width();
@@ -168,6 +169,7 @@ fn row_hashes(rows: &Rows, labels: &[f32], keys: &SplitKeys, len: usize) -> Vec<
                 f(&rows.discount, r),
                 f(&rows.time_left, r),
                 f(&rows.hour, r),
+                rows.category_bucket.get(r).copied().unwrap_or(0),
                 labels[r].to_bits(),
             ] {
                 h = fnv1a(h, &x.to_le_bytes());

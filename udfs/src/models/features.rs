@@ -81,6 +81,7 @@ pub fn sequences(function: &str, a: &ArrayRef, len: usize, vocab: usize) -> Resu
     // The same bits as u32 (a negative token is then ≥ vocab, and refused below).
     let raw = ScalarBuffer::<u32>::from(values.values().inner().clone());
     let offsets = lists.value_offsets();
+    let has_nulls = values.null_count() > 0;
     // Each distinct window (the last `len` tokens, without left padding) once, straight
     // from the Arrow buffer: a user scored against many offers is checked, padded and
     // encoded once, and the hash that finds it here also finds it in the model's cache.
@@ -102,6 +103,23 @@ pub fn sequences(function: &str, a: &ArrayRef, len: usize, vocab: usize) -> Resu
             start += 1;
         }
         let window = &raw[start..end];
+        // Every token of the window is in the vocabulary and not NULL.
+        let check = |only_nulls: bool| -> Result<()> {
+            for (i, &t) in (start..end).zip(window) {
+                if values.is_null(i) || (!only_nulls && t as usize >= vocab) {
+                    return Err(row_error(format!(
+                        "{function}: row {}: token {} is outside the vocabulary 0..{vocab} (build seq with behavior_sequence)",
+                        r + 1,
+                        if values.is_null(i) {
+                            "NULL".to_string()
+                        } else {
+                            values.value(i).to_string()
+                        }
+                    )));
+                }
+            }
+            Ok(())
+        };
         let hash = window_hash(window);
         let k = match seen.entry(
             hash,
@@ -111,21 +129,16 @@ pub fn sequences(function: &str, a: &ArrayRef, len: usize, vocab: usize) -> Resu
             },
             |&k| out.hashes[k as usize],
         ) {
-            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                for (i, &t) in (start..end).zip(window) {
-                    if values.is_null(i) || t as usize >= vocab {
-                        return Err(row_error(format!(
-                            "{function}: row {}: token {} is outside the vocabulary 0..{vocab} (build seq with behavior_sequence)",
-                            r + 1,
-                            if values.is_null(i) {
-                                "NULL".to_string()
-                            } else {
-                                values.value(i).to_string()
-                            }
-                        )));
-                    }
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                // The same values as a window already checked; a NULL's hidden value can
+                // match a real token, so where there are NULLs, look again.
+                if has_nulls {
+                    check(true)?;
                 }
+                *e.get()
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                check(false)?;
                 pad_sequence(window, len, &mut out.tokens);
                 out.hashes.push(hash);
                 spans.push((start, end));

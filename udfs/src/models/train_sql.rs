@@ -325,7 +325,9 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         categories: Vec::new(),
         features: scales,
         calibration: None,
-        affinity: plan.affinity.then_some(crate::sequence::TOKEN_LAYOUT),
+        // Only a purchase model with the sequence reads it.
+        affinity: (plan.affinity && plan.use_sequence && plan.kind == ModelKind::Purchase)
+            .then_some(crate::sequence::TOKEN_LAYOUT),
     };
     let mut rows = Rows {
         sequences,
