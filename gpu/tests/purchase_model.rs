@@ -101,6 +101,23 @@ fn sigmoid(x: f32) -> f64 {
     1.0 / (1.0 + (-f64::from(x)).exp())
 }
 
+/// Asserts that the scorer's probabilities of `rows` are the tensor path's within 1e-5, and
+/// returns them.
+fn scorer_matches_tensor_path(model: &PurchaseModel, scorer: &Scorer, rows: &Rows) -> Vec<f64> {
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let logits = model
+        .logits(rows, &all, &Device::Cpu)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let probs = scorer.probabilities(rows).unwrap();
+    assert_eq!(logits.len(), probs.len());
+    for (l, p) in logits.iter().zip(&probs) {
+        assert!((sigmoid(*l) - p).abs() < 1e-5, "{} vs {p}", sigmoid(*l));
+    }
+    probs
+}
+
 /// A token layout for the test vocabulary (64 tokens): 4 category buckets, 3 events.
 const TEST_LAYOUT: TokenLayout = TokenLayout {
     category_buckets: 4,
@@ -119,19 +136,9 @@ fn scorer_equals_the_tensor_path() {
             ..config(vec![10, 20, 30], use_sequence)
         };
         let model = PurchaseModel::seeded(config, 3, &Device::Cpu).unwrap();
-        let all: Vec<usize> = (0..rows.len()).collect();
-        let logits = model
-            .logits(&rows, &all, &Device::Cpu)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
         let scorer = Scorer::new(&model).unwrap();
-        let probs = scorer.probabilities(&rows).unwrap();
-        for (l, p) in logits.iter().zip(&probs) {
-            assert!((sigmoid(*l) - p).abs() < 1e-5, "{} vs {p}", sigmoid(*l));
-        }
-        // Rows that differ only in the discount share one evaluation of the network in the
-        // scorer; each still gets its own discount.
+        let probs = scorer_matches_tensor_path(&model, &scorer, &rows);
+        // The same rows at other discounts: each row gets its own.
         let levels = [0.0f32, 0.1, 0.3, 0.5];
         let mut grid = rows.clone();
         for &d in &levels[1..] {
@@ -143,16 +150,7 @@ fn scorer_equals_the_tensor_path() {
             grid.time_left.extend_from_slice(&rows.time_left);
             grid.discount.extend(std::iter::repeat_n(d, rows.len()));
         }
-        let every: Vec<usize> = (0..grid.len()).collect();
-        let want = model
-            .logits(&grid, &every, &Device::Cpu)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let got = scorer.probabilities(&grid).unwrap();
-        for (l, p) in want.iter().zip(&got) {
-            assert!((sigmoid(*l) - p).abs() < 1e-5, "{} vs {p}", sigmoid(*l));
-        }
+        scorer_matches_tensor_path(&model, &scorer, &grid);
         // A second call takes every sequence from the cache, and a call that mixes cached
         // and new sequences fills in only the new: the same numbers, bit for bit.
         assert_eq!(scorer.probabilities(&rows).unwrap(), probs);
