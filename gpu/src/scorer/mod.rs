@@ -6,9 +6,9 @@
 //! h1 = relu(U[seq]·W1_user + E[cat]·W1_cat + dense·W1_dense + b1)
 //! ```
 //!
-//! `U·W1_user` is computed once per distinct sequence (and kept across calls, [`cache`]) and
+//! `U·W1_user` is computed once per distinct sequence (and kept across calls, in `cache.rs`) and
 //! `E·W1_cat` once per category, so a purchase row costs H1·(dense inputs + 1) + H1·H2 + 2·H2
-//! multiply-adds ([`network`]), plus one pass over its window for the category-affinity
+//! multiply-adds (`network.rs`), plus one pass over its window for the category-affinity
 //! inputs when the model reads them.
 
 use std::collections::HashMap;
