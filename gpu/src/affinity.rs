@@ -138,14 +138,9 @@ mod tests {
         assert_eq!(out, [0.0, 0.0, 0.0]);
         assert_eq!(LAYOUT.bucket(-1), 63);
         // The build for any layout counts the same.
-        let any = TokenLayout {
-            category_buckets: 64,
-            events: 5,
-            purchase: 4,
-        };
         for bucket in [7, 9, 8] {
             assert_eq!(
-                any.count_any(&window, bucket),
+                LAYOUT.count_any(&window, bucket),
                 count_fixed::<64, 5, 4>(&window, bucket)
             );
         }

@@ -127,7 +127,8 @@ impl PurchaseConfig {
     }
 
     /// The dense inputs after the user vector and the category embedding: the offer's
-    /// [`DENSE`] (purchase models) and then the extra features.
+    /// [`DENSE`] (purchase models), the category affinity (when read) and then the extra
+    /// features.
     pub fn dense_dim(&self) -> usize {
         let offer = if self.has_offer() { DENSE } else { 0 };
         offer + self.affinity_inputs() + self.features.len()
@@ -140,11 +141,7 @@ impl PurchaseConfig {
     }
 
     fn affinity_inputs(&self) -> usize {
-        if self.affinity_layout().is_some() {
-            AFFINITY
-        } else {
-            0
-        }
+        self.affinity_layout().map_or(0, |_| AFFINITY)
     }
 
     /// The width of the category embedding in the first layer's input.

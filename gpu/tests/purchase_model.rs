@@ -212,6 +212,16 @@ fn kept_auc(t: &Trained) -> f64 {
         .expect("both classes in validation")
 }
 
+/// The AUC of the true probabilities on the validation rows of a split with `seed`.
+fn bayes_auc(keys: &SplitKeys, seed: u64, truth: &[f64], labels: &[f32]) -> f64 {
+    let (_, valid) = flashsql_gpu::train::split(keys, 0.2, seed);
+    let mut scored: Vec<(f64, f64)> = valid
+        .iter()
+        .map(|&r| (truth[r], f64::from(labels[r])))
+        .collect();
+    auc(&mut scored).unwrap()
+}
+
 fn options(seed: u64) -> TrainOptions {
     TrainOptions {
         epochs: 12,
@@ -280,12 +290,7 @@ fn training_is_reproducible_and_learns_the_latent_type() {
             "{na} differs"
         );
     }
-    let (_, valid) = flashsql_gpu::train::split(&keys, 0.2, 7);
-    let mut bayes: Vec<(f64, f64)> = valid
-        .iter()
-        .map(|&r| (truth[r], f64::from(labels[r])))
-        .collect();
-    let bayes = auc(&mut bayes).unwrap();
+    let bayes = bayes_auc(&keys, 7, &truth, &labels);
     let best = kept_auc(&a);
     assert!(best > bayes - 0.02, "model AUC {best} vs Bayes {bayes}");
 
@@ -472,12 +477,8 @@ fn propensity_model_fuses_sequence_and_features() {
         },
     ));
     let feature_only = kept_auc(&fit(cfg(false, true), &rows));
+    let bayes = bayes_auc(&keys, 3, &truth, &labels);
     let (_, valid) = flashsql_gpu::train::split(&keys, 0.2, 3);
-    let mut bayes: Vec<(f64, f64)> = valid
-        .iter()
-        .map(|&r| (truth[r], f64::from(labels[r])))
-        .collect();
-    let bayes = auc(&mut bayes).unwrap();
     eprintln!(
         "propensity AUC {both:.4} (Bayes {bayes:.4}), sequence only {sequence_only:.4}, feature only {feature_only:.4}"
     );

@@ -33,8 +33,7 @@ pub(super) struct SequenceCache {
     /// Most windows kept; the cache starts over when full.
     capacity: usize,
     table: HashTable<u32>,
-    /// Per slot: its hash (to move it when the table grows), its window, its row.
-    hashes: Vec<u64>,
+    /// Per slot: its window and its row.
     windows: Vec<u32>,
     rows: Vec<f32>,
 }
@@ -49,7 +48,6 @@ impl SequenceCache {
             width,
             capacity,
             table: HashTable::with_capacity(capacity),
-            hashes: Vec::with_capacity(capacity),
             windows: Vec::with_capacity(capacity * len),
             rows: Vec::with_capacity(capacity * width),
         }
@@ -70,25 +68,24 @@ impl SequenceCache {
         if self.get(hash, window).is_some() {
             return;
         }
-        if self.hashes.len() >= self.capacity {
+        if self.len() >= self.capacity {
             self.table.clear();
-            self.hashes.clear();
             self.windows.clear();
             self.rows.clear();
         }
-        let slot = self.hashes.len() as u32;
-        let hashes = &self.hashes;
-        self.table
-            .insert_unique(hash, slot, |&s| hashes[s as usize]);
-        self.hashes.push(hash);
+        let (slot, len, windows) = (self.len() as u32, self.len, &self.windows);
+        // The table is reserved whole, so it never grows and never rehashes; were it to,
+        // a slot's hash is its window's.
+        self.table.insert_unique(hash, slot, |&s| {
+            window_hash(&windows[s as usize * len..(s as usize + 1) * len])
+        });
         self.windows.extend_from_slice(window);
         self.rows.extend_from_slice(row);
     }
 
     /// Windows kept.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.hashes.len()
+    fn len(&self) -> usize {
+        self.windows.len() / self.len.max(1)
     }
 }
 

@@ -53,6 +53,12 @@ pub fn ints(function: &str, name: &str, a: &ArrayRef) -> Result<Vec<Option<i64>>
     Ok(c.as_primitive::<Int64Type>().iter().collect())
 }
 
+/// A list column as a list of `item`s, or an error saying what the argument must be.
+fn list_of(function: &str, a: &ArrayRef, item: DataType, must: &str) -> Result<ArrayRef> {
+    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(item, true)));
+    cast(a, &target).map_err(|_| user_error(format!("{function}: {must}, got {}", a.data_type())))
+}
+
 /// The distinct token windows of a `seq` column: each padded to `len` tokens once, with
 /// its [`window_hash`], and the window of each row.
 pub struct Windows {
@@ -66,16 +72,12 @@ pub struct Windows {
 /// padding).
 pub fn sequences(function: &str, a: &ArrayRef, len: usize, vocab: usize) -> Result<Windows> {
     // behavior_sequence gives int4 lists, which this reads without a copy.
-    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
+    let lists = list_of(
+        function,
+        a,
         DataType::Int32,
-        true,
-    )));
-    let lists = cast(a, &target).map_err(|_| {
-        user_error(format!(
-            "{function}: seq must be a token list from behavior_sequence(...), got {}",
-            a.data_type()
-        ))
-    })?;
+        "seq must be a token list from behavior_sequence(...)",
+    )?;
     let lists = lists.as_list::<i32>();
     let values = lists.values().as_primitive::<Int32Type>();
     // The same bits as u32 (a negative token is then ≥ vocab, and refused below).
@@ -255,16 +257,12 @@ pub struct Features {
 }
 
 pub fn feature_matrix(function: &str, a: &ArrayRef, width: Option<usize>) -> Result<Features> {
-    let target = DataType::List(std::sync::Arc::new(Field::new_list_field(
+    let lists = list_of(
+        function,
+        a,
         DataType::Float64,
-        true,
-    )));
-    let lists = cast(a, &target).map_err(|_| {
-        user_error(format!(
-            "{function}: features must be a list of numbers (e.g. [recency, frequency]), got {}",
-            a.data_type()
-        ))
-    })?;
+        "features must be a list of numbers (e.g. [recency, frequency])",
+    )?;
     let lists = lists.as_list::<i32>();
     let values = lists.values().as_primitive::<Float64Type>();
     let offsets = lists.value_offsets();
