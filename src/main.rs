@@ -87,6 +87,18 @@ struct ServeArgs {
     /// is built with CUDA and one answers, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, env = "FLASHSQL_DEVICE", default_value = "auto")]
     device: String,
+    /// Connections served at once; more are refused (SQLSTATE 53300).
+    #[arg(long, env = "FLASHSQL_MAX_CONNECTIONS", default_value_t = flashsql_sql::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// A directory whose files clients may read with CREATE EXTERNAL TABLE … LOCATION (and
+    /// write with COPY … TO a file). Repeat for several; the data directory's import/ is
+    /// always allowed, nothing else is by default.
+    #[arg(
+        long = "allow-path",
+        env = "FLASHSQL_ALLOW_PATHS",
+        value_delimiter = ':'
+    )]
+    allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -106,6 +118,18 @@ fn password(args: &ServeArgs) -> Result<Option<String>> {
     if let Some(path) = &args.password_file {
         let p = std::fs::read_to_string(path)
             .with_context(|| format!("reading password file {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the password file can be read by other users: chmod 600 it"
+                );
+            }
+        }
         let p = p.trim_end_matches(['\n', '\r']).to_string();
         if p.is_empty() {
             bail!("password file {} is empty", path.display());
@@ -144,6 +168,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = EngineConfig::new(&args.data_dir);
     config.seed_world = (!args.no_seed).then_some((args.scale, args.seed));
     config.memory_limit = args.memory_mb << 20;
+    config.allow_paths = args.allow_paths.clone();
     config.device = args
         .device
         .parse()
@@ -158,6 +183,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ServerConfig {
             listen: args.listen,
             password: password.clone(),
+            max_connections: args.max_connections,
         },
     )
     .await?;
@@ -206,8 +232,16 @@ fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Files and folders the server creates (tables, catalog, models) are readable by its own
+/// user only, like PostgreSQL's data directory.
+fn private_files() {
+    // SAFETY: sets the process's file-creation mask; no memory is involved.
+    unsafe { libc::umask(0o077) };
+}
+
 fn main() -> Result<()> {
     keep_freed_memory_for_a_second();
+    private_files();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -215,8 +249,27 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic is a bug, but one in a connection's task ends only that connection: log it on
+    // one line, without a backtrace in the server log unless RUST_BACKTRACE asks for one.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic");
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            tracing::error!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(flashsql_engine::executor::THREAD_STACK_BYTES)
         .enable_all()
         .build()?;
     match cli.command {

@@ -102,7 +102,7 @@ def main():
     args = ap.parse_args()
     csv = data_file()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start_server(os.path.join(tmp, "data"))
+        proc, host, port = start_server(os.path.join(tmp, "data"), ("--no-seed", "--allow-path", os.path.dirname(csv)))
         try:
             conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql", autocommit=True)
             for statement in task_sql(csv):

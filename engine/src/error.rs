@@ -28,6 +28,12 @@ pub enum EngineError {
     ConcurrentWrite(String),
     #[error("{0} is not supported")]
     NotSupported(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error(
+        "cannot write into external table \"{0}\": external tables are read-only; copy it into a table with CREATE TABLE … AS SELECT"
+    )]
+    ReadOnlyExternal(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
     #[error("the catalog file {path} is damaged: {reason}")]

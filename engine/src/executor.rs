@@ -15,6 +15,12 @@ use futures::{Stream, StreamExt};
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::task::AbortOnDropHandle;
 
+/// The stack of every thread that plans or executes statements (these and the connection
+/// threads): enough for the deepest statement the server accepts (10,000 levels of nested
+/// expressions) through DataFusion's recursive planning and evaluation, in a debug build,
+/// with margin. Only the pages a thread touches are committed.
+pub const THREAD_STACK_BYTES: usize = 256 << 20;
+
 pub struct CpuExecutor {
     runtime: Option<Runtime>,
     handle: Handle,
@@ -25,6 +31,7 @@ impl CpuExecutor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("flashsql-exec")
+            .thread_stack_size(THREAD_STACK_BYTES)
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
@@ -67,8 +74,21 @@ impl CpuExecutor {
                 }
             }
         }));
-        futures::stream::unfold((rx, task), |(mut rx, task)| async move {
-            rx.recv().await.map(|b| (b, (rx, task)))
+        // The producer's last word is how its task ended: a task that panicked ends the
+        // stream with an error, never with a shortened result that looks complete.
+        futures::stream::unfold((rx, Some(task)), |(mut rx, task)| async move {
+            match rx.recv().await {
+                Some(b) => Some((b, (rx, task))),
+                None => match task?.await {
+                    Ok(()) => None,
+                    Err(e) => Some((
+                        Err(DataFusionError::Internal(format!(
+                            "the statement failed while producing rows: {e}"
+                        ))),
+                        (rx, None),
+                    )),
+                },
+            }
         })
     }
 }
@@ -78,5 +98,64 @@ impl Drop for CpuExecutor {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::prelude::SessionContext;
+    use futures::StreamExt;
+
+    use super::CpuExecutor;
+
+    /// A function that panics in the middle of a result ends the stream with an error after
+    /// the batches before it, so the client sees a failure, not a short result.
+    #[tokio::test]
+    async fn a_panic_mid_stream_ends_it_with_an_error() {
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_batch_size(10),
+        );
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        ctx.register_udf(create_udf(
+            "boom_after_three",
+            vec![DataType::Int64],
+            DataType::Int64,
+            Volatility::Volatile,
+            Arc::new(move |args: &[ColumnarValue]| {
+                if seen.fetch_add(1, Ordering::SeqCst) >= 3 {
+                    panic!("boom");
+                }
+                let a: ArrayRef = match &args[0] {
+                    ColumnarValue::Array(a) => a.clone(),
+                    ColumnarValue::Scalar(s) => s.to_array()?,
+                };
+                Ok(ColumnarValue::Array(Arc::new(Int64Array::from(vec![
+                    1;
+                    a.len(
+                    )
+                ]))))
+            }),
+        ));
+        let df = ctx
+            .sql("SELECT boom_after_three(value) FROM generate_series(1, 1000)")
+            .await
+            .expect("plans");
+        let executor = CpuExecutor::new(1).expect("runtime");
+        let results: Vec<_> = executor.stream(df).collect().await;
+        let oks = results.iter().filter(|r| r.is_ok()).count();
+        assert!(oks >= 1, "batches before the panic arrive");
+        assert!(
+            results.last().is_some_and(|r| r.is_err()),
+            "the stream ends with an error: {} batches, last ok: {:?}",
+            results.len(),
+            results.last().map(|r| r.is_ok())
+        );
     }
 }

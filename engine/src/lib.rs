@@ -5,8 +5,10 @@
 //! [`Session`] (its own settings and temporary tables) over the same store.
 
 pub mod catalog;
+pub mod compaction;
 pub mod error;
 pub mod executor;
+pub mod external;
 pub mod information_schema;
 pub mod manifest;
 pub mod pg_types;
@@ -27,12 +29,16 @@ use flashsql_gpu::store::ModelStore;
 use tracing::{info, warn};
 
 pub use error::EngineError;
+pub use external::AllowedPaths;
 pub use session::{Output, Session};
 pub use store::Store;
 
 /// The database name clients connect to; also the DataFusion catalog name, so three-part
 /// names `flashsql.public.events` resolve.
 pub const DATABASE: &str = "flashsql";
+
+/// The data directory's folder for files to load: external tables may always read it.
+pub const IMPORT_DIR: &str = "import";
 
 /// How to open the engine.
 #[derive(Debug, Clone)]
@@ -46,6 +52,9 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Where `train_model` trains unless a call says otherwise.
     pub device: DeviceChoice,
+    /// Directories external tables and `COPY … TO` files may name, besides the data
+    /// directory's `import/` (see [`external`]).
+    pub allow_paths: Vec<PathBuf>,
 }
 
 impl EngineConfig {
@@ -56,6 +65,7 @@ impl EngineConfig {
             memory_limit: 8 << 30,
             batch_size: 8192,
             device: DeviceChoice::Auto,
+            allow_paths: Vec::new(),
         }
     }
 }
@@ -67,6 +77,7 @@ pub struct Engine {
     models: Arc<ModelStore>,
     runtime: Arc<RuntimeEnv>,
     executor: executor::CpuExecutor,
+    allowed: Arc<AllowedPaths>,
 }
 
 impl Engine {
@@ -79,6 +90,12 @@ impl Engine {
             })?;
         }
         let store = Store::open(&config.data_dir)?;
+        let import = config.data_dir.join(IMPORT_DIR);
+        std::fs::create_dir_all(&import)?;
+        let allowed = Arc::new(AllowedPaths::new(
+            std::iter::once(import.as_path())
+                .chain(config.allow_paths.iter().map(PathBuf::as_path)),
+        )?);
         let models = ModelStore::open(config.data_dir.join("models"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?
             .with_default_device(config.device);
@@ -94,6 +111,7 @@ impl Engine {
             models: Arc::new(models),
             runtime,
             executor: executor::CpuExecutor::new(threads)?,
+            allowed,
         };
         let empty = {
             let m = engine.store.manifest();
@@ -140,6 +158,11 @@ impl Engine {
         &self.executor
     }
 
+    /// Where external locations may point.
+    pub fn allowed_paths(&self) -> &Arc<AllowedPaths> {
+        &self.allowed
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
@@ -150,6 +173,7 @@ impl Engine {
             self.store.clone(),
             self.models.clone(),
             self.runtime.clone(),
+            self.allowed.clone(),
             DATABASE,
             self.config.batch_size,
         )?)

@@ -16,6 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{DEFAULT_SCHEMA, SEARCH_SCHEMA, SessionCatalog, TEMP_SCHEMA};
 use crate::error::EngineError;
+use crate::external::{AllowedPaths, ReadOnlyTable};
 use crate::information_schema::InformationSchema;
 use crate::store::{RelationKind, Store, TableData};
 use crate::table::write_stream;
@@ -43,6 +44,7 @@ pub struct Session {
     ctx: SessionContext,
     catalog: Arc<SessionCatalog>,
     store: Arc<Store>,
+    allowed: Arc<AllowedPaths>,
     database: String,
 }
 
@@ -51,6 +53,7 @@ impl Session {
         store: Arc<Store>,
         models: Arc<ModelStore>,
         runtime: Arc<RuntimeEnv>,
+        allowed: Arc<AllowedPaths>,
         database: &str,
         batch_size: usize,
     ) -> Result<Self> {
@@ -82,6 +85,7 @@ impl Session {
             ctx,
             catalog,
             store,
+            allowed,
             database: database.to_string(),
         })
     }
@@ -161,6 +165,14 @@ impl Session {
                     rows,
                 })
             }
+            LogicalPlan::Copy(copy) => {
+                self.allowed.check(&copy.output_url)?;
+                Ok(Output::Rows(
+                    self.ctx
+                        .execute_logical_plan(LogicalPlan::Copy(copy))
+                        .await?,
+                ))
+            }
             other => Ok(Output::Rows(self.ctx.execute_logical_plan(other).await?)),
         }
     }
@@ -233,13 +245,10 @@ impl Session {
                 Ok(Output::command("CREATE VIEW"))
             }
             DdlStatement::CreateCatalogSchema(s) => {
+                // DataFusion joins the name's parts with dots (quotes gone): the wire layer
+                // calls `create_schema` with the parsed parts instead.
                 let name = s.schema_name.rsplit('.').next().unwrap_or_default();
-                let name = name.trim_matches('"');
-                if name == TEMP_SCHEMA || self.catalog.is_local_schema(name) {
-                    return Err(EngineError::SchemaExists(name.to_string()).into());
-                }
-                self.store.create_schema(name, s.if_not_exists)?;
-                Ok(Output::command("CREATE SCHEMA"))
+                self.create_schema(name, s.if_not_exists)
             }
             DdlStatement::DropCatalogSchema(d) => {
                 let schema = match &d.name {
@@ -289,7 +298,9 @@ impl Session {
                         "external tables STORED AS {file_type}: use PARQUET, CSV, JSON or ARROW"
                     ))
                 })?;
-                let provider = factory.create(&state, &cmd).await?;
+                self.allowed.check_all(&cmd.locations)?;
+                let provider: Arc<dyn TableProvider> =
+                    Arc::new(ReadOnlyTable::new(factory.create(&state, &cmd).await?, &name));
                 let definition = cmd.definition.clone().unwrap_or_default();
                 if cmd.temporary || schema == TEMP_SCHEMA {
                     self.catalog.temp().register_table(name, provider)?;
@@ -340,6 +351,15 @@ impl Session {
         } else {
             Output::command("CREATE TABLE")
         })
+    }
+
+    /// `CREATE SCHEMA [IF NOT EXISTS] <schema>`, the name as parsed (any characters).
+    pub fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<Output> {
+        if name == TEMP_SCHEMA || self.catalog.is_local_schema(name) {
+            return Err(EngineError::SchemaExists(name.to_string()).into());
+        }
+        self.store.create_schema(name, if_not_exists)?;
+        Ok(Output::command("CREATE SCHEMA"))
     }
 
     /// `ALTER TABLE|VIEW <from> RENAME TO <to>`: the new name stays in the same schema.
@@ -394,11 +414,17 @@ impl Session {
             let plan = state.create_logical_plan(&e.definition).await;
             let provider: Result<Arc<dyn TableProvider>> = match plan {
                 Ok(LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd))) => {
+                    if let Err(denied) = self.allowed.check_all(&cmd.locations) {
+                        tracing::warn!(table = %e.name, error = %denied, "external table not opened");
+                        continue;
+                    }
                     match state
                         .table_factories()
                         .get(cmd.file_type.to_ascii_uppercase().as_str())
                     {
-                        Some(f) => f.create(&state, &cmd).await,
+                        Some(f) => f.create(&state, &cmd).await.map(|p| {
+                            Arc::new(ReadOnlyTable::new(p, &e.name)) as Arc<dyn TableProvider>
+                        }),
                         None => Err(DataFusionError::Plan(format!(
                             "no factory for {}",
                             cmd.file_type

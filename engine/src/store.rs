@@ -47,6 +47,8 @@ pub struct Store {
     next_id: AtomicU64,
     /// Planned providers of views and external tables, keyed by (schema, name).
     planned: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
+    /// Tables whose small files are being merged (see `compaction`).
+    compacting: Mutex<HashSet<u64>>,
 }
 
 fn poisoned() -> EngineError {
@@ -58,6 +60,12 @@ impl Store {
     /// interrupted writes.
     pub fn open(root: &Path) -> Result<Arc<Store>> {
         fs::create_dir_all(root.join(TABLES_DIR))?;
+        // The data directory is the server user's alone (as PostgreSQL requires of its own).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        }
         let path = root.join(CATALOG_FILE);
         let manifest = if path.exists() {
             let bytes = fs::read(&path)?;
@@ -89,6 +97,7 @@ impl Store {
             commit_lock: Mutex::new(()),
             next_file: AtomicU64::new(0),
             planned: RwLock::new(HashMap::new()),
+            compacting: Mutex::new(HashSet::new()),
         };
         store.collect_garbage()?;
         Ok(Arc::new(store))
@@ -220,6 +229,17 @@ impl Store {
             .write()
             .ok()?
             .remove(&(schema.to_string(), name.to_string()))
+    }
+
+    /// Marks table `id` as being compacted; false if it already is.
+    pub(crate) fn start_compaction(&self, id: u64) -> bool {
+        self.compacting.lock().is_ok_and(|mut c| c.insert(id))
+    }
+
+    pub(crate) fn end_compaction(&self, id: u64) {
+        if let Ok(mut c) = self.compacting.lock() {
+            c.remove(&id);
+        }
     }
 
     pub fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {

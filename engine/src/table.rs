@@ -237,6 +237,7 @@ impl DataSink for TableSink {
             Mode::Append => {
                 if rows > 0 {
                     self.store.append_files(self.id, files, rows)?;
+                    self.store.compact_soon(self.id);
                 }
                 Ok(rows)
             }

@@ -93,6 +93,8 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::SchemaNotEmpty(_) => c("2BP01", e.to_string()),
         EngineError::NotATable(_) | EngineError::NotAView(_) => c("42809", e.to_string()),
         EngineError::NotSupported(_) => c("0A000", e.to_string()),
+        EngineError::PermissionDenied(_) => c("42501", e.to_string()),
+        EngineError::ReadOnlyExternal(_) => c("42809", e.to_string()),
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
         EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
             "23502",
@@ -153,6 +155,10 @@ pub fn classify(e: &DataFusionError) -> Classified {
             .map(classify)
             .unwrap_or_else(|| c("XX000", e.to_string())),
         DataFusionError::ArrowError(a, _) => classify_arrow(a),
+        DataFusionError::SQL(p, _) if crate::complexity::is_parser_recursion_limit(p) => c(
+            "54001",
+            "statement too complex: nesting too deep for the parser",
+        ),
         DataFusionError::SQL(p, _) => c("42601", p.to_string()),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } => {
@@ -268,6 +274,12 @@ impl From<SqlError> for PgWireError {
 
 impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
     fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        if crate::complexity::is_parser_recursion_limit(&e) {
+            return SqlError::coded(
+                "54001",
+                "statement too complex: nesting too deep for the parser",
+            );
+        }
         SqlError::syntax(e.to_string())
     }
 }

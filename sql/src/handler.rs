@@ -21,13 +21,16 @@ use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, ErrorHandler, PgWireServerHandlers, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, Parse, ParseComplete};
 use pgwire::types::format::FormatOptions;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +39,7 @@ use tracing::{debug, warn};
 use crate::auth::Startup;
 use crate::copy::CopyOutEncoder;
 use crate::errors::{SqlError, classify};
+use crate::protocol_checks;
 use crate::server::Shared;
 use crate::session::{CopyIn, PgSession, Prepared, StatementResult};
 
@@ -47,11 +51,18 @@ const MAX_COPY_BYTES: usize = 1 << 30;
 struct Guard {
     token: CancellationToken,
     timed_out: Arc<AtomicBool>,
+    /// The server is shutting down (shared by all of a connection's statements).
+    terminating: Arc<AtomicBool>,
 }
 
 impl Guard {
     fn error(&self) -> SqlError {
-        if self.timed_out.load(Ordering::SeqCst) {
+        if self.terminating.load(Ordering::SeqCst) {
+            SqlError::coded(
+                "57P01",
+                "terminating connection due to administrator command",
+            )
+        } else if self.timed_out.load(Ordering::SeqCst) {
             SqlError::Timeout
         } else {
             SqlError::Cancelled
@@ -107,6 +118,7 @@ impl Connection {
             current: Mutex::new(Guard {
                 token: CancellationToken::new(),
                 timed_out: Arc::new(AtomicBool::new(false)),
+                terminating: Arc::new(AtomicBool::new(false)),
             }),
             copy: Mutex::new(None),
             registered: Mutex::new(None),
@@ -157,9 +169,15 @@ impl Connection {
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
     fn begin(&self, session: &PgSession) -> Guard {
+        let terminating = self
+            .current
+            .lock()
+            .map(|g| g.terminating.clone())
+            .unwrap_or_default();
         let guard = Guard {
             token: CancellationToken::new(),
             timed_out: Arc::new(AtomicBool::new(false)),
+            terminating,
         };
         if let Some(timeout) = session.settings().statement_timeout() {
             let g = guard.clone();
@@ -179,9 +197,18 @@ impl Connection {
         guard
     }
 
-    /// Cancels the running statement (a cancel request from another connection).
+    /// Cancels the running statement (a cancel request from another connection, or the
+    /// client went away).
     pub fn cancel(&self) {
         if let Ok(cur) = self.current.lock() {
+            cur.token.cancel();
+        }
+    }
+
+    /// Ends the running statement with 57P01 (the server is shutting down); later ones too.
+    pub fn terminate(&self) {
+        if let Ok(cur) = self.current.lock() {
+            cur.terminating.store(true, Ordering::SeqCst);
             cur.token.cancel();
         }
     }
@@ -455,6 +482,90 @@ impl ExtendedQueryHandler for Connection {
         })
     }
 
+    /// As the protocol library's, but a named statement is not silently replaced (42P05).
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(name) = message.name.as_deref() {
+            let exists = client.portal_store().get_statement(name).is_some();
+            protocol_checks::statement_name_free(name, exists)?;
+        }
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// As the protocol library's, but a Bind must supply the statement's parameters and
+    /// valid format codes (08P01, 22P03), as PostgreSQL requires.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let shown = message.statement_name.as_deref().unwrap_or("");
+        let supplied = message.parameters.len();
+        protocol_checks::format_codes(&message.parameter_format_codes, supplied, "parameter")?;
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let required = statement
+                    .parameter_types
+                    .len()
+                    .max(statement.statement.param_types.len());
+                protocol_checks::parameter_count(supplied, required, shown)?;
+                let columns = statement
+                    .statement
+                    .columns
+                    .as_ref()
+                    .map_or(0, |c| c.fields().len());
+                protocol_checks::format_codes(
+                    &message.result_column_format_codes,
+                    columns,
+                    "result",
+                )?;
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                protocol_checks::parameter_count(supplied, 0, shown)?;
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// As the protocol library's, after checking the row limit (a negative one is 08P01).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        protocol_checks::max_rows(message.max_rows)?;
+        self._on_execute(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -631,10 +742,19 @@ impl CancelHandler for Connection {
 pub struct Classifier;
 
 impl ErrorHandler for Classifier {
-    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
     where
         C: ClientInfo,
     {
+        // SCRAM clients leave the user name out of their first message (it was in the
+        // start-up packet), so name the user the client logged in as.
+        if let PgWireError::InvalidPassword(name) = error
+            && name.is_empty()
+        {
+            let user = client.metadata().get("user").cloned().unwrap_or_default();
+            warn!(%user, "password authentication failed");
+            *error = PgWireError::InvalidPassword(user);
+        }
         if let PgWireError::ApiError(inner) = error {
             let cl = if let Some(df) = inner.downcast_ref::<DataFusionError>() {
                 classify(df)

@@ -7,9 +7,12 @@
 pub mod auth;
 pub mod colnames;
 pub mod compat;
+pub mod complexity;
 pub mod copy;
 pub mod errors;
 pub mod handler;
+pub mod pg_catalog;
+pub mod protocol_checks;
 pub mod server;
 pub mod session;
 pub mod settings;

@@ -1,5 +1,7 @@
-//! The listener: accepts connections, gives each its own handlers, shuts down gracefully.
+//! The listener: accepts connections (up to a cap), gives each its own handlers, notices
+//! clients that went away, and shuts down gracefully.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use flashsql_engine::Engine;
 use pgwire::api::RandomPidSecretKeyGenerator;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use crate::auth::ScramSecret;
@@ -21,7 +24,16 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// When set, clients authenticate with SCRAM-SHA-256 as user `flashsql`.
     pub password: Option<String>,
+    /// Connections served at once; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
 }
+
+/// PostgreSQL's default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// How long connections may finish their work after a shutdown signal before they are
+/// terminated with SQLSTATE 57P01.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every connection shares.
 pub struct Shared {
@@ -49,6 +61,14 @@ pub enum ServeError {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    max_connections: usize,
+}
+
+/// An open connection, as the listener keeps it: its handlers, and a second handle on its
+/// socket to notice a client that went away and to say goodbye at shutdown.
+struct Open {
+    connection: std::sync::Weak<Connection>,
+    socket: std::net::TcpStream,
 }
 
 impl Server {
@@ -70,17 +90,22 @@ impl Server {
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             cancels: CancelRegistry::default(),
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            shared,
+            max_connections: config.max_connections.max(1),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and gives open connections a
-    /// grace period to finish.
+    /// Serves until `shutdown` resolves, then stops accepting, gives open connections
+    /// [`SHUTDOWN_GRACE`] to finish and terminates the rest with SQLSTATE 57P01.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let mut connections = JoinSet::new();
+        let mut open: HashMap<tokio::task::Id, Open> = HashMap::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -93,34 +118,167 @@ impl Server {
                             continue;
                         }
                     };
+                    if connections.len() >= self.max_connections {
+                        warn!(%peer, max = self.max_connections, "refusing a connection: too many clients");
+                        refuse(socket, "53300", "sorry, too many clients already");
+                        continue;
+                    }
                     let _ = socket.set_nodelay(true);
                     debug!(%peer, "connection");
-                    let handlers = Handlers(Connection::new(self.shared.clone()));
-                    connections.spawn(async move {
+                    let (watch, keep) = match (second_handle(&socket), second_handle(&socket)) {
+                        (Ok(w), Ok(k)) => (w, k),
+                        (Err(e), _) | (_, Err(e)) => {
+                            warn!(%peer, error = %e, "cannot watch a connection; refusing it");
+                            continue;
+                        }
+                    };
+                    let connection = Connection::new(self.shared.clone());
+                    let weak = Arc::downgrade(&connection);
+                    let handlers = Handlers(connection.clone());
+                    let handle = connections.spawn(async move {
+                        let watcher = AbortOnDropHandle::new(tokio::spawn(cancel_when_gone(watch, Arc::downgrade(&connection))));
+                        drop(connection);
                         if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
+                        drop(watcher);
                     });
+                    open.insert(handle.id(), Open { connection: weak, socket: keep });
                 }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                    ended(&mut open, done);
+                }
             }
         }
         info!(
             open = connections.len(),
             "shutting down: no new connections"
         );
-        let grace = tokio::time::sleep(Duration::from_secs(5));
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
         tokio::pin!(grace);
         loop {
             tokio::select! {
-                next = connections.join_next() => if next.is_none() { break },
+                next = connections.join_next_with_id() => match next {
+                    None => break,
+                    Some(done) => ended(&mut open, done),
+                },
                 _ = &mut grace => {
-                    warn!(open = connections.len(), "closing connections still open after 5 s");
+                    warn!(open = connections.len(), "terminating connections still open after the grace period");
+                    terminate(&open).await;
                     connections.shutdown().await;
                     break;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Forgets a connection that ended. One whose task panicked — the protocol library's
+/// decoder panics on some malformed messages (a length or count that runs past the message)
+/// — gets a FATAL 08P01 before its socket closes, as PostgreSQL answers such a message; no
+/// other connection notices.
+fn ended(
+    open: &mut HashMap<tokio::task::Id, Open>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((id, ())) => {
+            open.remove(&id);
+        }
+        Err(e) => {
+            if let Some(o) = open.remove(&e.id())
+                && e.is_panic()
+            {
+                use std::io::Write;
+                warn!("closing a connection after a malformed message");
+                let mut s = &o.socket;
+                let _ = s.write_all(&fatal_message("08P01", "invalid frontend message"));
+                let _ = o.socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// A second handle on a connection's socket (a duplicated descriptor).
+fn second_handle(socket: &tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    Ok(std::net::TcpStream::from(
+        socket.as_fd().try_clone_to_owned()?,
+    ))
+}
+
+/// A backend ErrorResponse with severity FATAL.
+fn fatal_message(code: &str, message: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Says why a connection is not served, and closes it.
+fn refuse(socket: tokio::net::TcpStream, code: &str, message: &str) {
+    let bytes = fatal_message(code, message);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut socket = socket;
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&bytes)).await;
+        let _ = socket.shutdown().await;
+    });
+}
+
+/// Cancels the connection's running statement when its client goes away (the socket reaches
+/// end of file or fails), so that no work outlives the client that asked for it.
+async fn cancel_when_gone(socket: std::net::TcpStream, connection: std::sync::Weak<Connection>) {
+    let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
+        return;
+    };
+    let mut probe = [0u8; 1];
+    loop {
+        if socket.readable().await.is_err() {
+            break;
+        }
+        match socket.peek(&mut probe).await {
+            // Data the connection has not read yet (a pipelined message): look again later.
+            Ok(n) if n > 0 => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(_) | Err(_) => break,
+        }
+    }
+    if let Some(c) = connection.upgrade() {
+        debug!("client went away: cancelling its statement");
+        c.cancel();
+    }
+}
+
+/// Ends every open connection the way PostgreSQL's fast shutdown does: a running statement
+/// fails with 57P01, then the client gets a FATAL 57P01 and the socket closes.
+async fn terminate(open: &HashMap<tokio::task::Id, Open>) {
+    for o in open.values() {
+        if let Some(c) = o.connection.upgrade() {
+            c.terminate();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let goodbye = fatal_message(
+        "57P01",
+        "terminating connection due to administrator command",
+    );
+    for o in open.values() {
+        use std::io::Write;
+        let mut s = &o.socket;
+        let _ = s.write_all(&goodbye);
+        let _ = o.socket.shutdown(std::net::Shutdown::Both);
     }
 }

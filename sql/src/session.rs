@@ -13,11 +13,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CommentObject, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
-    RenameTableNameKind, Reset, Set, Statement, Value,
+    RenameTableNameKind, Reset, SchemaName, Set, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use flashsql_engine::{Engine, Output};
 
@@ -89,7 +87,12 @@ fn object_name_to_ref(name: &ObjectName) -> TableReference {
     let parts: Vec<String> = name
         .0
         .iter()
-        .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+        .filter_map(|p| p.as_ident())
+        // Unquoted names fold to lower case, as in PostgreSQL (and DataFusion's planner).
+        .map(|i| match i.quote_style {
+            Some(_) => i.value.clone(),
+            None => i.value.to_lowercase(),
+        })
         .collect();
     match parts.as_slice() {
         [t] => TableReference::bare(t.as_str()),
@@ -124,8 +127,7 @@ impl PgSession {
     ) -> Result<Self, SqlError> {
         let session = engine.new_session()?;
         let database = session.database().to_string();
-        setup_pg_catalog(session.ctx(), &database, EmptyContextProvider)
-            .map_err(|e| SqlError::DataFusion(*e))?;
+        crate::pg_catalog::setup(session.ctx(), &database)?;
         let settings = Arc::new(Settings::new(user, application_name));
         compat::register(session.ctx(), settings.clone());
         Ok(Self {
@@ -146,6 +148,7 @@ impl PgSession {
     /// Parses a query string into statements (with PostgreSQL client-query rewrites).
     /// DataFusion's own statements (`CREATE EXTERNAL TABLE`) go through its parser.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>, SqlError> {
+        crate::complexity::check_text(sql)?;
         // The SQL parser reads `CREATE EXTERNAL TABLE` as Hive DDL, which DataFusion does not
         // plan; DataFusion's own parser reads it as DataFusion's statement.
         if sql.to_ascii_uppercase().contains("EXTERNAL TABLE")
@@ -153,12 +156,16 @@ impl PgSession {
         {
             return Ok(statements.into_iter().collect());
         }
-        Ok(self
+        let statements = self
             .parser
             .parse(&rewrite_alter_view_rename(sql))?
             .into_iter()
             .map(|s| DFStatement::Statement(Box::new(s)))
-            .collect())
+            .collect();
+        crate::complexity::check(sql, statements, |s| match s {
+            DFStatement::Statement(s) => Some(s.as_ref()),
+            _ => None,
+        })
     }
 
     /// Plans a statement DataFusion understands.
@@ -364,6 +371,34 @@ impl PgSession {
             } => {
                 let format = CopyFormat::from_options(&options, &legacy_options)?;
                 self.copy(source, to, target, format).await
+            }
+            Statement::CreateSchema {
+                schema_name: SchemaName::Simple(name),
+                if_not_exists,
+                ..
+            } => {
+                let schema = match object_name_to_ref(&name) {
+                    TableReference::Bare { table } => table.to_string(),
+                    TableReference::Partial { schema, table }
+                        if schema.as_ref() == self.engine.database() =>
+                    {
+                        table.to_string()
+                    }
+                    _ => {
+                        return Err(SqlError::coded(
+                            "3D000",
+                            format!(
+                                "CREATE SCHEMA {name}: this server has one database, \"{}\"",
+                                self.engine.database()
+                            ),
+                        ));
+                    }
+                };
+                let output = self.engine.create_schema(&schema, if_not_exists)?;
+                Ok(match output {
+                    Output::Command { tag, rows } => StatementResult::Command { tag, rows },
+                    Output::Rows(df) => StatementResult::Rows(df),
+                })
             }
             Statement::CreateTable(mut ct) if ct.temporary => {
                 ct.temporary = false;

@@ -27,7 +27,9 @@ async fn catalog_changes_survive_a_restart() {
     let dir = tmp.path().join("data");
     let csv = tmp.path().join("ext.csv");
     std::fs::write(&csv, "a,b\n1,x\n2,y\n3,z\n").unwrap();
-    let server = TestServer::start_in(&dir, &[]);
+    let allow = ["--allow-path".to_string(), tmp.path().display().to_string()];
+    let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+    let server = TestServer::try_start(&dir, &[], &allow).expect("server starts");
     let client = server.connect().await;
     client
         .batch_execute(&format!(
@@ -59,7 +61,7 @@ async fn catalog_changes_survive_a_restart() {
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 
-    let server = TestServer::start_in(&dir, &[]);
+    let server = TestServer::try_start(&dir, &[], &allow).expect("server restarts");
     let client = server.connect().await;
     let q = |sql: &'static str| scalar_i64(&client, sql);
     assert_eq!(q("SELECT count(*) FROM mart.buyers").await, 31);
@@ -155,4 +157,76 @@ async fn a_kill_during_writes_leaves_whole_statements_only() {
         .batch_execute("INSERT INTO grow SELECT * FROM grow LIMIT 1")
         .await
         .unwrap();
+}
+
+/// A table fed one row at a time does not collect a file per row: small files are merged in
+/// the background, nothing is lost or doubled, and the catalog names the few files left.
+#[tokio::test]
+async fn ten_thousand_single_row_inserts_leave_few_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = TestServer::start_in(&dir, &[]);
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE log (id BIGINT, note TEXT)")
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO log VALUES ($1, 'row')")
+        .await
+        .unwrap();
+    for id in 0..10_000i64 {
+        client.execute(&insert, &[&id]).await.unwrap();
+    }
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM log").await,
+        10_000
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(DISTINCT id) FROM log").await,
+        10_000
+    );
+    // The merge runs behind the inserts; give the last one a moment to land.
+    let catalog = dir.join("catalog.json");
+    let files_of_log = || -> usize {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&catalog).unwrap()).unwrap();
+        m["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "log")
+            .map(|t| t["files"].as_array().unwrap().len())
+            .unwrap()
+    };
+    let mut files = files_of_log();
+    for _ in 0..100 {
+        if files < 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        files = files_of_log();
+    }
+    assert!(files < 16, "{files} files after 10,000 single-row inserts");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM log").await,
+        10_000
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT sum(id) FROM log").await,
+        49_995_000
+    );
+    // A restart keeps exactly what was acknowledged.
+    drop(client);
+    assert!(server.stop().success());
+    let server = TestServer::start_in(&dir, &[]);
+    let client = server.connect().await;
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM log").await,
+        10_000
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT sum(id) FROM log").await,
+        49_995_000
+    );
 }

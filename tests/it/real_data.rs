@@ -44,7 +44,15 @@ async fn taobao_next_day_purchase_over_sql() {
     )
     .expect("task SQL")
     .replace(":'csv'", &format!("'{}'", csv.display()));
-    let server = TestServer::start();
+    // The server reads the file in place, from a directory the operator allows.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let folder = csv
+        .parent()
+        .expect("the sample's folder")
+        .display()
+        .to_string();
+    let server = TestServer::try_start(&tmp.path().join("data"), &[], &["--allow-path", &folder])
+        .expect("server starts");
     let client = server.connect().await;
     client.batch_execute(&task).await.expect("task SQL runs");
 

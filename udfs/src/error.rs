@@ -19,6 +19,9 @@ pub enum FunctionError {
     /// Storage failed underneath (SQLSTATE 58030, io_error).
     #[error("{0}")]
     Storage(String),
+    /// A result larger than the server builds (SQLSTATE 54000, program_limit_exceeded).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl FunctionError {
@@ -29,6 +32,7 @@ impl FunctionError {
             FunctionError::MissingColumn(_) => "42703",
             FunctionError::UndefinedObject(_) => "42704",
             FunctionError::Storage(_) => "58030",
+            FunctionError::TooLarge(_) => "54000",
         }
     }
 }

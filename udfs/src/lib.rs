@@ -6,6 +6,7 @@
 pub mod aggregate_state;
 pub mod error;
 pub mod knapsack;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod optimize;
@@ -25,6 +26,7 @@ pub const SYSTEM_SCHEMA: &str = "flashsql";
 
 /// Registers every flashsql function on a session, with `models` behind the model functions.
 pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {
+    limits::register(ctx);
     for udaf in metrics::all() {
         ctx.register_udaf(udaf);
     }

@@ -23,6 +23,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
@@ -33,7 +34,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, PlanProperties, SendableRecordBatchStream,
 };
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::sqlparser::ast::{
     self as ast, FunctionArg, FunctionArgExpr, TableFactor, TableFunctionArgs,
 };
@@ -264,14 +265,73 @@ pub fn named_column(
 /// query is cancelled, which should stop the computation.
 pub type Emit<'a> = dyn FnMut(RecordBatch) -> Result<()> + 'a;
 
-/// Computes a function's rows from its collected input rows, emitting them as it goes.
-pub type Compute = Arc<dyn Fn(&[RecordBatch], &mut Emit<'_>) -> Result<()> + Send + Sync>;
+/// Whether anybody still waits for a computation's rows. A computation runs on a thread of
+/// its own and the statement that started it can be cancelled, time out or lose its client
+/// at any moment: long computations look between chunks of work and stop.
+#[derive(Clone)]
+pub struct Cancellation(Arc<dyn Fn() -> bool + Send + Sync>);
 
-/// A [`Compute`] for a function whose rows come out all at once.
+impl Cancellation {
+    /// Never cancelled (for tests and direct calls).
+    pub fn never() -> Self {
+        Cancellation(Arc::new(|| false))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        (self.0)()
+    }
+
+    /// The error a computation stops with once it is cancelled.
+    pub fn error(function: &str) -> DataFusionError {
+        DataFusionError::Execution(format!("{function}: the query was cancelled"))
+    }
+}
+
+/// Computes a function's rows from its collected input rows, emitting them as it goes.
+pub type Compute =
+    Arc<dyn Fn(&[RecordBatch], &mut Emit<'_>, &Cancellation) -> Result<()> + Send + Sync>;
+
+/// A [`Compute`] for a function whose rows come out all at once, quickly.
 pub fn all_at_once(
     f: impl Fn(&[RecordBatch]) -> Result<RecordBatch> + Send + Sync + 'static,
 ) -> Compute {
-    Arc::new(move |batches: &[RecordBatch], emit: &mut Emit<'_>| emit(f(batches)?))
+    Arc::new(
+        move |batches: &[RecordBatch], emit: &mut Emit<'_>, _: &Cancellation| emit(f(batches)?),
+    )
+}
+
+/// A [`Compute`] for a function whose rows come out all at once after long work, which
+/// looks at the [`Cancellation`] as it goes.
+pub fn all_at_once_cancellable(
+    f: impl Fn(&[RecordBatch], &Cancellation) -> Result<RecordBatch> + Send + Sync + 'static,
+) -> Compute {
+    Arc::new(
+        move |batches: &[RecordBatch], emit: &mut Emit<'_>, cancel: &Cancellation| {
+            emit(f(batches, cancel)?)
+        },
+    )
+}
+
+/// How much memory a computation is taken to need, per byte of its collected input: the
+/// input itself and the working copies the algorithms make of it (curves, item tables).
+const WORKING_MEMORY_PER_INPUT_BYTE: usize = 3;
+
+/// Collects every partition of `input`, reserving its memory — and the computation's working
+/// memory — in the query's memory pool, so a function over more rows than `--memory-mb`
+/// allows fails with 53200 instead of growing past the limit.
+async fn collect_reserved(
+    name: &'static str,
+    input: Arc<dyn ExecutionPlan>,
+    context: Arc<TaskContext>,
+) -> Result<(Vec<RecordBatch>, MemoryReservation)> {
+    let reservation = MemoryConsumer::new(name).register(context.memory_pool());
+    let mut stream = execute_stream(input, context)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        reservation.try_grow(batch.get_array_memory_size() * WORKING_MEMORY_PER_INPUT_BYTE)?;
+        batches.push(batch);
+    }
+    Ok((batches, reservation))
 }
 
 /// One table-valued function the planner knows.
@@ -522,12 +582,18 @@ impl ExecutionPlan for ComputedExec {
         let projection = self.projection.clone();
         let name = self.name;
         let rows = async move {
-            let batches = match input {
-                Some(input) => collect(input, context).await?,
-                None => Vec::new(),
+            let (batches, reservation) = match input {
+                Some(input) => collect_reserved(name, input, context).await?,
+                None => (
+                    Vec::new(),
+                    MemoryConsumer::new(name).register(context.memory_pool()),
+                ),
             };
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+            let probe = tx.clone();
+            let cancel = Cancellation(Arc::new(move || probe.is_closed()));
             tokio::task::spawn_blocking(move || {
+                let _reservation = reservation;
                 let mut emit = |batch: RecordBatch| -> Result<()> {
                     let batch = match &projection {
                         Some(p) => batch.project(p)?,
@@ -538,7 +604,7 @@ impl ExecutionPlan for ComputedExec {
                     })
                 };
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    compute(&batches, &mut emit)
+                    compute(&batches, &mut emit, &cancel)
                 }));
                 let failure = match outcome {
                     Ok(Ok(())) => None,

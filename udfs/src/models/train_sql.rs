@@ -165,7 +165,9 @@ impl RelationFunction for TrainModel {
         let store = self.store.clone();
         let schema = self.schema();
         Ok(Arc::new(
-            move |batches: &[RecordBatch], emit: &mut Emit<'_>| {
+            move |batches: &[RecordBatch],
+                  emit: &mut Emit<'_>,
+                  _: &crate::relation::Cancellation| {
                 run(&store, &plan, &schema, batches, emit)
             },
         ))

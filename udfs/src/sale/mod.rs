@@ -15,4 +15,7 @@ pub mod world;
 pub enum SaleError {
     #[error("{0}")]
     Option(String),
+    /// Nobody waits for the result any more (the query was cancelled).
+    #[error("cancelled")]
+    Cancelled,
 }

@@ -213,6 +213,29 @@ impl Simulation {
     /// Runs all trials in parallel; each trial's randomness comes from its own streams, so
     /// the result does not depend on the number of threads.
     pub fn run(&self, level: usize) -> Result<Vec<TrialResult>, SaleError> {
+        self.run_until(level, &|| false)
+    }
+
+    /// Runs one trial per call of `trial`, in parallel, unless `stop` says the result is no
+    /// longer wanted (looked at before each trial: at most 10^7 customers apart).
+    fn each_trial(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+        trial: impl Fn(usize) -> TrialResult + Sync,
+    ) -> Result<Vec<TrialResult>, SaleError> {
+        (0..self.trials)
+            .into_par_iter()
+            .map(|t| (!stop()).then(|| trial(t)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(SaleError::Cancelled)
+    }
+
+    /// [`Simulation::run`], stopping with [`SaleError::Cancelled`] once `stop` returns true.
+    pub fn run_until(
+        &self,
+        level: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<TrialResult>, SaleError> {
         match self.prepare(level)? {
             Setup::Single {
                 sc,
@@ -221,36 +244,33 @@ impl Simulation {
                 inventory,
             } => {
                 let bound = sc.lp_bound(horizon, inventory);
-                Ok((0..self.trials)
-                    .into_par_iter()
-                    .map(|trial| {
-                        let mut customers = stream(self.seed, CUSTOMERS, trial as u64);
-                        let u: Vec<f64> = (0..horizon).map(|_| customers.random()).collect();
-                        let mine = run_single(
-                            sc,
-                            policy,
-                            inventory,
-                            &u,
-                            &mut stream(self.seed, POLICY, trial as u64),
-                        );
-                        let best = run_single(
-                            sc,
-                            SinglePolicy::Clairvoyant,
-                            inventory,
-                            &u,
-                            &mut stream(self.seed, CLAIRVOYANT, trial as u64),
-                        );
-                        TrialResult {
-                            trial,
-                            revenue: mine.revenue,
-                            profit: mine.revenue,
-                            upper_bound: bound,
-                            units: mine.units,
-                            inventory,
-                            clairvoyant_revenue: Some(best.revenue),
-                        }
-                    })
-                    .collect())
+                self.each_trial(stop, |trial| {
+                    let mut customers = stream(self.seed, CUSTOMERS, trial as u64);
+                    let u: Vec<f64> = (0..horizon).map(|_| customers.random()).collect();
+                    let mine = run_single(
+                        sc,
+                        policy,
+                        inventory,
+                        &u,
+                        &mut stream(self.seed, POLICY, trial as u64),
+                    );
+                    let best = run_single(
+                        sc,
+                        SinglePolicy::Clairvoyant,
+                        inventory,
+                        &u,
+                        &mut stream(self.seed, CLAIRVOYANT, trial as u64),
+                    );
+                    TrialResult {
+                        trial,
+                        revenue: mine.revenue,
+                        profit: mine.revenue,
+                        upper_bound: bound,
+                        units: mine.units,
+                        inventory,
+                        clairvoyant_revenue: Some(best.revenue),
+                    }
+                })
             }
             Setup::Exponential {
                 model,
@@ -264,55 +284,48 @@ impl Simulation {
                 let bound = model.fluid_bound(inventory, t);
                 let gaps = Exp::new(model.a).map_err(|e| SaleError::Option(e.to_string()))?;
                 let values = Exp::new(model.alpha).map_err(|e| SaleError::Option(e.to_string()))?;
-                Ok((0..self.trials)
-                    .into_par_iter()
-                    .map(|trial| {
-                        let mut rng = stream(self.seed, CUSTOMERS, trial as u64);
-                        let mut customers = Vec::new();
-                        let mut to_go = t - gaps.sample(&mut rng);
-                        while to_go > 0.0 {
-                            customers.push((to_go, values.sample(&mut rng)));
-                            to_go -= gaps.sample(&mut rng);
-                        }
-                        // The optimal pricer is the clairvoyant here (it knows the demand).
-                        let best = super::gvr::run(&customers, inventory, |x, s| table.price(x, s));
-                        let (revenue, units) = if dp {
-                            best
-                        } else {
-                            super::gvr::run(&customers, inventory, |_, _| fixed)
-                        };
-                        TrialResult {
-                            trial,
-                            revenue,
-                            profit: revenue,
-                            upper_bound: bound,
-                            units,
-                            inventory,
-                            clairvoyant_revenue: Some(best.0),
-                        }
-                    })
-                    .collect())
+                self.each_trial(stop, |trial| {
+                    let mut rng = stream(self.seed, CUSTOMERS, trial as u64);
+                    let mut customers = Vec::new();
+                    let mut to_go = t - gaps.sample(&mut rng);
+                    while to_go > 0.0 {
+                        customers.push((to_go, values.sample(&mut rng)));
+                        to_go -= gaps.sample(&mut rng);
+                    }
+                    // The optimal pricer is the clairvoyant here (it knows the demand).
+                    let best = super::gvr::run(&customers, inventory, |x, s| table.price(x, s));
+                    let (revenue, units) = if dp {
+                        best
+                    } else {
+                        super::gvr::run(&customers, inventory, |_, _| fixed)
+                    };
+                    TrialResult {
+                        trial,
+                        revenue,
+                        profit: revenue,
+                        upper_bound: bound,
+                        units,
+                        inventory,
+                        clairvoyant_revenue: Some(best.0),
+                    }
+                })
             }
             Setup::World { world, plan } => {
                 let inventory = world.inventory();
                 let bound = world.upper_bound;
                 let probs = world.purchase_probabilities(plan);
-                Ok((0..self.trials)
-                    .into_par_iter()
-                    .map(|trial| {
-                        let (revenue, profit, units) =
-                            world.run(plan, &probs, self.seed, trial as u64);
-                        TrialResult {
-                            trial,
-                            revenue,
-                            profit,
-                            upper_bound: bound,
-                            units,
-                            inventory,
-                            clairvoyant_revenue: None,
-                        }
-                    })
-                    .collect())
+                self.each_trial(stop, |trial| {
+                    let (revenue, profit, units) = world.run(plan, &probs, self.seed, trial as u64);
+                    TrialResult {
+                        trial,
+                        revenue,
+                        profit,
+                        upper_bound: bound,
+                        units,
+                        inventory,
+                        clairvoyant_revenue: None,
+                    }
+                })
             }
         }
     }

@@ -9,6 +9,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::error::Result;
 
+use super::SaleError;
 use super::gvr::Exponential;
 use super::posterior::BetaArm;
 use super::simulate::{Scenario, Simulation};
@@ -17,8 +18,8 @@ use super::thompson::{Estimate, ItemState, next_period};
 use super::world::WorldSale;
 use crate::optimize::{OBJECTIVES, Objective};
 use crate::relation::{
-    Compute, Options, RelationFunction, all_at_once, required_column, row_error, sort_levels,
-    user_error,
+    Cancellation, Compute, Options, RelationFunction, all_at_once, all_at_once_cancellable,
+    required_column, row_error, sort_levels, user_error,
 };
 use flashsql_datasets::Scale;
 
@@ -132,10 +133,13 @@ impl RelationFunction for SimulateFlashSale {
             .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
         let schema = self.schema();
         let world = matches!(sim.scenario, Scenario::World(_));
-        Ok(all_at_once(move |_: &[RecordBatch]| {
+        Ok(all_at_once_cancellable(move |_: &[RecordBatch], cancel| {
             let rows = sim
-                .run(level)
-                .map_err(|e| user_error(format!("{SIMULATE}: {e}")))?;
+                .run_until(level, &|| cancel.is_cancelled())
+                .map_err(|e| match e {
+                    SaleError::Cancelled => Cancellation::error(SIMULATE),
+                    other => user_error(format!("{SIMULATE}: {other}")),
+                })?;
             let f = |g: &dyn Fn(&super::simulate::TrialResult) -> f64| -> ArrayRef {
                 Arc::new(Float64Array::from_iter_values(rows.iter().map(g)))
             };

@@ -1,0 +1,253 @@
+//! Statements too deep to run are refused (SQLSTATE 54001) before anything recursive sees them.
+//!
+//! The SQL parser bounds nesting it reaches by recursion (parentheses, CASE, subqueries), but
+//! it builds operator chains (`1 + 1 + … + 1`, `a OR b OR …`, `x::t::t…`) in a loop, so their
+//! trees can be as deep as the text is long. Everything after the parser walks such a tree by
+//! recursion — cloning, dropping, planning, evaluating — and a tree deep enough overflows a
+//! thread's stack, which aborts the whole process. So the depth of every statement is measured
+//! right after parsing and a statement deeper than [`MAX_DEPTH`] is refused; the threads that
+//! plan and execute have stacks sized for that depth
+//! ([`flashsql_engine::executor::THREAD_STACK_BYTES`]).
+//!
+//! Parsing, the client-query rewrites and the depth walk are themselves stack-safe (sqlparser
+//! grows the stack onto the heap as it recurses); dropping a refused tree is not, so that
+//! happens on a stack sized for the text.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+
+use crate::errors::SqlError;
+
+/// The deepest expression/subquery nesting a statement may have. PostgreSQL's own limit
+/// depends on its stack (`max_stack_depth`, 2 MB by default); this one is fixed, so every
+/// thread that plans or executes gets a stack sized for it.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// Counts nesting; breaks as soon as it exceeds the limit.
+struct Depth {
+    current: usize,
+    limit: usize,
+}
+
+impl Depth {
+    fn enter(&mut self) -> ControlFlow<()> {
+        self.current += 1;
+        if self.current > self.limit {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn leave(&mut self) -> ControlFlow<()> {
+        self.current -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Depth {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.enter()
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.leave()
+    }
+
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.enter()
+    }
+
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.leave()
+    }
+}
+
+/// Whether `statement` nests deeper than `limit`.
+fn deeper_than(statement: &Statement, limit: usize) -> bool {
+    statement.visit(&mut Depth { current: 0, limit }).is_break()
+}
+
+/// The error for a statement over the limit.
+fn too_complex() -> SqlError {
+    SqlError::with_hint(
+        "54001",
+        format!(
+            "statement too complex: expressions or subqueries nest deeper than {MAX_DEPTH} levels"
+        ),
+        "split long chains of operators, e.g. a OR b OR … into x IN (…), or sum(…) over rows",
+    )
+}
+
+/// Refuses statements deeper than [`MAX_DEPTH`]. `sql` is the text they were parsed from: its
+/// length bounds how deep they can be, and so the stack needed to drop them.
+pub fn check<S>(
+    sql: &str,
+    statements: Vec<S>,
+    as_statement: impl Fn(&S) -> Option<&Statement>,
+) -> Result<Vec<S>, SqlError> {
+    // Each level of a chain takes at least two characters (`+1`).
+    if sql.len() / 2 <= MAX_DEPTH {
+        return Ok(statements);
+    }
+    let too_deep = statements
+        .iter()
+        .filter_map(&as_statement)
+        .any(|s| deeper_than(s, MAX_DEPTH));
+    if !too_deep {
+        return Ok(statements);
+    }
+    // Dropping a tree recurses once per level, a few hundred bytes each.
+    let stack = (sql.len().saturating_mul(256)).clamp(1 << 20, 8 << 30);
+    stacker::grow(stack, move || drop(statements));
+    Err(too_complex())
+}
+
+/// How deep the SQL parser nests before it gives up (sqlparser's default recursion limit).
+const PARSER_DEPTH: usize = 50;
+
+/// Refuses text that nests brackets or CASE deeper than the parser can follow. The parser
+/// reports its limit for most constructs, but where it tries alternatives it swallows the
+/// error and reads the text another way (nested CASE becomes a column named `case`), so the
+/// nesting is measured on the text first: brackets and CASE/END outside string literals,
+/// quoted identifiers and comments.
+pub fn check_text(sql: &str) -> Result<(), SqlError> {
+    let b = sql.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    let word_at = |i: usize, w: &[u8]| {
+        b.len() >= i + w.len()
+            && b[i..i + w.len()].eq_ignore_ascii_case(w)
+            && (i == 0 || !is_word(b[i - 1]))
+            && b.get(i + w.len()).is_none_or(|c| !is_word(*c))
+    };
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            b'c' | b'C' if word_at(i, b"case") => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                i += 3;
+            }
+            b'e' | b'E' if word_at(i, b"end") => {
+                depth = depth.saturating_sub(1);
+                i += 2;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if deepest > PARSER_DEPTH {
+        return Err(SqlError::coded(
+            "54001",
+            format!(
+                "statement too complex: brackets or CASE nest {deepest} deep, more than the parser's {PARSER_DEPTH}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
+}
+
+/// Maps the parser's own nesting limit to the same SQLSTATE.
+pub fn is_parser_recursion_limit(e: &datafusion::sql::sqlparser::parser::ParserError) -> bool {
+    matches!(
+        e,
+        datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn parse(sql: &str) -> Vec<Statement> {
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses")
+    }
+
+    #[test]
+    fn depth_counts_chains_and_subqueries() {
+        let chain = |n: usize| format!("SELECT 1{}", "+1".repeat(n - 1));
+        // `SELECT e` is one query level; a chain of n terms is n−1 operators deep, plus the leaf.
+        assert!(!deeper_than(&parse(&chain(10))[0], 11));
+        assert!(deeper_than(&parse(&chain(10))[0], 10));
+        // Query, subquery expression, query, subquery expression, query, literal.
+        let nested = "SELECT (SELECT (SELECT 1))";
+        assert!(!deeper_than(&parse(nested)[0], 6));
+        assert!(deeper_than(&parse(nested)[0], 5));
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_literals_and_comments() {
+        let case = |n: usize| {
+            format!(
+                "SELECT {}1{}",
+                "CASE WHEN true THEN ".repeat(n),
+                " END".repeat(n)
+            )
+        };
+        assert!(check_text(&case(PARSER_DEPTH)).is_ok());
+        assert!(check_text(&case(PARSER_DEPTH + 1)).is_err());
+        let parens = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+        assert!(check_text(&parens(PARSER_DEPTH)).is_ok());
+        assert!(check_text(&parens(10_000)).is_err());
+        let quoted = format!(
+            "SELECT '{}' AS \"{}\" -- {}\n/* {} */",
+            "(".repeat(100),
+            "[".repeat(100),
+            "(".repeat(100),
+            "CASE ".repeat(100)
+        );
+        assert!(check_text(&quoted).is_ok());
+        // Words that merely contain case or end.
+        assert!(
+            check_text(&format!(
+                "SELECT {}",
+                "showcase, endpoint, ".repeat(100) + "1"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_chain_over_the_limit_is_refused_with_54001() {
+        let sql = format!("SELECT 1{}", "+1".repeat(MAX_DEPTH + 10));
+        let statements = parse(&sql);
+        let err = check(&sql, statements, |s| Some(s)).expect_err("refused");
+        assert_eq!(crate::errors::classify_sql(&err).code, "54001");
+        let sql = format!("SELECT 1{}", "+1".repeat(MAX_DEPTH / 2));
+        assert_eq!(
+            check(&sql, parse(&sql), |s| Some(s)).expect("kept").len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! `pg_catalog` for a session, set up so that a closed session frees everything it held.
+//!
+//! datafusion-pg-catalog's `setup_pg_catalog` has two costs we cannot accept per connection:
+//! its `pg_catalog` schema holds a strong reference to the context's catalog list, which
+//! holds our session catalog, which holds that schema — a reference cycle, so no session was
+//! ever freed (about 5 MB per connection) — and it decodes PostgreSQL's static catalog tables
+//! anew for every session. Here the schema reads the catalog list through a weak reference,
+//! and the static tables are decoded once per process and shared (they are immutable).
+//! Everything else is registered as `setup_pg_catalog` does.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+use datafusion_pg_catalog::pg_catalog::{
+    self as pgc, PgCatalogSchemaProvider, PgCatalogStaticTables, array_bounds_udf, format_type,
+    has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+};
+
+/// The catalog list of a session, seen without keeping the session alive.
+#[derive(Clone, Debug)]
+struct SessionCatalogs(Weak<dyn CatalogProviderList>);
+
+impl SessionCatalogs {
+    fn get(&self) -> Result<Arc<dyn CatalogProviderList>> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))
+    }
+}
+
+#[async_trait]
+impl CatalogInfo for SessionCatalogs {
+    async fn catalog_names(&self) -> Result<Vec<String>> {
+        CatalogInfo::catalog_names(&self.get()?).await
+    }
+
+    async fn schema_names(&self, catalog_name: &str) -> Result<Option<Vec<String>>> {
+        CatalogInfo::schema_names(&self.get()?, catalog_name).await
+    }
+
+    async fn table_names(&self, catalog: &str, schema: &str) -> Result<Option<Vec<String>>> {
+        CatalogInfo::table_names(&self.get()?, catalog, schema).await
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>> {
+        CatalogInfo::table_schema(&self.get()?, catalog, schema, table).await
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<TableType>> {
+        CatalogInfo::table_type(&self.get()?, catalog, schema, table).await
+    }
+}
+
+/// PostgreSQL's static catalog tables, decoded on first use and shared by every session.
+fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
+    static TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
+    if let Some(t) = TABLES.get() {
+        return Ok(t.clone());
+    }
+    let built = Arc::new(PgCatalogStaticTables::try_new()?);
+    Ok(TABLES.get_or_init(|| built).clone())
+}
+
+/// Registers `pg_catalog` and PostgreSQL's catalog functions in `ctx`, whose catalog
+/// `database` must exist.
+pub fn setup(ctx: &SessionContext, database: &str) -> Result<()> {
+    let static_tables = static_tables()?;
+    let catalogs = SessionCatalogs(Arc::downgrade(ctx.state().catalog_list()));
+    let schema = Arc::new(PgCatalogSchemaProvider::try_new(
+        catalogs,
+        static_tables.clone(),
+        EmptyContextProvider,
+    )?);
+    ctx.catalog(database)
+        .ok_or_else(|| {
+            DataFusionError::Configuration(format!("catalog {database} does not exist"))
+        })?
+        .register_schema("pg_catalog", schema)?;
+
+    for udf in [
+        pgc::create_current_database_udf(database),
+        pgc::create_current_schema_udf(),
+        pgc::create_current_schemas_udf(),
+        pgc::create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        pgc::create_pg_table_is_visible(),
+        format_type::create_format_type_udf(),
+        pgc::create_session_user_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        pgc::create_pg_get_partkeydef_udf(),
+        pgc::create_pg_relation_is_publishable_udf(),
+        pgc::create_pg_get_statisticsobjdef_columns_udf(),
+        pgc::create_pg_encoding_to_char_udf(),
+        pgc::create_pg_backend_pid_udf(),
+        pgc::create_pg_relation_size_udf(),
+        pgc::create_pg_total_relation_size_udf(),
+        pgc::create_pg_stat_get_numscans(),
+        pgc::create_pg_get_constraintdef(),
+        pgc::create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        array_bounds_udf::create_array_upper_udf(),
+        array_bounds_udf::create_array_lower_udf(),
+    ] {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
+
+    // `::regclass` and the other oid-alias type names parse (as int4).
+    let state = ctx.state_ref();
+    let existing = state.read().clone();
+    let with_types = SessionStateBuilder::new_from_existing(existing)
+        .with_type_planner(Arc::new(PgOidTypePlanner))
+        .build();
+    *state.write() = with_types;
+
+    // `generate_series`/`range` accept int4 bounds.
+    CoerceIntArgsToBigInt::widen(ctx);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flashsql_engine::{Engine, EngineConfig};
+
+    use crate::session::PgSession;
+
+    /// A session that has planned a `pg_catalog` query is freed when it is dropped: nothing
+    /// it registered keeps its catalog alive.
+    #[tokio::test]
+    async fn a_closed_session_frees_its_catalog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = EngineConfig::new(dir.path().join("data"));
+        config.seed_world = None;
+        let engine = Engine::open(config).await.expect("engine");
+        let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
+        let session = PgSession::new(&engine, parser, "flashsql", None).expect("session");
+        for statement in session
+            .parse("SELECT count(*) FROM pg_catalog.pg_class")
+            .expect("parses")
+        {
+            if let crate::session::StatementResult::Rows(df) =
+                session.execute(statement, None).await.expect("plans")
+            {
+                assert_eq!(df.collect().await.expect("runs").len(), 1);
+            }
+        }
+        let catalog = Arc::downgrade(session.engine_session().catalog());
+        let state = Arc::downgrade(&session.engine_session().ctx().state_ref());
+        drop(session);
+        assert!(
+            catalog.upgrade().is_none(),
+            "the session catalog outlived its session"
+        );
+        assert!(
+            state.upgrade().is_none(),
+            "the session state outlived its session"
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! What a hostile or careless client sends must not hurt the server or anyone else on it:
+//! connections that come and go leave no memory behind, a statement too deep to run is
+//! refused (54001) rather than aborting the process, and host files outside the directories
+//! the operator allows cannot be read or written.
+
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{TestServer, connect, scalar_i64, sqlstate};
+
+/// The server's resident memory in KiB.
+fn rss_kib(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("/proc status of the server");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+async fn one_session(server: &TestServer) {
+    let client = server.connect().await;
+    assert_eq!(scalar_i64(&client, "SELECT 1::BIGINT").await, 1);
+}
+
+/// 1,000 connections that each run a statement and leave: resident memory stays flat. Each
+/// session used to stay in memory for good (about 5 MB each) through a reference cycle.
+#[tokio::test]
+async fn sessions_that_close_leave_no_memory_behind() {
+    let server = TestServer::start();
+    // Warm up: the first sessions build what is shared (pg_catalog's static tables, caches).
+    for _ in 0..50 {
+        one_session(&server).await;
+    }
+    let before = rss_kib(&server);
+    for _ in 0..1_000 {
+        one_session(&server).await;
+    }
+    let after = rss_kib(&server);
+    let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
+    // A leak of even 100 KiB per session would show as ~100 MiB here.
+    assert!(
+        grown_mib < 24.0,
+        "RSS grew by {grown_mib:.1} MiB over 1,000 sessions ({before} → {after} KiB)"
+    );
+}
+
+async fn code_or_rows(client: &tokio_postgres::Client, sql: &str) -> Result<usize, String> {
+    match client.simple_query(sql).await {
+        Ok(msgs) => Ok(msgs
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count()),
+        Err(e) => Err(sqlstate(&e)),
+    }
+}
+
+/// Operator chains, CASE and subqueries nested 10,000 deep, and a chain of 200,000 terms, are
+/// answered or refused with 54001; the server and the connection carry on.
+#[tokio::test]
+async fn statements_too_deep_are_refused_and_the_server_carries_on() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let chain = |n: usize, op: &str| format!("SELECT 1{}", format!(" {op} 1").repeat(n - 1));
+    let nested = |n: usize, open: &str, close: &str| {
+        format!("SELECT {}1{}", open.repeat(n), close.repeat(n))
+    };
+    let cases = [
+        ("5,000-term sum", chain(5_000, "+")),
+        ("10,000-term sum", chain(10_000, "+")),
+        (
+            "10,000-term OR",
+            format!("SELECT {}", vec!["user_id = 1"; 10_000].join(" OR ")) + " FROM users LIMIT 1",
+        ),
+        (
+            "10,000 casts",
+            format!("SELECT 1{}", "::BIGINT".repeat(10_000)),
+        ),
+        ("200,000-term sum", chain(200_000, "+")),
+        (
+            "10,000 nested CASE",
+            nested(10_000, "CASE WHEN true THEN ", " END"),
+        ),
+        ("10,000 nested subqueries", nested(10_000, "(SELECT ", ")")),
+        ("10,000 nested parentheses", nested(10_000, "(", ")")),
+    ];
+    for (what, sql) in &cases {
+        match code_or_rows(&client, sql).await {
+            Ok(rows) => assert_eq!(rows, 1, "{what}"),
+            Err(code) => assert_eq!(code, "54001", "{what}"),
+        }
+        assert_eq!(
+            scalar_i64(&client, "SELECT 2::BIGINT").await,
+            2,
+            "after {what}"
+        );
+    }
+    // The longest chains are over the limit; shorter ones run.
+    assert_eq!(
+        code_or_rows(&client, &chain(200_000, "+")).await,
+        Err("54001".to_string())
+    );
+    assert_eq!(code_or_rows(&client, &chain(2_000, "+")).await, Ok(1));
+    // Through the extended protocol too.
+    let err = client
+        .query(chain(200_000, "+").as_str(), &[])
+        .await
+        .expect_err("refused");
+    assert_eq!(sqlstate(&err), "54001");
+    let other = connect(&server.url()).await.expect("a new connection");
+    assert_eq!(scalar_i64(&other, "SELECT 3::BIGINT").await, 3);
+}
+
+/// External tables and COPY … TO reach only the directories the operator allows.
+#[tokio::test]
+async fn host_files_outside_the_allowed_directories_are_out_of_reach() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let server = TestServer::try_start(&dir, &[], &[]).expect("server starts");
+    let client = server.connect().await;
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret.csv"), "line\ntop secret\n").expect("write");
+    let denied = [
+        "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '/etc/shadow'".to_string(),
+        "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+        "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION 'file:///etc/passwd'"
+            .to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '{}/secret.csv'",
+            outside.display()
+        ),
+        format!(
+            "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '{}/import/../../outside/secret.csv'",
+            dir.display()
+        ),
+        format!(
+            "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '{}/'",
+            outside.display()
+        ),
+        // DataFusion's own COPY … TO a file (reached through its parser).
+        format!(
+            "COPY (SELECT 'EXTERNAL TABLE' AS x) TO '{}/written.csv' STORED AS CSV",
+            outside.display()
+        ),
+    ];
+    for sql in &denied {
+        let e = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
+    }
+    assert!(!outside.join("written.csv").exists(), "nothing was written");
+    assert!(
+        client.simple_query("SELECT * FROM s").await.is_err(),
+        "no table was created"
+    );
+
+    // The data directory's import/ folder is allowed; external tables there are read-only.
+    std::fs::write(
+        dir.join("import/users.csv"),
+        "user_id,segment\n1,vip\n2,new\n",
+    )
+    .expect("write");
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE imported (user_id BIGINT, segment TEXT) STORED AS CSV LOCATION '{}/import/users.csv' OPTIONS ('format.has_header' 'true')",
+            dir.display()
+        ))
+        .await
+        .expect("import/ is allowed");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM imported").await,
+        2
+    );
+    let e = client
+        .batch_execute("INSERT INTO imported VALUES (3, 'x')")
+        .await
+        .expect_err("read-only");
+    assert_eq!(sqlstate(&e), "42809", "{e:?}");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM imported").await,
+        2
+    );
+    client
+        .batch_execute("CREATE TABLE loaded AS SELECT * FROM imported")
+        .await
+        .expect("loading goes through CREATE TABLE AS");
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM loaded").await, 2);
+    drop(client);
+    drop(server);
+
+    // An operator-allowed directory.
+    let folder = outside.display().to_string();
+    let server = TestServer::try_start(&dir, &[], &["--allow-path", &folder]).expect("restart");
+    let client = server.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '{folder}/secret.csv' OPTIONS ('format.has_header' 'true')"
+        ))
+        .await
+        .expect("allowed by --allow-path");
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM s").await, 1);
+    drop(client);
+    drop(server);
+
+    // Allowed no more: the table stays in the catalog but cannot be read.
+    let server = TestServer::try_start(&dir, &[], &[]).expect("restart");
+    let client = server.connect().await;
+    assert!(client.simple_query("SELECT * FROM s").await.is_err());
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM imported").await,
+        2
+    );
+}
+
+/// CPU seconds the server process has used (user + system).
+fn cpu_seconds(server: &TestServer) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id()))
+        .expect("/proc stat of the server");
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th of them.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// A client that goes away in the middle of a long statement takes the statement with it:
+/// the server stops working on it instead of computing for nobody.
+#[tokio::test]
+async fn a_statement_stops_when_its_client_goes_away() {
+    let server = TestServer::start();
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    // Minutes of work: a cross join of the behaviour log with itself.
+    let long = tokio::spawn(async move {
+        let _ = client
+            .simple_query("SELECT count(*) FROM events a, events b WHERE a.ts < b.ts")
+            .await;
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let busy_from = cpu_seconds(&server);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        cpu_seconds(&server) - busy_from > 0.3,
+        "the statement is running"
+    );
+    // The client vanishes without a word (its socket closes).
+    conn_task.abort();
+    long.abort();
+    let _ = conn_task.await;
+    // Work stops at the operators' next yield: within seconds (a debug build's join polls
+    // for a few), not after the minutes the statement would take.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let idle_from = cpu_seconds(&server);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_seconds(&server) - idle_from;
+    assert!(
+        used < 0.5,
+        "the server still worked {used:.2} CPU-s in 2 s for a client that left"
+    );
+    let other = server.connect().await;
+    assert_eq!(scalar_i64(&other, "SELECT 1::BIGINT").await, 1);
+}
+
+/// At SIGTERM, connections still open after the grace period are told why they end
+/// (FATAL 57P01), as PostgreSQL's fast shutdown does.
+#[tokio::test]
+async fn shutdown_tells_open_connections_why_they_end() {
+    let server = TestServer::start();
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    assert_eq!(scalar_i64(&client, "SELECT 1::BIGINT").await, 1);
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .expect("stop");
+    assert!(status.success(), "{status:?}");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn_task)
+        .await
+        .expect("the connection ended")
+        .expect("join");
+    let err = ended.expect_err("the server ended the connection with an error");
+    assert_eq!(sqlstate(&err), "57P01", "{err:?}");
+}

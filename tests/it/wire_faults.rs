@@ -1,0 +1,319 @@
+//! Malformed frontend messages, written byte by byte: each gets an ErrorResponse with
+//! PostgreSQL's code (08P01, 22P03, 42P05) instead of a dead connection task, and the server
+//! carries on for everyone else.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{TestServer, scalar_i64};
+
+/// A frontend message: type byte, length, body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn startup() -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec(); // protocol 3.0
+    for s in ["user", "flashsql", "database", "flashsql"] {
+        body.extend(cstr(s));
+    }
+    body.push(0);
+    let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = cstr(name);
+    body.extend(cstr(sql));
+    body.extend(0i16.to_be_bytes());
+    message(b'P', &body)
+}
+
+/// A Bind with the given counts written as they are (possibly lying about what follows).
+fn bind(
+    statement: &str,
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+    result_formats: &[i16],
+) -> Vec<u8> {
+    let mut body = cstr("");
+    body.extend(cstr(statement));
+    body.extend((formats.len() as i16).to_be_bytes());
+    for f in formats {
+        body.extend(f.to_be_bytes());
+    }
+    body.extend((params.len() as i16).to_be_bytes());
+    for p in params {
+        match p {
+            Some(v) => {
+                body.extend((v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+            None => body.extend((-1i32).to_be_bytes()),
+        }
+    }
+    body.extend((result_formats.len() as i16).to_be_bytes());
+    for f in result_formats {
+        body.extend(f.to_be_bytes());
+    }
+    message(b'B', &body)
+}
+
+fn execute(max_rows: i32) -> Vec<u8> {
+    let mut body = cstr("");
+    body.extend(max_rows.to_be_bytes());
+    message(b'E', &body)
+}
+
+fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
+struct Raw {
+    socket: TcpStream,
+}
+
+/// Backend messages up to (and including) the next ReadyForQuery, or until the server
+/// closes the connection.
+#[derive(Debug, Default)]
+struct Reply {
+    codes: Vec<String>,
+    kinds: Vec<u8>,
+    closed: bool,
+}
+
+impl Raw {
+    async fn connect(server: &TestServer) -> Raw {
+        let mut socket = TcpStream::connect(server.addr).await.expect("connect");
+        socket.write_all(&startup()).await.expect("startup");
+        let mut raw = Raw { socket };
+        let r = raw.until_ready().await;
+        assert!(r.codes.is_empty() && !r.closed, "start-up: {r:?}");
+        raw
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).await.expect("send");
+    }
+
+    async fn until_ready(&mut self) -> Reply {
+        let mut reply = Reply::default();
+        loop {
+            let mut head = [0u8; 5];
+            let read =
+                tokio::time::timeout(Duration::from_secs(30), self.socket.read_exact(&mut head))
+                    .await;
+            match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    reply.closed = true;
+                    return reply;
+                }
+                Err(_) => panic!("no reply within 30 s: {reply:?}"),
+            }
+            let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
+            let mut body = vec![0u8; len];
+            if self.socket.read_exact(&mut body).await.is_err() {
+                reply.closed = true;
+                return reply;
+            }
+            reply.kinds.push(head[0]);
+            if head[0] == b'E' {
+                let mut fields = body.split(|b| *b == 0);
+                let code = fields
+                    .find(|f| f.first() == Some(&b'C'))
+                    .map(|f| String::from_utf8_lossy(&f[1..]).to_string())
+                    .unwrap_or_default();
+                reply.codes.push(code);
+            }
+            if head[0] == b'Z' {
+                return reply;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_messages_get_postgres_error_codes() {
+    let server = TestServer::start();
+
+    // Recoverable violations: an error, then the connection goes on.
+    let mut c = Raw::connect(&server).await;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "an extra Bind parameter",
+            [
+                parse("", "SELECT $1::BIGINT"),
+                bind("", &[], &[Some(b"1"), Some(b"2")], &[]),
+                execute(0),
+                sync(),
+            ]
+            .concat(),
+            "08P01",
+        ),
+        (
+            "a missing Bind parameter",
+            [
+                parse("", "SELECT $1::BIGINT + $2::BIGINT"),
+                bind("", &[], &[Some(b"1")], &[]),
+                execute(0),
+                sync(),
+            ]
+            .concat(),
+            "08P01",
+        ),
+        (
+            "format code 7",
+            [
+                parse("", "SELECT $1::BIGINT"),
+                bind("", &[7], &[Some(b"1")], &[]),
+                execute(0),
+                sync(),
+            ]
+            .concat(),
+            "22P03",
+        ),
+        (
+            "result format code 7",
+            [
+                parse("", "SELECT 1::BIGINT"),
+                bind("", &[], &[], &[7]),
+                execute(0),
+                sync(),
+            ]
+            .concat(),
+            "22P03",
+        ),
+        (
+            "a negative row limit",
+            [
+                parse("", "SELECT 1::BIGINT"),
+                bind("", &[], &[], &[]),
+                execute(-1),
+                sync(),
+            ]
+            .concat(),
+            "08P01",
+        ),
+        (
+            "a named statement parsed twice",
+            [
+                parse("twice", "SELECT 1::BIGINT"),
+                parse("twice", "SELECT 2::BIGINT"),
+                sync(),
+            ]
+            .concat(),
+            "42P05",
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        c.send(&bytes).await;
+        let reply = c.until_ready().await;
+        assert_eq!(reply.codes, vec![code.to_string()], "{what}: {reply:?}");
+        assert!(!reply.closed, "{what}");
+    }
+    // Still usable: a well-formed round trip.
+    c.send(
+        &[
+            parse("", "SELECT 41::BIGINT + 1"),
+            bind("", &[], &[], &[]),
+            execute(0),
+            sync(),
+        ]
+        .concat(),
+    )
+    .await;
+    let reply = c.until_ready().await;
+    assert!(
+        reply.codes.is_empty() && reply.kinds.contains(&b'D'),
+        "{reply:?}"
+    );
+
+    // Lengths and counts that run past the message: FATAL 08P01 and the connection closes.
+    let lying: Vec<(&str, Vec<u8>)> = vec![
+        ("parameter length 2^31-1", {
+            let mut body = cstr("");
+            body.extend(cstr(""));
+            body.extend(0i16.to_be_bytes());
+            body.extend(1i16.to_be_bytes());
+            body.extend(i32::MAX.to_be_bytes());
+            body.extend(b"x");
+            message(b'B', &body)
+        }),
+        ("parameter count -1", {
+            let mut body = cstr("");
+            body.extend(cstr(""));
+            body.extend(0i16.to_be_bytes());
+            body.extend((-1i16).to_be_bytes());
+            message(b'B', &body)
+        }),
+        ("parameter count 32767", {
+            let mut body = cstr("");
+            body.extend(cstr(""));
+            body.extend(0i16.to_be_bytes());
+            body.extend(i16::MAX.to_be_bytes());
+            message(b'B', &body)
+        }),
+        ("format-code count -5", {
+            let mut body = cstr("");
+            body.extend(cstr(""));
+            body.extend((-5i16).to_be_bytes());
+            message(b'B', &body)
+        }),
+    ];
+    for (what, bytes) in lying {
+        let mut c = Raw::connect(&server).await;
+        c.send(&[parse("", "SELECT $1::BIGINT"), bytes, sync()].concat())
+            .await;
+        let reply = c.until_ready().await;
+        assert!(
+            reply.codes.contains(&"08P01".to_string()),
+            "{what}: {reply:?}"
+        );
+        let other = server.connect().await;
+        assert_eq!(
+            scalar_i64(&other, "SELECT 1::BIGINT").await,
+            1,
+            "after {what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_with_53300() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::try_start(&tmp.path().join("data"), &[], &["--max-connections", "3"])
+        .expect("server starts");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(server.connect().await);
+    }
+    let refused = crate::common::connect(&server.url())
+        .await
+        .expect_err("over the cap");
+    assert_eq!(crate::common::sqlstate(&refused), "53300", "{refused:?}");
+    held.pop();
+    // The slot frees once the connection's task has ended.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = crate::common::connect(&server.url()).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = again.expect("a slot frees when a client leaves");
+    assert_eq!(scalar_i64(&again, "SELECT 1::BIGINT").await, 1);
+}

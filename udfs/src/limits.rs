@@ -1,0 +1,386 @@
+//! Size limits on the built-in functions whose result size an argument chooses.
+//!
+//! `repeat('x', 1000000000)`, `lpad('x', 2147483647)` or `array_repeat(1, 2147483647)` ask
+//! for gigabytes in one allocation, outside the memory pool: the allocation fails and aborts
+//! the process, or succeeds and runs on after the statement was cancelled (the function does
+//! not yield). Like PostgreSQL ("requested length too large", SQLSTATE 54000), the wrapped
+//! functions refuse a batch whose result would exceed a fixed size before computing it.
+//! The estimate is an upper bound computed from the arguments alone.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::kernels::length::length;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, IntervalMonthDayNanoType};
+use datafusion::common::cast::as_int64_array;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature,
+};
+use datafusion::prelude::SessionContext;
+
+use crate::error::FunctionError;
+
+/// The most bytes one batch of a wrapped function's results may take. PostgreSQL's largest
+/// value is 1 GB; this is lower so that a few such values combined (`repeat(…) || repeat(…)`)
+/// still fit Arrow's 2 GiB per string array and the machine's memory.
+pub const MAX_RESULT_BYTES: u64 = 256 << 20;
+
+/// How a function's result size follows from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Growth {
+    /// `repeat(text, n)`: the text's bytes times n.
+    Repeat,
+    /// `lpad/rpad(text, n [, fill])`: n characters of at most 4 bytes.
+    Pad,
+    /// `array_repeat(element, n)`: n elements (of 8 bytes, as a floor).
+    ArrayRepeat,
+    /// `array_resize(list, n [, value])`: n elements.
+    Resize,
+    /// `range/generate_series(start, stop [, step])`: (stop − start) / step elements.
+    Series,
+}
+
+impl Growth {
+    fn of(name: &str) -> Option<Growth> {
+        Some(match name {
+            "repeat" => Growth::Repeat,
+            "lpad" | "rpad" => Growth::Pad,
+            "array_repeat" => Growth::ArrayRepeat,
+            "array_resize" => Growth::Resize,
+            "range" | "generate_series" => Growth::Series,
+            _ => return None,
+        })
+    }
+}
+
+/// A built-in function with its result size checked first.
+#[derive(Debug)]
+struct SizeLimited {
+    inner: Arc<ScalarUDF>,
+    growth: Growth,
+}
+
+impl PartialEq for SizeLimited {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && self.growth == other.growth
+    }
+}
+
+impl Eq for SizeLimited {}
+
+impl std::hash::Hash for SizeLimited {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+        self.growth.hash(state);
+    }
+}
+
+/// `v` as one Int64 value per row (NULL where it is NULL or cannot be cast).
+fn int64s(v: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
+    let array = v.to_array(rows)?;
+    Ok(cast_with_options(
+        &array,
+        &DataType::Int64,
+        &CastOptions {
+            safe: true,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// The byte length of each string (NULL for NULL).
+fn byte_lengths(v: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
+    let array = v.to_array(rows)?;
+    let array = match array.data_type() {
+        DataType::Utf8View => cast_with_options(&array, &DataType::Utf8, &CastOptions::default())?,
+        _ => array,
+    };
+    Ok(cast_with_options(
+        &length(&array)?,
+        &DataType::Int64,
+        &CastOptions::default(),
+    )?)
+}
+
+/// Sum over rows of `per_row(i)`, saturating.
+fn total(rows: usize, per_row: impl Fn(usize) -> u64) -> u64 {
+    (0..rows).fold(0u64, |acc, i| acc.saturating_add(per_row(i)))
+}
+
+fn count_at(a: &ArrayRef, i: usize) -> u64 {
+    let a = a.as_primitive::<Int64Type>();
+    if a.is_null(i) {
+        0
+    } else {
+        a.value(i).max(0) as u64
+    }
+}
+
+/// Nanoseconds an interval spans at least (a month as 28 days).
+fn interval_floor_nanos(v: &ColumnarValue, rows: usize, i: usize) -> Result<Option<i128>> {
+    let a = v.to_array(rows)?;
+    if a.is_null(i) {
+        return Ok(None);
+    }
+    let a = cast_with_options(
+        &a,
+        &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        &CastOptions::default(),
+    )?;
+    let x = a.as_primitive::<IntervalMonthDayNanoType>().value(i);
+    const DAY: i128 = 86_400_000_000_000;
+    Ok(Some(
+        x.months as i128 * 28 * DAY + x.days as i128 * DAY + x.nanoseconds as i128,
+    ))
+}
+
+/// A date or timestamp as nanoseconds since the epoch (None for NULL).
+fn instant_nanos(v: &ColumnarValue, rows: usize, i: usize) -> Result<Option<i128>> {
+    let a = v.to_array(rows)?;
+    if a.is_null(i) {
+        return Ok(None);
+    }
+    let ns = cast_with_options(
+        &a,
+        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+        &CastOptions::default(),
+    );
+    Ok(match ns {
+        Ok(ns) => Some(
+            ns.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                .value(i) as i128,
+        ),
+        // Out of the nanosecond range: count in microseconds instead (a coarser floor).
+        Err(_) => {
+            let us = cast_with_options(
+                &a,
+                &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+                &CastOptions::default(),
+            )?;
+            Some(
+                us.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                    .value(i) as i128
+                    * 1000,
+            )
+        }
+    })
+}
+
+impl SizeLimited {
+    /// An upper bound of the bytes this batch's results take.
+    fn result_bytes(&self, args: &[ColumnarValue], rows: usize) -> Result<u64> {
+        let arg = |k: usize| args.get(k);
+        Ok(match (self.growth, arg(0), arg(1)) {
+            (Growth::Repeat, Some(text), Some(n)) => {
+                let (lens, counts) = (byte_lengths(text, rows)?, int64s(n, rows)?);
+                total(rows, |i| {
+                    count_at(&lens, i).saturating_mul(count_at(&counts, i))
+                })
+            }
+            (Growth::Pad, Some(_), Some(n)) => {
+                let counts = int64s(n, rows)?;
+                total(rows, |i| count_at(&counts, i).saturating_mul(4))
+            }
+            (Growth::ArrayRepeat, Some(_), Some(n)) | (Growth::Resize, Some(_), Some(n)) => {
+                let counts = int64s(n, rows)?;
+                total(rows, |i| count_at(&counts, i).saturating_mul(8))
+            }
+            (Growth::Series, Some(start), Some(stop)) => {
+                self.series_bytes(args, start, stop, rows)?
+            }
+            _ => 0,
+        })
+    }
+
+    fn series_bytes(
+        &self,
+        args: &[ColumnarValue],
+        start: &ColumnarValue,
+        stop: &ColumnarValue,
+        rows: usize,
+    ) -> Result<u64> {
+        // range(stop) alone counts from 0.
+        if args.len() == 1 {
+            let stops = int64s(start, rows)?;
+            return Ok(total(rows, |i| count_at(&stops, i).saturating_mul(8)));
+        }
+        let mut bytes = 0u64;
+        let temporal = matches!(
+            start.data_type(),
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        );
+        let (starts, stops, steps) = if temporal {
+            (None, None, None)
+        } else {
+            (
+                Some(int64s(start, rows)?),
+                Some(int64s(stop, rows)?),
+                args.get(2).map(|s| int64s(s, rows)).transpose()?,
+            )
+        };
+        for i in 0..rows {
+            let (span, step) = if temporal {
+                let (Some(a), Some(b)) = (
+                    instant_nanos(start, rows, i)?,
+                    instant_nanos(stop, rows, i)?,
+                ) else {
+                    continue;
+                };
+                let step = match args.get(2) {
+                    Some(s) => interval_floor_nanos(s, rows, i)?.unwrap_or(0),
+                    None => 86_400_000_000_000,
+                };
+                (b - a, step)
+            } else {
+                let (Some(a), Some(b)) = (&starts, &stops) else {
+                    continue;
+                };
+                let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
+                if a.is_null(i) || b.is_null(i) {
+                    continue;
+                }
+                let step = match &steps {
+                    Some(s) => {
+                        let s = as_int64_array(s)?;
+                        if s.is_null(i) { 0 } else { s.value(i) as i128 }
+                    }
+                    None => 1,
+                };
+                (b.value(i) as i128 - a.value(i) as i128, step)
+            };
+            // A zero step or one pointing away from `stop` is the function's own error or empty.
+            if step == 0 || (span > 0) != (step > 0) {
+                continue;
+            }
+            let count = (span / step).unsigned_abs().saturating_add(1);
+            bytes =
+                bytes.saturating_add(u64::try_from(count).unwrap_or(u64::MAX).saturating_mul(8));
+        }
+        Ok(bytes)
+    }
+}
+
+impl ScalarUDFImpl for SizeLimited {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bytes = self.result_bytes(&args.args, args.number_rows.max(1))?;
+        if bytes > MAX_RESULT_BYTES {
+            return Err(FunctionError::TooLarge(format!(
+                "{}(): the result would take {} MiB, more than the {} MiB a batch of results may take",
+                self.inner.name(),
+                bytes >> 20,
+                MAX_RESULT_BYTES >> 20
+            ))
+            .into());
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// Replaces the session's size-choosing built-ins with size-limited versions.
+pub fn register(ctx: &SessionContext) {
+    let builtins: Vec<Arc<ScalarUDF>> = ctx.state().scalar_functions().values().cloned().collect();
+    let mut seen = std::collections::HashSet::new();
+    for f in builtins {
+        let Some(growth) = Growth::of(f.name()) else {
+            continue;
+        };
+        if !seen.insert(f.name().to_string()) {
+            continue;
+        }
+        ctx.register_udf(ScalarUDF::new_from_impl(SizeLimited { inner: f, growth }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn code_of(ctx: &SessionContext, sql: &str) -> Option<&'static str> {
+        let run = async { ctx.sql(sql).await?.collect().await };
+        match run.await {
+            Ok(_) => None,
+            Err(e) => Some(match e.find_root() {
+                datafusion::error::DataFusionError::External(x) => x
+                    .downcast_ref::<FunctionError>()
+                    .map(FunctionError::sqlstate)
+                    .unwrap_or("other"),
+                _ => "other",
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn results_over_the_limit_are_refused_before_they_are_built() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        for sql in [
+            "SELECT repeat('x', 1000000000)",
+            "SELECT repeat('abcdefgh', 40000000)",
+            "SELECT lpad('x', 2147483647)",
+            "SELECT rpad('x', 2147483647, 'ab')",
+            "SELECT array_repeat(1, 2147483647)",
+            "SELECT array_resize([1], 2147483647)",
+            "SELECT range(0, 9223372036854775807)",
+            "SELECT generate_series(1, 1000000000)",
+            "SELECT range(TIMESTAMP '1970-01-01 00:00:00', TIMESTAMP '2100-01-01 00:00:00', INTERVAL '1 second')",
+            // Small per row, too much for a batch together.
+            "SELECT repeat('x', 1000000 + value % 2) FROM range(1000)",
+        ] {
+            assert_eq!(code_of(&ctx, sql).await, Some("54000"), "{sql}");
+        }
+        for sql in [
+            "SELECT repeat('x', 1000)",
+            "SELECT lpad('x', 10, 'ab')",
+            "SELECT array_repeat(1, 3)",
+            "SELECT range(0, 10, 2)",
+            "SELECT range(10, 0, 1)",
+            "SELECT generate_series(DATE '2024-01-01', DATE '2024-02-01', INTERVAL '1 day')",
+            "SELECT repeat(NULL, 5), repeat('x', NULL), repeat('x', -3)",
+        ] {
+            assert_eq!(code_of(&ctx, sql).await, None, "{sql}");
+        }
+        let rows = ctx
+            .sql("SELECT repeat('ab', 3) AS r")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        assert_eq!(
+            rows[0].column(0).as_string::<i32>().value(0),
+            "ababab",
+            "the wrapped function still computes"
+        );
+    }
+}
