@@ -287,3 +287,52 @@ async fn shutdown_tells_open_connections_why_they_end() {
     let err = ended.expect_err("the server ended the connection with an error");
     assert_eq!(sqlstate(&err), "57P01", "{err:?}");
 }
+
+/// flashsql's own table functions account for their input in the execution memory pool:
+/// over more rows than `--memory-mb` allows they fail with 53200, and the server carries on.
+#[tokio::test]
+async fn relation_functions_stay_within_the_memory_limit() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::try_start(&tmp.path().join("data"), &[], &["--memory-mb", "16"])
+        .expect("server starts");
+    let client = server.connect().await;
+    // 2 million demand-curve rows: far more than 16 MiB once collected.
+    let big = "SELECT * FROM optimize_discounts((SELECT value AS item_id, 0.1 AS discount, \
+               1.0 AS expected_units, 10.0 AS price, 5.0 AS unit_cost, CAST(NULL AS BIGINT) AS inventory \
+               FROM generate_series(1, 2000000)), budget => 100)";
+    let err = client.simple_query(big).await.expect_err("over the limit");
+    assert_eq!(sqlstate(&err), "53200", "{err:?}");
+    // A small call still runs.
+    let small = big.replace("2000000", "100");
+    let rows = client.simple_query(&small).await.expect("within the limit");
+    assert_eq!(
+        rows.iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count(),
+        100
+    );
+}
+
+/// A simulation far too long to wait for stops at the statement timeout, and stops working.
+#[tokio::test]
+async fn a_long_simulation_stops_at_its_timeout() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("SET statement_timeout = '1s'")
+        .await
+        .expect("set");
+    let err = client
+        .simple_query(
+            "SELECT count(*) FROM simulate_flash_sale(scenario => 'ferreira_single', \
+             policy => 'ts_update', horizon => 1000000, trials => 1000, seed => 1)",
+        )
+        .await
+        .expect_err("times out");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let from = cpu_seconds(&server);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_seconds(&server) - from;
+    assert!(used < 0.5, "the simulation went on: {used:.2} CPU-s in 2 s after the timeout");
+}
