@@ -13,6 +13,7 @@ pub mod errors;
 pub mod handler;
 pub mod pg_catalog;
 pub mod protocol_checks;
+pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod settings;

@@ -11,8 +11,9 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::CatalogProviderList;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, MemTable, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -71,6 +72,140 @@ impl CatalogInfo for SessionCatalogs {
     }
 }
 
+/// `pg_catalog` with `pg_tables` and `pg_views` that tell tables from views: the library's
+/// `pg_tables` lists every relation and its `pg_views` is empty, so dbt took a view model
+/// for a table and dropped it with `DROP TABLE` on the next run. Everything else is the
+/// library's.
+#[derive(Debug)]
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    catalogs: SessionCatalogs,
+}
+
+/// Schemas whose relations are all listed as tables without being opened (they are built
+/// per query, and PostgreSQL lists its own catalogs in `pg_tables` too).
+const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+
+impl PgCatalog {
+    /// (schema, name, view definition) of every relation, views with `Some`.
+    async fn relations(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        let list = self.catalogs.get()?;
+        let mut out = Vec::new();
+        for catalog_name in CatalogProviderList::catalog_names(list.as_ref()) {
+            let Some(catalog) = list.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let system = SYSTEM_SCHEMAS.contains(&schema_name.as_str());
+                for table in schema.table_names() {
+                    let view = if system {
+                        None
+                    } else {
+                        match schema.table(&table).await? {
+                            Some(p) if p.table_type() == TableType::View => Some(
+                                p.get_table_definition()
+                                    .map(str::to_string)
+                                    .unwrap_or_default(),
+                            ),
+                            Some(_) => None,
+                            None => continue,
+                        }
+                    };
+                    out.push((schema_name.clone(), table, view));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pg_tables(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows: Vec<_> = self
+            .relations()
+            .await?
+            .into_iter()
+            .filter(|r| r.2.is_none())
+            .collect();
+        let text = |f: &dyn Fn(&(String, String, Option<String>)) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let no = || -> ArrayRef { Arc::new(BooleanArray::from(vec![false; rows.len()])) };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("schemaname", DataType::Utf8, false),
+            Field::new("tablename", DataType::Utf8, false),
+            Field::new("tableowner", DataType::Utf8, false),
+            Field::new("tablespace", DataType::Utf8, true),
+            Field::new("hasindexes", DataType::Boolean, false),
+            Field::new("hasrules", DataType::Boolean, false),
+            Field::new("hastriggers", DataType::Boolean, false),
+            Field::new("rowsecurity", DataType::Boolean, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                text(&|r| Some(r.0.clone())),
+                text(&|r| Some(r.1.clone())),
+                text(&|_| Some(crate::auth::USER.to_string())),
+                text(&|_| None),
+                no(),
+                no(),
+                no(),
+                no(),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+
+    async fn pg_views(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows: Vec<_> = self
+            .relations()
+            .await?
+            .into_iter()
+            .filter_map(|(s, n, v)| v.map(|v| (s, n, v)))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("schemaname", DataType::Utf8, false),
+            Field::new("viewname", DataType::Utf8, false),
+            Field::new("viewowner", DataType::Utf8, false),
+            Field::new("definition", DataType::Utf8, false),
+        ]));
+        let col = |f: &dyn Fn(&(String, String, String)) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                col(&|r| r.0.clone()),
+                col(&|r| r.1.clone()),
+                col(&|_| crate::auth::USER.to_string()),
+                col(&|r| r.2.clone()),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name.to_ascii_lowercase().as_str() {
+            "pg_tables" => Ok(Some(self.pg_tables().await?)),
+            "pg_views" => Ok(Some(self.pg_views().await?)),
+            _ => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
 /// PostgreSQL's static catalog tables, decoded on first use and shared by every session.
 fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
     static TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
@@ -86,11 +221,14 @@ fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
 pub fn setup(ctx: &SessionContext, database: &str) -> Result<()> {
     let static_tables = static_tables()?;
     let catalogs = SessionCatalogs(Arc::downgrade(ctx.state().catalog_list()));
-    let schema = Arc::new(PgCatalogSchemaProvider::try_new(
+    let schema = Arc::new(PgCatalog {
+        inner: Arc::new(PgCatalogSchemaProvider::try_new(
+            catalogs.clone(),
+            static_tables.clone(),
+            EmptyContextProvider,
+        )?),
         catalogs,
-        static_tables.clone(),
-        EmptyContextProvider,
-    )?);
+    });
     ctx.catalog(database)
         .ok_or_else(|| {
             DataFusionError::Configuration(format!("catalog {database} does not exist"))

@@ -151,21 +151,32 @@ impl PgSession {
         crate::complexity::check_text(sql)?;
         // The SQL parser reads `CREATE EXTERNAL TABLE` as Hive DDL, which DataFusion does not
         // plan; DataFusion's own parser reads it as DataFusion's statement.
-        if sql.to_ascii_uppercase().contains("EXTERNAL TABLE")
-            && let Ok(statements) = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
-        {
-            return Ok(statements.into_iter().collect());
-        }
-        let statements = self
-            .parser
-            .parse(&rewrite_alter_view_rename(sql))?
-            .into_iter()
-            .map(|s| DFStatement::Statement(Box::new(s)))
-            .collect();
-        crate::complexity::check(sql, statements, |s| match s {
+        let external = if sql.to_ascii_uppercase().contains("EXTERNAL TABLE") {
+            DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).ok()
+        } else {
+            None
+        };
+        let statements = match external {
+            Some(statements) => statements.into_iter().collect(),
+            None => self
+                .parser
+                .parse(&rewrite_alter_view_rename(&crate::rewrite::client_queries(
+                    sql,
+                )))?
+                .into_iter()
+                .map(|s| DFStatement::Statement(Box::new(s)))
+                .collect(),
+        };
+        let mut statements = crate::complexity::check(sql, statements, |s| match s {
             DFStatement::Statement(s) => Some(s.as_ref()),
             _ => None,
-        })
+        })?;
+        for s in &mut statements {
+            if let DFStatement::Statement(s) = s {
+                crate::rewrite::array_subqueries(s);
+            }
+        }
+        Ok(statements)
     }
 
     /// Plans a statement DataFusion understands.

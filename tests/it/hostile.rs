@@ -334,5 +334,8 @@ async fn a_long_simulation_stops_at_its_timeout() {
     let from = cpu_seconds(&server);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let used = cpu_seconds(&server) - from;
-    assert!(used < 0.5, "the simulation went on: {used:.2} CPU-s in 2 s after the timeout");
+    assert!(
+        used < 0.5,
+        "the simulation went on: {used:.2} CPU-s in 2 s after the timeout"
+    );
 }

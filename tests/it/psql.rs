@@ -109,3 +109,58 @@ fn psql_meta_commands_work() {
     let n = psql(&server, "SELECT sum(user_id) AS s FROM back");
     assert!(n.contains(" 6"), "{n}");
 }
+
+/// The schema-browsing meta-commands analysts type all run (each used to fail on a missing
+/// catalog function or on `ARRAY(subquery)`), and views are listed as views.
+#[test]
+fn psql_browsing_commands_run_without_errors() {
+    if !psql_available() {
+        return;
+    }
+    let server = TestServer::start();
+    psql_all(
+        &server,
+        &[
+            "CREATE SCHEMA mart",
+            "CREATE TABLE mart.buyers AS SELECT user_id FROM users",
+            "CREATE VIEW mart.vips AS SELECT user_id FROM users WHERE segment = 'vip'",
+        ],
+    );
+    for command in [
+        "\\dt",
+        "\\dt+",
+        "\\dv",
+        "\\dv+",
+        "\\dn",
+        "\\d users",
+        "\\d+ users",
+        "\\d+ mart.vips",
+        "\\df",
+        "\\du",
+        "\\l",
+        "\\dx",
+        "\\di",
+        "\\ds",
+    ] {
+        psql(&server, command);
+    }
+    let views = psql(&server, "\\dv mart.*");
+    assert!(
+        views.contains("vips") && !views.contains("buyers"),
+        "{views}"
+    );
+    let tables = psql(&server, "\\dt mart.*");
+    assert!(
+        tables.contains("buyers") && !tables.contains("vips"),
+        "{tables}"
+    );
+    let dbt_listing = psql(
+        &server,
+        "select 'table' as type, tablename as name from pg_tables where schemaname ilike 'mart' \
+         union all select 'view', viewname from pg_views where schemaname ilike 'mart' order by 2",
+    );
+    assert!(
+        dbt_listing.contains("table | buyers") && dbt_listing.contains("view  | vips"),
+        "{dbt_listing}"
+    );
+}
