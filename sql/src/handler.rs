@@ -264,6 +264,9 @@ impl Connection {
                 }
                 Ok(Response::Execution(t))
             }
+            StatementResult::CursorDeclared(..) => {
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
             StatementResult::TransactionStart(tag) => Ok(Response::TransactionStart(Tag::new(tag))),
             StatementResult::TransactionEnd(tag) => Ok(Response::TransactionEnd(Tag::new(tag))),
             StatementResult::CopyIn(copy) => {
@@ -563,7 +566,31 @@ impl ExtendedQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         protocol_checks::max_rows(message.max_rows)?;
-        self._on_execute(client, message).await
+        let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let declared = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(p)) => declared_cursor(&p.statement.statement),
+            _ => None,
+        };
+        self._on_execute(client, message).await?;
+        // A declared cursor is also a portal of its name, as in PostgreSQL: drivers describe
+        // it to learn its columns before they FETCH (psycopg's named cursors).
+        if let Some(name) = declared {
+            let this = self.self_arc()?;
+            let session = this.session(client).await?;
+            if let Ok(columns) = session.cursor_columns(&name).await {
+                let fetch = Prepared {
+                    sql: format!("FETCH ALL FROM \"{name}\""),
+                    statement: None,
+                    param_types: vec![],
+                    columns: Some(columns),
+                };
+                let stored = StoredStatement::new(name.clone(), fetch, vec![]);
+                client
+                    .portal_store()
+                    .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
+            }
+        }
+        Ok(())
     }
 
     async fn do_query<C>(
@@ -671,6 +698,19 @@ impl CopyHandler for Connection {
             *s = None;
         }
         SqlError::coded("57014", format!("COPY from stdin failed: {}", fail.message)).into()
+    }
+}
+
+/// The cursor a prepared `DECLARE name CURSOR FOR …` declares.
+fn declared_cursor(prepared: &Prepared) -> Option<String> {
+    use datafusion::sql::parser::Statement as DFStatement;
+    use datafusion::sql::sqlparser::ast::Statement;
+    match prepared.statement.as_ref()? {
+        DFStatement::Statement(s) => match s.as_ref() {
+            Statement::Declare { stmts } => Some(stmts.first()?.names.first()?.value.clone()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

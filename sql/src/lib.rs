@@ -9,6 +9,7 @@ pub mod colnames;
 pub mod compat;
 pub mod complexity;
 pub mod copy;
+pub mod cursors;
 pub mod errors;
 pub mod handler;
 pub mod pg_catalog;

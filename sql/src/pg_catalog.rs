@@ -82,13 +82,21 @@ struct PgCatalog {
     catalogs: SessionCatalogs,
 }
 
+/// One relation as `pg_tables`/`pg_views` list it.
+struct Relation {
+    schema: String,
+    name: String,
+    /// The definition, for a view.
+    view: Option<String>,
+}
+
 /// Schemas whose relations are all listed as tables without being opened (they are built
 /// per query, and PostgreSQL lists its own catalogs in `pg_tables` too).
 const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 
 impl PgCatalog {
-    /// (schema, name, view definition) of every relation, views with `Some`.
-    async fn relations(&self) -> Result<Vec<(String, String, Option<String>)>> {
+    /// Every relation the session sees.
+    async fn relations(&self) -> Result<Vec<Relation>> {
         let list = self.catalogs.get()?;
         let mut out = Vec::new();
         for catalog_name in CatalogProviderList::catalog_names(list.as_ref()) {
@@ -114,7 +122,11 @@ impl PgCatalog {
                             None => continue,
                         }
                     };
-                    out.push((schema_name.clone(), table, view));
+                    out.push(Relation {
+                        schema: schema_name.clone(),
+                        name: table,
+                        view,
+                    });
                 }
             }
         }
@@ -126,9 +138,9 @@ impl PgCatalog {
             .relations()
             .await?
             .into_iter()
-            .filter(|r| r.2.is_none())
+            .filter(|r| r.view.is_none())
             .collect();
-        let text = |f: &dyn Fn(&(String, String, Option<String>)) -> Option<String>| -> ArrayRef {
+        let text = |f: &dyn Fn(&Relation) -> Option<String>| -> ArrayRef {
             Arc::new(rows.iter().map(f).collect::<StringArray>())
         };
         let no = || -> ArrayRef { Arc::new(BooleanArray::from(vec![false; rows.len()])) };
@@ -145,8 +157,8 @@ impl PgCatalog {
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                text(&|r| Some(r.0.clone())),
-                text(&|r| Some(r.1.clone())),
+                text(&|r| Some(r.schema.clone())),
+                text(&|r| Some(r.name.clone())),
                 text(&|_| Some(crate::auth::USER.to_string())),
                 text(&|_| None),
                 no(),
@@ -163,7 +175,7 @@ impl PgCatalog {
             .relations()
             .await?
             .into_iter()
-            .filter_map(|(s, n, v)| v.map(|v| (s, n, v)))
+            .filter(|r| r.view.is_some())
             .collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("schemaname", DataType::Utf8, false),
@@ -171,16 +183,16 @@ impl PgCatalog {
             Field::new("viewowner", DataType::Utf8, false),
             Field::new("definition", DataType::Utf8, false),
         ]));
-        let col = |f: &dyn Fn(&(String, String, String)) -> String| -> ArrayRef {
+        let col = |f: &dyn Fn(&Relation) -> String| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
         };
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                col(&|r| r.0.clone()),
-                col(&|r| r.1.clone()),
+                col(&|r| r.schema.clone()),
+                col(&|r| r.name.clone()),
                 col(&|_| crate::auth::USER.to_string()),
-                col(&|r| r.2.clone()),
+                col(&|r| r.view.clone().unwrap_or_default()),
             ],
         )?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))

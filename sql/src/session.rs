@@ -12,8 +12,8 @@ use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    AlterTableOperation, CommentObject, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
-    RenameTableNameKind, Reset, SchemaName, Set, Statement, Value,
+    AlterTableOperation, CloseCursor, CommentObject, CopySource, CopyTarget, Expr as SqlExpr,
+    ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -21,6 +21,7 @@ use flashsql_engine::{Engine, Output};
 
 use crate::compat;
 use crate::copy::CopyFormat;
+use crate::cursors::{Cursors, fetch_count};
 use crate::errors::SqlError;
 use crate::settings::{Settings, canonical};
 
@@ -40,6 +41,8 @@ pub enum StatementResult {
     CopyIn(CopyIn),
     /// Rows to send as COPY data (`COPY … TO STDOUT`).
     CopyOut(DataFrame, CopyFormat),
+    /// A cursor was declared: its name and columns (it is also a protocol portal).
+    CursorDeclared(String, SchemaRef),
 }
 
 /// A COPY FROM STDIN waiting for its data.
@@ -68,6 +71,7 @@ pub struct PgSession {
     engine: flashsql_engine::Session,
     parser: Arc<PostgresCompatibilityParser>,
     settings: Arc<Settings>,
+    cursors: Cursors,
 }
 
 fn one_text_column(name: &str, values: Vec<String>) -> Result<StatementResult, SqlError> {
@@ -134,7 +138,13 @@ impl PgSession {
             engine: session,
             parser,
             settings,
+            cursors: Cursors::default(),
         })
+    }
+
+    /// The columns of an open cursor.
+    pub async fn cursor_columns(&self, name: &str) -> Result<SchemaRef, SqlError> {
+        self.cursors.schema(name).await
     }
 
     pub fn settings(&self) -> &Arc<Settings> {
@@ -244,36 +254,18 @@ impl PgSession {
                 ]))),
             ),
             Utility::Session | Utility::Catalog => (vec![], None),
+            Utility::Fetch(name) => (vec![], Some(self.cursors.schema(&name).await?)),
+            Utility::Declare(query) => {
+                let plan = self.plan(Statement::Query(query)).await?;
+                (parameter_types(&plan)?, None)
+            }
             Utility::Planned => {
                 let plan = self.plan_named(planned_form(statement.clone())).await?;
-                let mut params = plan.get_parameter_types()?;
-                // Parameters inside a relation function's input subquery, too.
-                for (k, t) in flashsql_udfs::relation::parameters::types(&plan)? {
-                    let known = params.entry(k).or_insert(None);
-                    if known.is_none() {
-                        *known = t;
-                    }
-                }
-                let mut ordered: Vec<(usize, Option<DataType>)> = params
-                    .into_iter()
-                    .filter_map(|(k, v)| {
-                        k.trim_start_matches('$')
-                            .parse::<usize>()
-                            .ok()
-                            .map(|i| (i, v))
-                    })
-                    .collect();
-                ordered.sort_by_key(|(i, _)| *i);
-                let n = ordered.last().map(|(i, _)| *i).unwrap_or(0);
-                let mut types = vec![None; n];
-                for (i, t) in ordered {
-                    types[i - 1] = t;
-                }
                 let columns = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
                     p => Some(Arc::new(p.schema().as_arrow().clone())),
                 };
-                (types, columns)
+                (parameter_types(&plan)?, columns)
             }
         };
         Ok(Prepared {
@@ -320,10 +312,55 @@ impl PgSession {
                 Ok(command("RESET"))
             }
             Statement::StartTransaction { .. } => Ok(StatementResult::TransactionStart("BEGIN")),
-            Statement::Commit { .. } => Ok(StatementResult::TransactionEnd("COMMIT")),
+            Statement::Commit { .. } => {
+                self.cursors.end_transaction().await;
+                Ok(StatementResult::TransactionEnd("COMMIT"))
+            }
             Statement::Rollback {
                 savepoint: None, ..
-            } => Ok(StatementResult::TransactionEnd("ROLLBACK")),
+            } => {
+                self.cursors.end_transaction().await;
+                Ok(StatementResult::TransactionEnd("ROLLBACK"))
+            }
+            Statement::Declare { mut stmts } => {
+                let (Some(d), true) = (stmts.pop(), stmts.is_empty()) else {
+                    return Err(SqlError::not_supported(
+                        "DECLARE of several cursors at once",
+                    ));
+                };
+                let (Some(query), [name]) = (d.for_query, d.names.as_slice()) else {
+                    return Err(SqlError::not_supported(
+                        "DECLARE other than DECLARE name CURSOR FOR query",
+                    ));
+                };
+                let plan = self.plan(Statement::Query(query)).await?;
+                let plan = match params {
+                    Some(p) => plan.replace_params_with_values(&p)?,
+                    None => plan,
+                };
+                let df = self.engine.ctx().execute_logical_plan(plan).await?;
+                self.cursors
+                    .declare(&name.value, df, d.hold.unwrap_or(false))
+                    .await?;
+                let columns = self.cursors.schema(&name.value).await?;
+                Ok(StatementResult::CursorDeclared(name.value.clone(), columns))
+            }
+            Statement::Fetch {
+                name, direction, ..
+            } => {
+                let (schema, batches) = self
+                    .cursors
+                    .fetch(&name.value, fetch_count(&direction)?)
+                    .await?;
+                Ok(StatementResult::Batches(schema, batches))
+            }
+            Statement::Close { cursor } => {
+                match cursor {
+                    CloseCursor::All => self.cursors.close(None).await?,
+                    CloseCursor::Specific { name } => self.cursors.close(Some(&name.value)).await?,
+                }
+                Ok(command("CLOSE CURSOR"))
+            }
             Statement::Rollback { .. } => Ok(command("ROLLBACK")),
             Statement::Savepoint { .. } => Ok(command("SAVEPOINT")),
             Statement::ReleaseSavepoint { .. } => Ok(command("RELEASE")),
@@ -637,9 +674,43 @@ enum Utility {
     ShowAll,
     /// Touches session state only (SET, BEGIN, DISCARD…).
     Session,
-    /// Handled here, but reads or writes tables (COPY, ALTER TABLE, COMMENT).
+    /// Handled here, but reads or writes tables (COPY, ALTER TABLE, COMMENT, cursors).
     Catalog,
+    /// `FETCH … FROM cursor`: rows with the cursor's columns.
+    Fetch(String),
+    /// `DECLARE … CURSOR FOR query`: the query's parameters, no rows.
+    Declare(Box<datafusion::sql::sqlparser::ast::Query>),
     Planned,
+}
+
+/// The types of a plan's parameters `$1…$n`, in order (None where nothing fixes one).
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, SqlError> {
+    let mut params = plan.get_parameter_types()?;
+    // Parameters inside a relation function's input subquery, too.
+    for (k, t) in flashsql_udfs::relation::parameters::types(plan)? {
+        let known = params.entry(k).or_insert(None);
+        if known.is_none() {
+            *known = t;
+        }
+    }
+    let mut ordered: Vec<(usize, Option<DataType>)> = params
+        .into_iter()
+        .filter_map(|(k, v)| {
+            k.trim_start_matches('$')
+                .parse::<usize>()
+                .ok()
+                .map(|i| (i, v))
+        })
+        .collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    let n = ordered.last().map(|(i, _)| *i).unwrap_or(0);
+    let mut types = vec![None; n];
+    for (i, t) in ordered {
+        if i >= 1 {
+            types[i - 1] = t;
+        }
+    }
+    Ok(types)
 }
 
 /// Whether a statement is handled here rather than planned by DataFusion.
@@ -664,9 +735,18 @@ fn utility_kind(s: &Statement) -> Utility {
         | Statement::Deallocate { .. }
         | Statement::Analyze(_)
         | Statement::Vacuum(_) => Utility::Session,
-        Statement::Comment { .. } | Statement::AlterTable(_) | Statement::Copy { .. } => {
-            Utility::Catalog
-        }
+        Statement::Comment { .. }
+        | Statement::AlterTable(_)
+        | Statement::Copy { .. }
+        | Statement::Close { .. } => Utility::Catalog,
+        Statement::Declare { stmts } => match stmts.as_slice() {
+            [d] => match &d.for_query {
+                Some(q) => Utility::Declare(q.clone()),
+                None => Utility::Catalog,
+            },
+            _ => Utility::Catalog,
+        },
+        Statement::Fetch { name, .. } => Utility::Fetch(name.value.clone()),
         _ => Utility::Planned,
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `flashsql` binary over TCP with real clients.
 
 mod auth;
+mod clients;
 mod common;
 mod copy;
 mod decisions;

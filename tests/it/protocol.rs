@@ -242,3 +242,88 @@ async fn looks_like_postgres_to_clients() {
     let n = scalar_i64(&client, "SELECT count(*) FROM flashsql.truth.response").await;
     assert_eq!(n, 4);
 }
+
+/// Server-side cursors as drivers use them (psycopg's named cursors): DECLARE in a
+/// transaction, FETCH in pieces over both protocols, CLOSE; without HOLD a cursor ends with
+/// its transaction.
+#[tokio::test]
+async fn cursors_hand_out_a_result_in_pieces() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let ids =
+        |rows: &[tokio_postgres::Row]| -> Vec<i64> { rows.iter().map(|r| r.get(0)).collect() };
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "DECLARE c CURSOR FOR SELECT user_id FROM users WHERE user_id <= $1 ORDER BY user_id",
+            &[&10i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&client.query("FETCH 3 FROM c", &[]).await.unwrap()),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(&client.query("FETCH FORWARD 2 FROM c", &[]).await.unwrap()),
+        vec![4, 5]
+    );
+    assert_eq!(
+        ids(&client.query("FETCH NEXT FROM c", &[]).await.unwrap()),
+        vec![6]
+    );
+    assert_eq!(
+        ids(&client.query("FETCH ALL FROM c", &[]).await.unwrap()),
+        vec![7, 8, 9, 10]
+    );
+    assert!(
+        client
+            .query("FETCH 5 FROM c", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Simple protocol too; a second cursor alongside.
+    client
+        .batch_execute("DECLARE d CURSOR FOR SELECT item_id FROM items ORDER BY item_id")
+        .await
+        .unwrap();
+    let rows = client.simple_query("FETCH 4 FROM d").await.unwrap();
+    let fetched = rows
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(fetched, 4);
+    let e = client
+        .query("FETCH PRIOR FROM d", &[])
+        .await
+        .expect_err("forward only");
+    assert_eq!(crate::common::sqlstate(&e), "0A000");
+    client.batch_execute("CLOSE d").await.unwrap();
+    let e = client
+        .query("FETCH 1 FROM d", &[])
+        .await
+        .expect_err("closed");
+    assert_eq!(crate::common::sqlstate(&e), "34000");
+    let e = client
+        .batch_execute("DECLARE c CURSOR FOR SELECT 1")
+        .await
+        .expect_err("name taken");
+    assert_eq!(crate::common::sqlstate(&e), "42P03");
+    client.batch_execute("COMMIT").await.unwrap();
+    // WITHOUT HOLD (the default): gone with the transaction; WITH HOLD stays.
+    let e = client
+        .query("FETCH 1 FROM c", &[])
+        .await
+        .expect_err("ended with COMMIT");
+    assert_eq!(crate::common::sqlstate(&e), "34000");
+    client
+        .batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT user_id FROM users ORDER BY user_id")
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN; COMMIT").await.unwrap();
+    assert_eq!(
+        ids(&client.query("FETCH 2 FROM h", &[]).await.unwrap()),
+        vec![1, 2]
+    );
+}

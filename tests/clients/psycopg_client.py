@@ -1,0 +1,79 @@
+"""psycopg 3 against a running flashsql server (FLASHSQL_DSN): what a Python service does.
+
+Run by tests/it/clients.rs; exits non-zero with a message on the first failure.
+"""
+
+import os
+
+import psycopg
+from psycopg import errors
+
+DSN = os.environ["FLASHSQL_DSN"]
+
+
+def check(condition, message):
+    if not condition:
+        raise SystemExit(f"FAILED: {message}")
+
+
+with psycopg.connect(DSN, autocommit=True) as conn:
+    # Parameters, and the same query often enough that psycopg prepares it server-side.
+    for user in range(1, 9):
+        row = conn.execute(
+            "SELECT user_id, segment FROM users WHERE user_id = %s", (user,)
+        ).fetchone()
+        check(row is not None and row[0] == user, f"user {user}: {row}")
+
+    # executemany into a new table, read back.
+    conn.execute("CREATE TABLE offers (item_id BIGINT, discount DOUBLE PRECISION)")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO offers VALUES (%s, %s)", [(i, i / 100) for i in range(1, 21)]
+        )
+    total = conn.execute("SELECT count(*), sum(item_id) FROM offers").fetchone()
+    check(total == (20, 210), f"executemany: {total}")
+
+    # Binary results.
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT item_id, discount FROM offers ORDER BY item_id LIMIT 2")
+        check(cur.fetchall() == [(1, 0.01), (2, 0.02)], "binary results")
+
+    # COPY in and out through cursor.copy().
+    with conn.cursor() as cur:
+        with cur.copy("COPY offers (item_id, discount) FROM STDIN") as copy:
+            for i in range(100, 105):
+                copy.write_row((i, 0.5))
+        out = []
+        with cur.copy("COPY (SELECT item_id FROM offers WHERE item_id >= 100 ORDER BY item_id) TO STDOUT") as copy:
+            for row in copy.rows():
+                out.append(int(row[0]))
+        check(out == [100, 101, 102, 103, 104], f"COPY: {out}")
+
+    # Typed exceptions.
+    try:
+        conn.execute("SELECT * FROM no_such_table")
+        check(False, "no error for a missing table")
+    except errors.UndefinedTable:
+        pass
+    conn.execute("SET statement_timeout = '200ms'")
+    try:
+        conn.execute("SELECT count(*) FROM events a, events b WHERE a.ts < b.ts")
+        check(False, "no timeout")
+    except errors.QueryCanceled:
+        pass
+    conn.execute("SET statement_timeout = 0")
+
+with psycopg.connect(DSN) as conn:
+    # Named (server-side) cursors: DECLARE, then FETCH in pieces, inside a transaction.
+    with conn.cursor(name="all_users") as cur:
+        cur.itersize = 64
+        cur.execute("SELECT user_id FROM users WHERE user_id <= %s ORDER BY user_id", (300,))
+        ids = [r[0] for r in cur]
+        check(ids == list(range(1, 301)), f"named cursor: {len(ids)} rows")
+    with conn.cursor(name="some_users") as cur:
+        cur.execute("SELECT user_id FROM users ORDER BY user_id")
+        check(cur.fetchmany(3) == [(1,), (2,), (3,)], "fetchmany")
+        check(cur.fetchone() == (4,), "fetchone")
+    conn.commit()
+
+print("psycopg: ok")
