@@ -242,10 +242,11 @@ async fn a_statement_stops_when_its_client_goes_away() {
             .await;
     });
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // It is running (other tests may share the cores, so a low bar).
     let busy_from = cpu_seconds(&server);
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(
-        cpu_seconds(&server) - busy_from > 0.3,
+        cpu_seconds(&server) - busy_from > 0.2,
         "the statement is running"
     );
     // The client vanishes without a word (its socket closes).
