@@ -99,6 +99,16 @@ struct ServeArgs {
         value_delimiter = ':'
     )]
     allow_paths: Vec<PathBuf>,
+    /// TLS certificate chain (PEM). With --tls-key, clients can connect with sslmode=require
+    /// or verify-full; on a non-loopback address, unencrypted logins are then refused.
+    #[arg(long, env = "FLASHSQL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "FLASHSQL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Accept unencrypted connections (and passwords) on a non-loopback address.
+    #[arg(long)]
+    allow_insecure: bool,
 }
 
 #[derive(Args)]
@@ -184,6 +194,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
             listen: args.listen,
             password: password.clone(),
             max_connections: args.max_connections,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
+            allow_insecure: args.allow_insecure,
         },
     )
     .await?;

@@ -98,27 +98,37 @@ impl StartupHandler for Trust {
 }
 
 /// The start-up handler of one connection.
-pub enum Startup {
+pub struct Startup {
+    /// Refuse a connection that did not negotiate TLS.
+    require_tls: bool,
+    method: Method,
+}
+
+enum Method {
     Trust(Trust),
     Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
 }
 
 impl Startup {
     pub fn new(shared: &Shared) -> Self {
-        match &shared.secret {
-            None => Startup::Trust(Trust {
+        let method = match &shared.secret {
+            None => Method::Trust(Trust {
                 params: parameters(),
                 pids: shared.pids.clone(),
             }),
             Some(secret) => {
                 let mut scram = ScramAuth::new(Arc::new(Secrets(secret.clone())));
                 scram.set_iterations(SCRAM_ITERATIONS);
-                Startup::Scram(
+                Method::Scram(
                     SASLAuthStartupHandler::new(Arc::new(parameters()))
                         .with_pid_secret_key_generator(shared.pids.clone())
                         .with_scram(scram),
                 )
             }
+        };
+        Startup {
+            require_tls: shared.require_tls,
+            method,
         }
     }
 }
@@ -135,9 +145,27 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(t) => t.on_startup(client, message).await,
-            Startup::Scram(s) => s.on_startup(client, message).await,
+        if self.require_tls
+            && !client.is_secure()
+            && matches!(message, PgWireFrontendMessage::Startup(_))
+        {
+            let user = match &message {
+                PgWireFrontendMessage::Startup(s) => {
+                    s.parameters.get("user").cloned().unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                format!(
+                    "connection for user \"{user}\" refused: this server accepts encrypted connections only (connect with sslmode=require)"
+                ),
+            ))));
+        }
+        match &self.method {
+            Method::Trust(t) => t.on_startup(client, message).await,
+            Method::Scram(s) => s.on_startup(client, message).await,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub struct ServerConfig {
     pub password: Option<String>,
     /// Connections served at once; more are refused with SQLSTATE 53300.
     pub max_connections: usize,
+    /// Certificate chain and private key (PEM files) for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Accept plain-text connections with a password on a non-loopback address.
+    pub allow_insecure: bool,
 }
 
 /// PostgreSQL's default `max_connections`.
@@ -37,6 +42,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every connection shares.
 pub struct Shared {
+    /// Whether a connection must be encrypted to log in.
+    pub require_tls: bool,
     pub engine: Arc<Engine>,
     pub parser: Arc<PostgresCompatibilityParser>,
     pub secret: Option<ScramSecret>,
@@ -50,6 +57,12 @@ pub enum ServeError {
         "refusing to listen on {0} without a password: set --password-file or FLASHSQL_PASSWORD, or listen on a loopback address"
     )]
     PasswordRequired(SocketAddr),
+    #[error(
+        "refusing plain-text passwords on {0}: give --tls-cert and --tls-key, or --allow-insecure to accept unencrypted connections"
+    )]
+    TlsRequired(SocketAddr),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -62,6 +75,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     max_connections: usize,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 }
 
 /// An open connection, as the listener keeps it: its handlers, and a second handle on its
@@ -73,9 +87,17 @@ struct Open {
 
 impl Server {
     pub async fn bind(engine: Arc<Engine>, config: ServerConfig) -> Result<Server, ServeError> {
-        if config.password.is_none() && !config.listen.ip().is_loopback() {
+        let public = !config.listen.ip().is_loopback();
+        if config.password.is_none() && public {
             return Err(ServeError::PasswordRequired(config.listen));
         }
+        if public && config.tls.is_none() && !config.allow_insecure {
+            return Err(ServeError::TlsRequired(config.listen));
+        }
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -84,6 +106,7 @@ impl Server {
                     source,
                 })?;
         let shared = Arc::new(Shared {
+            require_tls: public && tls.is_some() && !config.allow_insecure,
             engine,
             parser: Arc::new(PostgresCompatibilityParser::new()),
             secret: config.password.as_deref().map(ScramSecret::new),
@@ -94,6 +117,7 @@ impl Server {
             listener,
             shared,
             max_connections: config.max_connections.max(1),
+            tls,
         })
     }
 
@@ -135,10 +159,11 @@ impl Server {
                     let connection = Connection::new(self.shared.clone());
                     let weak = Arc::downgrade(&connection);
                     let handlers = Handlers(connection.clone());
+                    let tls = self.tls.clone();
                     let handle = connections.spawn(async move {
                         let watcher = AbortOnDropHandle::new(tokio::spawn(cancel_when_gone(watch, Arc::downgrade(&connection))));
                         drop(connection);
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
                         drop(watcher);
@@ -198,6 +223,26 @@ fn ended(
             }
         }
     }
+}
+
+/// The TLS acceptor for a certificate chain and key in PEM files.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Tls(format!("certificate {}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Tls(format!("private key {}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ServeError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A second handle on a connection's socket (a duplicated descriptor).

@@ -31,11 +31,20 @@ async fn a_public_address_without_a_password_is_refused() {
         .err()
         .expect("refused");
     assert!(err.contains("without a password"), "{err}");
-    // With a password it listens.
-    let server = TestServer::try_start(
+    // A password alone is not enough: it would cross the network in the clear.
+    let err = TestServer::try_start(
         &tmp.path().join("d"),
         &[("FLASHSQL_PASSWORD", "pw")],
         &["--listen", "0.0.0.0:0"],
+    )
+    .err()
+    .expect("refused without TLS");
+    assert!(err.contains("--tls-cert"), "{err}");
+    // With a password and --allow-insecure it listens (tests/it/tls.rs covers TLS).
+    let server = TestServer::try_start(
+        &tmp.path().join("d"),
+        &[("FLASHSQL_PASSWORD", "pw")],
+        &["--listen", "0.0.0.0:0", "--allow-insecure"],
     )
     .unwrap();
     let url = format!(

@@ -13,4 +13,5 @@ mod psql;
 mod real_data;
 mod sessions;
 mod slt;
+mod tls;
 mod wire_faults;
