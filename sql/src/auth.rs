@@ -102,6 +102,7 @@ pub struct Startup {
     /// Refuse a connection that did not negotiate TLS.
     require_tls: bool,
     method: Method,
+    shared: Arc<Shared>,
 }
 
 enum Method {
@@ -110,7 +111,7 @@ enum Method {
 }
 
 impl Startup {
-    pub fn new(shared: &Shared) -> Self {
+    pub fn new(shared: &Arc<Shared>) -> Self {
         let method = match &shared.secret {
             None => Method::Trust(Trust {
                 params: parameters(),
@@ -129,6 +130,7 @@ impl Startup {
         Startup {
             require_tls: shared.require_tls,
             method,
+            shared: shared.clone(),
         }
     }
 }
@@ -145,6 +147,14 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // An address that failed to log in too often waits before it is heard.
+        if matches!(message, PgWireFrontendMessage::Startup(_)) {
+            let delay = self.shared.backoff.delay(client.socket_addr().ip());
+            if !delay.is_zero() {
+                tracing::warn!(addr = %client.socket_addr().ip(), ?delay, "slowing down logins after repeated failures");
+                tokio::time::sleep(delay).await;
+            }
+        }
         if self.require_tls
             && !client.is_secure()
             && matches!(message, PgWireFrontendMessage::Startup(_))

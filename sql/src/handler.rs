@@ -139,6 +139,8 @@ impl Connection {
         }
         self.session
             .get_or_try_init(|| async {
+                // The client got this far: it logged in.
+                self.shared.backoff.succeeded(client.socket_addr().ip());
                 let md = client.metadata();
                 let user = md.get("user").map(String::as_str).unwrap_or("flashsql");
                 let app = md.get("application_name").map(String::as_str);
@@ -779,20 +781,23 @@ impl CancelHandler for Connection {
 
 /// Gives every error leaving the server a SQLSTATE: DataFusion errors that reach pgwire as
 /// `ApiError` are classified instead of being sent as XX000.
-pub struct Classifier;
+pub struct Classifier(Arc<Shared>);
 
 impl ErrorHandler for Classifier {
     fn on_error<C>(&self, client: &C, error: &mut PgWireError)
     where
         C: ClientInfo,
     {
+        if matches!(error, PgWireError::InvalidPassword(_)) {
+            self.0.backoff.failed(client.socket_addr().ip());
+        }
         // SCRAM clients leave the user name out of their first message (it was in the
         // start-up packet), so name the user the client logged in as.
         if let PgWireError::InvalidPassword(name) = error
             && name.is_empty()
         {
             let user = client.metadata().get("user").cloned().unwrap_or_default();
-            warn!(%user, "password authentication failed");
+            warn!(%user, addr = %client.socket_addr().ip(), "password authentication failed");
             *error = PgWireError::InvalidPassword(user);
         }
         if let PgWireError::ApiError(inner) = error {
@@ -838,7 +843,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        Arc::new(Classifier)
+        Arc::new(Classifier(self.0.shared.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

@@ -5,6 +5,7 @@
 //! wire and the in-process paths cannot drift apart.
 
 pub mod auth;
+pub mod auth_backoff;
 pub mod colnames;
 pub mod compat;
 pub mod complexity;

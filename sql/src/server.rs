@@ -44,6 +44,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Shared {
     /// Whether a connection must be encrypted to log in.
     pub require_tls: bool,
+    /// Failed logins per address (password guessing is slowed down).
+    pub backoff: crate::auth_backoff::AuthBackoff,
     pub engine: Arc<Engine>,
     pub parser: Arc<PostgresCompatibilityParser>,
     pub secret: Option<ScramSecret>,
@@ -107,6 +109,7 @@ impl Server {
                 })?;
         let shared = Arc::new(Shared {
             require_tls: public && tls.is_some() && !config.allow_insecure,
+            backoff: Default::default(),
             engine,
             parser: Arc::new(PostgresCompatibilityParser::new()),
             secret: config.password.as_deref().map(ScramSecret::new),

@@ -53,3 +53,47 @@ async fn a_public_address_without_a_password_is_refused() {
     );
     connect(&url).await.expect("connects with the password");
 }
+
+/// Password guessing is slowed down: after five failures from an address, each login from it
+/// waits (0.5 s, then 1 s, …) before it is heard; the right password still works, and the
+/// failure message names the user, not the password.
+#[tokio::test]
+async fn repeated_failures_slow_down_further_logins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::try_start(
+        &tmp.path().join("d"),
+        &[("FLASHSQL_PASSWORD", "s3cret")],
+        &[],
+    )
+    .unwrap();
+    let base = server.url();
+    for _ in 0..5 {
+        let e = connect(&format!("{base} password=guess"))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(e.code().map(|c| c.code()), Some("28P01"), "{e:?}");
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("\"flashsql\"") && !message.contains("guess"),
+            "{message}"
+        );
+    }
+    let t = std::time::Instant::now();
+    connect(&format!("{base} password=guess"))
+        .await
+        .expect_err("wrong password");
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(450),
+        "the sixth attempt was not delayed: {:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let ok = connect(&format!("{base} password=s3cret"))
+        .await
+        .expect("the right password still works");
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900));
+    assert_eq!(scalar_i64(&ok, "SELECT 1::BIGINT").await, 1);
+}
