@@ -15,6 +15,7 @@ pub mod errors;
 pub mod handler;
 pub mod pg_catalog;
 pub mod protocol_checks;
+pub mod read_only;
 pub mod rewrite;
 pub mod server;
 pub mod session;

@@ -142,6 +142,17 @@ impl PgSession {
         })
     }
 
+    /// Whether writes are refused now (`default_transaction_read_only`, or a read-only
+    /// transaction).
+    fn read_only(&self) -> bool {
+        let on = |name| {
+            self.settings.get(name).is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes")
+            })
+        };
+        on("transaction_read_only") || on("default_transaction_read_only")
+    }
+
     /// The columns of an open cursor.
     pub async fn cursor_columns(&self, name: &str) -> Result<SchemaRef, SqlError> {
         self.cursors.schema(name).await
@@ -294,6 +305,11 @@ impl PgSession {
         statement: DFStatement,
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
+        if self.read_only()
+            && let Some(what) = crate::read_only::writes(&statement)
+        {
+            return Err(crate::read_only::refused(what));
+        }
         let statement = match statement {
             DFStatement::Statement(s) => *s,
             other => {
@@ -311,14 +327,24 @@ impl PgSession {
                 }
                 Ok(command("RESET"))
             }
-            Statement::StartTransaction { .. } => Ok(StatementResult::TransactionStart("BEGIN")),
+            Statement::StartTransaction { modes, .. } => {
+                if let Some(read_only) = crate::read_only::access_mode(&modes) {
+                    self.settings.set(
+                        "transaction_read_only",
+                        if read_only { "on" } else { "off" },
+                    );
+                }
+                Ok(StatementResult::TransactionStart("BEGIN"))
+            }
             Statement::Commit { .. } => {
+                self.settings.reset("transaction_read_only");
                 self.cursors.end_transaction().await;
                 Ok(StatementResult::TransactionEnd("COMMIT"))
             }
             Statement::Rollback {
                 savepoint: None, ..
             } => {
+                self.settings.reset("transaction_read_only");
                 self.cursors.end_transaction().await;
                 Ok(StatementResult::TransactionEnd("ROLLBACK"))
             }
@@ -516,8 +542,20 @@ impl PgSession {
                 self.settings.set("client_encoding", &charset_name.value);
                 Ok(command("SET"))
             }
-            // Transaction characteristics, roles, session authorisation: accepted; each
-            // statement commits on its own and there is one user.
+            Set::SetTransaction { modes, session, .. } => {
+                if let Some(read_only) = crate::read_only::access_mode(&modes) {
+                    let value = if read_only { "on" } else { "off" };
+                    // SET SESSION CHARACTERISTICS AS TRANSACTION … sets the default.
+                    let name = if session {
+                        "default_transaction_read_only"
+                    } else {
+                        "transaction_read_only"
+                    };
+                    self.settings.set(name, value);
+                }
+                Ok(command("SET"))
+            }
+            // Roles, session authorisation: accepted; there is one user.
             _ => Ok(command("SET")),
         }
     }
