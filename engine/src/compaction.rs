@@ -8,12 +8,13 @@
 //! complete on disk before the commit names it, a crash before the commit leaves an orphan
 //! that the next start removes, and the commit applies only if every merged file is still
 //! part of the table (a concurrent DELETE or TRUNCATE wins; the merge is dropped). The
-//! replaced files are removed a while later, so scans that listed them finish first.
+//! replaced files are removed a while later (at a later merge, or the next start), so scans
+//! that listed them finish first.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tracing::{debug, warn};
@@ -59,6 +60,25 @@ impl Store {
             warn!(error = %e, "could not start a compaction thread");
             self.end_compaction(id);
         }
+    }
+
+    /// Files no longer in the catalog are removed once [`RETIRE_AFTER`] has passed, at a later
+    /// merge (one thread per merge, none waiting); what is left at exit the next start
+    /// removes, as it removes any file the catalog does not name.
+    fn retire(&self, files: impl Iterator<Item = std::path::PathBuf>) {
+        let Ok(mut retired) = self.retired.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        retired.extend(files.map(|f| (now, f)));
+        retired.retain(|(at, f)| {
+            if now.duration_since(*at) < RETIRE_AFTER {
+                return true;
+            }
+            // Gone already if the table was dropped.
+            let _ = std::fs::remove_file(f);
+            false
+        });
     }
 
     /// Table `id`'s files below [`SMALL_FILE_BYTES`], in table order.
@@ -132,15 +152,8 @@ impl Store {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let old: Vec<_> = small.iter().map(|f| dir.join(f)).collect();
-        let n = old.len();
-        std::thread::spawn(move || {
-            std::thread::sleep(RETIRE_AFTER);
-            for f in old {
-                // Gone already if the table was dropped; otherwise the next start removes it.
-                let _ = std::fs::remove_file(f);
-            }
-        });
+        let n = small.len();
+        self.retire(small.iter().map(|f| dir.join(f)));
         Ok(n)
     }
 }

@@ -49,6 +49,8 @@ pub struct Store {
     planned: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
     /// Tables whose small files are being merged (see `compaction`).
     compacting: Mutex<HashSet<u64>>,
+    /// Files merged away, with when: removed once no scan can still be reading them.
+    pub(crate) retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
 }
 
 fn poisoned() -> EngineError {
@@ -98,6 +100,7 @@ impl Store {
             next_file: AtomicU64::new(0),
             planned: RwLock::new(HashMap::new()),
             compacting: Mutex::new(HashSet::new()),
+            retired: Mutex::new(Vec::new()),
         };
         store.collect_garbage()?;
         Ok(Arc::new(store))
