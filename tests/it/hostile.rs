@@ -340,3 +340,35 @@ async fn a_long_simulation_stops_at_its_timeout() {
         "the simulation went on: {used:.2} CPU-s in 2 s after the timeout"
     );
 }
+
+/// The data directory and the files the server writes are its user's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let server = TestServer::try_start(&dir, &[], &[]).expect("server starts");
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE private_rows AS SELECT 1 AS one")
+        .await
+        .expect("write");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data directory");
+    assert_eq!(mode(&dir.join("catalog.json")), 0o600, "catalog");
+    let mut files = vec![dir.join("tables")];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            assert_eq!(mode(&p) & 0o077, 0, "{}", p.display());
+            files.extend(
+                std::fs::read_dir(&p)
+                    .expect("read_dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        } else {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+}
