@@ -209,6 +209,10 @@ fn classify_plan(m: &str) -> Classified {
     if lower.contains("already exists") {
         return c("42P07", m.to_string());
     }
+    // DataFusion's words for two result columns of one name (pinned in tests/it/errors.rs).
+    if lower.contains("require unique expression names") {
+        return c("42701", m.to_string());
+    }
     if lower.contains("cannot infer common")
         || lower.contains("cannot be cast")
         || lower.contains("unsupported cast")

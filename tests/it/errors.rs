@@ -9,6 +9,7 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
     client
         .batch_execute(
             "CREATE TABLE e1 (id BIGINT); \
+             CREATE VIEW v_err AS SELECT 1 AS one; \
              CREATE TABLE c2 AS SELECT * FROM (VALUES (1, 0.0, 1.0, 10.0)) AS t(item_id, discount, expected_units, price)",
         )
         .await
@@ -50,6 +51,38 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "SELECT purchase_prob('no_model', NULL, 1, 10.0, 0.1)",
             "42704",
         ),
+        // Names and objects.
+        ("SELECT * FROM users WHERE", "42601"),
+        ("INSERT INTO e1 (no_col) VALUES (1)", "42703"),
+        ("SELECT count(*) FROM users GROUP BY nope", "42703"),
+        ("DROP TABLE v_err", "42809"),
+        ("SELECT item_id FROM exposures, items", "42702"),
+        ("CREATE TABLE d1 AS SELECT 1 AS a, 2 AS a", "42701"),
+        ("CREATE SCHEMA public", "42P06"),
+        ("CREATE VIEW users AS SELECT 1 AS one", "42P07"),
+        ("DROP VIEW users", "42809"),
+        ("SELECT * FROM no_such_schema.t", "42P01"),
+        ("ALTER TABLE users ADD COLUMN z BIGINT", "0A000"),
+        ("FETCH 1 FROM no_such_cursor", "34000"),
+        ("CLOSE no_such_cursor", "34000"),
+        // Values and limits.
+        ("SET statement_timeout = 'soon'", "22023"),
+        ("SELECT repeat('x', 1000000000)", "54000"),
+        ("SELECT array_repeat(1, 2147483647)", "54000"),
+        (
+            "SELECT (((((((((((((((((((((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))))))))))))))))))))))",
+            "54001",
+        ),
+        // Host files and what may be written.
+        (
+            "CREATE EXTERNAL TABLE s (line TEXT) STORED AS CSV LOCATION '/etc/passwd'",
+            "42501",
+        ),
+        (
+            "SELECT * FROM train_model('m', (SELECT 1 AS nothing), kind => 'nope')",
+            "22023",
+        ),
+        ("SELECT * FROM drop_model('no_such_model')", "42704"),
     ];
     for (sql, code) in cases {
         // Both protocols give the same code.
