@@ -7,11 +7,12 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::error::EngineError;
 use crate::manifest::schema_of;
-use crate::store::Store;
+use crate::store::{RelationKind, Store};
 use crate::table::DurableTable;
 
 /// The schema unqualified names resolve in.
@@ -85,6 +86,17 @@ impl SchemaProvider for DurableSchema {
             EngineError::NotSupported(format!("registering \"{name}\" outside CREATE TABLE/VIEW"))
                 .into(),
         )
+    }
+
+    /// From the catalog alone: listing relation kinds (`pg_tables`, `pg_views`) opens none.
+    async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
+        Ok(self
+            .store
+            .relation_kind(&self.name, name)
+            .map(|kind| match kind {
+                RelationKind::View => TableType::View,
+                RelationKind::Table | RelationKind::External => TableType::Base,
+            }))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -34,7 +34,10 @@ impl Store {
     /// Merges table `id`'s small files in the background if it has collected enough; at most
     /// one merge per table runs at a time.
     pub fn compact_soon(self: &Arc<Self>, id: u64) {
-        if self.small_files(id).len() < COMPACT_AT {
+        // The catalog alone says whether there can be enough small files; which are small
+        // (a stat of each) is looked at off the writer's path, by the merge.
+        let files = self.table_files(id).map_or(0, |(files, _)| files.len());
+        if files < COMPACT_AT {
             return;
         }
         if !self.start_compaction(id) {
@@ -164,7 +167,6 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-    use crate::manifest::columns_of;
     use crate::store::TableData;
 
     #[test]
@@ -223,7 +225,6 @@ mod tests {
             .collect();
         expected.sort();
         assert_eq!(values, expected);
-        assert_eq!(columns_of(&schema).len(), 1);
         // Nothing more to merge.
         assert_eq!(store.compact(id).expect("compact"), 0);
     }

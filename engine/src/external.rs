@@ -46,10 +46,6 @@ impl AllowedPaths {
         Ok(Self { roots })
     }
 
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
-    }
-
     /// Refuses a location outside every allowed directory (SQLSTATE 42501).
     pub fn check(&self, location: &str) -> Result<(), EngineError> {
         let path = local_path(location)?;

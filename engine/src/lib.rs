@@ -158,11 +158,6 @@ impl Engine {
         &self.executor
     }
 
-    /// Where external locations may point.
-    pub fn allowed_paths(&self) -> &Arc<AllowedPaths> {
-        &self.allowed
-    }
-
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -99,9 +99,8 @@ impl StartupHandler for Trust {
 
 /// The start-up handler of one connection.
 pub struct Startup {
-    /// Refuse a connection that did not negotiate TLS.
-    require_tls: bool,
     method: Method,
+    /// Whether TLS is required, and failed logins per address.
     shared: Arc<Shared>,
 }
 
@@ -128,7 +127,6 @@ impl Startup {
             }
         };
         Startup {
-            require_tls: shared.require_tls,
             method,
             shared: shared.clone(),
         }
@@ -147,31 +145,24 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // An address that failed to log in too often waits before it is heard.
-        if matches!(message, PgWireFrontendMessage::Startup(_)) {
-            let delay = self.shared.backoff.delay(client.socket_addr().ip());
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            // An address that failed to log in too often waits before it is heard.
+            let addr = client.socket_addr().ip();
+            let delay = self.shared.backoff.delay(addr);
             if !delay.is_zero() {
-                tracing::warn!(addr = %client.socket_addr().ip(), ?delay, "slowing down logins after repeated failures");
+                tracing::warn!(%addr, ?delay, "slowing down logins after repeated failures");
                 tokio::time::sleep(delay).await;
             }
-        }
-        if self.require_tls
-            && !client.is_secure()
-            && matches!(message, PgWireFrontendMessage::Startup(_))
-        {
-            let user = match &message {
-                PgWireFrontendMessage::Startup(s) => {
-                    s.parameters.get("user").cloned().unwrap_or_default()
-                }
-                _ => String::new(),
-            };
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".into(),
-                "28000".into(),
-                format!(
-                    "connection for user \"{user}\" refused: this server accepts encrypted connections only (connect with sslmode=require)"
-                ),
-            ))));
+            if self.shared.require_tls && !client.is_secure() {
+                let user = startup.parameters.get("user").map_or("", String::as_str);
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "28000".into(),
+                    format!(
+                        "connection for user \"{user}\" refused: this server accepts encrypted connections only (connect with sslmode=require)"
+                    ),
+                ))));
+            }
         }
         match &self.method {
             Method::Trust(t) => t.on_startup(client, message).await,

@@ -210,10 +210,18 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
             Arc::new(|_, rows| Ok(Arc::new(Int64Array::from(vec![None::<i64>; rows])))),
         ));
     }
+    // Texts flashsql does not keep: descriptions; the signatures of catalogued functions
+    // (psql's `\df`: the static pg_proc holds PostgreSQL's own built-ins only); and the
+    // sequence a column owns (there are no serial columns; SQLAlchemy's get_columns asks).
     for (name, arity) in [
         ("obj_description", vec![1, 2]),
         ("col_description", vec![2]),
         ("shobj_description", vec![2]),
+        ("pg_get_function_result", vec![1]),
+        ("pg_get_function_arguments", vec![1]),
+        ("pg_get_function_identity_arguments", vec![1]),
+        ("pg_get_function_sqlbody", vec![1]),
+        ("pg_get_serial_sequence", vec![2]),
     ] {
         ctx.register_udf(udf(
             name,
@@ -230,65 +238,22 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         Volatility::Stable,
         Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
     ));
-    // Every function flashsql has is on the search path (psql's `\df` filters by this).
-    ctx.register_udf(udf(
-        "pg_function_is_visible",
-        vec![TypeSignature::Any(1)],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args, rows| {
-            Ok(Arc::new(
-                (0..rows)
-                    .map(|i| (!args[0].is_null(i)).then_some(true))
-                    .collect::<BooleanArray>(),
-            ))
-        }),
-    ));
-    // Signatures of catalogued functions (psql's `\df`): the static pg_proc holds
-    // PostgreSQL's own built-ins only, whose texts are not kept.
-    for name in [
-        "pg_get_function_result",
-        "pg_get_function_arguments",
-        "pg_get_function_identity_arguments",
-    ] {
+    // Every function and type is on the search path (psql's `\df` and `\dT` filter by it).
+    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
         ctx.register_udf(udf(
             name,
             vec![TypeSignature::Any(1)],
-            DataType::Utf8,
+            DataType::Boolean,
             Volatility::Stable,
-            Arc::new(|_, rows| null_text(rows)),
+            Arc::new(|args, rows| {
+                Ok(Arc::new(
+                    (0..rows)
+                        .map(|i| (!args[0].is_null(i)).then_some(true))
+                        .collect::<BooleanArray>(),
+                ))
+            }),
         ));
     }
-    ctx.register_udf(udf(
-        "pg_get_function_sqlbody",
-        vec![TypeSignature::Any(1)],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|_, rows| null_text(rows)),
-    ));
-    // Every type is on the search path (psql's `\dT`).
-    ctx.register_udf(udf(
-        "pg_type_is_visible",
-        vec![TypeSignature::Any(1)],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args, rows| {
-            Ok(Arc::new(
-                (0..rows)
-                    .map(|i| (!args[0].is_null(i)).then_some(true))
-                    .collect::<BooleanArray>(),
-            ))
-        }),
-    ));
-    // No column owns a sequence (there are no serial columns): NULL, as PostgreSQL answers
-    // for a column without one (SQLAlchemy's get_columns asks).
-    ctx.register_udf(udf(
-        "pg_get_serial_sequence",
-        vec![TypeSignature::Any(2)],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|_, rows| null_text(rows)),
-    ));
     ctx.register_udf(udf(
         "pg_get_viewdef",
         vec![TypeSignature::Any(1), TypeSignature::Any(2)],

@@ -176,14 +176,6 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
 }
 
-/// Maps the parser's own nesting limit to the same SQLSTATE.
-pub fn is_parser_recursion_limit(e: &datafusion::sql::sqlparser::parser::ParserError) -> bool {
-    matches!(
-        e,
-        datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

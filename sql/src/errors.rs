@@ -5,6 +5,7 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use flashsql_engine::EngineError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
@@ -155,11 +156,7 @@ pub fn classify(e: &DataFusionError) -> Classified {
             .map(classify)
             .unwrap_or_else(|| c("XX000", e.to_string())),
         DataFusionError::ArrowError(a, _) => classify_arrow(a),
-        DataFusionError::SQL(p, _) if crate::complexity::is_parser_recursion_limit(p) => c(
-            "54001",
-            "statement too complex: nesting too deep for the parser",
-        ),
-        DataFusionError::SQL(p, _) => c("42601", p.to_string()),
+        DataFusionError::SQL(p, _) => classify_parser(p),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { field, .. } => {
                 let mut out = c("42703", format!("column \"{}\" does not exist", field.name));
@@ -185,6 +182,18 @@ pub fn classify(e: &DataFusionError) -> Classified {
         DataFusionError::External(inner) => classify_dyn(inner.as_ref()),
         DataFusionError::Internal(m) => c("XX000", m.clone()),
         other => c("XX000", other.strip_backtrace()),
+    }
+}
+
+/// A syntax error, or nesting deeper than the parser follows (54001, like PostgreSQL's
+/// "stack depth limit exceeded").
+fn classify_parser(e: &ParserError) -> Classified {
+    match e {
+        ParserError::RecursionLimitExceeded => c(
+            "54001",
+            "statement too complex: nesting too deep for the parser",
+        ),
+        other => c("42601", other.to_string()),
     }
 }
 
@@ -276,15 +285,10 @@ impl From<SqlError> for PgWireError {
     }
 }
 
-impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
-    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
-        if crate::complexity::is_parser_recursion_limit(&e) {
-            return SqlError::coded(
-                "54001",
-                "statement too complex: nesting too deep for the parser",
-            );
-        }
-        SqlError::syntax(e.to_string())
+impl From<ParserError> for SqlError {
+    fn from(e: ParserError) -> Self {
+        let cl = classify_parser(&e);
+        SqlError::coded(cl.code, cl.message)
     }
 }
 

@@ -46,22 +46,22 @@ use crate::session::{CopyIn, PgSession, Prepared, StatementResult};
 /// Bytes a single COPY FROM STDIN may buffer before it is refused.
 const MAX_COPY_BYTES: usize = 1 << 30;
 
+/// Why statements end when the server shuts down (57P01).
+pub const TERMINATING: &str = "terminating connection due to administrator command";
+
 /// The running statement's cancellation state.
 #[derive(Clone)]
 struct Guard {
     token: CancellationToken,
     timed_out: Arc<AtomicBool>,
-    /// The server is shutting down (shared by all of a connection's statements).
+    /// The server is shutting down: the connection's flag, seen by each of its statements.
     terminating: Arc<AtomicBool>,
 }
 
 impl Guard {
     fn error(&self) -> SqlError {
         if self.terminating.load(Ordering::SeqCst) {
-            SqlError::coded(
-                "57P01",
-                "terminating connection due to administrator command",
-            )
+            SqlError::coded("57P01", TERMINATING)
         } else if self.timed_out.load(Ordering::SeqCst) {
             SqlError::Timeout
         } else {
@@ -103,6 +103,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     session: OnceCell<Arc<PgSession>>,
     current: Mutex<Guard>,
+    /// Set when the server shuts down: this connection's statements end with 57P01.
+    terminating: Arc<AtomicBool>,
     copy: Mutex<Option<(CopyIn, Vec<u8>)>>,
     registered: Mutex<Option<i32>>,
     startup: Arc<Startup>,
@@ -111,6 +113,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
         let startup = Arc::new(Startup::new(&shared));
+        let terminating = Arc::new(AtomicBool::new(false));
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             shared,
@@ -118,8 +121,9 @@ impl Connection {
             current: Mutex::new(Guard {
                 token: CancellationToken::new(),
                 timed_out: Arc::new(AtomicBool::new(false)),
-                terminating: Arc::new(AtomicBool::new(false)),
+                terminating: terminating.clone(),
             }),
+            terminating,
             copy: Mutex::new(None),
             registered: Mutex::new(None),
             startup,
@@ -171,15 +175,10 @@ impl Connection {
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
     fn begin(&self, session: &PgSession) -> Guard {
-        let terminating = self
-            .current
-            .lock()
-            .map(|g| g.terminating.clone())
-            .unwrap_or_default();
         let guard = Guard {
             token: CancellationToken::new(),
             timed_out: Arc::new(AtomicBool::new(false)),
-            terminating,
+            terminating: self.terminating.clone(),
         };
         if let Some(timeout) = session.settings().statement_timeout() {
             let g = guard.clone();
@@ -209,10 +208,8 @@ impl Connection {
 
     /// Ends the running statement with 57P01 (the server is shutting down); later ones too.
     pub fn terminate(&self) {
-        if let Ok(cur) = self.current.lock() {
-            cur.terminating.store(true, Ordering::SeqCst);
-            cur.token.cancel();
-        }
+        self.terminating.store(true, Ordering::SeqCst);
+        self.cancel();
     }
 
     /// Turns a statement's result into a wire response. `materialise` computes the rows now
@@ -265,9 +262,6 @@ impl Connection {
                     t = t.with_rows(n as usize);
                 }
                 Ok(Response::Execution(t))
-            }
-            StatementResult::CursorDeclared(..) => {
-                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
             }
             StatementResult::TransactionStart(tag) => Ok(Response::TransactionStart(Tag::new(tag))),
             StatementResult::TransactionEnd(tag) => Ok(Response::TransactionEnd(Tag::new(tag))),
@@ -788,17 +782,15 @@ impl ErrorHandler for Classifier {
     where
         C: ClientInfo,
     {
-        if matches!(error, PgWireError::InvalidPassword(_)) {
-            self.0.backoff.failed(client.socket_addr().ip());
-        }
-        // SCRAM clients leave the user name out of their first message (it was in the
-        // start-up packet), so name the user the client logged in as.
-        if let PgWireError::InvalidPassword(name) = error
-            && name.is_empty()
-        {
-            let user = client.metadata().get("user").cloned().unwrap_or_default();
-            warn!(%user, addr = %client.socket_addr().ip(), "password authentication failed");
-            *error = PgWireError::InvalidPassword(user);
+        if let PgWireError::InvalidPassword(name) = error {
+            let addr = client.socket_addr().ip();
+            self.0.backoff.failed(addr);
+            // SCRAM clients leave the user name out of their first message (it was in the
+            // start-up packet), so name the user the client logged in as.
+            if name.is_empty() {
+                *name = client.metadata().get("user").cloned().unwrap_or_default();
+            }
+            warn!(user = %name, %addr, "password authentication failed");
         }
         if let PgWireError::ApiError(inner) = error {
             let cl = if let Some(df) = inner.downcast_ref::<DataFusionError>() {

@@ -112,10 +112,12 @@ impl PgCatalog {
                     let view = if system {
                         None
                     } else {
-                        match schema.table(&table).await? {
-                            Some(p) if p.table_type() == TableType::View => Some(
-                                p.get_table_definition()
-                                    .map(str::to_string)
+                        match schema.table_type(&table).await? {
+                            Some(TableType::View) => Some(
+                                schema
+                                    .table(&table)
+                                    .await?
+                                    .and_then(|v| v.get_table_definition().map(str::to_string))
                                     .unwrap_or_default(),
                             ),
                             Some(_) => None,

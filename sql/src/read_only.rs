@@ -11,9 +11,6 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::errors::SqlError;
 
-/// Relation functions that change stored state.
-const WRITING_FUNCTIONS: [&str; 2] = ["train_model", "drop_model"];
-
 /// What a statement writes, named as PostgreSQL's error names it; None for a read.
 pub fn writes(statement: &DFStatement) -> Option<&'static str> {
     let s = match statement {
@@ -48,7 +45,7 @@ fn calls_writing_function(s: &Statement) -> bool {
             .last()
             .and_then(|p| p.as_ident())
             .map(|i| i.value.to_ascii_lowercase());
-        if last.is_some_and(|n| WRITING_FUNCTIONS.contains(&n.as_str())) {
+        if last.is_some_and(|n| flashsql_udfs::WRITING_FUNCTIONS.contains(&n.as_str())) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

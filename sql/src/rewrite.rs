@@ -1,6 +1,7 @@
 //! Rewrites of PostgreSQL syntax that DataFusion does not plan, applied to parsed statements
 //! before planning. Client tools send these in their catalog queries (psql's `\d+` and `\du`).
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
@@ -44,12 +45,35 @@ pub fn array_subqueries(statement: &mut Statement) {
 const PSQL_TOAST_OPTIONS: &str =
     "c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)";
 
-/// Text-level rewrites of fixed client queries (applied before parsing).
-pub fn client_queries(sql: &str) -> std::borrow::Cow<'_, str> {
+/// Text-level rewrites applied before parsing: fixed client queries, and statements the SQL
+/// parser does not know in PostgreSQL's spelling.
+pub fn client_queries(sql: &str) -> Cow<'_, str> {
+    let sql = alter_view_rename(sql);
     if sql.contains(PSQL_TOAST_OPTIONS) {
-        std::borrow::Cow::Owned(sql.replace(PSQL_TOAST_OPTIONS, "CAST(NULL AS TEXT[])"))
+        Cow::Owned(sql.replace(PSQL_TOAST_OPTIONS, "CAST(NULL AS TEXT[])"))
     } else {
-        std::borrow::Cow::Borrowed(sql)
+        sql
+    }
+}
+
+/// `ALTER VIEW v RENAME TO w` is `ALTER TABLE v RENAME TO w` in PostgreSQL; the SQL parser
+/// only knows the latter.
+fn alter_view_rename(sql: &str) -> Cow<'_, str> {
+    let trimmed = sql.trim_start();
+    let upper: String = trimmed
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if upper.starts_with("ALTER VIEW") && sql.to_ascii_uppercase().contains(" RENAME TO ") {
+        let offset = sql.len() - trimmed.len();
+        let mut out = String::with_capacity(sql.len() + 1);
+        out.push_str(&sql[..offset]);
+        out.push_str("ALTER TABLE");
+        out.push_str(&trimmed["ALTER VIEW".len()..]);
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(sql)
     }
 }
 

@@ -87,6 +87,15 @@ struct Open {
     socket: std::net::TcpStream,
 }
 
+impl Open {
+    /// Tells the client why its connection ends (a FATAL error), and closes the socket.
+    fn close_with(&self, code: &str, message: &str) {
+        use std::io::Write;
+        let _ = (&self.socket).write_all(&fatal_message(code, message));
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl Server {
     pub async fn bind(engine: Arc<Engine>, config: ServerConfig) -> Result<Server, ServeError> {
         let public = !config.listen.ip().is_loopback();
@@ -152,9 +161,11 @@ impl Server {
                     }
                     let _ = socket.set_nodelay(true);
                     debug!(%peer, "connection");
-                    let (watch, keep) = match (second_handle(&socket), second_handle(&socket)) {
-                        (Ok(w), Ok(k)) => (w, k),
-                        (Err(e), _) | (_, Err(e)) => {
+                    let (watch, keep) = match second_handle(&socket)
+                        .and_then(|k| Ok((k.try_clone()?, k)))
+                    {
+                        Ok(handles) => handles,
+                        Err(e) => {
                             warn!(%peer, error = %e, "cannot watch a connection; refusing it");
                             continue;
                         }
@@ -218,11 +229,8 @@ fn ended(
             if let Some(o) = open.remove(&e.id())
                 && e.is_panic()
             {
-                use std::io::Write;
                 warn!("closing a connection after a malformed message");
-                let mut s = &o.socket;
-                let _ = s.write_all(&fatal_message("08P01", "invalid frontend message"));
-                let _ = o.socket.shutdown(std::net::Shutdown::Both);
+                o.close_with("08P01", "invalid frontend message");
             }
         }
     }
@@ -256,24 +264,14 @@ fn second_handle(socket: &tokio::net::TcpStream) -> std::io::Result<std::net::Tc
     ))
 }
 
-/// A backend ErrorResponse with severity FATAL.
+/// A backend ErrorResponse with severity FATAL, encoded by the protocol library.
 fn fatal_message(code: &str, message: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', code),
-        (b'M', message),
-    ] {
-        body.push(field);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut out = vec![b'E'];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    use pgwire::messages::Message;
+    let info = pgwire::error::ErrorInfo::new("FATAL".into(), code.into(), message.into());
+    let mut buf = bytes::BytesMut::new();
+    // A short message always fits.
+    let _ = pgwire::messages::response::ErrorResponse::from(info).encode(&mut buf);
+    buf.to_vec()
 }
 
 /// Says why a connection is not served, and closes it.
@@ -319,14 +317,7 @@ async fn terminate(open: &HashMap<tokio::task::Id, Open>) {
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let goodbye = fatal_message(
-        "57P01",
-        "terminating connection due to administrator command",
-    );
     for o in open.values() {
-        use std::io::Write;
-        let mut s = &o.socket;
-        let _ = s.write_all(&goodbye);
-        let _ = o.socket.shutdown(std::net::Shutdown::Both);
+        o.close_with("57P01", crate::handler::TERMINATING);
     }
 }

@@ -41,8 +41,15 @@ pub enum StatementResult {
     CopyIn(CopyIn),
     /// Rows to send as COPY data (`COPY … TO STDOUT`).
     CopyOut(DataFrame, CopyFormat),
-    /// A cursor was declared: its name and columns (it is also a protocol portal).
-    CursorDeclared(String, SchemaRef),
+}
+
+impl From<Output> for StatementResult {
+    fn from(output: Output) -> Self {
+        match output {
+            Output::Rows(df) => StatementResult::Rows(df),
+            Output::Command { tag, rows } => StatementResult::Command { tag, rows },
+        }
+    }
 }
 
 /// A COPY FROM STDIN waiting for its data.
@@ -181,9 +188,7 @@ impl PgSession {
             Some(statements) => statements.into_iter().collect(),
             None => self
                 .parser
-                .parse(&rewrite_alter_view_rename(&crate::rewrite::client_queries(
-                    sql,
-                )))?
+                .parse(&crate::rewrite::client_queries(sql))?
                 .into_iter()
                 .map(|s| DFStatement::Statement(Box::new(s)))
                 .collect(),
@@ -368,8 +373,7 @@ impl PgSession {
                 self.cursors
                     .declare(&name.value, df, d.hold.unwrap_or(false))
                     .await?;
-                let columns = self.cursors.schema(&name.value).await?;
-                Ok(StatementResult::CursorDeclared(name.value.clone(), columns))
+                Ok(command("DECLARE CURSOR"))
             }
             Statement::Fetch {
                 name, direction, ..
@@ -468,11 +472,7 @@ impl PgSession {
                         ));
                     }
                 };
-                let output = self.engine.create_schema(&schema, if_not_exists)?;
-                Ok(match output {
-                    Output::Command { tag, rows } => StatementResult::Command { tag, rows },
-                    Output::Rows(df) => StatementResult::Rows(df),
-                })
+                Ok(self.engine.create_schema(&schema, if_not_exists)?.into())
             }
             Statement::CreateTable(mut ct) if ct.temporary => {
                 ct.temporary = false;
@@ -500,10 +500,7 @@ impl PgSession {
             }
             None => plan,
         };
-        Ok(match self.engine.execute_plan(plan, temporary).await? {
-            Output::Rows(df) => StatementResult::Rows(df),
-            Output::Command { tag, rows } => StatementResult::Command { tag, rows },
-        })
+        Ok(self.engine.execute_plan(plan, temporary).await?.into())
     }
 
     fn set(&self, set: Set) -> Result<StatementResult, SqlError> {
@@ -801,27 +798,6 @@ fn planned_form(s: DFStatement) -> DFStatement {
             other => DFStatement::Statement(Box::new(other)),
         },
         other => other,
-    }
-}
-
-/// `ALTER VIEW v RENAME TO w` is `ALTER TABLE v RENAME TO w` in PostgreSQL; the SQL parser
-/// only knows the latter.
-fn rewrite_alter_view_rename(sql: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = sql.trim_start();
-    let upper: String = trimmed
-        .chars()
-        .take(64)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if upper.starts_with("ALTER VIEW") && sql.to_ascii_uppercase().contains(" RENAME TO ") {
-        let offset = sql.len() - trimmed.len();
-        let mut out = String::with_capacity(sql.len() + 1);
-        out.push_str(&sql[..offset]);
-        out.push_str("ALTER TABLE");
-        out.push_str(&trimmed["ALTER VIEW".len()..]);
-        std::borrow::Cow::Owned(out)
-    } else {
-        std::borrow::Cow::Borrowed(sql)
     }
 }
 

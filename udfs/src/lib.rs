@@ -24,6 +24,9 @@ use flashsql_gpu::store::ModelStore;
 /// The schema of flashsql's system tables; unqualified names find them last.
 pub const SYSTEM_SCHEMA: &str = "flashsql";
 
+/// The relation functions that change stored state (models): read-only sessions refuse them.
+pub const WRITING_FUNCTIONS: [&str; 2] = [models::train_sql::NAME, models::catalog::DROP_MODEL];
+
 /// Registers every flashsql function on a session, with `models` behind the model functions.
 pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {
     limits::register(ctx);

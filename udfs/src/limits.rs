@@ -12,8 +12,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, IntervalMonthDayNanoType};
-use datafusion::common::cast::as_int64_array;
+use datafusion::arrow::datatypes::{
+    DataType, FieldRef, Int64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    TimestampMicrosecondType,
+};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -119,54 +121,56 @@ fn count_at(a: &ArrayRef, i: usize) -> u64 {
     }
 }
 
-/// Nanoseconds an interval spans at least (a month as 28 days).
-fn interval_floor_nanos(v: &ColumnarValue, rows: usize, i: usize) -> Result<Option<i128>> {
-    let a = v.to_array(rows)?;
-    if a.is_null(i) {
-        return Ok(None);
+/// Each row's value on one scale, once per batch: integers as they are, dates and timestamps
+/// as nanoseconds since the epoch (None for NULL).
+fn points(v: &ColumnarValue, rows: usize) -> Result<Vec<Option<i128>>> {
+    let temporal = matches!(
+        v.data_type(),
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+    );
+    if !temporal {
+        let a = int64s(v, rows)?;
+        return Ok(a
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|x| x.map(i128::from))
+            .collect());
     }
-    let a = cast_with_options(
-        &a,
-        &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+    // Microseconds cover every date and timestamp without overflow.
+    let us = cast_with_options(
+        &v.to_array(rows)?,
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
         &CastOptions::default(),
     )?;
-    let x = a.as_primitive::<IntervalMonthDayNanoType>().value(i);
-    const DAY: i128 = 86_400_000_000_000;
-    Ok(Some(
-        x.months as i128 * 28 * DAY + x.days as i128 * DAY + x.nanoseconds as i128,
-    ))
+    Ok(us
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .map(|x| x.map(|us| i128::from(us) * 1000))
+        .collect())
 }
 
-/// A date or timestamp as nanoseconds since the epoch (None for NULL).
-fn instant_nanos(v: &ColumnarValue, rows: usize, i: usize) -> Result<Option<i128>> {
-    let a = v.to_array(rows)?;
-    if a.is_null(i) {
-        return Ok(None);
+/// Each row's step on the scale of [`points`]: integers as they are, intervals as the
+/// nanoseconds they span at least (a month as 28 days).
+fn steps(v: &ColumnarValue, rows: usize) -> Result<Vec<Option<i128>>> {
+    if !matches!(v.data_type(), DataType::Interval(_)) {
+        return points(v, rows);
     }
-    let ns = cast_with_options(
-        &a,
-        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+    let a = cast_with_options(
+        &v.to_array(rows)?,
+        &DataType::Interval(IntervalUnit::MonthDayNano),
         &CastOptions::default(),
-    );
-    Ok(match ns {
-        Ok(ns) => Some(
-            ns.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
-                .value(i) as i128,
-        ),
-        // Out of the nanosecond range: count in microseconds instead (a coarser floor).
-        Err(_) => {
-            let us = cast_with_options(
-                &a,
-                &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
-                &CastOptions::default(),
-            )?;
-            Some(
-                us.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                    .value(i) as i128
-                    * 1000,
-            )
-        }
-    })
+    )?;
+    const DAY: i128 = 86_400_000_000_000;
+    Ok(a.as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|x| {
+            x.map(|x| {
+                i128::from(x.months) * 28 * DAY
+                    + i128::from(x.days) * DAY
+                    + i128::from(x.nanoseconds)
+            })
+        })
+        .collect())
 }
 
 impl SizeLimited {
@@ -195,6 +199,8 @@ impl SizeLimited {
         })
     }
 
+    /// `range`/`generate_series`: (stop − start) / step + 1 elements per row; without a
+    /// step, 1 (or a day for dates and timestamps); `range(stop)` counts from 0.
     fn series_bytes(
         &self,
         args: &[ColumnarValue],
@@ -202,64 +208,32 @@ impl SizeLimited {
         stop: &ColumnarValue,
         rows: usize,
     ) -> Result<u64> {
-        // range(stop) alone counts from 0.
         if args.len() == 1 {
             let stops = int64s(start, rows)?;
             return Ok(total(rows, |i| count_at(&stops, i).saturating_mul(8)));
         }
-        let mut bytes = 0u64;
-        let temporal = matches!(
-            start.data_type(),
-            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
-        );
-        let (starts, stops, steps) = if temporal {
-            (None, None, None)
-        } else {
-            (
-                Some(int64s(start, rows)?),
-                Some(int64s(stop, rows)?),
-                args.get(2).map(|s| int64s(s, rows)).transpose()?,
-            )
+        let (starts, stops) = (points(start, rows)?, points(stop, rows)?);
+        let default_step = match start.data_type() {
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => 86_400_000_000_000,
+            _ => 1,
         };
-        for i in 0..rows {
-            let (span, step) = if temporal {
-                let (Some(a), Some(b)) = (
-                    instant_nanos(start, rows, i)?,
-                    instant_nanos(stop, rows, i)?,
-                ) else {
-                    continue;
-                };
-                let step = match args.get(2) {
-                    Some(s) => interval_floor_nanos(s, rows, i)?.unwrap_or(0),
-                    None => 86_400_000_000_000,
-                };
-                (b - a, step)
-            } else {
-                let (Some(a), Some(b)) = (&starts, &stops) else {
-                    continue;
-                };
-                let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
-                if a.is_null(i) || b.is_null(i) {
-                    continue;
-                }
-                let step = match &steps {
-                    Some(s) => {
-                        let s = as_int64_array(s)?;
-                        if s.is_null(i) { 0 } else { s.value(i) as i128 }
-                    }
-                    None => 1,
-                };
-                (b.value(i) as i128 - a.value(i) as i128, step)
+        let steps = match args.get(2) {
+            Some(s) => steps(s, rows)?,
+            None => vec![Some(default_step); rows],
+        };
+        Ok(total(rows, |i| {
+            let (Some(a), Some(b), Some(step)) = (starts[i], stops[i], steps[i]) else {
+                return 0;
             };
-            // A zero step or one pointing away from `stop` is the function's own error or empty.
+            let span = b - a;
+            // A zero step, or one pointing away from `stop`, is the function's own error or
+            // an empty list.
             if step == 0 || (span > 0) != (step > 0) {
-                continue;
+                return 0;
             }
             let count = (span / step).unsigned_abs().saturating_add(1);
-            bytes =
-                bytes.saturating_add(u64::try_from(count).unwrap_or(u64::MAX).saturating_mul(8));
-        }
-        Ok(bytes)
+            u64::try_from(count).unwrap_or(u64::MAX).saturating_mul(8)
+        }))
     }
 }
 

@@ -272,11 +272,6 @@ pub type Emit<'a> = dyn FnMut(RecordBatch) -> Result<()> + 'a;
 pub struct Cancellation(Arc<dyn Fn() -> bool + Send + Sync>);
 
 impl Cancellation {
-    /// Never cancelled (for tests and direct calls).
-    pub fn never() -> Self {
-        Cancellation(Arc::new(|| false))
-    }
-
     pub fn is_cancelled(&self) -> bool {
         (self.0)()
     }

@@ -118,6 +118,9 @@ impl TableProvider for ModelsTable {
     }
 }
 
+/// The SQL name of [`DropModel`].
+pub const DROP_MODEL: &str = "drop_model";
+
 /// `drop_model(name [, version])`: deletes one version or all; one row per deleted version.
 #[derive(Debug)]
 pub struct DropModel {
@@ -126,7 +129,7 @@ pub struct DropModel {
 
 impl RelationFunction for DropModel {
     fn name(&self) -> &'static str {
-        "drop_model"
+        DROP_MODEL
     }
 
     fn usage(&self) -> &'static str {

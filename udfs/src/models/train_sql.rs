@@ -23,7 +23,8 @@ use super::features::{
 use crate::error::{FunctionError, row_error};
 use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
 
-const NAME: &str = "train_model";
+/// The SQL name of [`TrainModel`].
+pub const NAME: &str = "train_model";
 const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
