@@ -5,8 +5,11 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, Int64Builder, ListBuilder, StringArray,
+    StructBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Int64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -201,7 +204,7 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         }),
     ));
     // Sizes of relations: not tracked per OID, reported as unknown rather than invented.
-    for name in ["pg_table_size", "pg_indexes_size"] {
+    for name in ["pg_table_size", "pg_indexes_size", "pg_database_size"] {
         ctx.register_udf(udf(
             name,
             vec![TypeSignature::Any(1)],
@@ -212,7 +215,8 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
     }
     // Texts flashsql does not keep: descriptions; the signatures of catalogued functions
     // (psql's `\df`: the static pg_proc holds PostgreSQL's own built-ins only); and the
-    // sequence a column owns (there are no serial columns; SQLAlchemy's get_columns asks).
+    // sequence a column owns (there are no serial columns; SQLAlchemy's get_columns asks);
+    // index definitions (flashsql tables have no indexes; pgjdbc's getIndexInfo asks).
     for (name, arity) in [
         ("obj_description", vec![1, 2]),
         ("col_description", vec![2]),
@@ -222,6 +226,7 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         ("pg_get_function_identity_arguments", vec![1]),
         ("pg_get_function_sqlbody", vec![1]),
         ("pg_get_serial_sequence", vec![2]),
+        ("pg_get_indexdef", vec![1, 3]),
     ] {
         ctx.register_udf(udf(
             name,
@@ -255,6 +260,33 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         ));
     }
     ctx.register_udf(udf(
+        "json_build_object",
+        vec![TypeSignature::VariadicAny, TypeSignature::Nullary],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(json_build_object),
+    ));
+    ctx.register_udf(udf(
+        "pg_collation_is_visible",
+        vec![TypeSignature::Any(1)],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args, rows| {
+            Ok(Arc::new(
+                (0..rows)
+                    .map(|i| (!args[0].is_null(i)).then_some(true))
+                    .collect::<BooleanArray>(),
+            ))
+        }),
+    ));
+    ctx.register_udf(udf(
+        EXPANDARRAY,
+        vec![TypeSignature::Any(1)],
+        expandarray_type(),
+        Volatility::Immutable,
+        Arc::new(|args, _| expand_array(&args[0])),
+    ));
+    ctx.register_udf(udf(
         "pg_get_viewdef",
         vec![TypeSignature::Any(1), TypeSignature::Any(2)],
         DataType::Utf8,
@@ -263,9 +295,172 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
     ));
 }
 
+/// The name under which `information_schema._pg_expandarray` is planned (see
+/// `rewrite::client_expressions`).
+pub const EXPANDARRAY: &str = "_pg_expandarray";
+
+/// `_pg_expandarray`'s rows, as one list per input row: each element with its 1-based
+/// position, the `(x, n)` records PostgreSQL's set-returning function yields.
+fn expandarray_type() -> DataType {
+    DataType::new_list(DataType::Struct(expandarray_fields()), true)
+}
+
+fn expandarray_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("n", DataType::Int64, false),
+    ])
+}
+
+/// An array given as a list or, for `int2vector` columns (`pg_index.indkey`), as the text
+/// PostgreSQL prints for it (`"1 2"`).
+fn expand_array(input: &ArrayRef) -> Result<ArrayRef> {
+    let elements = |i: usize| -> Result<Option<Vec<Option<i64>>>> {
+        if input.is_null(i) {
+            return Ok(None);
+        }
+        match input.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let text = datafusion::arrow::compute::cast(&input.slice(i, 1), &DataType::Utf8)?;
+                let text = text.as_string::<i32>().value(0).to_string();
+                text.split_whitespace()
+                    .map(|t| {
+                        t.parse::<i64>().map(Some).map_err(|_| {
+                            DataFusionError::Execution(format!(
+                                "invalid input syntax for type int2vector: \"{text}\""
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            }
+            DataType::List(_) | DataType::LargeList(_) => {
+                let list = datafusion::arrow::compute::cast(
+                    &input.slice(i, 1),
+                    &DataType::new_list(DataType::Int64, true),
+                )?;
+                let values = list.as_list::<i32>().value(0);
+                Ok(Some(values.as_primitive::<Int64Type>().iter().collect()))
+            }
+            other => Err(DataFusionError::Plan(format!(
+                "function {EXPANDARRAY}({other}) does not exist"
+            ))),
+        }
+    };
+    let mut builder =
+        ListBuilder::new(StructBuilder::from_fields(expandarray_fields(), 0)).with_field(Arc::new(
+            Field::new_list_field(DataType::Struct(expandarray_fields()), true),
+        ));
+    for i in 0..input.len() {
+        match elements(i)? {
+            None => builder.append(false),
+            Some(values) => {
+                let record = builder.values();
+                for (n, x) in values.into_iter().enumerate() {
+                    record
+                        .field_builder::<Int64Builder>(0)
+                        .ok_or_else(|| DataFusionError::Internal("x builder".into()))?
+                        .append_option(x);
+                    record
+                        .field_builder::<Int64Builder>(1)
+                        .ok_or_else(|| DataFusionError::Internal("n builder".into()))?
+                        .append_value(n as i64 + 1);
+                    record.append(true);
+                }
+                builder.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// PostgreSQL's `json_build_object(key, value, …)`, as text in PostgreSQL's layout
+/// (`{"a" : 1, "b" : "x"}`). SQLAlchemy's column reflection builds one per column.
+fn json_build_object(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    if !args.len().is_multiple_of(2) {
+        return Err(DataFusionError::External(Box::new(
+            crate::errors::SqlError::coded(
+                "22023",
+                "argument list must have even number of elements",
+            ),
+        )));
+    }
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let mut members = Vec::with_capacity(args.len() / 2);
+        for pair in args.chunks(2) {
+            let key = ScalarValue::try_from_array(&pair[0], row)?;
+            if key.is_null() {
+                return Err(DataFusionError::External(Box::new(
+                    crate::errors::SqlError::coded(
+                        "22004",
+                        "null value not allowed for object key",
+                    ),
+                )));
+            }
+            let key = scalar_text(&key);
+            let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
+            members.push(format!("{} : {value}", serde_json::Value::String(key)));
+        }
+        out.push(format!("{{{}}}", members.join(", ")));
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+/// A value as text, without the quotes `ScalarValue`'s display puts on strings.
+fn scalar_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value as JSON: numbers and booleans as themselves, NULL as null, the rest as strings.
+fn json_value(v: &ScalarValue) -> String {
+    if v.is_null() {
+        return "null".into();
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        ScalarValue::Float32(Some(f)) if f.is_finite() => v.to_string(),
+        ScalarValue::Float64(Some(f)) if f.is_finite() => v.to_string(),
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_)
+        | ScalarValue::UInt64(_)
+        | ScalarValue::Decimal128(..) => v.to_string(),
+        other => serde_json::Value::String(scalar_text(other)).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_build_object_matches_postgres_layout() {
+        use datafusion::arrow::array::{Float64Array, Int64Array};
+        let args: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["a", "a"])),
+            Arc::new(Int64Array::from(vec![Some(1), None])),
+            Arc::new(StringArray::from(vec!["b\"q", "b\"q"])),
+            Arc::new(StringArray::from(vec![Some("x"), Some("y\n")])),
+            Arc::new(StringArray::from(vec!["c", "c"])),
+            Arc::new(Float64Array::from(vec![0.5, f64::NAN])),
+        ];
+        let out = json_build_object(&args, 2).expect("builds");
+        let out = out.as_string::<i32>();
+        // psql: SELECT json_build_object('a', 1, 'b"q', 'x', 'c', 0.5::float8);
+        assert_eq!(out.value(0), r#"{"a" : 1, "b\"q" : "x", "c" : 0.5}"#);
+        assert_eq!(out.value(1), r#"{"a" : null, "b\"q" : "y\n", "c" : "NaN"}"#);
+        assert!(json_build_object(&args[..3], 2).is_err());
+    }
 
     #[test]
     fn size_pretty_matches_postgres() {

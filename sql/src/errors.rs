@@ -170,6 +170,19 @@ pub fn classify(e: &DataFusionError) -> Classified {
             SchemaError::DuplicateQualifiedField { .. }
             | SchemaError::DuplicateUnqualifiedField { .. } => c("42701", e.strip_backtrace()),
         },
+        // A correlated subquery DataFusion could not turn into a join.
+        DataFusionError::Internal(m)
+        | DataFusionError::Plan(m)
+        | DataFusionError::NotImplemented(m)
+            if m.contains("does not support logical expression ScalarSubquery")
+                || m.contains("does not support logical expression Exists")
+                || m.contains("does not support logical expression InSubquery") =>
+        {
+            c(
+                "0A000",
+                "this correlated subquery is not supported: write it as a join",
+            )
+        }
         DataFusionError::Plan(m) => classify_plan(m),
         DataFusionError::NotImplemented(m) => c("0A000", m.clone()),
         DataFusionError::ResourcesExhausted(m) => c("53200", format!("out of memory: {m}")),
@@ -245,6 +258,11 @@ fn classify_execution(m: &str) -> Classified {
         c("22003", m.to_string())
     } else if lower.contains("non-nullable") {
         c("23502", m.to_string())
+    } else if lower.contains("scalar subquery returned more than one row") {
+        c(
+            "21000",
+            "more than one row returned by a subquery used as an expression",
+        )
     } else if lower.contains("already exists") {
         c("42P07", m.to_string())
     } else {

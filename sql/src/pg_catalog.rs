@@ -11,14 +11,18 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, MemTable, SchemaProvider, TableProvider};
-use datafusion::datasource::TableType;
+use datafusion::datasource::{TableType, ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+
+use crate::settings::Settings;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
@@ -74,12 +78,15 @@ impl CatalogInfo for SessionCatalogs {
 
 /// `pg_catalog` with `pg_tables` and `pg_views` that tell tables from views: the library's
 /// `pg_tables` lists every relation and its `pg_views` is empty, so dbt took a view model
-/// for a table and dropped it with `DROP TABLE` on the next run. Everything else is the
-/// library's.
+/// for a table and dropped it with `DROP TABLE` on the next run. `pg_settings` lists the
+/// session's parameters (pgjdbc reads `max_index_keys` there); `pg_index` and
+/// `pg_constraint` are empty, as flashsql has neither. Everything else is the library's.
 #[derive(Debug)]
 struct PgCatalog {
     inner: Arc<dyn SchemaProvider>,
     catalogs: SessionCatalogs,
+    /// The session's parameters, listed by `pg_settings` (the library's lists one).
+    settings: Arc<Settings>,
 }
 
 /// One relation as `pg_tables`/`pg_views` list it.
@@ -201,6 +208,127 @@ impl PgCatalog {
     }
 }
 
+/// Columns of `pg_index` and `pg_constraint` that PostgreSQL types as arrays of smallint
+/// (the library keeps them as text, which clients cannot subscript).
+const SMALLINT_ARRAYS: [&str; 6] = [
+    "indkey",
+    "indcollation",
+    "indclass",
+    "indoption",
+    "conkey",
+    "confkey",
+];
+
+impl PgCatalog {
+    /// `pg_index` or `pg_constraint` without rows: flashsql tables have no indexes and no
+    /// constraints (the library lists PostgreSQL's own, for tables that do not exist here),
+    /// with array columns typed as PostgreSQL types them, so that pgjdbc's `getIndexInfo`
+    /// and `getImportedKeys` (`con.conkey[pos.n]`) plan and answer "none".
+    async fn without_rows(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(inner) = self.inner.table(name).await? else {
+            return Ok(None);
+        };
+        let fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                if SMALLINT_ARRAYS.contains(&f.name().as_str()) {
+                    Field::new(f.name(), DataType::new_list(DataType::Int16, true), true)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?)))
+    }
+
+    /// `pg_class` with `reloptions` (storage options, none here) and `relacl`, which the
+    /// library lacks and SQLAlchemy's index reflection and psql's `\\dp` read.
+    async fn pg_class(&self) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(inner) = self.inner.table("pg_class").await? else {
+            return Ok(None);
+        };
+        let missing: Vec<(&str, DataType)> = [
+            ("reloptions", DataType::new_list(DataType::Utf8, true)),
+            // Access privileges, as text like the library's other ACL columns.
+            ("relacl", DataType::Utf8),
+        ]
+        .into_iter()
+        .filter(|(name, _)| inner.schema().column_with_name(name).is_none())
+        .collect();
+        if missing.is_empty() {
+            return Ok(Some(inner));
+        }
+        let scan =
+            LogicalPlanBuilder::scan("pg_class", provider_as_source(inner), None)?.build()?;
+        let mut columns: Vec<Expr> = scan
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        for (name, data_type) in missing {
+            columns.push(Expr::Literal(ScalarValue::try_from(data_type)?, None).alias(name));
+        }
+        let plan = LogicalPlanBuilder::from(scan).project(columns)?.build()?;
+        Ok(Some(Arc::new(ViewTable::new(plan, None))))
+    }
+
+    fn pg_settings(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows = self.settings.all();
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let schema = Arc::new(Schema::new(vec![
+            text("name"),
+            text("setting"),
+            text("unit"),
+            text("category"),
+            text("short_desc"),
+            text("extra_desc"),
+            text("context"),
+            text("vartype"),
+            text("source"),
+            text("min_val"),
+            text("max_val"),
+            text("enumvals"),
+            text("boot_val"),
+            text("reset_val"),
+            text("sourcefile"),
+            Field::new("sourceline", DataType::Int32, true),
+            Field::new("pending_restart", DataType::Boolean, true),
+        ]));
+        type Row = (String, String, String);
+        let col = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let none = || col(&|_| None);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                col(&|(name, _, _)| Some(name.clone())),
+                col(&|(_, setting, _)| Some(setting.clone())),
+                none(),
+                none(),
+                col(&|(_, _, description)| Some(description.clone())),
+                none(),
+                col(&|_| Some("user".into())),
+                col(&|_| Some("string".into())),
+                col(&|_| Some("session".into())),
+                none(),
+                none(),
+                none(),
+                none(),
+                none(),
+                none(),
+                Arc::new(Int32Array::from(vec![None; rows.len()])),
+                Arc::new(BooleanArray::from(vec![false; rows.len()])),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
@@ -211,6 +339,9 @@ impl SchemaProvider for PgCatalog {
         match name.to_ascii_lowercase().as_str() {
             "pg_tables" => Ok(Some(self.pg_tables().await?)),
             "pg_views" => Ok(Some(self.pg_views().await?)),
+            "pg_settings" => Ok(Some(self.pg_settings()?)),
+            "pg_index" | "pg_constraint" => self.without_rows(name).await,
+            "pg_class" => self.pg_class().await,
             _ => self.inner.table(name).await,
         }
     }
@@ -232,7 +363,7 @@ fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
 
 /// Registers `pg_catalog` and PostgreSQL's catalog functions in `ctx`, whose catalog
 /// `database` must exist.
-pub fn setup(ctx: &SessionContext, database: &str) -> Result<()> {
+pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> Result<()> {
     let static_tables = static_tables()?;
     let catalogs = SessionCatalogs(Arc::downgrade(ctx.state().catalog_list()));
     let schema = Arc::new(PgCatalog {
@@ -242,6 +373,7 @@ pub fn setup(ctx: &SessionContext, database: &str) -> Result<()> {
             EmptyContextProvider,
         )?),
         catalogs,
+        settings,
     });
     ctx.catalog(database)
         .ok_or_else(|| {
@@ -310,7 +442,7 @@ mod tests {
         let mut config = EngineConfig::new(dir.path().join("data"));
         config.seed_world = None;
         let engine = Engine::open(config).await.expect("engine");
-        let parser = Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new());
+        let parser = Arc::new(crate::parser::CompatParser::new());
         let session = PgSession::new(&engine, parser, "flashsql", None).expect("session");
         for statement in session
             .parse("SELECT count(*) FROM pg_catalog.pg_class")

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Statement,
-    visit_expressions_mut,
+    AccessExpr, BinaryOperator, CastKind, DataType, Expr, FunctionArguments, GroupByExpr, Ident,
+    ObjectName, Query, SelectItem, SetExpr, Statement, Value, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -39,6 +39,168 @@ pub fn array_subqueries(statement: &mut Statement) {
     });
 }
 
+/// Client catalog queries' PostgreSQL forms in DataFusion's terms — two that pgjdbc's
+/// `getPrimaryKeys`/`getIndexInfo` use, and `pg_get_serial_sequence` (SQLAlchemy):
+/// - `information_schema._pg_expandarray(a)`, a set-returning function in the select list,
+///   becomes `unnest(_pg_expandarray(a))` (DataFusion zips several `unnest`s in one select
+///   list, as PostgreSQL does with several set-returning functions);
+/// - a record's field, `(expr).name`, becomes DataFusion's `(expr)['name']`;
+/// - `generate_subscripts(a, 1)` becomes `unnest(generate_series(1, cardinality(a)))`;
+/// - `pg_get_serial_sequence(…)` becomes the NULL it always is here.
+pub fn client_expressions(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |e| {
+        match e {
+            // The compatibility parser has already dropped the `information_schema.` prefix.
+            Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case(crate::compat::EXPANDARRAY)) =>
+            {
+                let mut inner = f.clone();
+                inner.name = ObjectName::from(vec![Ident::new(crate::compat::EXPANDARRAY)]);
+                if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&format!("unnest({inner})"))
+                    .and_then(|mut p| p.parse_expr())
+                {
+                    *e = rewritten;
+                }
+            }
+            // `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's primary keys): the
+            // positions 1..n, which DataFusion zips with the elements as PostgreSQL does.
+            Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_subscripts")) =>
+            {
+                if let FunctionArguments::List(list) = &f.args
+                    && let Some(array) = list.args.first()
+                    && let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(&format!("unnest(generate_series(1, cardinality({array})))"))
+                        .and_then(|mut p| p.parse_expr())
+                {
+                    *e = rewritten;
+                }
+            }
+            // `LIKE 'pg!_%' ESCAPE '!'` (SQLAlchemy's schema names): DataFusion escapes with
+            // a backslash only, so a literal pattern is rewritten to backslash escapes.
+            Expr::Like {
+                pattern,
+                escape_char,
+                ..
+            }
+            | Expr::ILike {
+                pattern,
+                escape_char,
+                ..
+            } => {
+                if let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
+                    && literal_text(pattern)
+                {
+                    let _ = visit_expressions_mut(pattern.as_mut(), |p| {
+                        if let Expr::Value(v) = p
+                            && let Value::SingleQuotedString(text) = &v.value
+                        {
+                            v.value = Value::SingleQuotedString(backslash_escaped(text, escape));
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                    *escape_char = None;
+                }
+            }
+            // No column owns a sequence here, so the sequence of any is NULL. Written as the
+            // constant it is, the expression around it (SQLAlchemy casts it to `regclass`, a
+            // lookup in pg_class) no longer reads the outer row, and its subquery plans.
+            Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_get_serial_sequence")) =>
+            {
+                *e = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(Expr::value(Value::Null)),
+                    data_type: DataType::Text,
+                    array: false,
+                    format: None,
+                };
+            }
+            // Only a parenthesised root: `t.col[1]` is a column, not a record's field.
+            Expr::CompoundFieldAccess { root, access_chain }
+                if matches!(root.as_ref(), Expr::Nested(_)) =>
+            {
+                for access in access_chain {
+                    if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                        // Unquoted names fold to lower case, as everywhere else.
+                        let name = match field.quote_style {
+                            Some(_) => field.value.clone(),
+                            None => field.value.to_lowercase(),
+                        };
+                        *access = AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)));
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Whether an expression is string literals joined with `||` (SQLAlchemy sends
+/// `'pg/_' || '%'`), whose escapes can be rewritten.
+fn literal_text(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => matches!(v.value, Value::SingleQuotedString(_)),
+        Expr::Nested(inner) => literal_text(inner),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::StringConcat,
+            right,
+        } => literal_text(left) && literal_text(right),
+        _ => false,
+    }
+}
+
+/// The character of a one-character string literal.
+fn single_char(v: &Value) -> Option<char> {
+    match v {
+        Value::SingleQuotedString(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Some(c),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A LIKE pattern escaped with `escape` rewritten to escape with a backslash.
+fn backslash_escaped(pattern: &str, escape: char) -> String {
+    if escape == '\\' {
+        return pattern.to_string();
+    }
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            out.push('\\');
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// psql's `\d+` appends a table's TOAST options to its own with a lateral `unnest`, which
 /// DataFusion cannot plan; flashsql tables have no storage options (nor TOAST tables), so the
 /// list is empty.
@@ -48,13 +210,40 @@ const PSQL_TOAST_OPTIONS: &str =
 /// Text-level rewrites applied before parsing: fixed client queries, and statements the SQL
 /// parser does not know in PostgreSQL's spelling.
 pub fn client_queries(sql: &str) -> Cow<'_, str> {
-    let sql = alter_view_rename(sql);
-    if sql.contains(PSQL_TOAST_OPTIONS) {
-        Cow::Owned(sql.replace(PSQL_TOAST_OPTIONS, "CAST(NULL AS TEXT[])"))
-    } else {
-        sql
+    let mut sql = alter_view_rename(sql);
+    for (fragment, replacement) in FIXED_FRAGMENTS {
+        if sql.contains(fragment) {
+            sql = Cow::Owned(sql.replace(fragment, replacement));
+        }
     }
+    // psql's `\dn+`, `\df+`, `\dp`, `\l+` join access-control lists into text; the catalog
+    // keeps them as text already (and they are empty).
+    if sql.contains("array_to_string(") {
+        for column in ACL_COLUMNS {
+            let fragment = format!("pg_catalog.array_to_string({column}, E'\\n')");
+            if sql.contains(&fragment) {
+                sql = Cow::Owned(sql.replace(&fragment, column));
+            }
+        }
+    }
+    sql
 }
+
+/// Access-control list columns as psql's catalog queries name them.
+const ACL_COLUMNS: [&str; 6] = [
+    "n.nspacl", "p.proacl", "c.relacl", "d.datacl", "l.lanacl", "t.typacl",
+];
+
+/// Fragments of fixed client queries and what they become.
+const FIXED_FRAGMENTS: [(&str, &str); 2] = [
+    (PSQL_TOAST_OPTIONS, "CAST(NULL AS TEXT[])"),
+    // pgjdbc's type cache compares `pg_type.typinput` with a `regproc`; the catalog holds
+    // input functions by name, so compare names.
+    (
+        "typinput='pg_catalog.array_in'::regproc",
+        "typinput='array_in'",
+    ),
+];
 
 /// `ALTER VIEW v RENAME TO w` is `ALTER TABLE v RENAME TO w` in PostgreSQL; the SQL parser
 /// only knows the latter.
@@ -110,6 +299,39 @@ fn aggregated_in_place(q: &Query) -> Option<Query> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_returning_calls_and_record_fields() {
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT (information_schema._pg_expandarray(i.indkey)).n AS seq, \
+             (r.KEYS).x, (r.k).\"X\", con.conkey[pos.n] FROM t",
+        )
+        .expect("parses")
+        .remove(0);
+        client_expressions(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT (unnest(_pg_expandarray(i.indkey))).'n' AS seq, (r.KEYS).'x', (r.k).'X', con.conkey[pos.n] FROM t"
+        );
+    }
+
+    #[test]
+    fn like_escapes_become_backslashes() {
+        assert_eq!(backslash_escaped("pg!_%", '!'), "pg\\_%");
+        assert_eq!(backslash_escaped("a\\b!!c", '!'), "a\\\\b\\!c");
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT n FROM t WHERE n NOT LIKE 'pg!_%' ESCAPE '!' AND m LIKE 'a/_' || '%' ESCAPE '/'",
+        )
+        .expect("parses")
+        .remove(0);
+        client_expressions(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT n FROM t WHERE n NOT LIKE 'pg\\_%' AND m LIKE 'a\\_' || '%'"
+        );
+    }
 
     #[test]
     fn array_subqueries_become_aggregates() {

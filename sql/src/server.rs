@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use flashsql_engine::Engine;
 use pgwire::api::RandomPidSecretKeyGenerator;
 use tokio::net::TcpListener;
@@ -18,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::ScramSecret;
 use crate::handler::{CancelRegistry, Connection, Handlers};
+use crate::parser::CompatParser;
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct Shared {
     /// Failed logins per address (password guessing is slowed down).
     pub backoff: crate::auth_backoff::AuthBackoff,
     pub engine: Arc<Engine>,
-    pub parser: Arc<PostgresCompatibilityParser>,
+    pub parser: Arc<CompatParser>,
     pub secret: Option<ScramSecret>,
     pub pids: Arc<RandomPidSecretKeyGenerator>,
     pub cancels: CancelRegistry,
@@ -120,7 +120,7 @@ impl Server {
             require_tls: public && tls.is_some() && !config.allow_insecure,
             backoff: Default::default(),
             engine,
-            parser: Arc::new(PostgresCompatibilityParser::new()),
+            parser: Arc::new(CompatParser::new()),
             secret: config.password.as_deref().map(ScramSecret::new),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             cancels: CancelRegistry::default(),

@@ -16,13 +16,13 @@ use datafusion::sql::sqlparser::ast::{
     ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use flashsql_engine::{Engine, Output};
 
 use crate::compat;
 use crate::copy::CopyFormat;
 use crate::cursors::{Cursors, fetch_count};
 use crate::errors::SqlError;
+use crate::parser::CompatParser;
 use crate::settings::{Settings, canonical};
 
 /// What one statement produced.
@@ -76,7 +76,7 @@ pub struct Prepared {
 /// One client's session.
 pub struct PgSession {
     engine: flashsql_engine::Session,
-    parser: Arc<PostgresCompatibilityParser>,
+    parser: Arc<CompatParser>,
     settings: Arc<Settings>,
     cursors: Cursors,
 }
@@ -132,14 +132,14 @@ fn set_value_text(values: &[SqlExpr]) -> String {
 impl PgSession {
     pub fn new(
         engine: &Engine,
-        parser: Arc<PostgresCompatibilityParser>,
+        parser: Arc<CompatParser>,
         user: &str,
         application_name: Option<&str>,
     ) -> Result<Self, SqlError> {
         let session = engine.new_session()?;
         let database = session.database().to_string();
-        crate::pg_catalog::setup(session.ctx(), &database)?;
         let settings = Arc::new(Settings::new(user, application_name));
+        crate::pg_catalog::setup(session.ctx(), &database, settings.clone())?;
         compat::register(session.ctx(), settings.clone());
         Ok(Self {
             engine: session,
@@ -200,6 +200,7 @@ impl PgSession {
         for s in &mut statements {
             if let DFStatement::Statement(s) = s {
                 crate::rewrite::array_subqueries(s);
+                crate::rewrite::client_expressions(s);
             }
         }
         Ok(statements)
@@ -229,7 +230,8 @@ impl PgSession {
 
     async fn plan_df(&self, statement: DFStatement) -> Result<LogicalPlan, SqlError> {
         let state = self.engine.ctx().state();
-        Ok(state.statement_to_plan(statement).await?)
+        let plan = state.statement_to_plan(statement).await?;
+        Ok(crate::scalar_subquery::aggregate_correlated(plan)?)
     }
 
     /// Describes a statement for the extended protocol: parameter and result types.

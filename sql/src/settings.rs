@@ -15,6 +15,11 @@ fn defaults() -> Vec<(&'static str, String, &'static str)> {
             "Sets the application name.",
         ),
         (
+            "block_size",
+            "8192".into(),
+            "Shows the size of a disk block.",
+        ),
+        (
             "client_encoding",
             "UTF8".into(),
             "Sets the client's character set encoding.",
@@ -73,6 +78,16 @@ fn defaults() -> Vec<(&'static str, String, &'static str)> {
             "lc_messages",
             "C".into(),
             "Sets the language in which messages are displayed.",
+        ),
+        (
+            "max_function_args",
+            "100".into(),
+            "Shows the maximum number of function arguments.",
+        ),
+        (
+            "max_index_keys",
+            "32".into(),
+            "Shows the maximum number of index keys.",
         ),
         (
             "max_identifier_length",

@@ -51,3 +51,86 @@ fn psycopg() {
     );
     assert!(stdout.contains("psycopg: ok"), "{stdout}");
 }
+
+/// psycopg2, SQLAlchemy 2's engine and inspector, and pandas' read_sql/to_sql.
+#[test]
+fn sqlalchemy_and_pandas() {
+    if !python_has("sqlalchemy") || !python_has("pandas") || !python_has("psycopg2") {
+        return;
+    }
+    let server = TestServer::start();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sqlalchemy_client.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env(
+            "FLASHSQL_URL",
+            format!(
+                "postgresql+psycopg2://flashsql@{}:{}/flashsql",
+                server.addr.ip(),
+                server.addr.port()
+            ),
+        )
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SQLAlchemy script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("sqlalchemy: ok"), "{stdout}");
+}
+
+/// Where pgjdbc's jar is (Debian's libpostgresql-jdbc-java), if it and a JDK are installed.
+fn pgjdbc_jar() -> Option<PathBuf> {
+    let jar = std::env::var_os("FLASHSQL_PGJDBC_JAR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/java/postgresql.jar"));
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if java && jar.exists() {
+        return Some(jar);
+    }
+    assert!(
+        std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
+        "java and pgjdbc ({}) are required (FLASHSQL_REQUIRE_CLIENTS is set) but missing",
+        jar.display()
+    );
+    eprintln!(
+        "SKIPPED: java or pgjdbc missing; apt install libpostgresql-jdbc-java to run this test"
+    );
+    None
+}
+
+/// pgjdbc: prepared statements past prepareThreshold (binary), fetch-size reads inside a
+/// transaction, numeric and timestamp round trips, and the DatabaseMetaData calls BI tools
+/// make (getTables/getColumns/getPrimaryKeys/getImportedKeys/getIndexInfo/getTypeInfo).
+#[test]
+fn jdbc() {
+    let Some(jar) = pgjdbc_jar() else {
+        return;
+    };
+    let server = TestServer::start();
+    let program = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/JdbcClient.java");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(&jar)
+        .arg(&program)
+        .arg(format!(
+            "jdbc:postgresql://{}:{}/flashsql",
+            server.addr.ip(),
+            server.addr.port()
+        ))
+        .output()
+        .expect("java runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "JDBC program failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("jdbc: ok"), "{stdout}");
+}

@@ -141,6 +141,10 @@ fn psql_browsing_commands_run_without_errors() {
         "\\dx",
         "\\di",
         "\\ds",
+        "\\dn+",
+        "\\df+ version",
+        "\\dT",
+        "\\l+",
     ] {
         psql(&server, command);
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use flashsql_engine::{Engine, EngineConfig};
+use flashsql_sql::parser::CompatParser;
 use flashsql_sql::{PgSession, SqlError, StatementResult};
 use futures::StreamExt;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
@@ -133,7 +133,7 @@ async fn sql_logic_tests() {
         let mut config = EngineConfig::new(tmp.path().join("data"));
         config.seed_world = Some((flashsql_datasets::Scale::Tiny, 7));
         let engine = Arc::new(Engine::open(config).await.unwrap());
-        let parser = Arc::new(PostgresCompatibilityParser::new());
+        let parser = Arc::new(CompatParser::new());
         let mut runner = sqllogictest::Runner::new(|| {
             let engine = engine.clone();
             let parser = parser.clone();
