@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod compaction;
+pub mod dml;
 pub mod error;
 pub mod executor;
 pub mod external;

@@ -152,12 +152,28 @@ impl Session {
                     WriteOp::Truncate => "TRUNCATE TABLE",
                     _ => "MERGE",
                 };
-                let batches = self
-                    .ctx
-                    .execute_logical_plan(LogicalPlan::Dml(dml))
-                    .await?
-                    .collect()
-                    .await?;
+                let batches = match (&dml.op, crate::dml::durable_target(&dml)) {
+                    (WriteOp::Delete | WriteOp::Update, Some(table)) => {
+                        let state = self.ctx.state();
+                        let plan = crate::dml::plan(&state, &dml, table).await?;
+                        datafusion::physical_plan::collect(plan, state.task_ctx()).await?
+                    }
+                    (WriteOp::Delete | WriteOp::Update, None)
+                        if !crate::dml::provider_sees_condition(&dml) =>
+                    {
+                        return Err(EngineError::NotSupported(format!(
+                            "{tag} of a temporary table with a subquery or join in its condition"
+                        ))
+                        .into());
+                    }
+                    _ => {
+                        self.ctx
+                            .execute_logical_plan(LogicalPlan::Dml(dml))
+                            .await?
+                            .collect()
+                            .await?
+                    }
+                };
                 // PostgreSQL's TRUNCATE tag carries no row count.
                 let rows = (tag != "TRUNCATE TABLE").then(|| count_of(&batches));
                 Ok(Output::Command {

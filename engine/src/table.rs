@@ -9,23 +9,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::provider_as_source;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::expr_rewriter::unnormalize_col;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, collect,
+};
 use futures::StreamExt;
 
 use crate::error::EngineError;
@@ -62,6 +63,46 @@ impl DurableTable {
             schema,
             pinned: None,
         }
+    }
+
+    /// The table's current files and row count: the snapshot a rewriting statement (DELETE,
+    /// UPDATE) reads through [`DurableTable::pinned`] and replaces.
+    pub fn snapshot_files(&self) -> Result<(Vec<String>, u64)> {
+        Ok(self.store.table_files(self.id)?)
+    }
+
+    /// This table reading exactly `files`.
+    pub fn pinned(&self, files: &[String]) -> Arc<DurableTable> {
+        Arc::new(DurableTable {
+            store: self.store.clone(),
+            id: self.id,
+            schema: self.schema.clone(),
+            pinned: Some(
+                files
+                    .iter()
+                    .map(|f| self.store.table_dir(self.id).join(f))
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The plan that replaces the snapshot `expected` with `rows` in one commit, or fails
+    /// with 40001 and changes nothing if another write committed meanwhile; it reports
+    /// `count`.
+    pub fn rewrite(
+        &self,
+        rows: Arc<dyn ExecutionPlan>,
+        expected: Vec<String>,
+        count: Count,
+    ) -> Arc<dyn ExecutionPlan> {
+        // The sink writes one stream: every partition of the rows, not only the first (a
+        // plan DataFusion's own planner wraps gets this from its physical optimizer).
+        let rows: Arc<dyn ExecutionPlan> = if rows.output_partitioning().partition_count() > 1 {
+            Arc::new(CoalescePartitionsExec::new(rows))
+        } else {
+            rows
+        };
+        self.sink(rows, Mode::Replace { expected, count })
     }
 
     /// A listing table over exactly the files the catalog names now (or the pinned ones).
@@ -135,44 +176,6 @@ impl TableProvider for DurableTable {
         Ok(self.sink(input, Mode::Append))
     }
 
-    /// Rewrites the table without the matching rows: the kept rows go to one new file that
-    /// replaces all current files in one commit, or, if another write committed meanwhile,
-    /// the statement fails and nothing changes.
-    async fn delete_from(
-        &self,
-        state: &dyn Session,
-        filters: Vec<Expr>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if filters.is_empty() {
-            return self.truncate(state).await; // DELETE without WHERE removes every row
-        }
-        let (files, rows) = self.store.table_files(self.id)?;
-        let pinned = Arc::new(DurableTable {
-            store: self.store.clone(),
-            id: self.id,
-            schema: self.schema.clone(),
-            pinned: Some(
-                files
-                    .iter()
-                    .map(|f| self.store.table_dir(self.id).join(f))
-                    .collect(),
-            ),
-        });
-        let mut builder = LogicalPlanBuilder::scan("target", provider_as_source(pinned), None)?;
-        if let Some(matching) = filters.into_iter().map(unnormalize_col).reduce(Expr::and) {
-            // Keep a row unless the condition is true for it (NULL keeps it, as in SQL).
-            builder = builder.filter(Expr::IsNotTrue(Box::new(matching)))?;
-        }
-        let kept = state.create_physical_plan(&builder.build()?).await?;
-        Ok(self.sink(
-            kept,
-            Mode::Replace {
-                expected: files,
-                rows_before: rows,
-            },
-        ))
-    }
-
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         let (files, rows) = self.store.table_files(self.id)?;
         let nothing = Arc::new(EmptyExec::new(self.schema.clone()));
@@ -180,7 +183,7 @@ impl TableProvider for DurableTable {
             nothing,
             Mode::Replace {
                 expected: files,
-                rows_before: rows,
+                count: Count::Removed { rows_before: rows },
             },
         ))
     }
@@ -191,12 +194,18 @@ impl TableProvider for DurableTable {
 enum Mode {
     /// INSERT: the rows become one more file.
     Append,
-    /// DELETE (the rows kept) and TRUNCATE (none): the rows replace all files, if they are
-    /// still `expected`; the statement reports how many rows went away.
-    Replace {
-        expected: Vec<String>,
-        rows_before: u64,
-    },
+    /// DELETE (the rows kept), UPDATE (every row, some changed) and TRUNCATE (none): the
+    /// rows replace all files, if they are still `expected` (see `dml`).
+    Replace { expected: Vec<String>, count: Count },
+}
+
+/// The row count a rewriting statement reports.
+#[derive(Debug)]
+pub enum Count {
+    /// The rows that went away (DELETE, TRUNCATE).
+    Removed { rows_before: u64 },
+    /// The rows a plan counts (UPDATE … WHERE: those the condition is true for).
+    Matching(Arc<dyn ExecutionPlan>),
 }
 
 /// Writes one statement's rows to a durable table as a single new file and commits it.
@@ -228,7 +237,7 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let (name, path) = self.store.new_file(self.id);
         let rows = write_stream(&path, &self.schema, data).await?;
@@ -241,13 +250,23 @@ impl DataSink for TableSink {
                 }
                 Ok(rows)
             }
-            Mode::Replace {
-                expected,
-                rows_before,
-            } => {
+            Mode::Replace { expected, count } => {
+                // Counted before the commit: a failing count leaves the table as it was.
+                let reported = match count {
+                    Count::Removed { rows_before } => rows_before.saturating_sub(rows),
+                    Count::Matching(plan) => {
+                        let batches = collect(plan.clone(), context.clone()).await?;
+                        batches
+                            .iter()
+                            .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
+                            .map(|c| c.iter().flatten().sum::<i64>())
+                            .sum::<i64>()
+                            .max(0) as u64
+                    }
+                };
                 self.store
                     .replace_files_if(self.id, expected, files, rows)?;
-                Ok(rows_before.saturating_sub(rows))
+                Ok(reported)
             }
         }
     }

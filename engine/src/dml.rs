@@ -1,0 +1,243 @@
+//! DELETE and UPDATE on durable tables: each rewrites the table in one commit.
+//!
+//! DataFusion hands a table provider only the conjuncts of its WHERE clause that it can see
+//! as filters on the target; once its optimizer has turned `WHERE id IN (SELECT …)` into a
+//! semi join, that is none, and `DELETE FROM t WHERE id IN (SELECT …)` removed every row.
+//! Here the statement's own plan is used instead, whatever its predicate holds: the kept
+//! rows of a DELETE are the target's rows for which the condition is not true, and an
+//! UPDATE writes the changed rows and the untouched ones. Both read one snapshot of the
+//! target's files and replace exactly that snapshot, or fail with 40001 if another write
+//! committed meanwhile.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{DefaultTableSource, provider_as_source};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::logical_expr::{
+    DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, WriteOp, lit,
+};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::EngineError;
+use crate::table::{Count, DurableTable};
+
+/// The durable table a DELETE or UPDATE writes, if it writes one.
+pub fn durable_target(dml: &DmlStatement) -> Option<&DurableTable> {
+    dml.target
+        .downcast_ref::<DefaultTableSource>()?
+        .table_provider
+        .downcast_ref::<DurableTable>()
+}
+
+/// The physical plan of a DELETE or UPDATE of `table`; it yields one row with the count.
+pub async fn plan(
+    state: &SessionState,
+    dml: &DmlStatement,
+    table: &DurableTable,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let (files, rows_before) = table.snapshot_files()?;
+    let pinned: Arc<dyn TableProvider> = table.pinned(&files);
+    // Every scan of the target (the statement's own and any in its subqueries) reads the
+    // snapshot that will be replaced.
+    let input = dml
+        .input
+        .as_ref()
+        .clone()
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(&dml.table_name) => {
+                Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                    source: provider_as_source(pinned.clone()),
+                    ..scan
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let (rows, count) = match dml.op {
+        WriteOp::Delete => {
+            let (source, condition) = split_filter(&input);
+            // Keep a row unless the condition is true for it (NULL keeps it, as in SQL);
+            // without a condition, none.
+            let keep = match condition {
+                Some(c) => Expr::IsNotTrue(Box::new(c)),
+                None => lit(false),
+            };
+            let kept = LogicalPlanBuilder::from(source).filter(keep)?.build()?;
+            (target_columns(kept, table)?, Count::Removed { rows_before })
+        }
+        WriteOp::Update => {
+            let LogicalPlan::Projection(assign) = &input else {
+                return Err(internal("an UPDATE plan without its projection"));
+            };
+            let (source, condition) = split_filter(&assign.input);
+            let changed = LogicalPlanBuilder::from(assign.input.as_ref().clone())
+                .project(assign.expr.clone())?
+                .build()?;
+            let (rows, counted) = match condition {
+                None => (changed, LogicalPlanBuilder::from(source.clone())),
+                Some(c) => {
+                    let untouched = LogicalPlanBuilder::from(source.clone())
+                        .filter(Expr::IsNotTrue(Box::new(c.clone())))?
+                        .build()?;
+                    let untouched = target_columns(untouched, table)?;
+                    let all = LogicalPlanBuilder::from(target_columns(changed, table)?)
+                        .union(untouched)?
+                        .build()?;
+                    (all, LogicalPlanBuilder::from(source.clone()).filter(c)?)
+                }
+            };
+            let counted = counted
+                .aggregate(Vec::<Expr>::new(), vec![count_all()])?
+                .build()?;
+            (
+                target_columns(rows, table)?,
+                Count::Matching(state.create_physical_plan(&counted).await?),
+            )
+        }
+        _ => return Err(internal("not a DELETE or UPDATE")),
+    };
+    let rows = state.create_physical_plan(&rows).await?;
+    Ok(table.rewrite(rows, files, count))
+}
+
+/// A plan and the condition of the Filter at its top (a DELETE's or UPDATE's WHERE).
+fn split_filter(plan: &LogicalPlan) -> (LogicalPlan, Option<Expr>) {
+    match plan {
+        LogicalPlan::Filter(f) => (f.input.as_ref().clone(), Some(f.predicate.clone())),
+        other => (other.clone(), None),
+    }
+}
+
+/// `plan`'s columns under the table's names and in its order (a target read through an
+/// alias carries the alias as qualifier).
+fn target_columns(plan: LogicalPlan, table: &DurableTable) -> Result<LogicalPlan> {
+    let schema = table.schema();
+    if plan.schema().fields().len() != schema.fields().len() {
+        return Err(EngineError::NotSupported(
+            "UPDATE … FROM and DELETE … USING (use a subquery in WHERE)".into(),
+        )
+        .into());
+    }
+    let columns = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| Expr::Column(c).alias(f.name()))
+        .collect::<Vec<_>>();
+    LogicalPlanBuilder::from(plan).project(columns)?.build()
+}
+
+fn internal(what: &str) -> DataFusionError {
+    DataFusionError::Internal(what.to_string())
+}
+
+/// Whether DataFusion's own DELETE/UPDATE (used for temporary tables) sees this statement's
+/// whole condition: its table providers get the WHERE clause's conjuncts on the target, and
+/// a subquery, once optimised into a join, is lost from them (every row then matched).
+pub fn provider_sees_condition(dml: &DmlStatement) -> bool {
+    let mut simple = true;
+    let _ = dml.input.apply(|node| {
+        let plain = matches!(
+            node,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::TableScan(_)
+                | LogicalPlan::SubqueryAlias(_)
+        );
+        let subquery = node
+            .expressions()
+            .iter()
+            .any(|e| e.exists(|e| Ok(is_subquery(e))).unwrap_or(true));
+        if !plain || subquery {
+            simple = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    simple
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::physical_plan::collect;
+
+    use crate::{Engine, EngineConfig, Output};
+
+    async fn engine() -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = EngineConfig::new(dir.path().join("data"));
+        config.seed_world = None;
+        let engine = Engine::open(config).await.expect("engine");
+        (dir, engine)
+    }
+
+    async fn count(session: &crate::session::Session, sql: &str) -> i64 {
+        let Output::Rows(df) = session.sql(sql).await.expect("query") else {
+            panic!("no rows");
+        };
+        let batches = df.collect().await.expect("runs");
+        datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(
+            batches[0].column(0),
+        )
+        .value(0)
+    }
+
+    /// An UPDATE whose snapshot another write replaced fails with a concurrent-write error
+    /// and changes nothing; the other write stays.
+    #[tokio::test]
+    async fn a_rewrite_after_a_concurrent_write_fails_and_changes_nothing() {
+        let (_dir, engine) = engine().await;
+        let session = engine.new_session().expect("session");
+        session
+            .sql("CREATE TABLE t (id BIGINT, v BIGINT)")
+            .await
+            .expect("create");
+        session
+            .sql("INSERT INTO t VALUES (1, 10), (2, 20)")
+            .await
+            .expect("insert");
+        for (op, sum_after) in [
+            ("UPDATE t SET v = 0 WHERE id = 1", 60),
+            ("DELETE FROM t WHERE id = 1", 90),
+        ] {
+            let state = session.ctx().state();
+            let plan = state.create_logical_plan(op).await.expect("plans");
+            let datafusion::logical_expr::LogicalPlan::Dml(dml) = plan else {
+                panic!("not DML: {op}");
+            };
+            let table = super::durable_target(&dml).expect("a durable table");
+            let physical = super::plan(&state, &dml, table).await.expect("plans");
+            // Another statement commits between planning and running.
+            let other = engine.new_session().expect("session");
+            other
+                .sql("INSERT INTO t VALUES (3, 30)")
+                .await
+                .expect("insert");
+            let err = collect(physical, state.task_ctx())
+                .await
+                .expect_err("the snapshot was replaced");
+            assert!(
+                err.to_string().contains("concurrent"),
+                "{op}: unexpected error {err}"
+            );
+            assert_eq!(
+                count(&session, "SELECT sum(v) FROM t").await,
+                sum_after,
+                "{op}"
+            );
+        }
+        assert_eq!(count(&session, "SELECT count(*) FROM t").await, 4);
+    }
+}
