@@ -134,3 +134,46 @@ fn jdbc() {
     );
     assert!(stdout.contains("jdbc: ok"), "{stdout}");
 }
+
+/// node-postgres: parameterised queries, typed results, a named prepared statement, SQLSTATEs
+/// on errors, and a pool of 10 clients. Its `pg` package is installed into
+/// `tests/clients/node/node_modules` (`npm install --prefix tests/clients/node`).
+#[test]
+fn node_postgres() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node");
+    let ready = dir.join("node_modules/pg").exists()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
+            "node and pg are required (FLASHSQL_REQUIRE_CLIENTS is set) but missing"
+        );
+        eprintln!(
+            "SKIPPED: node or pg missing; run npm install --prefix tests/clients/node to run this test"
+        );
+        return;
+    }
+    let server = TestServer::start();
+    let out = Command::new("node")
+        .arg(dir.join("node_client.js"))
+        .env(
+            "FLASHSQL_NODE_URL",
+            format!(
+                "postgresql://flashsql@{}:{}/flashsql",
+                server.addr.ip(),
+                server.addr.port()
+            ),
+        )
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "node program failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("node: ok"), "{stdout}");
+}
