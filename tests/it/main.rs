@@ -5,6 +5,7 @@ mod clients;
 mod common;
 mod copy;
 mod decisions;
+mod docs;
 mod durability;
 mod errors;
 mod hostile;
