@@ -118,7 +118,7 @@ fn target_columns(plan: LogicalPlan, table: &DurableTable) -> Result<LogicalPlan
     let schema = table.schema();
     if plan.schema().fields().len() != schema.fields().len() {
         return Err(EngineError::NotSupported(
-            "UPDATE … FROM and DELETE … USING (use a subquery in WHERE)".into(),
+            "DELETE … USING (use a subquery in WHERE)".into(),
         )
         .into());
     }

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType, Expr, FunctionArguments, GroupByExpr, Ident,
-    ObjectName, Query, SelectItem, SetExpr, Statement, Value, visit_expressions_mut,
+    ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -199,6 +200,49 @@ fn backslash_escaped(pattern: &str, escape: char) -> String {
         }
     }
     out
+}
+
+/// `UPDATE t SET c = e FROM s WHERE cond` (dbt's snapshots) becomes
+/// `UPDATE t SET c = (SELECT e FROM s WHERE cond) WHERE EXISTS (SELECT 1 FROM s WHERE cond)`,
+/// which DataFusion plans: the same rows get the same values, except that a target row with
+/// more than one matching source row fails (21000) where PostgreSQL takes any one of them.
+/// Inside the subqueries a name the source tables also have means theirs, so qualify the
+/// target's columns (dbt does).
+pub fn update_from(statement: &mut Statement) {
+    let Statement::Update(update) = statement else {
+        return;
+    };
+    let Some(UpdateTableFromKind::AfterSet(from)) = &update.from else {
+        return;
+    };
+    let from = from
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let condition = update
+        .selection
+        .as_ref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
+    let parse = |sql: String| {
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_expr())
+    };
+    let mut assignments = update.assignments.clone();
+    for a in &mut assignments {
+        match parse(format!("(SELECT {} FROM {from}{condition})", a.value)) {
+            Ok(value) => a.value = value,
+            Err(_) => return,
+        }
+    }
+    let Ok(exists) = parse(format!("EXISTS (SELECT 1 FROM {from}{condition})")) else {
+        return;
+    };
+    update.assignments = assignments;
+    update.selection = Some(exists);
+    update.from = None;
 }
 
 /// psql's `\d+` appends a table's TOAST options to its own with a lateral `unnest`, which

@@ -201,6 +201,7 @@ impl PgSession {
             if let DFStatement::Statement(s) = s {
                 crate::rewrite::array_subqueries(s);
                 crate::rewrite::client_expressions(s);
+                crate::rewrite::update_from(s);
             }
         }
         Ok(statements)
@@ -325,6 +326,12 @@ impl PgSession {
             }
         };
         match statement {
+            Statement::Merge { .. } => Err(SqlError::with_hint(
+                "0A000",
+                "MERGE is not supported",
+                "use UPDATE … FROM and INSERT … SELECT … WHERE NOT EXISTS; dbt: \
+                 incremental_strategy='delete+insert'",
+            )),
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable_name(&variable)),
             Statement::Reset(r) => {

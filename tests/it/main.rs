@@ -4,6 +4,7 @@ mod auth;
 mod clients;
 mod common;
 mod copy;
+mod dbt;
 mod decisions;
 mod docs;
 mod durability;
