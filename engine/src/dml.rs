@@ -117,10 +117,9 @@ fn split_filter(plan: &LogicalPlan) -> (LogicalPlan, Option<Expr>) {
 fn target_columns(plan: LogicalPlan, table: &DurableTable) -> Result<LogicalPlan> {
     let schema = table.schema();
     if plan.schema().fields().len() != schema.fields().len() {
-        return Err(EngineError::NotSupported(
-            "DELETE … USING (use a subquery in WHERE)".into(),
-        )
-        .into());
+        return Err(
+            EngineError::NotSupported("DELETE … USING (use a subquery in WHERE)".into()).into(),
+        );
     }
     let columns = plan
         .schema()

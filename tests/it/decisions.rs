@@ -46,6 +46,32 @@ async fn a_service_reads_plans_and_steps_over_sql() {
         assert_eq!(plan, vec![(item, 0.1)]);
     }
 
+    // The options take parameters too: the budget decides item 1's level (20 % costs 40,
+    // 10 % costs 14).
+    let per_budget = client
+        .prepare_typed(
+            "SELECT discount FROM optimize_discounts((SELECT * FROM curves WHERE item_id = $1), budget => $2, objective => $3)",
+            &[
+                tokio_postgres::types::Type::INT8,
+                tokio_postgres::types::Type::FLOAT8,
+                tokio_postgres::types::Type::TEXT,
+            ],
+        )
+        .await
+        .unwrap();
+    for (budget, level) in [(13.0f64, 0.0f64), (20.0, 0.1), (40.0, 0.2)] {
+        let row = client
+            .query_one(&per_budget, &[&1i64, &budget, &"revenue"])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, f64>(0), level, "budget {budget}");
+    }
+    let err = client
+        .query_one(&per_budget, &[&1i64, &-1.0f64, &"revenue"])
+        .await
+        .expect_err("a negative budget");
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"));
+
     // The scheduler's step: one row per item, deterministic for a seed.
     let step = "SELECT item_id, discount FROM next_discounts((SELECT c.item_id, c.discount, c.price, 10.0 AS inventory, 2.0 AS traffic, 100.0 AS shown, 20.0 AS sold FROM curves c), periods_left => 5, seed => 3) ORDER BY item_id";
     let a = client.query(step, &[]).await.unwrap();

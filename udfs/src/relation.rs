@@ -18,7 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, ScalarValue, TableReference};
+use datafusion::common::{DFSchema, ParamValues, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
@@ -354,6 +354,57 @@ struct Computed {
     input: Option<Input>,
     schema: SchemaRef,
     compute: Compute,
+    /// Options given as bind parameters (`budget => $1`): read once the parameters are
+    /// bound ([`parameters::bind`]), when `compute` is made from them.
+    deferred: Option<Deferred>,
+}
+
+/// A call's options while some are still bind parameters.
+#[derive(Clone)]
+struct Deferred {
+    function: Arc<dyn RelationFunction>,
+    named: Vec<(String, OptionValue)>,
+}
+
+/// An option as written: a literal, or a bind parameter (`$1`) read when the statement is
+/// executed.
+#[derive(Debug, Clone)]
+enum OptionValue {
+    Value(ScalarValue),
+    Parameter(String),
+}
+
+impl Deferred {
+    /// The compute with every parameter replaced by its bound value.
+    fn bind(&self, params: &ParamValues) -> Result<Compute> {
+        let fname = self.function.name();
+        let named = self
+            .named
+            .iter()
+            .map(|(name, v)| {
+                let value = match v {
+                    OptionValue::Value(v) => v.clone(),
+                    OptionValue::Parameter(id) => {
+                        params.get_placeholders_with_values(id)?.into_inner().0
+                    }
+                };
+                Ok((name.clone(), value))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.function
+            .bind(Options::new(fname, self.function.usage(), named)?)
+    }
+
+    /// A compute for a statement run without its parameters bound.
+    fn unbound(name: &'static str) -> Compute {
+        Arc::new(
+            move |_: &[RecordBatch], _: &mut Emit<'_>, _: &Cancellation| {
+                Err(user_error(format!(
+                    "{name}: an option is a bind parameter ($n) that has no value"
+                )))
+            },
+        )
+    }
 }
 
 /// Bind parameters (`$1`, …) inside the input subqueries of relation functions.
@@ -368,13 +419,13 @@ pub mod parameters {
 
     use datafusion::arrow::datatypes::DataType;
     use datafusion::catalog::TableProvider;
-    use datafusion::common::ParamValues;
+
     use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
     use datafusion::datasource::{provider_as_source, source_as_provider};
     use datafusion::error::Result;
     use datafusion::logical_expr::{LogicalPlan, TableScan};
 
-    use super::{Computed, Input};
+    use super::{Computed, Input, OptionValue, ParamValues};
 
     /// A scan of a relation function's call, and its provider, when `node` is one.
     fn call(node: &LogicalPlan) -> Option<(&TableScan, Arc<dyn TableProvider>)> {
@@ -385,17 +436,24 @@ pub mod parameters {
         provider.is::<Computed>().then_some((scan, provider))
     }
 
-    /// The types of the parameters used inside function inputs, by name (`$1`).
+    /// The types of the parameters used inside function inputs and options, by name (`$1`);
+    /// an option's type is left to the client (a text value is read as the option needs).
     pub fn types(plan: &LogicalPlan) -> Result<HashMap<String, Option<DataType>>> {
         let mut out = HashMap::new();
         plan.apply_with_subqueries(|node| {
             if let Some((_, provider)) = call(node)
                 && let Some(c) = provider.downcast_ref::<Computed>()
-                && let Some(Input::Plan(input)) = &c.input
             {
-                out.extend(input.get_parameter_types()?);
-                // A function call inside the input has an input of its own.
-                out.extend(types(input)?);
+                if let Some(Input::Plan(input)) = &c.input {
+                    out.extend(input.get_parameter_types()?);
+                    // A function call inside the input has an input of its own.
+                    out.extend(types(input)?);
+                }
+                for (_, v) in c.deferred.iter().flat_map(|d| d.named.iter()) {
+                    if let OptionValue::Parameter(id) = v {
+                        out.entry(id.clone()).or_insert(None);
+                    }
+                }
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
@@ -411,18 +469,27 @@ pub mod parameters {
             let Some(c) = provider.downcast_ref::<Computed>() else {
                 return Ok(Transformed::no(node));
             };
-            let Some(Input::Plan(input)) = &c.input else {
+            if c.deferred.is_none() && !matches!(c.input, Some(Input::Plan(_))) {
                 return Ok(Transformed::no(node));
-            };
-            let bound = Computed {
-                name: c.name,
+            }
+            let input = match &c.input {
                 // Calls nested inside the input are bound too.
-                input: Some(Input::Plan(bind(
+                Some(Input::Plan(input)) => Some(Input::Plan(bind(
                     input.clone().replace_params_with_values(params)?,
                     params,
                 )?)),
+                other => other.clone(),
+            };
+            let compute = match &c.deferred {
+                Some(d) => d.bind(params)?,
+                None => c.compute.clone(),
+            };
+            let bound = Computed {
+                name: c.name,
+                input,
                 schema: c.schema.clone(),
-                compute: c.compute.clone(),
+                compute,
+                deferred: None,
             };
             let mut scan = scan.clone();
             scan.source = provider_as_source(Arc::new(bound));
@@ -645,16 +712,19 @@ fn literal(
     function: &str,
     context: &mut dyn RelationPlannerContext,
     e: ast::Expr,
-) -> Result<ScalarValue> {
+) -> Result<OptionValue> {
     let not_literal = |other: Expr| {
         user_error(format!(
-            "{function}: options take literal values, got {other}"
+            "{function}: options take literal values or bind parameters ($1), got {other}"
         ))
     };
     match context.sql_to_expr(e, &DFSchema::empty())? {
-        Expr::Literal(v, _) => Ok(v),
+        Expr::Literal(v, _) => Ok(OptionValue::Value(v)),
+        Expr::Placeholder(p) => Ok(OptionValue::Parameter(p.id)),
         Expr::Negative(inner) => match *inner {
-            Expr::Literal(v, _) => ScalarValue::new_zero(&v.data_type())?.sub(&v),
+            Expr::Literal(v, _) => Ok(OptionValue::Value(
+                ScalarValue::new_zero(&v.data_type())?.sub(&v)?,
+            )),
             other => Err(not_literal(other)),
         },
         other => Err(not_literal(other)),
@@ -761,12 +831,36 @@ impl RelationPlanner for RelationFunctions {
                 function.option_names().join(", ")
             )));
         }
-        let compute = function.bind(Options::new(fname, function.usage(), named)?)?;
+        let deferred = named
+            .iter()
+            .any(|(_, v)| matches!(v, OptionValue::Parameter(_)));
+        let (compute, deferred) = if deferred {
+            (
+                Deferred::unbound(fname),
+                Some(Deferred {
+                    function: function.clone(),
+                    named,
+                }),
+            )
+        } else {
+            let values = named
+                .into_iter()
+                .filter_map(|(n, v)| match v {
+                    OptionValue::Value(v) => Some((n, v)),
+                    OptionValue::Parameter(_) => None,
+                })
+                .collect();
+            (
+                function.bind(Options::new(fname, function.usage(), values)?)?,
+                None,
+            )
+        };
         let provider = Arc::new(Computed {
             name: fname,
             input,
             schema: function.schema(),
             compute,
+            deferred,
         });
         // Each call scans under its own name: two calls with the same arguments in one query
         // are two relations (the optimizer merges scans it takes for the same table). Without
