@@ -243,8 +243,13 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         Volatility::Stable,
         Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
     ));
-    // Every function and type is on the search path (psql's `\df` and `\dT` filter by it).
-    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+    // Every function, type and collation is on the search path (psql's `\df` and `\dT`
+    // filter by it; SQLAlchemy's column reflection asks of collations).
+    for name in [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_collation_is_visible",
+    ] {
         ctx.register_udf(udf(
             name,
             vec![TypeSignature::Any(1)],
@@ -265,19 +270,6 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(json_build_object),
-    ));
-    ctx.register_udf(udf(
-        "pg_collation_is_visible",
-        vec![TypeSignature::Any(1)],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args, rows| {
-            Ok(Arc::new(
-                (0..rows)
-                    .map(|i| (!args[0].is_null(i)).then_some(true))
-                    .collect::<BooleanArray>(),
-            ))
-        }),
     ));
     ctx.register_udf(udf(
         EXPANDARRAY,

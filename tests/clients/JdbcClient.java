@@ -29,7 +29,7 @@ public class JdbcClient {
         // The driver's default: the 5th execution of a statement switches it to a named
         // server-side statement with binary parameters and results.
         props.setProperty("prepareThreshold", "5");
-        try (Connection c = DriverManager.getConnection(args[0], props)) {
+        try (Connection c = DriverManager.getConnection(System.getenv("FLASHSQL_JDBC_URL"), props)) {
             DatabaseMetaData md = c.getMetaData();
             check(md.getDatabaseProductName().equals("PostgreSQL"), "product name");
 

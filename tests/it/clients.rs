@@ -2,24 +2,49 @@
 //! Each skips (saying so) where its driver is not installed, unless FLASHSQL_REQUIRE_CLIENTS=1
 //! (CI installs them).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, available};
+
+fn project_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
 
 fn python_has(module: &str) -> bool {
     let found = Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
-            "python module {module} is required (FLASHSQL_REQUIRE_CLIENTS is set) but missing"
-        );
-        eprintln!("SKIPPED: python3 cannot import {module}; pip install it to run this test");
-    }
-    found
+    available(
+        found,
+        "FLASHSQL_REQUIRE_CLIENTS",
+        &format!("python3 cannot import {module}; pip install it"),
+    )
+}
+
+/// Runs a client program (`program` with `args`) against a fresh server whose address
+/// `env_var` gives as `url(server)`; the program must succeed and print `done`.
+fn run_client(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    env_var: &str,
+    url: impl Fn(&TestServer) -> String,
+    done: &str,
+) {
+    let server = TestServer::start();
+    let out = Command::new(program)
+        .args(args)
+        .env(env_var, url(&server))
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(done), "{stdout}");
 }
 
 /// psycopg 3: parameters and server-side prepares, executemany, binary results, COPY,
@@ -29,27 +54,20 @@ fn psycopg() {
     if !python_has("psycopg") {
         return;
     }
-    let server = TestServer::start();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/psycopg_client.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env(
-            "FLASHSQL_DSN",
+    let script = project_file("tests/clients/psycopg_client.py");
+    run_client(
+        "python3",
+        &[script.as_os_str()],
+        "FLASHSQL_DSN",
+        |s| {
             format!(
                 "host={} port={} user=flashsql dbname=flashsql",
-                server.addr.ip(),
-                server.addr.port()
-            ),
-        )
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "psycopg script failed:\n{stdout}\n{stderr}"
+                s.addr.ip(),
+                s.addr.port()
+            )
+        },
+        "psycopg: ok",
     );
-    assert!(stdout.contains("psycopg: ok"), "{stdout}");
 }
 
 /// psycopg2, SQLAlchemy 2's engine and inspector, and pandas' read_sql/to_sql.
@@ -58,28 +76,20 @@ fn sqlalchemy_and_pandas() {
     if !python_has("sqlalchemy") || !python_has("pandas") || !python_has("psycopg2") {
         return;
     }
-    let server = TestServer::start();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sqlalchemy_client.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env(
-            "FLASHSQL_URL",
+    let script = project_file("tests/clients/sqlalchemy_client.py");
+    run_client(
+        "python3",
+        &[script.as_os_str()],
+        "FLASHSQL_URL",
+        |s| {
             format!(
                 "postgresql+psycopg2://flashsql@{}:{}/flashsql",
-                server.addr.ip(),
-                server.addr.port()
-            ),
-        )
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SQLAlchemy script failed:\n{stdout}\n{stderr}"
+                s.addr.ip(),
+                s.addr.port()
+            )
+        },
+        "sqlalchemy: ok",
     );
-    assert!(stdout.contains("sqlalchemy: ok"), "{stdout}");
 }
 
 /// Where pgjdbc's jar is (Debian's libpostgresql-jdbc-java), if it and a JDK are installed.
@@ -91,18 +101,15 @@ fn pgjdbc_jar() -> Option<PathBuf> {
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if java && jar.exists() {
-        return Some(jar);
-    }
-    assert!(
-        std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
-        "java and pgjdbc ({}) are required (FLASHSQL_REQUIRE_CLIENTS is set) but missing",
-        jar.display()
-    );
-    eprintln!(
-        "SKIPPED: java or pgjdbc missing; apt install libpostgresql-jdbc-java to run this test"
-    );
-    None
+    available(
+        java && jar.exists(),
+        "FLASHSQL_REQUIRE_CLIENTS",
+        &format!(
+            "java or pgjdbc ({}) is missing; apt install default-jdk-headless libpostgresql-jdbc-java",
+            jar.display()
+        ),
+    )
+    .then_some(jar)
 }
 
 /// pgjdbc: prepared statements past prepareThreshold (binary), fetch-size reads inside a
@@ -113,67 +120,51 @@ fn jdbc() {
     let Some(jar) = pgjdbc_jar() else {
         return;
     };
-    let server = TestServer::start();
-    let program = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/JdbcClient.java");
-    let out = Command::new("java")
-        .arg("-cp")
-        .arg(&jar)
-        .arg(&program)
-        .arg(format!(
-            "jdbc:postgresql://{}:{}/flashsql",
-            server.addr.ip(),
-            server.addr.port()
-        ))
-        .output()
-        .expect("java runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "JDBC program failed:\n{stdout}\n{stderr}"
+    let program = project_file("tests/clients/JdbcClient.java");
+    run_client(
+        "java",
+        &["-cp".as_ref(), jar.as_os_str(), program.as_os_str()],
+        "FLASHSQL_JDBC_URL",
+        |s| {
+            format!(
+                "jdbc:postgresql://{}:{}/flashsql",
+                s.addr.ip(),
+                s.addr.port()
+            )
+        },
+        "jdbc: ok",
     );
-    assert!(stdout.contains("jdbc: ok"), "{stdout}");
 }
 
 /// node-postgres: parameterised queries, typed results, a named prepared statement, SQLSTATEs
 /// on errors, and a pool of 10 clients. Its `pg` package is installed into
-/// `tests/clients/node/node_modules` (`npm install --prefix tests/clients/node`).
+/// `tests/clients/node/node_modules` (`npm ci --prefix tests/clients/node`).
 #[test]
 fn node_postgres() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node");
-    let ready = dir.join("node_modules/pg").exists()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ready {
-        assert!(
-            std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
-            "node and pg are required (FLASHSQL_REQUIRE_CLIENTS is set) but missing"
-        );
-        eprintln!(
-            "SKIPPED: node or pg missing; run npm install --prefix tests/clients/node to run this test"
-        );
+    let dir = project_file("tests/clients/node");
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(
+        node && Path::new(&dir.join("node_modules/pg")).exists(),
+        "FLASHSQL_REQUIRE_CLIENTS",
+        "node or pg is missing; run npm ci --prefix tests/clients/node",
+    ) {
         return;
     }
-    let server = TestServer::start();
-    let out = Command::new("node")
-        .arg(dir.join("node_client.js"))
-        .env(
-            "FLASHSQL_NODE_URL",
+    let script = dir.join("node_client.js");
+    run_client(
+        "node",
+        &[script.as_os_str()],
+        "FLASHSQL_NODE_URL",
+        |s| {
             format!(
                 "postgresql://flashsql@{}:{}/flashsql",
-                server.addr.ip(),
-                server.addr.port()
-            ),
-        )
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "node program failed:\n{stdout}\n{stderr}"
+                s.addr.ip(),
+                s.addr.port()
+            )
+        },
+        "node: ok",
     );
-    assert!(stdout.contains("node: ok"), "{stdout}");
 }

@@ -152,3 +152,37 @@ pub async fn scalar_i64(client: &Client, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .get(0)
 }
+
+/// Whether a client tool a test needs is there. When it is not, the test skips with a
+/// message — unless `require_var` is set (CI sets it), where a missing tool fails the test.
+pub fn available(found: bool, require_var: &str, missing: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var(require_var).is_err(),
+            "{missing} ({require_var} is set, so this is a failure)"
+        );
+        eprintln!("SKIPPED: {missing}");
+    }
+    found
+}
+
+/// Whether psql is installed (required where FLASHSQL_REQUIRE_PSQL is set).
+pub fn psql_available() -> bool {
+    available(
+        Command::new("psql").arg("--version").output().is_ok(),
+        "FLASHSQL_REQUIRE_PSQL",
+        "psql is not installed; install postgresql-client to run this test",
+    )
+}
+
+/// psql connected to `server` as user flashsql, stopping at the first error.
+pub fn psql_command(server: &TestServer) -> Command {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-h"])
+        .arg(server.addr.ip().to_string())
+        .args(["-p", &server.addr.port().to_string()])
+        .args(["-U", "flashsql", "-d", "flashsql", "-v", "ON_ERROR_STOP=1"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD");
+    cmd
+}

@@ -7,28 +7,25 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, available};
 
 fn dbt_binary() -> Option<PathBuf> {
     let dbt = std::env::var_os("FLASHSQL_DBT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("dbt"));
-    if Command::new(&dbt)
+    let runs = Command::new(&dbt)
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some(dbt);
-    }
-    assert!(
-        std::env::var("FLASHSQL_REQUIRE_CLIENTS").is_err(),
-        "dbt is required (FLASHSQL_REQUIRE_CLIENTS is set) but {} does not run",
-        dbt.display()
-    );
-    eprintln!(
-        "SKIPPED: dbt is not installed; pip install dbt-core~=1.10 dbt-postgres~=1.9 to run this test"
-    );
-    None
+        .is_ok_and(|o| o.status.success());
+    available(
+        runs,
+        "FLASHSQL_REQUIRE_CLIENTS",
+        &format!(
+            "{} does not run; pip install dbt-core~=1.10.0 dbt-postgres~=1.9.0 (or set FLASHSQL_DBT)",
+            dbt.display()
+        ),
+    )
+    .then_some(dbt)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -9,9 +9,8 @@
 //! block may use what an earlier one created.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, psql_available, psql_command};
 
 /// One ```sql block and what precedes it.
 struct Block {
@@ -70,18 +69,6 @@ fn blocks(text: &str) -> Vec<Block> {
     out
 }
 
-fn psql_available() -> bool {
-    let found = Command::new("psql").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("FLASHSQL_REQUIRE_PSQL").is_err(),
-            "psql is required (FLASHSQL_REQUIRE_PSQL is set) but not installed"
-        );
-        eprintln!("SKIPPED: psql is not installed; install postgresql-client to run this test");
-    }
-    found
-}
-
 /// Runs `sql` as a psql script (meta-commands such as `\\dt` included; a transcript's
 /// `flashsql=> ` prompts are dropped), stopping at the first error; the error text on failure.
 fn run(server: &TestServer, sql: &str) -> Result<(), String> {
@@ -91,22 +78,8 @@ fn run(server: &TestServer, sql: &str) -> Result<(), String> {
         .map(|l| l.strip_prefix("flashsql=> ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join("\n");
-    let mut child = Command::new("psql")
-        .args(["-X", "-q", "-h"])
-        .arg(server.addr.ip().to_string())
-        .args(["-p", &server.addr.port().to_string()])
-        .args([
-            "-U",
-            "flashsql",
-            "-d",
-            "flashsql",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
+    let mut child = psql_command(server)
+        .args(["-q", "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,21 +1,7 @@
 //! psql against the server: meta-commands, expanded output, \copy.
 //! Skips (saying so) where psql is not installed, unless FLASHSQL_REQUIRE_PSQL=1 (CI).
 
-use std::process::Command;
-
-use crate::common::TestServer;
-
-fn psql_available() -> bool {
-    let found = Command::new("psql").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("FLASHSQL_REQUIRE_PSQL").is_err(),
-            "psql is required (FLASHSQL_REQUIRE_PSQL is set) but not installed"
-        );
-        eprintln!("SKIPPED: psql is not installed; install postgresql-client to run this test");
-    }
-    found
-}
+use crate::common::{TestServer, psql_available, psql_command};
 
 /// Runs each command with `-c`, in one psql session.
 fn psql(server: &TestServer, script: &str) -> String {
@@ -23,22 +9,7 @@ fn psql(server: &TestServer, script: &str) -> String {
 }
 
 fn psql_all(server: &TestServer, commands: &[&str]) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-h",
-            &server.addr.ip().to_string(),
-            "-p",
-            &server.addr.port().to_string(),
-            "-U",
-            "flashsql",
-            "-d",
-            "flashsql",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
+    let out = psql_command(server)
         .args(commands.iter().flat_map(|c| ["-c", c]))
         .output()
         .expect("psql runs");
