@@ -138,7 +138,7 @@ fn jdbc() {
 
 /// node-postgres: parameterised queries, typed results, a named prepared statement, SQLSTATEs
 /// on errors, and a pool of 10 clients. Its `pg` package is installed into
-/// `tests/clients/node/node_modules` (`npm ci --prefix tests/clients/node`).
+/// `tests/clients/node/node_modules` (`npm ci` in that folder).
 #[test]
 fn node_postgres() {
     let dir = project_file("tests/clients/node");
@@ -149,7 +149,7 @@ fn node_postgres() {
     if !available(
         node && Path::new(&dir.join("node_modules/pg")).exists(),
         "FLASHSQL_REQUIRE_CLIENTS",
-        "node or pg is missing; run npm ci --prefix tests/clients/node",
+        "node or pg is missing; run npm ci in tests/clients/node",
     ) {
         return;
     }
