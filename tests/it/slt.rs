@@ -126,26 +126,61 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
-#[tokio::test]
-async fn sql_logic_tests() {
-    for file in slt_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(tmp.path().join("data"));
-        config.seed_world = Some((flashsql_datasets::Scale::Tiny, 7));
-        let engine = Arc::new(Engine::open(config).await.unwrap());
-        let parser = Arc::new(CompatParser::new());
-        let mut runner = sqllogictest::Runner::new(|| {
-            let engine = engine.clone();
-            let parser = parser.clone();
-            async move {
-                Ok(InProcess {
-                    session: PgSession::new(&engine, parser, "flashsql", None)?,
-                })
+/// Runs one `.slt` file in-process over a fresh tiny world.
+async fn run_slt(name: &str) {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slt")
+        .join(format!("{name}.slt"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(tmp.path().join("data"));
+    config.seed_world = Some((flashsql_datasets::Scale::Tiny, 7));
+    let engine = Arc::new(Engine::open(config).await.unwrap());
+    let parser = Arc::new(CompatParser::new());
+    let mut runner = sqllogictest::Runner::new(|| {
+        let engine = engine.clone();
+        let parser = parser.clone();
+        async move {
+            Ok(InProcess {
+                session: PgSession::new(&engine, parser, "flashsql", None)?,
+            })
+        }
+    });
+    runner
+        .run_file_async(&file)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+}
+
+/// One test per file, so a failure names its file and the others still run; `LISTED` holds
+/// their names for [`every_slt_file_has_a_test`].
+macro_rules! slt_tests {
+    ($($name:ident),* $(,)?) => {
+        const LISTED: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[tokio::test]
+            async fn $name() {
+                run_slt(stringify!($name)).await;
             }
-        });
-        runner
-            .run_file_async(&file)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        )*
+    };
+}
+
+slt_tests!(
+    ddl, dml, metrics, models, optimize, read_only, sale, sequence, session, subqueries, vectors,
+    world
+);
+
+#[test]
+fn every_slt_file_has_a_test() {
+    for file in slt_files() {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        assert!(
+            LISTED.contains(&stem),
+            "{} has no test: add {stem} to slt_tests! in tests/it/slt.rs",
+            file.display()
+        );
     }
 }
