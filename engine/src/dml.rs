@@ -5,22 +5,28 @@
 //! semi join, that is none, and `DELETE FROM t WHERE id IN (SELECT …)` removed every row.
 //! Here the statement's own plan is used instead, whatever its predicate holds: the kept
 //! rows of a DELETE are the target's rows for which the condition is not true, and an
-//! UPDATE writes the changed rows and the untouched ones. Both read one snapshot of the
+//! UPDATE writes the changed rows and the untouched ones (counting the changed ones as they
+//! are written). Both read one snapshot of the
 //! target's files and replace exactly that snapshot, or fail with 40001 if another write
 //! committed meanwhile.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
-use datafusion::functions_aggregate::count::count_all;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, WriteOp, lit,
 };
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::TryStreamExt;
 
 use crate::error::EngineError;
 use crate::table::{Count, DurableTable};
@@ -67,40 +73,44 @@ pub async fn plan(
                 None => lit(false),
             };
             let kept = LogicalPlanBuilder::from(source).filter(keep)?.build()?;
-            (target_columns(kept, table)?, Count::Removed { rows_before })
+            let kept = state
+                .create_physical_plan(&target_columns(kept, table)?)
+                .await?;
+            (kept, Count::Removed { rows_before })
         }
         WriteOp::Update => {
             let LogicalPlan::Projection(assign) = &input else {
                 return Err(internal("an UPDATE plan without its projection"));
             };
-            let (source, condition) = split_filter(&assign.input);
             let changed = LogicalPlanBuilder::from(assign.input.as_ref().clone())
                 .project(assign.expr.clone())?
                 .build()?;
-            let (rows, counted) = match condition {
-                None => (changed, LogicalPlanBuilder::from(source.clone())),
-                Some(c) => {
-                    let untouched = LogicalPlanBuilder::from(source.clone())
-                        .filter(Expr::IsNotTrue(Box::new(c.clone())))?
+            let changed = state
+                .create_physical_plan(&target_columns(changed, table)?)
+                .await?;
+            match split_filter(&assign.input) {
+                // Every row changes: the snapshot's row count is the count.
+                (_, None) => (changed, Count::Known(rows_before)),
+                // The changed rows and the untouched ones; the count is what the first
+                // part wrote.
+                (source, Some(c)) => {
+                    let untouched = LogicalPlanBuilder::from(source)
+                        .filter(Expr::IsNotTrue(Box::new(c)))?
                         .build()?;
-                    let untouched = target_columns(untouched, table)?;
-                    let all = LogicalPlanBuilder::from(target_columns(changed, table)?)
-                        .union(untouched)?
-                        .build()?;
-                    (all, LogicalPlanBuilder::from(source.clone()).filter(c)?)
+                    let untouched = state
+                        .create_physical_plan(&target_columns(untouched, table)?)
+                        .await?;
+                    let counted = Arc::new(AtomicU64::new(0));
+                    let changed = Arc::new(CountingExec::new(changed, counted.clone()));
+                    (
+                        UnionExec::try_new(vec![changed, untouched])?,
+                        Count::Written(counted),
+                    )
                 }
-            };
-            let counted = counted
-                .aggregate(Vec::<Expr>::new(), vec![count_all()])?
-                .build()?;
-            (
-                target_columns(rows, table)?,
-                Count::Matching(state.create_physical_plan(&counted).await?),
-            )
+            }
         }
         _ => return Err(internal("not a DELETE or UPDATE")),
     };
-    let rows = state.create_physical_plan(&rows).await?;
     Ok(table.rewrite(rows, files, count))
 }
 
@@ -129,6 +139,76 @@ fn target_columns(plan: LogicalPlan, table: &DurableTable) -> Result<LogicalPlan
         .map(|(c, f)| Expr::Column(c).alias(f.name()))
         .collect::<Vec<_>>();
     LogicalPlanBuilder::from(plan).project(columns)?.build()
+}
+
+/// Passes its input's rows on and counts them: an UPDATE's changed rows, counted as they
+/// are written rather than by a second scan.
+#[derive(Debug)]
+struct CountingExec {
+    input: Arc<dyn ExecutionPlan>,
+    rows: Arc<AtomicU64>,
+}
+
+impl CountingExec {
+    fn new(input: Arc<dyn ExecutionPlan>, rows: Arc<AtomicU64>) -> Self {
+        Self { input, rows }
+    }
+}
+
+impl DisplayAs for CountingExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "CountingExec")
+    }
+}
+
+impl ExecutionPlan for CountingExec {
+    fn name(&self) -> &'static str {
+        "CountingExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| internal("CountingExec has one child"))?;
+        Ok(Arc::new(CountingExec::new(input, self.rows.clone())))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let rows = self.rows.clone();
+        let stream = self
+            .input
+            .execute(partition, context)?
+            .inspect_ok(move |b| {
+                rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.input.schema(),
+            stream,
+        )))
+    }
 }
 
 fn internal(what: &str) -> DataFusionError {

@@ -7,10 +7,11 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -25,7 +26,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, collect,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
 };
 use futures::StreamExt;
 
@@ -204,8 +205,11 @@ enum Mode {
 pub enum Count {
     /// The rows that went away (DELETE, TRUNCATE).
     Removed { rows_before: u64 },
-    /// The rows a plan counts (UPDATE … WHERE: those the condition is true for).
-    Matching(Arc<dyn ExecutionPlan>),
+    /// A count known before writing (UPDATE without WHERE: every row).
+    Known(u64),
+    /// The rows counted while writing (UPDATE … WHERE: the changed rows), read once
+    /// everything is written.
+    Written(Arc<AtomicU64>),
 }
 
 /// Writes one statement's rows to a durable table as a single new file and commits it.
@@ -237,7 +241,7 @@ impl DataSink for TableSink {
     async fn write_all(
         &self,
         data: SendableRecordBatchStream,
-        context: &Arc<TaskContext>,
+        _context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let (name, path) = self.store.new_file(self.id);
         let rows = write_stream(&path, &self.schema, data).await?;
@@ -251,18 +255,10 @@ impl DataSink for TableSink {
                 Ok(rows)
             }
             Mode::Replace { expected, count } => {
-                // Counted before the commit: a failing count leaves the table as it was.
                 let reported = match count {
                     Count::Removed { rows_before } => rows_before.saturating_sub(rows),
-                    Count::Matching(plan) => {
-                        let batches = collect(plan.clone(), context.clone()).await?;
-                        batches
-                            .iter()
-                            .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
-                            .map(|c| c.iter().flatten().sum::<i64>())
-                            .sum::<i64>()
-                            .max(0) as u64
-                    }
+                    Count::Known(n) => *n,
+                    Count::Written(n) => n.load(Ordering::Relaxed),
                 };
                 self.store
                     .replace_files_if(self.id, expected, files, rows)?;

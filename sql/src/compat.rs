@@ -307,37 +307,43 @@ fn expandarray_fields() -> Fields {
 /// An array given as a list or, for `int2vector` columns (`pg_index.indkey`), as the text
 /// PostgreSQL prints for it (`"1 2"`).
 fn expand_array(input: &ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::compute::cast;
+    let (text, list) = match input.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            (Some(cast(input, &DataType::Utf8)?), None)
+        }
+        DataType::List(_) | DataType::LargeList(_) => (
+            None,
+            Some(cast(input, &DataType::new_list(DataType::Int64, true))?),
+        ),
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "function {EXPANDARRAY}({other}) does not exist"
+            )));
+        }
+    };
     let elements = |i: usize| -> Result<Option<Vec<Option<i64>>>> {
         if input.is_null(i) {
             return Ok(None);
         }
-        match input.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                let text = datafusion::arrow::compute::cast(&input.slice(i, 1), &DataType::Utf8)?;
-                let text = text.as_string::<i32>().value(0).to_string();
-                text.split_whitespace()
-                    .map(|t| {
-                        t.parse::<i64>().map(Some).map_err(|_| {
-                            DataFusionError::Execution(format!(
-                                "invalid input syntax for type int2vector: \"{text}\""
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-                    .map(Some)
-            }
-            DataType::List(_) | DataType::LargeList(_) => {
-                let list = datafusion::arrow::compute::cast(
-                    &input.slice(i, 1),
-                    &DataType::new_list(DataType::Int64, true),
-                )?;
-                let values = list.as_list::<i32>().value(0);
-                Ok(Some(values.as_primitive::<Int64Type>().iter().collect()))
-            }
-            other => Err(DataFusionError::Plan(format!(
-                "function {EXPANDARRAY}({other}) does not exist"
-            ))),
+        if let Some(list) = &list {
+            let values = list.as_list::<i32>().value(i);
+            return Ok(Some(values.as_primitive::<Int64Type>().iter().collect()));
         }
+        let text = text
+            .as_ref()
+            .map(|t| t.as_string::<i32>().value(i))
+            .unwrap_or_default();
+        text.split_whitespace()
+            .map(|t| {
+                t.parse::<i64>().map(Some).map_err(|_| {
+                    DataFusionError::Execution(format!(
+                        "invalid input syntax for type int2vector: \"{text}\""
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     };
     let mut builder =
         ListBuilder::new(StructBuilder::from_fields(expandarray_fields(), 0)).with_field(Arc::new(
@@ -434,6 +440,43 @@ fn json_value(v: &ScalarValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `_pg_expandarray` yields each element with its 1-based position, from an `int2vector`'s
+    /// text or from a list; NULL stays NULL.
+    #[test]
+    fn expand_array_numbers_elements() {
+        use datafusion::arrow::array::ListArray;
+        use datafusion::arrow::datatypes::Int16Type;
+        let pairs = |out: ArrayRef, row: usize| -> Option<Vec<(Option<i64>, i64)>> {
+            let lists = out.as_list::<i32>();
+            if lists.is_null(row) {
+                return None;
+            }
+            let records = lists.value(row);
+            let records = records.as_struct();
+            let x = records.column(0).as_primitive::<Int64Type>();
+            let n = records.column(1).as_primitive::<Int64Type>();
+            Some(
+                (0..records.len())
+                    .map(|i| (x.iter().nth(i).flatten(), n.value(i)))
+                    .collect(),
+            )
+        };
+        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("3 1"), None, Some("")]));
+        let out = expand_array(&text).expect("expands text");
+        assert_eq!(
+            pairs(out.clone(), 0),
+            Some(vec![(Some(3), 1), (Some(1), 2)])
+        );
+        assert_eq!(pairs(out.clone(), 1), None);
+        assert_eq!(pairs(out, 2), Some(vec![]));
+        let list: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int16Type, _, _>(vec![
+            Some(vec![Some(5), None]),
+        ]));
+        let out = expand_array(&list).expect("expands a list");
+        assert_eq!(pairs(out, 0), Some(vec![(Some(5), 1), (None, 2)]));
+        assert!(expand_array(&(Arc::new(StringArray::from(vec!["1 x"])) as ArrayRef)).is_err());
+    }
 
     #[test]
     fn json_build_object_matches_postgres_layout() {

@@ -19,6 +19,8 @@ use datafusion::sql::sqlparser::ast::{Visit, Visitor, visit_relations};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::pg_catalog::SYSTEM_SCHEMAS;
 use datafusion_pg_catalog::sql::rules::{
     AliasDuplicatedProjectionRewrite, CurrentUserVariableToSessionUserFunctionCall,
     FixArrayLiteral, FixVersionColumnName, PrependUnqualifiedPgTableName,
@@ -93,18 +95,16 @@ impl CompatParser {
 /// library has already qualified the unqualified `pg_*` names).
 fn reads_catalogs(statement: &Statement) -> bool {
     let found = visit_relations(statement, |name| {
-        let schema = name.0.first().and_then(|p| p.as_ident());
-        match schema {
-            Some(s) if name.0.len() > 1 && SYSTEM_SCHEMAS.contains(&s.value.as_str()) => {
-                std::ops::ControlFlow::Break(())
-            }
-            _ => std::ops::ControlFlow::Continue(()),
+        // The schema is the part before the relation's name (`[catalog.]schema.name`).
+        let schema = name.0.iter().rev().nth(1).and_then(|p| p.as_ident());
+        if schema.is_some_and(|s| SYSTEM_SCHEMAS.contains(&s.value.as_str())) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
         }
     });
     found.is_break()
 }
-
-const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 
 /// Whether a statement has a select list with a NULL literal or a `LIMIT 1` subquery.
 fn may_have_lost_a_subquery(statement: &Statement) -> bool {

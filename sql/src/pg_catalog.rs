@@ -99,7 +99,18 @@ struct Relation {
 
 /// Schemas whose relations are all listed as tables without being opened (they are built
 /// per query, and PostgreSQL lists its own catalogs in `pg_tables` too).
-const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+pub(crate) const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+
+/// Columns of `pg_index` and `pg_constraint` that PostgreSQL types as arrays of smallint
+/// (the library keeps them as text, which clients cannot subscript).
+const SMALLINT_ARRAYS: [&str; 6] = [
+    "indkey",
+    "indcollation",
+    "indclass",
+    "indoption",
+    "conkey",
+    "confkey",
+];
 
 impl PgCatalog {
     /// Every relation the session sees.
@@ -206,20 +217,7 @@ impl PgCatalog {
         )?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
     }
-}
 
-/// Columns of `pg_index` and `pg_constraint` that PostgreSQL types as arrays of smallint
-/// (the library keeps them as text, which clients cannot subscript).
-const SMALLINT_ARRAYS: [&str; 6] = [
-    "indkey",
-    "indcollation",
-    "indclass",
-    "indoption",
-    "conkey",
-    "confkey",
-];
-
-impl PgCatalog {
     /// `pg_index` or `pg_constraint` without rows: flashsql tables have no indexes and no
     /// constraints (the library lists PostgreSQL's own, for tables that do not exist here),
     /// with array columns typed as PostgreSQL types them, so that pgjdbc's `getIndexInfo`
@@ -244,21 +242,13 @@ impl PgCatalog {
         Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?)))
     }
 
-    /// `pg_class` with `reloptions` (storage options, none here) and `relacl`, which the
-    /// library lacks and SQLAlchemy's index reflection and psql's `\\dp` read.
+    /// `pg_class` with `reloptions` (storage options: none here), which the library lacks
+    /// and SQLAlchemy's index reflection reads.
     async fn pg_class(&self) -> Result<Option<Arc<dyn TableProvider>>> {
         let Some(inner) = self.inner.table("pg_class").await? else {
             return Ok(None);
         };
-        let missing: Vec<(&str, DataType)> = [
-            ("reloptions", DataType::new_list(DataType::Utf8, true)),
-            // Access privileges, as text like the library's other ACL columns.
-            ("relacl", DataType::Utf8),
-        ]
-        .into_iter()
-        .filter(|(name, _)| inner.schema().column_with_name(name).is_none())
-        .collect();
-        if missing.is_empty() {
+        if inner.schema().column_with_name("reloptions").is_some() {
             return Ok(Some(inner));
         }
         let scan =
@@ -269,9 +259,8 @@ impl PgCatalog {
             .into_iter()
             .map(Expr::Column)
             .collect();
-        for (name, data_type) in missing {
-            columns.push(Expr::Literal(ScalarValue::try_from(data_type)?, None).alias(name));
-        }
+        let no_options = ScalarValue::try_from(DataType::new_list(DataType::Utf8, true))?;
+        columns.push(Expr::Literal(no_options, None).alias("reloptions"));
         let plan = LogicalPlanBuilder::from(scan).project(columns)?.build()?;
         Ok(Some(Arc::new(ViewTable::new(plan, None))))
     }

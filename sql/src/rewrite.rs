@@ -1,154 +1,148 @@
-//! Rewrites of PostgreSQL syntax that DataFusion does not plan, applied to parsed statements
-//! before planning. Client tools send these in their catalog queries (psql's `\d+` and `\du`).
+//! Rewrites of PostgreSQL syntax that DataFusion does not plan, applied to statements before
+//! planning: as text before parsing ([`client_queries`]) or to the parsed statement
+//! ([`client_expressions`], [`update_from`]). Client tools send most of these in their
+//! catalog queries (psql, pgjdbc, SQLAlchemy).
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, CastKind, DataType, Expr, FunctionArguments, GroupByExpr, Ident,
-    ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value,
+    AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArguments, GroupByExpr,
+    Ident, ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value,
     visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-/// `ARRAY(SELECT e FROM … WHERE …)` becomes `(SELECT array_agg(e) FROM … WHERE …)`, and any
-/// other `ARRAY(subquery)` `(SELECT array_agg(v) FROM (subquery) AS array_subquery(v))`: the
-/// same array, built by an aggregate DataFusion can decorrelate (the first form keeps
-/// references to the outer query where DataFusion can see them). Over no rows it is NULL
-/// where PostgreSQL gives an empty array.
-pub fn array_subqueries(statement: &mut Statement) {
+/// An expression parsed from SQL text (the rewrites below build theirs as text).
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// A function's name without its schema, in lower case (the compatibility parser has
+/// already dropped `pg_catalog.` and `information_schema.`).
+fn function_name(f: &Function) -> String {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// PostgreSQL forms that client tools' catalog queries use, in DataFusion's terms, rewritten
+/// in one pass over the statement:
+/// - `ARRAY(SELECT e FROM … WHERE …)` becomes `(SELECT array_agg(e) FROM … WHERE …)`, and
+///   any other `ARRAY(subquery)` `(SELECT array_agg(v) FROM (subquery) AS
+///   array_subquery(v))`: the same array, built by an aggregate DataFusion can decorrelate
+///   (the first form keeps references to the outer query where DataFusion can see them).
+///   Over no rows it is NULL where PostgreSQL gives an empty array (psql's `\d+`, `\du`);
+/// - `information_schema._pg_expandarray(a)`, a set-returning function in the select list
+///   (pgjdbc's `getPrimaryKeys`/`getIndexInfo`), becomes `unnest(_pg_expandarray(a))`
+///   (DataFusion zips several `unnest`s in one select list, as PostgreSQL does with several
+///   set-returning functions);
+/// - `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's primary keys) becomes
+///   `unnest(generate_series(1, cardinality(a)))`;
+/// - `pg_get_serial_sequence(…)` becomes the NULL it always is here: no column owns a
+///   sequence. Written as the constant, the expression around it (SQLAlchemy casts it to
+///   `regclass`, a lookup in pg_class) no longer reads the outer row, and its subquery plans;
+/// - `LIKE 'pg!_%' ESCAPE '!'` (SQLAlchemy's schema names) gets backslash escapes, the only
+///   ones DataFusion knows;
+/// - a record's field, `(expr).name`, becomes DataFusion's `(expr)['name']`.
+pub fn client_expressions(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |e| {
-        if let Expr::Function(f) = e
-            && f.name.to_string().eq_ignore_ascii_case("array")
-            && let FunctionArguments::Subquery(q) = &f.args
-        {
-            let sql = match aggregated_in_place(q) {
-                Some(q) => format!("({q})"),
-                None => {
-                    format!("(SELECT array_agg(array_subquery.v) FROM ({q}) AS array_subquery(v))")
-                }
-            };
-            if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&sql)
-                .and_then(|mut p| p.parse_expr())
-            {
-                *e = rewritten;
-            }
+        if let Some(rewritten) = client_expression(e) {
+            *e = rewritten;
         }
         ControlFlow::<()>::Continue(())
     });
 }
 
-/// Client catalog queries' PostgreSQL forms in DataFusion's terms — two that pgjdbc's
-/// `getPrimaryKeys`/`getIndexInfo` use, and `pg_get_serial_sequence` (SQLAlchemy):
-/// - `information_schema._pg_expandarray(a)`, a set-returning function in the select list,
-///   becomes `unnest(_pg_expandarray(a))` (DataFusion zips several `unnest`s in one select
-///   list, as PostgreSQL does with several set-returning functions);
-/// - a record's field, `(expr).name`, becomes DataFusion's `(expr)['name']`;
-/// - `generate_subscripts(a, 1)` becomes `unnest(generate_series(1, cardinality(a)))`;
-/// - `pg_get_serial_sequence(…)` becomes the NULL it always is here.
-pub fn client_expressions(statement: &mut Statement) {
-    let _ = visit_expressions_mut(statement, |e| {
-        match e {
-            // The compatibility parser has already dropped the `information_schema.` prefix.
-            Expr::Function(f)
-                if f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case(crate::compat::EXPANDARRAY)) =>
-            {
+/// One expression of [`client_expressions`]: a replacement, or None when it is left as it
+/// is or was changed in place.
+fn client_expression(e: &mut Expr) -> Option<Expr> {
+    match e {
+        Expr::Function(f) => match function_name(f).as_str() {
+            "array" => {
+                let FunctionArguments::Subquery(q) = &f.args else {
+                    return None;
+                };
+                parse_expr(&match aggregated_in_place(q) {
+                    Some(q) => format!("({q})"),
+                    None => {
+                        format!(
+                            "(SELECT array_agg(array_subquery.v) FROM ({q}) AS array_subquery(v))"
+                        )
+                    }
+                })
+            }
+            crate::compat::EXPANDARRAY => {
                 let mut inner = f.clone();
                 inner.name = ObjectName::from(vec![Ident::new(crate::compat::EXPANDARRAY)]);
-                if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&format!("unnest({inner})"))
-                    .and_then(|mut p| p.parse_expr())
-                {
-                    *e = rewritten;
-                }
+                parse_expr(&format!("unnest({inner})"))
             }
-            // `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's primary keys): the
-            // positions 1..n, which DataFusion zips with the elements as PostgreSQL does.
-            Expr::Function(f)
-                if f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_subscripts")) =>
-            {
-                if let FunctionArguments::List(list) = &f.args
-                    && let Some(array) = list.args.first()
-                    && let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
-                        .try_with_sql(&format!("unnest(generate_series(1, cardinality({array})))"))
-                        .and_then(|mut p| p.parse_expr())
-                {
-                    *e = rewritten;
-                }
-            }
-            // `LIKE 'pg!_%' ESCAPE '!'` (SQLAlchemy's schema names): DataFusion escapes with
-            // a backslash only, so a literal pattern is rewritten to backslash escapes.
-            Expr::Like {
-                pattern,
-                escape_char,
-                ..
-            }
-            | Expr::ILike {
-                pattern,
-                escape_char,
-                ..
-            } => {
-                if let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
-                    && literal_text(pattern)
-                {
-                    let _ = visit_expressions_mut(pattern.as_mut(), |p| {
-                        if let Expr::Value(v) = p
-                            && let Value::SingleQuotedString(text) = &v.value
-                        {
-                            v.value = Value::SingleQuotedString(backslash_escaped(text, escape));
-                        }
-                        ControlFlow::<()>::Continue(())
-                    });
-                    *escape_char = None;
-                }
-            }
-            // No column owns a sequence here, so the sequence of any is NULL. Written as the
-            // constant it is, the expression around it (SQLAlchemy casts it to `regclass`, a
-            // lookup in pg_class) no longer reads the outer row, and its subquery plans.
-            Expr::Function(f)
-                if f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_get_serial_sequence")) =>
-            {
-                *e = Expr::Cast {
-                    kind: CastKind::Cast,
-                    expr: Box::new(Expr::value(Value::Null)),
-                    data_type: DataType::Text,
-                    array: false,
-                    format: None,
+            "generate_subscripts" => {
+                let FunctionArguments::List(list) = &f.args else {
+                    return None;
                 };
+                let array = list.args.first()?;
+                parse_expr(&format!("unnest(generate_series(1, cardinality({array})))"))
             }
-            // Only a parenthesised root: `t.col[1]` is a column, not a record's field.
-            Expr::CompoundFieldAccess { root, access_chain }
-                if matches!(root.as_ref(), Expr::Nested(_)) =>
+            "pg_get_serial_sequence" => Some(Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(Expr::value(Value::Null)),
+                data_type: DataType::Text,
+                array: false,
+                format: None,
+            }),
+            _ => None,
+        },
+        Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } => {
+            if let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
+                && literal_text(pattern)
             {
-                for access in access_chain {
-                    if let AccessExpr::Dot(Expr::Identifier(field)) = access {
-                        // Unquoted names fold to lower case, as everywhere else.
-                        let name = match field.quote_style {
-                            Some(_) => field.value.clone(),
-                            None => field.value.to_lowercase(),
-                        };
-                        *access = AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)));
+                let _ = visit_expressions_mut(pattern.as_mut(), |p| {
+                    if let Expr::Value(v) = p
+                        && let Value::SingleQuotedString(text) = &v.value
+                    {
+                        v.value = Value::SingleQuotedString(backslash_escaped(text, escape));
                     }
+                    ControlFlow::<()>::Continue(())
+                });
+                *escape_char = None;
+            }
+            None
+        }
+        // Only a parenthesised root: `t.col[1]` is a column, not a record's field.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if matches!(root.as_ref(), Expr::Nested(_)) =>
+        {
+            for access in access_chain {
+                if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    // Unquoted names fold to lower case, as everywhere else.
+                    let name = match field.quote_style {
+                        Some(_) => field.value.clone(),
+                        None => field.value.to_lowercase(),
+                    };
+                    *access = AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)));
                 }
             }
-            _ => {}
+            None
         }
-        ControlFlow::<()>::Continue(())
-    });
+        _ => None,
+    }
 }
 
 /// Whether an expression is string literals joined with `||` (SQLAlchemy sends
@@ -225,19 +219,14 @@ pub fn update_from(statement: &mut Statement) {
         .as_ref()
         .map(|w| format!(" WHERE {w}"))
         .unwrap_or_default();
-    let parse = |sql: String| {
-        Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&sql)
-            .and_then(|mut p| p.parse_expr())
-    };
     let mut assignments = update.assignments.clone();
     for a in &mut assignments {
-        match parse(format!("(SELECT {} FROM {from}{condition})", a.value)) {
-            Ok(value) => a.value = value,
-            Err(_) => return,
+        match parse_expr(&format!("(SELECT {} FROM {from}{condition})", a.value)) {
+            Some(value) => a.value = value,
+            None => return,
         }
     }
-    let Ok(exists) = parse(format!("EXISTS (SELECT 1 FROM {from}{condition})")) else {
+    let Some(exists) = parse_expr(&format!("EXISTS (SELECT 1 FROM {from}{condition})")) else {
         return;
     };
     update.assignments = assignments;
@@ -260,8 +249,8 @@ pub fn client_queries(sql: &str) -> Cow<'_, str> {
             sql = Cow::Owned(sql.replace(fragment, replacement));
         }
     }
-    // psql's `\dn+`, `\df+`, `\dp`, `\l+` join access-control lists into text; the catalog
-    // keeps them as text already (and they are empty).
+    // psql's `\dn+`, `\df+`, `\l+` join access-control lists into text; the catalog keeps
+    // them as text already (and they are empty).
     if sql.contains("array_to_string(") {
         for column in ACL_COLUMNS {
             let fragment = format!("pg_catalog.array_to_string({column}, E'\\n')");
@@ -329,10 +318,7 @@ fn aggregated_in_place(q: &Query) -> Option<Query> {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
         _ => return None,
     };
-    let aggregated = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("array_agg({expr})"))
-        .and_then(|mut p| p.parse_expr())
-        .ok()?;
+    let aggregated = parse_expr(&format!("array_agg({expr})"))?;
     let mut out = q.clone();
     if let SetExpr::Select(s) = out.body.as_mut() {
         s.projection = vec![SelectItem::UnnamedExpr(aggregated)];
@@ -383,7 +369,7 @@ mod tests {
             let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
                 .expect("parses")
                 .remove(0);
-            array_subqueries(&mut s);
+            client_expressions(&mut s);
             s.to_string()
         };
         assert_eq!(

@@ -10,14 +10,14 @@
 //!
 //! DataFusion also cannot decorrelate a subquery whose filter holds a condition on the outer
 //! row alone (`WHERE a.atthasdef AND d.adrelid = a.attrelid`); where the subquery's value
-//! over no rows is NULL, that condition moves out of it (`CASE WHEN a.atthasdef THEN (…)
-//! END`), which is the same value.
+//! over no rows is known, that condition moves out of it (`CASE WHEN a.atthasdef THEN (…)
+//! ELSE <value over no rows> END`), which is the same value.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
@@ -233,11 +233,12 @@ fn needs_aggregate(subquery: &Subquery) -> bool {
         return false;
     }
     let mut inner = subquery.subquery.as_ref();
-    while let LogicalPlan::Projection(p) = inner {
-        inner = p.input.as_ref();
-    }
-    while let LogicalPlan::SubqueryAlias(a) = inner {
-        inner = a.input.as_ref();
+    loop {
+        inner = match inner {
+            LogicalPlan::Projection(p) => p.input.as_ref(),
+            LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+            _ => break,
+        };
     }
     let aggregated = match inner {
         LogicalPlan::Aggregate(a) => !a.aggr_expr.is_empty(),
@@ -265,8 +266,7 @@ fn aggregated(subquery: Subquery) -> Result<Subquery> {
     })
 }
 
-/// Aggregates whose value over no rows is NULL: a scalar subquery of one of them is NULL
-/// when a condition on the outer row alone is false, whatever its other rows.
+/// Aggregates whose value over no rows is NULL.
 const NULL_WHEN_EMPTY: [&str; 10] = [
     ScalarSubqueryRows::NAME,
     "min",
@@ -280,24 +280,52 @@ const NULL_WHEN_EMPTY: [&str; 10] = [
     "median",
 ];
 
-/// Whether a subquery's value is one aggregate from [`NULL_WHEN_EMPTY`] over all its rows.
-fn null_when_empty(plan: &LogicalPlan) -> bool {
+/// A subquery's value when it has no rows, as an expression of the outer query: its one
+/// aggregate over no rows (0 for `count`, NULL for [`NULL_WHEN_EMPTY`]) put through the
+/// projections above it (`coalesce(max(x), 0)` is 0). None where that is not known.
+fn empty_value(plan: &LogicalPlan) -> Result<Option<Expr>> {
     match plan {
-        LogicalPlan::Projection(p) => null_when_empty(&p.input),
-        LogicalPlan::SubqueryAlias(a) => null_when_empty(&a.input),
-        LogicalPlan::Aggregate(a) => {
-            a.group_expr.is_empty()
-                && a.aggr_expr.len() == 1
-                && match &a.aggr_expr[0] {
-                    Expr::AggregateFunction(f) => NULL_WHEN_EMPTY.contains(&f.func.name()),
-                    Expr::Alias(alias) => matches!(
-                        alias.expr.as_ref(),
-                        Expr::AggregateFunction(f) if NULL_WHEN_EMPTY.contains(&f.func.name())
-                    ),
-                    _ => false,
-                }
+        LogicalPlan::SubqueryAlias(a) => empty_value(&a.input),
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() && a.aggr_expr.len() == 1 => {
+            let Expr::AggregateFunction(f) = a.aggr_expr[0].clone().unalias() else {
+                return Ok(None);
+            };
+            let name = f.func.name();
+            Ok(if name == "count" {
+                Some(Expr::Literal(ScalarValue::Int64(Some(0)), None))
+            } else if NULL_WHEN_EMPTY.contains(&name) {
+                let data_type = a.schema.field(0).data_type();
+                Some(Expr::Literal(ScalarValue::try_from(data_type)?, None))
+            } else {
+                None
+            })
         }
-        _ => false,
+        LogicalPlan::Projection(p) if p.expr.len() == 1 && p.input.schema().fields().len() == 1 => {
+            let Some(empty) = empty_value(&p.input)? else {
+                return Ok(None);
+            };
+            let expr = p.expr[0].clone().unalias();
+            if expr.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                ))
+            })? {
+                return Ok(None);
+            }
+            // The input's one column is the aggregate; outer references are the outer row's.
+            Ok(Some(
+                expr.transform_up(|e| match e {
+                    Expr::Column(_) => Ok(Transformed::yes(empty.clone())),
+                    Expr::OuterReferenceColumn(_, column) => {
+                        Ok(Transformed::yes(Expr::Column(column)))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })?
+                .data,
+            ))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -353,7 +381,7 @@ fn hoist_outer_conditions(plan: &LogicalPlan) -> Result<Option<(LogicalPlan, Exp
 
 /// A correlated scalar subquery in a form DataFusion plans: aggregated when it is not, and
 /// with conditions on the outer row alone moved out as `CASE WHEN condition THEN (subquery)
-/// END` where its value over no rows is NULL.
+/// ELSE <its value over no rows> END` where that value is known.
 fn plannable(sq: Subquery) -> Result<Transformed<Expr>> {
     // A subquery of more than one column is left to DataFusion's check, which names them.
     let wrap = needs_aggregate(&sq) && sq.subquery.schema().fields().len() == 1;
@@ -366,7 +394,7 @@ fn plannable(sq: Subquery) -> Result<Transformed<Expr>> {
             value
         }
     };
-    if null_when_empty(&sq.subquery)
+    if let Some(empty) = empty_value(&sq.subquery)?
         && let Some((plan, condition)) = hoist_outer_conditions(&sq.subquery)?
     {
         let outer_ref_columns = plan.all_out_ref_exprs();
@@ -375,7 +403,14 @@ fn plannable(sq: Subquery) -> Result<Transformed<Expr>> {
             outer_ref_columns,
             ..sq
         });
-        return Ok(Transformed::yes(when(condition, value).end()?));
+        let otherwise = if wrap {
+            ScalarSubqueryCheck::udf().call(vec![empty])
+        } else {
+            empty
+        };
+        return Ok(Transformed::yes(
+            when(condition, value).otherwise(otherwise)?,
+        ));
     }
     Ok(Transformed::new_transformed(read(sq), wrap))
 }
@@ -383,6 +418,23 @@ fn plannable(sq: Subquery) -> Result<Transformed<Expr>> {
 /// Rewrites every scalar subquery DataFusion would refuse (see the module doc); other plans
 /// are returned unchanged.
 pub fn aggregate_correlated(plan: LogicalPlan) -> Result<LogicalPlan> {
+    // Most statements have no correlated scalar subquery: a read-only look first.
+    let mut correlated = false;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            correlated |= e.exists(|e| {
+                Ok(matches!(e, Expr::ScalarSubquery(sq) if !sq.outer_ref_columns.is_empty()))
+            })?;
+            Ok(if correlated {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })
+    })?;
+    if !correlated {
+        return Ok(plan);
+    }
     let rewritten = plan.transform_up_with_subqueries(|node| {
         // Expressions keep their names: the plan above refers to them by name.
         let names = NamePreserver::new(&node);

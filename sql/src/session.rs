@@ -199,7 +199,6 @@ impl PgSession {
         })?;
         for s in &mut statements {
             if let DFStatement::Statement(s) = s {
-                crate::rewrite::array_subqueries(s);
                 crate::rewrite::client_expressions(s);
                 crate::rewrite::update_from(s);
             }

@@ -375,24 +375,26 @@ enum OptionValue {
 }
 
 impl Deferred {
-    /// The compute with every parameter replaced by its bound value.
-    fn bind(&self, params: &ParamValues) -> Result<Compute> {
-        let fname = self.function.name();
-        let named = self
-            .named
-            .iter()
-            .map(|(name, v)| {
-                let value = match v {
-                    OptionValue::Value(v) => v.clone(),
-                    OptionValue::Parameter(id) => {
-                        params.get_placeholders_with_values(id)?.into_inner().0
-                    }
-                };
-                Ok((name.clone(), value))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.function
-            .bind(Options::new(fname, self.function.usage(), named)?)
+    /// The compute, once every option has a value: parameters are taken from `params`.
+    /// None while a parameter has none (the statement is being planned, not run).
+    fn compute(&self, params: Option<&ParamValues>) -> Result<Option<Compute>> {
+        let mut values = Vec::with_capacity(self.named.len());
+        for (name, v) in &self.named {
+            let value = match (v, params) {
+                (OptionValue::Value(v), _) => v.clone(),
+                (OptionValue::Parameter(id), Some(params)) => {
+                    params.get_placeholders_with_values(id)?.into_inner().0
+                }
+                (OptionValue::Parameter(_), None) => return Ok(None),
+            };
+            values.push((name.clone(), value));
+        }
+        let function = &self.function;
+        Ok(Some(function.bind(Options::new(
+            function.name(),
+            function.usage(),
+            values,
+        )?)?))
     }
 
     /// A compute for a statement run without its parameters bound.
@@ -481,7 +483,11 @@ pub mod parameters {
                 other => other.clone(),
             };
             let compute = match &c.deferred {
-                Some(d) => d.bind(params)?,
+                Some(d) => d.compute(Some(params))?.ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(
+                        "bound options without values".into(),
+                    )
+                })?,
                 None => c.compute.clone(),
             };
             let bound = Computed {
@@ -831,29 +837,14 @@ impl RelationPlanner for RelationFunctions {
                 function.option_names().join(", ")
             )));
         }
-        let deferred = named
-            .iter()
-            .any(|(_, v)| matches!(v, OptionValue::Parameter(_)));
-        let (compute, deferred) = if deferred {
-            (
-                Deferred::unbound(fname),
-                Some(Deferred {
-                    function: function.clone(),
-                    named,
-                }),
-            )
-        } else {
-            let values = named
-                .into_iter()
-                .filter_map(|(n, v)| match v {
-                    OptionValue::Value(v) => Some((n, v)),
-                    OptionValue::Parameter(_) => None,
-                })
-                .collect();
-            (
-                function.bind(Options::new(fname, function.usage(), values)?)?,
-                None,
-            )
+        // Options read now; those given as bind parameters once the statement is bound.
+        let call = Deferred {
+            function: function.clone(),
+            named,
+        };
+        let (compute, deferred) = match call.compute(None)? {
+            Some(compute) => (compute, None),
+            None => (Deferred::unbound(fname), Some(call)),
         };
         let provider = Arc::new(Computed {
             name: fname,
