@@ -26,6 +26,8 @@ pub enum EngineError {
         "could not serialize access to \"{0}\": another statement changed it concurrently; retry"
     )]
     ConcurrentWrite(String),
+    #[error("the statement was interrupted: it was cancelled, timed out or its client left")]
+    Interrupted,
     #[error("{0} is not supported")]
     NotSupported(String),
     #[error("permission denied: {0}")]

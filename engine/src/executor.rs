@@ -5,6 +5,8 @@
 //! timers and cancel requests of every client. Statements therefore execute here, and their
 //! results travel to the connection through a bounded channel: when the connection drops the
 //! channel (cancel, timeout, disconnect), the producing task stops at its next batch.
+//! Every task carries its statement's [`Interrupt`], fired when the task is given up, so
+//! that operators computing inside one poll stop too (see [`crate::interrupt`]).
 
 use std::future::Future;
 
@@ -14,6 +16,8 @@ use datafusion::error::{DataFusionError, Result};
 use futures::{Stream, StreamExt};
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::task::AbortOnDropHandle;
+
+use crate::interrupt::{Interrupt, InterruptOnDrop};
 
 /// The stack of every thread that plans or executes statements (these and the connection
 /// threads): enough for the deepest statement the server accepts (10,000 levels of nested
@@ -46,10 +50,15 @@ impl CpuExecutor {
         &self,
         fut: impl Future<Output = T> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
-        let task = AbortOnDropHandle::new(self.handle.spawn(fut));
+        let interrupt = Interrupt::default();
+        let mut given_up = InterruptOnDrop::new(interrupt.clone());
+        let task = AbortOnDropHandle::new(self.handle.spawn(interrupt.scope(fut)));
         async move {
-            task.await
-                .map_err(|e| DataFusionError::Internal(format!("statement task failed: {e}")))
+            let done = task
+                .await
+                .map_err(|e| DataFusionError::Internal(format!("statement task failed: {e}")));
+            given_up.disarm();
+            done
         }
     }
 
@@ -60,7 +69,9 @@ impl CpuExecutor {
         df: DataFrame,
     ) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
-        let task = AbortOnDropHandle::new(self.handle.spawn(async move {
+        let interrupt = Interrupt::default();
+        let given_up = InterruptOnDrop::new(interrupt.clone());
+        let task = AbortOnDropHandle::new(self.handle.spawn(interrupt.scope(async move {
             match df.execute_stream().await {
                 Ok(mut s) => {
                     while let Some(b) = s.next().await {
@@ -73,23 +84,30 @@ impl CpuExecutor {
                     let _ = tx.send(Err(e)).await;
                 }
             }
-        }));
+        })));
         // The producer's last word is how its task ended: a task that panicked ends the
         // stream with an error, never with a shortened result that looks complete.
-        futures::stream::unfold((rx, Some(task)), |(mut rx, task)| async move {
-            match rx.recv().await {
-                Some(b) => Some((b, (rx, task))),
-                None => match task?.await {
-                    Ok(()) => None,
-                    Err(e) => Some((
-                        Err(DataFusionError::Internal(format!(
-                            "the statement failed while producing rows: {e}"
-                        ))),
-                        (rx, None),
-                    )),
-                },
-            }
-        })
+        // Dropping the stream before its end interrupts the statement.
+        futures::stream::unfold(
+            (rx, Some(task), given_up),
+            |(mut rx, task, mut given_up)| async move {
+                match rx.recv().await {
+                    Some(b) => Some((b, (rx, task, given_up))),
+                    None => {
+                        given_up.disarm();
+                        match task?.await {
+                            Ok(()) => None,
+                            Err(e) => Some((
+                                Err(DataFusionError::Internal(format!(
+                                    "the statement failed while producing rows: {e}"
+                                ))),
+                                (rx, None, given_up),
+                            )),
+                        }
+                    }
+                }
+            },
+        )
     }
 }
 

@@ -72,6 +72,7 @@ impl Session {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(SessionCatalog::new(store.clone()));

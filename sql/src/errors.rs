@@ -97,6 +97,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::PermissionDenied(_) => c("42501", e.to_string()),
         EngineError::ReadOnlyExternal(_) => c("42809", e.to_string()),
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
+        EngineError::Interrupted => c("57014", e.to_string()),
         EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
             "23502",
             format!("null value violates not-null constraint: {m}"),
