@@ -72,6 +72,9 @@ impl Session {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_analyzer_rule(Arc::new(
+                flashsql_udfs::checked_arithmetic::CheckedIntegerArithmetic::default(),
+            ))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -4,6 +4,7 @@
 //! or executes SQL sees the same set.
 
 pub mod aggregate_state;
+pub mod checked_arithmetic;
 pub mod error;
 pub mod knapsack;
 pub mod limits;
