@@ -14,6 +14,7 @@ use crate::error::EngineError;
 use crate::manifest::schema_of;
 use crate::store::{RelationKind, Store};
 use crate::table::DurableTable;
+use crate::transaction::Transaction;
 
 /// The schema unqualified names resolve in.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -31,13 +32,16 @@ pub use flashsql_udfs::SYSTEM_SCHEMA;
 pub struct DurableSchema {
     store: Arc<Store>,
     name: String,
+    /// The session's open transaction block, handed to the tables it opens.
+    tx: Option<Arc<Transaction>>,
 }
 
 impl DurableSchema {
-    pub fn new(store: Arc<Store>, name: &str) -> Self {
+    pub fn new(store: Arc<Store>, name: &str, tx: Option<Arc<Transaction>>) -> Self {
         Self {
             store,
             name: name.to_string(),
+            tx,
         }
     }
 }
@@ -72,6 +76,7 @@ impl SchemaProvider for DurableSchema {
                 self.store.clone(),
                 t.id,
                 schema,
+                self.tx.clone(),
             ))));
         }
         Ok(self.store.planned(&self.name, name))
@@ -159,6 +164,8 @@ pub struct SessionCatalog {
     store: Arc<Store>,
     temp: Arc<MemorySchemaProvider>,
     local: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+    /// The open transaction block, if any (see `transaction`).
+    tx: RwLock<Option<Arc<Transaction>>>,
 }
 
 impl SessionCatalog {
@@ -172,7 +179,30 @@ impl SessionCatalog {
             store,
             temp: Arc::new(MemorySchemaProvider::new()),
             local: RwLock::new(local),
+            tx: RwLock::new(None),
         }
+    }
+
+    /// The open transaction block, if any.
+    pub fn transaction(&self) -> Option<Arc<Transaction>> {
+        self.tx.read().ok().and_then(|t| t.clone())
+    }
+
+    /// Opens a transaction block; `false` if one is already open (it stays).
+    pub fn begin(&self) -> bool {
+        let Ok(mut tx) = self.tx.write() else {
+            return false;
+        };
+        if tx.is_some() {
+            return false;
+        }
+        *tx = Some(Arc::new(Transaction::begin(self.store.clone())));
+        true
+    }
+
+    /// Ends the open block (if any), leaving it to the caller to commit or roll back.
+    pub fn end(&self) -> Option<Arc<Transaction>> {
+        self.tx.write().ok().and_then(|mut t| t.take())
     }
 
     /// This session's temporary tables.
@@ -214,7 +244,11 @@ impl CatalogProvider for SessionCatalog {
         if name == SEARCH_SCHEMA {
             return Some(Arc::new(Overlay {
                 front: self.temp.clone(),
-                back: Arc::new(DurableSchema::new(self.store.clone(), DEFAULT_SCHEMA)),
+                back: Arc::new(DurableSchema::new(
+                    self.store.clone(),
+                    DEFAULT_SCHEMA,
+                    self.transaction(),
+                )),
                 system: self
                     .local
                     .read()
@@ -225,7 +259,11 @@ impl CatalogProvider for SessionCatalog {
         if !self.store.schema_exists(name) {
             return None;
         }
-        Some(Arc::new(DurableSchema::new(self.store.clone(), name)))
+        Some(Arc::new(DurableSchema::new(
+            self.store.clone(),
+            name,
+            self.transaction(),
+        )))
     }
 
     /// Only session-local schemas are registered this way; `CREATE SCHEMA` goes through the

@@ -28,6 +28,8 @@ pub enum EngineError {
     ConcurrentWrite(String),
     #[error("the statement was interrupted: it was cancelled, timed out or its client left")]
     Interrupted,
+    #[error("savepoint \"{0}\" does not exist")]
+    SavepointNotFound(String),
     #[error("{0} is not supported")]
     NotSupported(String),
     #[error("permission denied: {0}")]

@@ -47,7 +47,7 @@ async fn relations(cat: &SessionCatalog) -> Result<Vec<Relation>> {
         let provider: Arc<dyn SchemaProvider> = if s == TEMP_SCHEMA {
             cat.temp().clone()
         } else {
-            Arc::new(DurableSchema::new(cat.store().clone(), &s))
+            Arc::new(DurableSchema::new(cat.store().clone(), &s, None))
         };
         let mut names = provider.table_names();
         names.sort();

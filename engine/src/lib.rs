@@ -18,6 +18,7 @@ pub mod session;
 pub mod storage;
 pub mod store;
 pub mod table;
+pub mod transaction;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -33,6 +33,7 @@ use futures::StreamExt;
 use crate::error::EngineError;
 use crate::storage::ParquetFileWriter;
 use crate::store::Store;
+use crate::transaction::Transaction;
 
 /// A table stored as Parquet files in the data directory.
 #[derive(Debug)]
@@ -43,6 +44,9 @@ pub struct DurableTable {
     /// When set, scans read exactly these files instead of the catalog's current list (a
     /// DELETE reads the snapshot it will replace).
     pinned: Option<Vec<PathBuf>>,
+    /// The session's open transaction block: reads see its view of the table and writes
+    /// go into it instead of the catalog.
+    tx: Option<Arc<Transaction>>,
 }
 
 impl DurableTable {
@@ -50,6 +54,7 @@ impl DurableTable {
     fn sink(&self, input: Arc<dyn ExecutionPlan>, mode: Mode) -> Arc<dyn ExecutionPlan> {
         let sink = TableSink {
             store: self.store.clone(),
+            tx: self.tx.clone(),
             id: self.id,
             schema: self.schema.clone(),
             mode,
@@ -57,19 +62,29 @@ impl DurableTable {
         Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
     }
 
-    pub fn new(store: Arc<Store>, id: u64, schema: SchemaRef) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        id: u64,
+        schema: SchemaRef,
+        tx: Option<Arc<Transaction>>,
+    ) -> Self {
         Self {
             store,
             id,
             schema,
             pinned: None,
+            tx,
         }
     }
 
-    /// The table's current files and row count: the snapshot a rewriting statement (DELETE,
-    /// UPDATE) reads through [`DurableTable::pinned`] and replaces.
+    /// The table's current files and row count (in the open transaction block's view, if
+    /// any): the snapshot a rewriting statement (DELETE, UPDATE) reads through
+    /// [`DurableTable::pinned`] and replaces.
     pub fn snapshot_files(&self) -> Result<(Vec<String>, u64)> {
-        Ok(self.store.table_files(self.id)?)
+        Ok(match &self.tx {
+            Some(tx) => tx.table_files(self.id)?,
+            None => self.store.table_files(self.id)?,
+        })
     }
 
     /// This table reading exactly `files`.
@@ -84,6 +99,7 @@ impl DurableTable {
                     .map(|f| self.store.table_dir(self.id).join(f))
                     .collect(),
             ),
+            tx: self.tx.clone(),
         })
     }
 
@@ -108,9 +124,17 @@ impl DurableTable {
 
     /// A listing table over exactly the files the catalog names now (or the pinned ones).
     fn snapshot(&self) -> Result<Option<ListingTable>> {
-        let files = match &self.pinned {
-            Some(f) => f.clone(),
-            None => self.store.files_of(self.id),
+        let files = match (&self.pinned, &self.tx) {
+            (Some(f), _) => f.clone(),
+            (None, Some(tx)) => {
+                let dir = self.store.table_dir(self.id);
+                tx.table_files(self.id)?
+                    .0
+                    .iter()
+                    .map(|f| dir.join(f))
+                    .collect()
+            }
+            (None, None) => self.store.files_of(self.id),
         };
         if files.is_empty() {
             return Ok(None);
@@ -178,7 +202,7 @@ impl TableProvider for DurableTable {
     }
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        let (files, rows) = self.store.table_files(self.id)?;
+        let (files, rows) = self.snapshot_files()?;
         let nothing = Arc::new(EmptyExec::new(self.schema.clone()));
         Ok(self.sink(
             nothing,
@@ -216,6 +240,7 @@ pub enum Count {
 #[derive(Debug)]
 struct TableSink {
     store: Arc<Store>,
+    tx: Option<Arc<Transaction>>,
     id: u64,
     schema: SchemaRef,
     mode: Mode,
@@ -249,8 +274,13 @@ impl DataSink for TableSink {
         match &self.mode {
             Mode::Append => {
                 if rows > 0 {
-                    self.store.append_files(self.id, files, rows)?;
-                    self.store.compact_soon(self.id);
+                    match &self.tx {
+                        Some(tx) => tx.append_files(self.id, files, rows)?,
+                        None => {
+                            self.store.append_files(self.id, files, rows)?;
+                            self.store.compact_soon(self.id);
+                        }
+                    }
                 }
                 Ok(rows)
             }
@@ -260,8 +290,12 @@ impl DataSink for TableSink {
                     Count::Known(n) => *n,
                     Count::Written(n) => n.load(Ordering::Relaxed),
                 };
-                self.store
-                    .replace_files_if(self.id, expected, files, rows)?;
+                match &self.tx {
+                    Some(tx) => tx.replace_files_if(self.id, expected, files, rows)?,
+                    None => self
+                        .store
+                        .replace_files_if(self.id, expected, files, rows)?,
+                }
                 Ok(reported)
             }
         }

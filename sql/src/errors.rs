@@ -98,6 +98,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::ReadOnlyExternal(_) => c("42809", e.to_string()),
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
         EngineError::Interrupted => c("57014", e.to_string()),
+        EngineError::SavepointNotFound(_) => c("3B001", e.to_string()),
         EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
             "23502",
             format!("null value violates not-null constraint: {m}"),

@@ -162,15 +162,23 @@ impl Connection {
         statement: datafusion::sql::parser::Statement,
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
-        if PgSession::is_utility(&statement) {
-            return session.execute(statement, params).await;
+        session.check_block(&statement)?;
+        let result = if PgSession::is_utility(&statement) {
+            session.execute(statement, params).await
+        } else {
+            let s = session.clone();
+            self.shared
+                .engine
+                .executor()
+                .run(async move { s.execute(statement, params).await })
+                .await
+                .map_err(SqlError::from)
+                .and_then(|r| r)
+        };
+        if result.is_err() {
+            session.statement_failed();
         }
-        let s = session.clone();
-        self.shared
-            .engine
-            .executor()
-            .run(async move { s.execute(statement, params).await })
-            .await?
+        result
     }
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
@@ -399,6 +407,7 @@ impl SimpleQueryHandler for Connection {
             match response {
                 Ok(r) => out.push(r),
                 Err(e) => {
+                    session.statement_failed();
                     out.push(error_response(e));
                     break;
                 }
@@ -625,9 +634,13 @@ impl ExtendedQueryHandler for Connection {
         };
         let guard = this.begin(&session);
         let result = guard.run(this.execute(&session, statement, params)).await?;
-        Ok(this
+        let response = this
             .respond(client, result, &guard, &portal.result_column_format, false)
-            .await?)
+            .await;
+        if response.is_err() {
+            session.statement_failed();
+        }
+        Ok(response?)
     }
 }
 

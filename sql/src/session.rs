@@ -4,6 +4,7 @@
 //! SQL logic tests.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -17,6 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use flashsql_engine::{Engine, Output};
+use tracing::warn;
 
 use crate::compat;
 use crate::copy::CopyFormat;
@@ -79,6 +81,9 @@ pub struct PgSession {
     parser: Arc<CompatParser>,
     settings: Arc<Settings>,
     cursors: Cursors,
+    /// A statement failed inside the open transaction block: until it ends, the others
+    /// are refused with 25P02.
+    tx_failed: AtomicBool,
 }
 
 fn one_text_column(name: &str, values: Vec<String>) -> Result<StatementResult, SqlError> {
@@ -146,7 +151,65 @@ impl PgSession {
             parser,
             settings,
             cursors: Cursors::default(),
+            tx_failed: AtomicBool::new(false),
         })
+    }
+
+    /// Whether `statement` may run now: inside a block where a statement failed, only
+    /// statements that end the block (or roll back to a savepoint) may (25P02 otherwise).
+    pub fn check_block(&self, statement: &DFStatement) -> Result<(), SqlError> {
+        let ends = matches!(
+            statement,
+            DFStatement::Statement(s) if matches!(**s, Statement::Commit { .. } | Statement::Rollback { .. })
+        );
+        if ends || !self.tx_failed.load(AtomicOrdering::SeqCst) {
+            return Ok(());
+        }
+        Err(SqlError::coded(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        ))
+    }
+
+    /// Notes that a statement failed: an open transaction block can then only be ended.
+    pub fn statement_failed(&self) {
+        if self.engine.catalog().transaction().is_some() {
+            self.tx_failed.store(true, AtomicOrdering::SeqCst);
+        }
+    }
+
+    /// The open transaction block, or 25P001 for a statement that needs one.
+    fn block(
+        &self,
+        what: &str,
+    ) -> Result<Arc<flashsql_engine::transaction::Transaction>, SqlError> {
+        self.engine.catalog().transaction().ok_or_else(|| {
+            SqlError::coded(
+                "25P01",
+                format!("{what} can only be used in transaction blocks"),
+            )
+        })
+    }
+
+    /// Ends the open block: commits it (`commit`, unless a statement failed in it) or rolls
+    /// it back. Returns the tag PostgreSQL answers (a failed block's COMMIT says ROLLBACK).
+    async fn end_block(&self, commit: bool) -> Result<&'static str, SqlError> {
+        self.settings.reset("transaction_read_only");
+        self.cursors.end_transaction().await;
+        let failed = self.tx_failed.swap(false, AtomicOrdering::SeqCst);
+        let Some(tx) = self.engine.catalog().end() else {
+            if commit {
+                warn!("COMMIT outside a transaction block: there is no transaction in progress");
+            }
+            return Ok(if commit { "COMMIT" } else { "ROLLBACK" });
+        };
+        if commit && !failed {
+            tx.commit()?;
+            Ok("COMMIT")
+        } else {
+            tx.rollback();
+            Ok("ROLLBACK")
+        }
     }
 
     /// Whether writes are refused now (`default_transaction_read_only`, or a read-only
@@ -347,19 +410,39 @@ impl PgSession {
                         if read_only { "on" } else { "off" },
                     );
                 }
+                if !self.engine.catalog().begin() {
+                    warn!(
+                        "BEGIN inside a transaction block: there is already a transaction in progress"
+                    );
+                }
                 Ok(StatementResult::TransactionStart("BEGIN"))
             }
             Statement::Commit { .. } => {
-                self.settings.reset("transaction_read_only");
-                self.cursors.end_transaction().await;
-                Ok(StatementResult::TransactionEnd("COMMIT"))
+                let tag = self.end_block(true).await?;
+                Ok(StatementResult::TransactionEnd(tag))
             }
             Statement::Rollback {
                 savepoint: None, ..
             } => {
-                self.settings.reset("transaction_read_only");
-                self.cursors.end_transaction().await;
+                self.end_block(false).await?;
                 Ok(StatementResult::TransactionEnd("ROLLBACK"))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                self.block("ROLLBACK TO SAVEPOINT")?
+                    .rollback_to(&name.value)?;
+                self.tx_failed.store(false, AtomicOrdering::SeqCst);
+                Ok(command("ROLLBACK"))
+            }
+            Statement::Savepoint { name } => {
+                self.block("SAVEPOINT")?.savepoint(&name.value)?;
+                Ok(command("SAVEPOINT"))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                self.block("RELEASE SAVEPOINT")?.release(&name.value)?;
+                Ok(command("RELEASE"))
             }
             Statement::Declare { mut stmts } => {
                 let (Some(d), true) = (stmts.pop(), stmts.is_empty()) else {
@@ -399,9 +482,6 @@ impl PgSession {
                 }
                 Ok(command("CLOSE CURSOR"))
             }
-            Statement::Rollback { .. } => Ok(command("ROLLBACK")),
-            Statement::Savepoint { .. } => Ok(command("SAVEPOINT")),
-            Statement::ReleaseSavepoint { .. } => Ok(command("RELEASE")),
             Statement::Discard { .. } => {
                 self.settings.reset_all();
                 let temp = self.engine.catalog().temp();

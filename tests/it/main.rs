@@ -16,4 +16,5 @@ mod real_data;
 mod sessions;
 mod slt;
 mod tls;
+mod transactions;
 mod wire_faults;

@@ -294,22 +294,36 @@ async fn cursors_hand_out_a_result_in_pieces() {
         .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
         .count();
     assert_eq!(fetched, 4);
+    // Each error aborts the block, as in PostgreSQL: a savepoint before it recovers.
+    client.batch_execute("SAVEPOINT s").await.unwrap();
     let e = client
         .query("FETCH PRIOR FROM d", &[])
         .await
         .expect_err("forward only");
     assert_eq!(crate::common::sqlstate(&e), "0A000");
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
     client.batch_execute("CLOSE d").await.unwrap();
     let e = client
         .query("FETCH 1 FROM d", &[])
         .await
         .expect_err("closed");
     assert_eq!(crate::common::sqlstate(&e), "34000");
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
     let e = client
         .batch_execute("DECLARE c CURSOR FOR SELECT 1")
         .await
         .expect_err("name taken");
     assert_eq!(crate::common::sqlstate(&e), "42P03");
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
     client.batch_execute("COMMIT").await.unwrap();
     // WITHOUT HOLD (the default): gone with the transaction; WITH HOLD stays.
     let e = client

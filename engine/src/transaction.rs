@@ -1,0 +1,306 @@
+//! Transaction blocks: `BEGIN` … `COMMIT` applies a session's writes to durable tables
+//! together or not at all.
+//!
+//! A table is a list of immutable Parquet files named by the catalog, so a write is a change
+//! of that list: files added (INSERT, COPY) and files removed (DELETE, UPDATE and TRUNCATE
+//! remove the files they rewrite). Inside a block those changes are kept here instead of
+//! being committed; the files themselves are written as usual, named by no catalog until
+//! COMMIT (a crash leaves them as orphans that the next start removes).
+//!
+//! - **Reads** see the catalog as it was at `BEGIN` plus the block's own changes (snapshot
+//!   isolation, PostgreSQL's REPEATABLE READ). A table created after `BEGIN` is read as it is
+//!   when the block first touches it.
+//! - **COMMIT** applies every change in one catalog commit on top of what others committed
+//!   meanwhile. Appends never conflict; a block that removed a file which is no longer there
+//!   (another DELETE, UPDATE, TRUNCATE or a merge of small files got there first) fails
+//!   with 40001 and changes nothing — first committer wins.
+//! - **ROLLBACK**, a failed COMMIT or a session that ends inside a block removes the files
+//!   the block wrote.
+//!
+//! DDL (CREATE, DROP, ALTER, …) is not part of a block: it commits when it runs, as if issued
+//! outside (documented in `docs/transactions.md`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tracing::warn;
+
+use crate::error::{EngineError, Result};
+use crate::manifest::Manifest;
+use crate::store::Store;
+
+/// One table's uncommitted change.
+#[derive(Debug, Default, Clone)]
+struct TableChange {
+    /// The table's files and rows when the block first read or wrote it.
+    base_files: Vec<String>,
+    base_rows: u64,
+    /// Files of `base_files` this block removed.
+    removed: Vec<String>,
+    /// Files this block wrote that are still part of its view of the table.
+    added: Vec<String>,
+    /// Files this block wrote and then replaced itself: removed at the end either way.
+    discarded: Vec<String>,
+    /// Rows in this block's view of the table.
+    rows: u64,
+    /// Whether the block appended (the table may need its small files merged after COMMIT).
+    appended: bool,
+}
+
+impl TableChange {
+    fn files(&self) -> Vec<String> {
+        self.base_files
+            .iter()
+            .filter(|f| !self.removed.contains(f))
+            .chain(self.added.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tables: HashMap<u64, TableChange>,
+    /// `SAVEPOINT name`s in order, with the changes as they were then.
+    savepoints: Vec<(String, HashMap<u64, TableChange>)>,
+    /// Set once COMMIT or ROLLBACK handled the files.
+    ended: bool,
+}
+
+/// An open transaction block of one session.
+#[derive(Debug)]
+pub struct Transaction {
+    store: Arc<Store>,
+    /// The catalog at `BEGIN`: what the block reads of tables it has not written.
+    base: Arc<Manifest>,
+    state: Mutex<State>,
+}
+
+fn poisoned() -> EngineError {
+    EngineError::InvalidInput("transaction state lock poisoned by an earlier failure".into())
+}
+
+impl Transaction {
+    pub fn begin(store: Arc<Store>) -> Self {
+        let base = store.manifest();
+        Self {
+            store,
+            base,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Table `id` as the block first sees it: from the snapshot at `BEGIN`, or (for a table
+    /// created since) as it is now.
+    fn first_look(&self, id: u64) -> Result<(Vec<String>, u64)> {
+        match self.base.tables.iter().find(|t| t.id == id) {
+            Some(t) => Ok((t.files.clone(), t.rows)),
+            None => self.store.table_files(id),
+        }
+    }
+
+    fn change<'a>(&self, state: &'a mut State, id: u64) -> Result<&'a mut TableChange> {
+        match state.tables.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (files, rows) = self.first_look(id)?;
+                Ok(e.insert(TableChange {
+                    base_files: files,
+                    base_rows: rows,
+                    rows,
+                    ..TableChange::default()
+                }))
+            }
+        }
+    }
+
+    /// Table `id`'s files (relative names) and row count as this block sees them.
+    pub fn table_files(&self, id: u64) -> Result<(Vec<String>, u64)> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let change = self.change(&mut state, id)?;
+        Ok((change.files(), change.rows))
+    }
+
+    /// Records new durable files of table `id` (INSERT, COPY).
+    pub fn append_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let change = self.change(&mut state, id)?;
+        change.added.extend(files);
+        change.rows += rows;
+        change.appended = true;
+        Ok(())
+    }
+
+    /// Replaces table `id`'s files in this block's view if they are still `expected`
+    /// (DELETE, UPDATE, TRUNCATE).
+    pub fn replace_files_if(
+        &self,
+        id: u64,
+        expected: &[String],
+        files: Vec<String>,
+        rows: u64,
+    ) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let change = self.change(&mut state, id)?;
+        if change.files() != expected {
+            let name = self.table_name(id);
+            drop(state);
+            self.remove(id, &files);
+            return Err(EngineError::ConcurrentWrite(name));
+        }
+        for f in expected {
+            if let Some(i) = change.added.iter().position(|a| a == f) {
+                let own = change.added.remove(i);
+                change.discarded.push(own);
+            } else {
+                change.removed.push(f.clone());
+            }
+        }
+        change.added.extend(files);
+        change.rows = rows;
+        Ok(())
+    }
+
+    fn table_name(&self, id: u64) -> String {
+        self.base
+            .tables
+            .iter()
+            .chain(self.store.manifest().tables.iter())
+            .find(|t| t.id == id)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| format!("table #{id}"))
+    }
+
+    /// Remembers the changes so far under `name` (`SAVEPOINT name`; a name used again is
+    /// shadowed, as in PostgreSQL).
+    pub fn savepoint(&self, name: &str) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let saved = state.tables.clone();
+        state.savepoints.push((name.to_string(), saved));
+        Ok(())
+    }
+
+    fn savepoint_index(state: &State, name: &str) -> Result<usize> {
+        state
+            .savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| EngineError::SavepointNotFound(name.to_string()))
+    }
+
+    /// Undoes the changes made since `SAVEPOINT name` (which stays; later ones go) and
+    /// removes the files written since.
+    pub fn rollback_to(&self, name: &str) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let i = Self::savepoint_index(&state, name)?;
+        state.savepoints.truncate(i + 1);
+        let saved = state.savepoints[i].1.clone();
+        for (id, now) in state.tables.iter() {
+            let kept: Vec<&String> = saved
+                .get(id)
+                .map(|c| c.added.iter().chain(c.discarded.iter()).collect())
+                .unwrap_or_default();
+            let since: Vec<String> = now
+                .added
+                .iter()
+                .chain(now.discarded.iter())
+                .filter(|f| !kept.contains(f))
+                .cloned()
+                .collect();
+            self.remove(*id, &since);
+        }
+        state.tables = saved;
+        Ok(())
+    }
+
+    /// Forgets `SAVEPOINT name` and those after it, keeping their changes.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let i = Self::savepoint_index(&state, name)?;
+        state.savepoints.truncate(i);
+        Ok(())
+    }
+
+    /// Applies every change in one catalog commit, or none (40001 if another write removed
+    /// a file this block removed, or dropped a table it wrote).
+    pub fn commit(&self) -> Result<()> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.ended = true;
+        let changes: Vec<(u64, &TableChange)> = state
+            .tables
+            .iter()
+            .filter(|(_, c)| !c.added.is_empty() || !c.removed.is_empty())
+            .map(|(id, c)| (*id, c))
+            .collect();
+        let applied = if changes.is_empty() {
+            Ok(())
+        } else {
+            self.store.commit(|m| {
+                for (id, c) in &changes {
+                    let t = m
+                        .tables
+                        .iter_mut()
+                        .find(|t| t.id == *id)
+                        .ok_or_else(|| EngineError::ConcurrentWrite(format!("table #{id}")))?;
+                    if c.removed.iter().any(|f| !t.files.contains(f)) {
+                        return Err(EngineError::ConcurrentWrite(t.name.clone()));
+                    }
+                    t.files.retain(|f| !c.removed.contains(f));
+                    t.files.extend(c.added.iter().cloned());
+                    let delta = c.rows as i128 - c.base_rows as i128;
+                    t.rows = (t.rows as i128 + delta).max(0) as u64;
+                }
+                Ok(())
+            })
+        };
+        for (id, c) in state.tables.iter() {
+            match &applied {
+                Ok(()) => {
+                    self.remove(*id, &c.removed);
+                    self.remove(*id, &c.discarded);
+                    if c.appended {
+                        self.store.compact_soon(*id);
+                    }
+                }
+                Err(_) => {
+                    self.remove(*id, &c.added);
+                    self.remove(*id, &c.discarded);
+                }
+            }
+        }
+        applied
+    }
+
+    /// Forgets every change and removes the files the block wrote.
+    pub fn rollback(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.ended {
+            return;
+        }
+        state.ended = true;
+        for (id, c) in state.tables.iter() {
+            self.remove(*id, &c.added);
+            self.remove(*id, &c.discarded);
+        }
+    }
+
+    fn remove(&self, id: u64, files: &[String]) {
+        let dir = self.store.table_dir(id);
+        for f in files {
+            if let Err(e) = std::fs::remove_file(dir.join(f))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(file = %f, error = %e, "could not remove a transaction's file");
+            }
+        }
+    }
+}
+
+impl Drop for Transaction {
+    /// A block abandoned without COMMIT or ROLLBACK (its session ended) is rolled back.
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}

@@ -1,0 +1,262 @@
+//! Transaction blocks over the wire: atomic COMMIT, ROLLBACK, snapshot reads, 25P02 after a
+//! failure, first-committer-wins (40001), savepoints, and nothing left behind by a block
+//! that does not commit.
+
+use std::path::Path;
+
+use futures::SinkExt;
+use tokio_postgres::Client;
+
+use crate::common::{TestServer, connect, scalar_i64, sqlstate};
+
+async fn count(client: &Client, table: &str) -> i64 {
+    scalar_i64(client, &format!("SELECT count(*) FROM {table}")).await
+}
+
+/// Parquet files under the data directory's tables: what a rolled-back block must not add.
+fn parquet_files(data: &Path) -> usize {
+    walk(&data.join("tables"))
+}
+
+fn walk(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+async fn setup(server: &TestServer) -> Client {
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE acct (id BIGINT, balance BIGINT); \
+             INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100)",
+        )
+        .await
+        .expect("setup");
+    client
+}
+
+/// Writes inside a block are seen by the block alone until COMMIT, then by everyone at
+/// once; they survive a restart.
+#[tokio::test]
+async fn commit_publishes_all_writes_at_once_and_durably() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    a.batch_execute(
+        "BEGIN; \
+         UPDATE acct SET balance = balance - 30 WHERE id = 1; \
+         UPDATE acct SET balance = balance + 30 WHERE id = 2; \
+         INSERT INTO acct VALUES (4, 0); \
+         DELETE FROM acct WHERE id = 3",
+    )
+    .await
+    .expect("block");
+    // The block sees its own writes; another session sees none of them.
+    assert_eq!(scalar_i64(&a, "SELECT sum(balance) FROM acct").await, 200);
+    assert_eq!(count(&a, "acct").await, 3);
+    assert_eq!(scalar_i64(&b, "SELECT sum(balance) FROM acct").await, 300);
+    assert_eq!(count(&b, "acct").await, 3);
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(
+        scalar_i64(&b, "SELECT balance FROM acct WHERE id = 1").await,
+        70
+    );
+    assert_eq!(scalar_i64(&b, "SELECT sum(balance) FROM acct").await, 200);
+    drop((a, b));
+    server.stop();
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    assert_eq!(count(&c, "acct").await, 3);
+    assert_eq!(scalar_i64(&c, "SELECT sum(balance) FROM acct").await, 200);
+    assert_eq!(
+        scalar_i64(&c, "SELECT balance FROM acct WHERE id = 2").await,
+        130
+    );
+}
+
+/// ROLLBACK (and a session that ends inside a block) changes nothing and leaves no file.
+#[tokio::test]
+async fn rollback_and_disconnect_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let a = setup(&server).await;
+    let files_before = parquet_files(&data);
+    a.batch_execute(
+        "BEGIN; INSERT INTO acct VALUES (9, 9); DELETE FROM acct WHERE id = 1; \
+         TRUNCATE acct; INSERT INTO acct VALUES (10, 10)",
+    )
+    .await
+    .expect("block");
+    assert_eq!(count(&a, "acct").await, 1);
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&a, "acct").await, 3);
+    assert_eq!(scalar_i64(&a, "SELECT sum(balance) FROM acct").await, 300);
+    assert_eq!(
+        parquet_files(&data),
+        files_before,
+        "files of the rolled-back block"
+    );
+
+    // COPY inside a block, then the client goes away without COMMIT.
+    let (b, conn) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(conn);
+    b.batch_execute("BEGIN").await.expect("begin");
+    let sink = b
+        .copy_in("COPY acct FROM STDIN (FORMAT csv)")
+        .await
+        .expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"20,1\n21,1\n"))
+        .await
+        .expect("send");
+    assert_eq!(sink.finish().await.expect("copied"), 2);
+    assert_eq!(count(&b, "acct").await, 5);
+    drop(b);
+    let _ = task.await;
+    // The server notices the session ended and rolls its block back.
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = parquet_files(&data);
+        if left == files_before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, files_before, "files of the abandoned block");
+    assert_eq!(count(&a, "acct").await, 3);
+}
+
+/// After a failed statement the block refuses everything but its end (25P02), and COMMIT
+/// then rolls it back.
+#[tokio::test]
+async fn a_failed_block_refuses_statements_and_commit_rolls_it_back() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    a.batch_execute("BEGIN; INSERT INTO acct VALUES (5, 5)")
+        .await
+        .expect("block");
+    let err = a
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .expect_err("fails");
+    assert_eq!(sqlstate(&err), "42P01");
+    for sql in ["SELECT 1", "INSERT INTO acct VALUES (6, 6)"] {
+        let err = a.simple_query(sql).await.expect_err("refused");
+        assert_eq!(sqlstate(&err), "25P02", "{sql}: {err:?}");
+    }
+    // Extended protocol too.
+    let err = a.query("SELECT 1", &[]).await.expect_err("refused");
+    assert_eq!(sqlstate(&err), "25P02");
+    let done = a.simple_query("COMMIT").await.expect("commit answers");
+    let tag = done.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert!(tag.is_some());
+    assert_eq!(count(&a, "acct").await, 3, "nothing of the failed block");
+    assert_eq!(scalar_i64(&a, "SELECT 1::BIGINT").await, 1);
+}
+
+/// A block reads the snapshot it began with; concurrent appends both commit; a block whose
+/// rewrite lost the race gets 40001 and changes nothing.
+#[tokio::test]
+async fn snapshots_and_first_committer_wins() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    a.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(count(&a, "acct").await, 3);
+    b.batch_execute("INSERT INTO acct VALUES (7, 7)")
+        .await
+        .expect("insert");
+    assert_eq!(count(&a, "acct").await, 3, "the block's snapshot");
+    a.batch_execute("INSERT INTO acct VALUES (8, 8); COMMIT")
+        .await
+        .expect("both appends commit");
+    assert_eq!(count(&a, "acct").await, 5);
+
+    // Two blocks rewrite the same table: the first COMMIT wins.
+    a.batch_execute("BEGIN; UPDATE acct SET balance = 0 WHERE id = 1")
+        .await
+        .expect("a");
+    b.batch_execute("BEGIN; DELETE FROM acct WHERE id = 2; COMMIT")
+        .await
+        .expect("b commits first");
+    let err = a.simple_query("COMMIT").await.expect_err("loses");
+    assert_eq!(sqlstate(&err), "40001", "{err:?}");
+    a.batch_execute("ROLLBACK")
+        .await
+        .expect("rollback is harmless");
+    assert_eq!(
+        scalar_i64(&a, "SELECT balance FROM acct WHERE id = 1").await,
+        100,
+        "the losing block changed nothing"
+    );
+    assert_eq!(count(&a, "acct").await, 4);
+}
+
+/// Savepoints undo part of a block.
+#[tokio::test]
+async fn savepoints_undo_part_of_a_block() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    a.batch_execute(
+        "BEGIN; INSERT INTO acct VALUES (11, 1); SAVEPOINT s1; \
+         INSERT INTO acct VALUES (12, 1); DELETE FROM acct WHERE id = 1; \
+         ROLLBACK TO SAVEPOINT s1; INSERT INTO acct VALUES (13, 1); \
+         SAVEPOINT s2; RELEASE SAVEPOINT s2; COMMIT",
+    )
+    .await
+    .expect("block");
+    assert_eq!(
+        scalar_i64(
+            &a,
+            "SELECT count(*) FROM acct WHERE id IN (1, 11, 13) AND id <> 12"
+        )
+        .await,
+        3
+    );
+    assert_eq!(count(&a, "acct").await, 5);
+    // A failed statement is undone by rolling back to a savepoint before it.
+    a.batch_execute("BEGIN; SAVEPOINT s; INSERT INTO acct VALUES (14, 1)")
+        .await
+        .expect("block");
+    assert!(a.simple_query("SELECT 1 / 0").await.is_err());
+    a.batch_execute("ROLLBACK TO SAVEPOINT s; INSERT INTO acct VALUES (15, 1); COMMIT")
+        .await
+        .expect("recovered");
+    assert_eq!(
+        scalar_i64(&a, "SELECT count(*) FROM acct WHERE id IN (14, 15)").await,
+        1
+    );
+    let err = a
+        .simple_query("BEGIN; ROLLBACK TO SAVEPOINT nope")
+        .await
+        .expect_err("unknown savepoint");
+    assert_eq!(sqlstate(&err), "3B001");
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    let err = a
+        .simple_query("SAVEPOINT outside")
+        .await
+        .expect_err("no block");
+    assert_eq!(sqlstate(&err), "25P01");
+    let other = connect(&server.url()).await.expect("connect");
+    assert_eq!(count(&other, "acct").await, 6);
+}
