@@ -56,6 +56,10 @@ enum Command {
     Serve(ServeArgs),
     /// Generate the synthetic flash-sale world into a new data directory.
     Generate(GenerateArgs),
+    /// Load a public e-commerce log (taobao, rees46, obd, hillstrom) or any CSV/Parquet file
+    /// into a new table of a data directory (the server must not be running on it; from a
+    /// running server use `SELECT * FROM load_file(...)` instead).
+    Load(LoadArgs),
 }
 
 #[derive(Args, Clone)]
@@ -122,6 +126,62 @@ struct GenerateArgs {
     /// `flashsql serve --data-dir DIR`.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// taobao, rees46, obd, hillstrom, csv or parquet (see docs/loading.md).
+    format: String,
+    /// The file (or, for parquet, a folder of files) to load.
+    path: PathBuf,
+    /// The new table; by default the file's name without its extension.
+    #[arg(long)]
+    table: Option<String>,
+    /// The table's schema (must exist).
+    #[arg(long, default_value = "public")]
+    schema: String,
+    /// Data directory to load into (created empty if it does not exist).
+    #[arg(long, env = "FLASHSQL_DATA_DIR", default_value = "./flashsql-data")]
+    data_dir: PathBuf,
+    /// Memory for the load in MiB: a file larger than this streams through it.
+    #[arg(long, env = "FLASHSQL_MEMORY_MB", default_value_t = 1024)]
+    memory_mb: usize,
+}
+
+async fn load(args: LoadArgs) -> Result<()> {
+    let source: flashsql_engine::load::Source = args.format.parse()?;
+    let table = match args.table {
+        Some(t) => t,
+        None => args
+            .path
+            .file_stem()
+            .map(|s| {
+                s.to_string_lossy()
+                    .to_lowercase()
+                    .replace(['-', '.', ' '], "_")
+            })
+            .context("name the table with --table")?,
+    };
+    let mut config = EngineConfig::new(&args.data_dir);
+    config.seed_world = None;
+    config.memory_limit = args.memory_mb << 20;
+    let engine = Engine::open(config)
+        .await
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let session = engine.new_session()?;
+    let target = flashsql_engine::load::Target {
+        schema: args.schema.clone(),
+        table: table.clone(),
+    };
+    let t0 = Instant::now();
+    let rows = flashsql_engine::load::load(&session, source, &args.path, &target).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "loaded {rows} rows into {}.{table} in {secs:.1} s ({:.0} rows/s)",
+        args.schema,
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
 }
 
 fn password(args: &ServeArgs) -> Result<Option<String>> {
@@ -290,6 +350,7 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         Some(Command::Generate(g)) => generate(g),
+        Some(Command::Load(l)) => runtime.block_on(load(l)),
         Some(Command::Serve(s)) => runtime.block_on(serve(s)),
         None => runtime.block_on(serve(cli.serve)),
     }

@@ -40,6 +40,17 @@ pub enum EngineError {
     ReadOnlyExternal(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error(
+        "the data directory {0} is in use by another flashsql process (a running server?): stop it first, or load through SQL on that server"
+    )]
+    InUse(String),
+    #[error("{file}, line {line}, column {column}: {detail}; nothing was loaded")]
+    Malformed {
+        file: String,
+        line: u64,
+        column: String,
+        detail: String,
+    },
     #[error("the catalog file {path} is damaged: {reason}")]
     CorruptCatalog { path: String, reason: String },
     #[error("file writer used after it was closed")]

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod external;
 pub mod information_schema;
 pub mod interrupt;
+pub mod load;
 pub mod manifest;
 pub mod pg_types;
 pub mod session;

@@ -98,6 +98,11 @@ impl Session {
         &self.ctx
     }
 
+    /// The directories clients may read files from (`--allow-path`, the import folder).
+    pub fn allowed(&self) -> &AllowedPaths {
+        &self.allowed
+    }
+
     pub fn catalog(&self) -> &Arc<SessionCatalog> {
         &self.catalog
     }

@@ -25,6 +25,7 @@ use crate::storage::{TMP_SUFFIX, fsync_dir, write_bytes_atomic};
 
 const CATALOG_FILE: &str = "catalog.json";
 const TABLES_DIR: &str = "tables";
+const LOCK_FILE: &str = "LOCK";
 
 pub use crate::manifest::RelationKind;
 
@@ -51,6 +52,9 @@ pub struct Store {
     compacting: Mutex<HashSet<u64>>,
     /// Files merged away, with when: removed once no scan can still be reading them.
     pub(crate) retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
+    /// An exclusive lock on `<data dir>/LOCK`, held while the store is open: two processes
+    /// committing to one catalog would each overwrite the other's commits.
+    _lock: fs::File,
 }
 
 fn poisoned() -> EngineError {
@@ -67,6 +71,14 @@ impl Store {
         {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        }
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK_FILE))?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::InUse(root.display().to_string()));
         }
         let path = root.join(CATALOG_FILE);
         let manifest = if path.exists() {
@@ -101,6 +113,7 @@ impl Store {
             planned: RwLock::new(HashMap::new()),
             compacting: Mutex::new(HashSet::new()),
             retired: Mutex::new(Vec::new()),
+            _lock: lock,
         };
         store.collect_garbage()?;
         Ok(Arc::new(store))
@@ -613,5 +626,22 @@ impl Store {
         self.set_property("world.scale", dataset.scale.name())?;
         self.set_property("world.seed", &dataset.seed.to_string())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two stores over one data directory would overwrite each other's commits: the second
+    /// open is refused while the first is held, and allowed once it is closed.
+    #[test]
+    fn a_data_directory_is_opened_by_one_store_at_a_time() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let first = Store::open(tmp.path()).expect("opens");
+        let second = Store::open(tmp.path());
+        assert!(matches!(second, Err(EngineError::InUse(_))), "{second:?}");
+        drop(first);
+        Store::open(tmp.path()).expect("opens again once closed");
     }
 }

@@ -99,6 +99,8 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
         EngineError::Interrupted => c("57014", e.to_string()),
         EngineError::SavepointNotFound(_) => c("3B001", e.to_string()),
+        EngineError::InUse(_) => c("55006", e.to_string()),
+        EngineError::Malformed { .. } => c("22P02", e.to_string()),
         EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
             "23502",
             format!("null value violates not-null constraint: {m}"),

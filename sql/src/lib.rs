@@ -13,6 +13,7 @@ pub mod copy;
 pub mod cursors;
 pub mod errors;
 pub mod handler;
+pub mod load_call;
 pub mod parser;
 pub mod pg_catalog;
 pub mod protocol_checks;

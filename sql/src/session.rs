@@ -171,6 +171,51 @@ impl PgSession {
         ))
     }
 
+    /// Runs `load_file(…)`: the file must be under a directory clients may read (42501).
+    async fn load_file(
+        &self,
+        call: crate::load_call::LoadCall,
+    ) -> Result<StatementResult, SqlError> {
+        use flashsql_engine::load::{Source, Target, load};
+        let source: Source = call.format.parse()?;
+        self.engine.allowed().check(&call.path)?;
+        let path = std::path::PathBuf::from(&call.path);
+        let table = match call.table {
+            Some(t) => t,
+            None => path
+                .file_stem()
+                .map(|s| {
+                    s.to_string_lossy()
+                        .to_lowercase()
+                        .replace(['-', '.', ' '], "_")
+                })
+                .ok_or_else(|| {
+                    SqlError::coded("22023", "load_file: name the table with table => …")
+                })?,
+        };
+        let target = Target {
+            schema: call
+                .schema
+                .unwrap_or_else(|| flashsql_engine::catalog::DEFAULT_SCHEMA.to_string()),
+            table,
+        };
+        let rows = load(&self.engine, source, &path, &target).await?;
+        let schema = load_result_schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![format!(
+                    "{}.{}",
+                    target.schema, target.table
+                )])),
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+                    rows as i64,
+                ])),
+            ],
+        )?;
+        Ok(StatementResult::Batches(schema, vec![batch]))
+    }
+
     /// Notes that a statement failed: an open transaction block can then only be ended.
     pub fn statement_failed(&self) {
         if self.engine.catalog().transaction().is_some() {
@@ -335,6 +380,7 @@ impl PgSession {
                 ]))),
             ),
             Utility::Session | Utility::Catalog => (vec![], None),
+            Utility::Load => (vec![], Some(load_result_schema())),
             Utility::Fetch(name) => (vec![], Some(self.cursors.schema(&name).await?)),
             Utility::Declare(query) => {
                 let plan = self.plan(Statement::Query(query)).await?;
@@ -387,6 +433,11 @@ impl PgSession {
                 return self.run_plan(plan, params, false).await;
             }
         };
+        if let Statement::Query(q) = &statement
+            && let Some(call) = crate::load_call::parse(q)
+        {
+            return self.load_file(call?).await;
+        }
         match statement {
             Statement::Merge { .. } => Err(SqlError::with_hint(
                 "0A000",
@@ -792,6 +843,14 @@ impl PgSession {
     }
 }
 
+/// The row `load_file(…)` answers: the table it created and its row count.
+fn load_result_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+    ]))
+}
+
 enum Utility {
     Show(String),
     ShowAll,
@@ -801,6 +860,8 @@ enum Utility {
     Catalog,
     /// `FETCH … FROM cursor`: rows with the cursor's columns.
     Fetch(String),
+    /// `SELECT * FROM load_file(…)`: creates a table (see `load_call`).
+    Load,
     /// `DECLARE … CURSOR FOR query`: the query's parameters, no rows.
     Declare(Box<datafusion::sql::sqlparser::ast::Query>),
     Planned,
@@ -839,6 +900,7 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, SqlError
 /// Whether a statement is handled here rather than planned by DataFusion.
 fn utility_kind(s: &Statement) -> Utility {
     match s {
+        Statement::Query(q) if crate::load_call::parse(q).is_some() => Utility::Load,
         Statement::ShowVariable { variable } => {
             let name = variable_name(variable);
             if name == "all" {

@@ -10,6 +10,7 @@ mod docs;
 mod durability;
 mod errors;
 mod hostile;
+mod loading;
 mod protocol;
 mod psql;
 mod real_data;

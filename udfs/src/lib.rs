@@ -26,7 +26,15 @@ use flashsql_gpu::store::ModelStore;
 pub const SYSTEM_SCHEMA: &str = "flashsql";
 
 /// The relation functions that change stored state (models): read-only sessions refuse them.
-pub const WRITING_FUNCTIONS: [&str; 2] = [models::train_sql::NAME, models::catalog::DROP_MODEL];
+pub const WRITING_FUNCTIONS: [&str; 3] = [
+    models::train_sql::NAME,
+    models::catalog::DROP_MODEL,
+    LOAD_FILE,
+];
+
+/// `SELECT * FROM load_file(format, path, table => …)`: loads a file into a new table
+/// (handled by the SQL layer, which owns the catalog).
+pub const LOAD_FILE: &str = "load_file";
 
 /// Registers every flashsql function on a session, with `models` behind the model functions.
 pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {

@@ -1,0 +1,300 @@
+//! Loading files: `flashsql load` on the command line and `load_file(…)` in SQL. The public
+//! samples in `../shared/data` (or `FLASHSQL_REAL_DATA`) are used when present; the tests
+//! that need them say so and skip otherwise.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{TestServer, scalar_i64, sqlstate};
+
+fn real_data(file: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("FLASHSQL_REAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let path = root.join(file);
+    path.exists().then(|| path.canonicalize().unwrap_or(path))
+}
+
+/// The fields of one CSV line (double quotes may enclose commas).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn cli_load(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flashsql"))
+        .arg("load")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("flashsql load runs")
+}
+
+/// `flashsql load taobao` maps the Tianchi log onto the events model: the same rows per
+/// behaviour as the file (pv → view, buy → purchase), the same per-user sequences as the raw
+/// file read directly, and a model trains on it.
+#[tokio::test]
+async fn flashsql_load_taobao_feeds_sequences_and_training() {
+    let Some(csv) = real_data("taobao/user_behavior_sample.csv") else {
+        eprintln!(
+            "skipping flashsql_load_taobao_feeds_sequences_and_training: no taobao/user_behavior_sample.csv under ../shared/data or FLASHSQL_REAL_DATA"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let out = cli_load(
+        &data,
+        &["taobao", &csv.display().to_string(), "--table", "tb_events"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("loaded 61161 rows into public.tb_events"),
+        "{said}"
+    );
+
+    // The reference: behaviours counted from the file itself.
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for line in std::fs::read_to_string(&csv).expect("read").lines() {
+        let kind = line.split(',').nth(3).unwrap_or_default();
+        let kind = match kind {
+            "pv" => "view",
+            "buy" => "purchase",
+            other => other,
+        };
+        *expected.entry(kind.to_string()).or_default() += 1;
+    }
+
+    let allow = [
+        "--allow-path".to_string(),
+        csv.parent().expect("dir").display().to_string(),
+    ];
+    let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+    let server = TestServer::try_start(&data, &[], &allow).expect("server starts");
+    let client = server.connect().await;
+    let rows = client
+        .query(
+            "SELECT event_type, count(*) FROM tb_events GROUP BY event_type ORDER BY event_type",
+            &[],
+        )
+        .await
+        .expect("counts");
+    let loaded: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(loaded, expected);
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'"
+        )
+        .await,
+        0,
+        "no generated world in a loaded data directory"
+    );
+
+    // Sequences from the loaded table equal those from the raw file read directly.
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE raw_tb (user_id BIGINT, item_id BIGINT, category_id BIGINT, \
+               behavior_type TEXT, ts_s BIGINT) STORED AS CSV LOCATION '{}' \
+               OPTIONS ('format.has_header' 'false'); \
+             CREATE VIEW raw_events AS SELECT user_id, category_id, to_timestamp(ts_s) AS ts, \
+               CASE behavior_type WHEN 'pv' THEN 'view' WHEN 'buy' THEN 'purchase' \
+                 ELSE behavior_type END AS event_type FROM raw_tb",
+            csv.display()
+        ))
+        .await
+        .expect("raw view");
+    let cutoff = "TIMESTAMP '2017-12-02 16:00:00'";
+    let same = scalar_i64(
+        &client,
+        &format!(
+            "SELECT count(*) FROM \
+               (SELECT user_id, behavior_sequence(event_type, category_id, ts, 64, {cutoff}) AS s \
+                  FROM tb_events GROUP BY user_id) a \
+             JOIN (SELECT user_id, behavior_sequence(event_type, category_id, ts, 64, {cutoff}) AS s \
+                  FROM raw_events GROUP BY user_id) b USING (user_id) \
+             WHERE a.s = b.s"
+        ),
+    )
+    .await;
+    let users = scalar_i64(&client, "SELECT count(DISTINCT user_id) FROM tb_events").await;
+    assert_eq!(same, users, "every user's sequence matches the raw file's");
+
+    // A purchase model trains on examples built from the loaded table.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE tb_examples AS SELECT user_id, \
+               max(CASE WHEN event_type = 'purchase' AND ts >= {cutoff} THEN 1 ELSE 0 END) = 1 AS label, \
+               behavior_sequence(event_type, category_id, ts, 64, {cutoff}) AS seq, \
+               [CAST(count(*) FILTER (WHERE ts < {cutoff}) AS DOUBLE)] AS features \
+             FROM tb_events GROUP BY user_id"
+        ))
+        .await
+        .expect("examples");
+    let trained = client
+        .simple_query(
+            "SELECT * FROM train_model('tb_model', (SELECT label, seq, features, user_id FROM tb_examples), \
+             kind => 'propensity', batch_size => 64, epochs => 2, seed => 1)",
+        )
+        .await
+        .expect("trains");
+    assert!(
+        trained
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+    );
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM tb_examples WHERE propensity('tb_model', seq, features) BETWEEN 0 AND 1"
+        )
+        .await,
+        users
+    );
+
+    // The CLI refuses a data directory a server holds.
+    let out = cli_load(
+        &data,
+        &["csv", &csv.display().to_string(), "--table", "again"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another flashsql process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `load_file` in SQL: reads only allowed directories, loads all or nothing with the line and
+/// column of a bad value, refuses read-only sessions, and maps Hillstrom's experiment.
+#[tokio::test]
+async fn load_file_in_sql() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let client = server.connect().await;
+    let import = data.join("import");
+    std::fs::write(import.join("prices.csv"), "item_id,price\n1,9.5\n2,12.0\n").expect("write");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT * FROM load_file('csv', '{}', table => 'prices')",
+                import.join("prices.csv").display()
+            ),
+            &[],
+        )
+        .await
+        .expect("loads");
+    assert_eq!(rows[0].get::<_, String>(0), "public.prices");
+    assert_eq!(rows[0].get::<_, i64>(1), 2);
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT CAST(sum(price) * 10 AS BIGINT) FROM prices"
+        )
+        .await,
+        215
+    );
+
+    // A bad value: 22P02 naming file, line and column; no table.
+    let bad = import.join("bad_taobao.csv");
+    std::fs::write(&bad, "1,2,3,pv,1511625600\n1,2,3,buy,not-a-time\n").expect("write");
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('taobao', '{}', table => 'bad')",
+            bad.display()
+        ))
+        .await
+        .expect_err("malformed");
+    assert_eq!(sqlstate(&err), "22P02", "{err:?}");
+    let message = err
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("line 2, column 5"), "{message}");
+    let err = client
+        .simple_query("SELECT * FROM bad")
+        .await
+        .expect_err("no table");
+    assert_eq!(sqlstate(&err), "42P01");
+
+    // Outside the allowed directories.
+    let err = client
+        .simple_query("SELECT * FROM load_file('csv', '/etc/passwd', table => 'pw')")
+        .await
+        .expect_err("denied");
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
+
+    // A read-only session may not load.
+    client
+        .batch_execute("SET default_transaction_read_only = on")
+        .await
+        .expect("set");
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('csv', '{}', table => 'prices2')",
+            import.join("prices.csv").display()
+        ))
+        .await
+        .expect_err("read only");
+    assert_eq!(sqlstate(&err), "25006");
+    client
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .expect("set");
+
+    let Some(hillstrom) = real_data("hillstrom/hillstrom.csv") else {
+        eprintln!("skipping the Hillstrom part of load_file_in_sql: no hillstrom/hillstrom.csv");
+        return;
+    };
+    let copy = import.join("hillstrom.csv");
+    std::fs::copy(&hillstrom, &copy).expect("copy");
+    client
+        .batch_execute(&format!(
+            "SELECT * FROM load_file('hillstrom', '{}')",
+            copy.display()
+        ))
+        .await
+        .expect("loads");
+    // The reference: conversions per arm counted from the file.
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for line in std::fs::read_to_string(&hillstrom)
+        .expect("read")
+        .lines()
+        .skip(1)
+    {
+        let f = csv_fields(line);
+        let e = expected.entry(f[8].to_string()).or_default();
+        e.0 += 1;
+        e.1 += i64::from(f[10] == "1");
+    }
+    let rows = client
+        .query(
+            "SELECT variant, count(*), count(*) FILTER (WHERE converted) FROM hillstrom \
+             GROUP BY variant ORDER BY variant",
+            &[],
+        )
+        .await
+        .expect("arms");
+    let loaded: BTreeMap<String, (i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    assert_eq!(loaded, expected);
+}
