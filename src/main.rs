@@ -152,14 +152,7 @@ async fn load(args: LoadArgs) -> Result<()> {
     let source: flashsql_engine::load::Source = args.format.parse()?;
     let table = match args.table {
         Some(t) => t,
-        None => args
-            .path
-            .file_stem()
-            .map(|s| {
-                s.to_string_lossy()
-                    .to_lowercase()
-                    .replace(['-', '.', ' '], "_")
-            })
+        None => flashsql_engine::load::default_table_name(&args.path)
             .context("name the table with --table")?,
     };
     let mut config = EngineConfig::new(&args.data_dir);

@@ -151,6 +151,16 @@ impl Source {
     }
 }
 
+/// The table a file loads into when none is named: the file's name without its extension,
+/// lower-cased, with `-`, `.` and spaces as `_` (`UserBehavior.csv` → `userbehavior`).
+pub fn default_table_name(path: &Path) -> Option<String> {
+    path.file_stem().map(|s| {
+        s.to_string_lossy()
+            .to_lowercase()
+            .replace(['-', '.', ' '], "_")
+    })
+}
+
 /// Where a load writes.
 #[derive(Debug, Clone)]
 pub struct Target {

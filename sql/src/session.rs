@@ -182,16 +182,9 @@ impl PgSession {
         let path = std::path::PathBuf::from(&call.path);
         let table = match call.table {
             Some(t) => t,
-            None => path
-                .file_stem()
-                .map(|s| {
-                    s.to_string_lossy()
-                        .to_lowercase()
-                        .replace(['-', '.', ' '], "_")
-                })
-                .ok_or_else(|| {
-                    SqlError::coded("22023", "load_file: name the table with table => …")
-                })?,
+            None => flashsql_engine::load::default_table_name(&path).ok_or_else(|| {
+                SqlError::coded("22023", "load_file: name the table with table => …")
+            })?,
         };
         let target = Target {
             schema: call
