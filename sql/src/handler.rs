@@ -31,6 +31,8 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, Parse, ParseComplete};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -378,6 +380,24 @@ fn error_response(e: SqlError) -> Response {
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
+    /// A query that is exactly `COMMIT` (or `END`) ends the block whether it succeeds or
+    /// fails (a lost race gives 40001 and leaves the session idle, as in PostgreSQL). pgwire
+    /// derives the status it reports from the status before the query and the responses, so
+    /// starting from "idle" makes both outcomes report idle rather than "failed transaction".
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let text = query.query.trim().trim_end_matches(';').trim();
+        if text.eq_ignore_ascii_case("commit") || text.eq_ignore_ascii_case("end") {
+            client.set_transaction_status(TransactionStatus::Idle);
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -414,6 +434,16 @@ impl SimpleQueryHandler for Connection {
             }
         }
         Ok(out)
+    }
+}
+
+/// After a failed statement of the extended protocol: a failed COMMIT has ended the block
+/// (as in PostgreSQL), so the client must be told "idle", not "in a failed transaction" —
+/// pgwire marks any error inside a block as the latter, and drivers would then answer with
+/// savepoints or ROLLBACK.
+fn settle_transaction_status<C: ClientInfo>(client: &mut C, session: &PgSession) {
+    if !session.in_block() {
+        client.set_transaction_status(TransactionStatus::Idle);
     }
 }
 
@@ -633,7 +663,11 @@ impl ExtendedQueryHandler for Connection {
             None
         };
         let guard = this.begin(&session);
-        let result = guard.run(this.execute(&session, statement, params)).await?;
+        let result = guard.run(this.execute(&session, statement, params)).await;
+        if result.is_err() {
+            settle_transaction_status(client, &session);
+        }
+        let result = result?;
         let response = this
             .respond(client, result, &guard, &portal.result_column_format, false)
             .await;

@@ -209,6 +209,11 @@ impl PgSession {
         Ok(StatementResult::Batches(schema, vec![batch]))
     }
 
+    /// Whether a transaction block is open.
+    pub fn in_block(&self) -> bool {
+        self.engine.catalog().transaction().is_some()
+    }
+
     /// Notes that a statement failed: an open transaction block can then only be ended.
     pub fn statement_failed(&self) {
         if self.engine.catalog().transaction().is_some() {

@@ -76,4 +76,41 @@ with psycopg.connect(DSN) as conn:
         check(cur.fetchone() == (4,), "fetchone")
     conn.commit()
 
+# Transactions as psycopg drives them: implicit BEGIN, rollback(), commit(); nested
+# transaction() blocks become savepoints; a lost race is SerializationFailure and leaves the
+# connection idle, ready for the next transaction.
+with psycopg.connect(DSN) as a, psycopg.connect(DSN, autocommit=True) as b:
+    b.execute("CREATE TABLE tx_plan (item_id BIGINT, discount DOUBLE PRECISION)")
+    b.execute("INSERT INTO tx_plan VALUES (1, 0.1), (2, 0.2)")
+    a.execute("UPDATE tx_plan SET discount = 0.5 WHERE item_id = 1")
+    a.execute("INSERT INTO tx_plan VALUES (3, 0.3)")
+    check(b.execute("SELECT count(*) FROM tx_plan").fetchone() == (2,), "uncommitted rows seen")
+    a.rollback()
+    check(
+        b.execute("SELECT item_id, discount FROM tx_plan ORDER BY 1").fetchall()
+        == [(1, 0.1), (2, 0.2)],
+        "rollback",
+    )
+    a.execute("UPDATE tx_plan SET discount = 0.5 WHERE item_id = 1")
+    b.execute("DELETE FROM tx_plan WHERE item_id = 2")
+    try:
+        a.commit()
+        check(False, "a lost race committed")
+    except errors.SerializationFailure:
+        pass
+    check(a.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, "idle after 40001")
+    with a.transaction():
+        a.execute("INSERT INTO tx_plan VALUES (4, 0.4)")
+        with a.transaction():
+            a.execute("INSERT INTO tx_plan VALUES (5, 0.5)")
+            try:
+                with a.transaction():
+                    a.execute("INSERT INTO tx_plan VALUES (6, 0.6)")
+                    a.execute("SELECT 1 / 0")
+            except errors.DivisionByZero:
+                pass
+    a.commit()
+    got = [r[0] for r in b.execute("SELECT item_id FROM tx_plan ORDER BY 1")]
+    check(got == [1, 4, 5], f"savepoints: {got}")
+
 print("psycopg: ok")
