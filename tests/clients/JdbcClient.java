@@ -22,6 +22,13 @@ public class JdbcClient {
         return out;
     }
 
+    static long count(Connection c, String sql) throws SQLException {
+        try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         Properties props = new Properties();
         props.setProperty("user", "flashsql");
@@ -106,6 +113,41 @@ public class JdbcClient {
                 check(false, "no error for a missing table");
             } catch (SQLException e) {
                 check("42P01".equals(e.getSQLState()), "missing table SQLSTATE " + e.getSQLState());
+            }
+        }
+        // Transactions as a Java service drives them: setAutoCommit(false), commit, rollback,
+        // a savepoint, and SQLSTATE 40001 when another session rewrote the table first.
+        try (Connection a = DriverManager.getConnection(System.getenv("FLASHSQL_JDBC_URL"), props);
+             Connection b = DriverManager.getConnection(System.getenv("FLASHSQL_JDBC_URL"), props)) {
+            try (Statement st = b.createStatement()) {
+                st.execute("CREATE TABLE jdbc_plan (item_id BIGINT, discount DOUBLE PRECISION)");
+                st.execute("INSERT INTO jdbc_plan VALUES (1, 0.1), (2, 0.2)");
+            }
+            a.setAutoCommit(false);
+            try (Statement st = a.createStatement()) {
+                st.executeUpdate("INSERT INTO jdbc_plan VALUES (3, 0.3)");
+                java.sql.Savepoint sp = a.setSavepoint("before_update");
+                st.executeUpdate("UPDATE jdbc_plan SET discount = 0.9");
+                a.rollback(sp);
+                check(count(b, "SELECT count(*) FROM jdbc_plan") == 2, "uncommitted rows seen by b");
+                a.commit();
+                check(count(b, "SELECT count(*) FROM jdbc_plan WHERE discount < 0.5") == 3, "commit and savepoint");
+                st.executeUpdate("DELETE FROM jdbc_plan WHERE item_id = 3");
+                a.rollback();
+                check(count(b, "SELECT count(*) FROM jdbc_plan") == 3, "rollback");
+                st.executeUpdate("UPDATE jdbc_plan SET discount = 0.5 WHERE item_id = 1");
+                try (Statement other = b.createStatement()) {
+                    other.executeUpdate("DELETE FROM jdbc_plan WHERE item_id = 2");
+                }
+                try {
+                    a.commit();
+                    check(false, "a lost race committed");
+                } catch (SQLException e) {
+                    check("40001".equals(e.getSQLState()), "lost race SQLSTATE " + e.getSQLState());
+                }
+                st.executeUpdate("INSERT INTO jdbc_plan VALUES (4, 0.4)");
+                a.commit();
+                check(count(b, "SELECT count(*) FROM jdbc_plan") == 3, "a transaction after the lost race");
             }
         }
         System.out.println("jdbc: ok");
