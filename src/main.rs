@@ -167,7 +167,10 @@ async fn load(args: LoadArgs) -> Result<()> {
         table: table.clone(),
     };
     let t0 = Instant::now();
-    let rows = flashsql_engine::load::load(&session, source, &args.path, &target).await?;
+    let progress = tokio::spawn(report_progress(args.data_dir.join("tables"), t0));
+    let loaded = flashsql_engine::load::load(&session, source, &args.path, &target).await;
+    progress.abort();
+    let rows = loaded?;
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "loaded {rows} rows into {}.{table} in {secs:.1} s ({:.0} rows/s)",
@@ -175,6 +178,34 @@ async fn load(args: LoadArgs) -> Result<()> {
         rows as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// Every 10 s of a long load, a line on stderr with the Parquet written so far (the files
+/// still being written carry the storage's temporary suffix until they are complete).
+async fn report_progress(tables: PathBuf, t0: Instant) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let written: u64 = std::fs::read_dir(&tables)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten().flatten())
+            .filter(|f| {
+                f.file_name()
+                    .to_string_lossy()
+                    .ends_with(flashsql_engine::storage::TMP_SUFFIX)
+            })
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        eprintln!(
+            "loading: {:.0} s, {:.0} MiB of Parquet written",
+            t0.elapsed().as_secs_f64(),
+            written as f64 / f64::from(1 << 20)
+        );
+    }
 }
 
 fn password(args: &ServeArgs) -> Result<Option<String>> {
