@@ -191,7 +191,12 @@ async fn report_progress(tables: PathBuf, t0: Instant) {
             .into_iter()
             .flatten()
             .flatten()
-            .flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten().flatten())
+            .flat_map(|dir| {
+                std::fs::read_dir(dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
             .filter(|f| {
                 f.file_name()
                     .to_string_lossy()

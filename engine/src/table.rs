@@ -139,6 +139,19 @@ impl DurableTable {
         if files.is_empty() {
             return Ok(None);
         }
+        // A file of the snapshot that another write has replaced and removed since: DataFusion
+        // would read a missing path as an empty folder, silently dropping its rows. Reading a
+        // snapshot that is no longer there is a serialization failure (retry).
+        if files.iter().any(|f| !f.exists()) {
+            let name = self
+                .store
+                .manifest()
+                .tables
+                .iter()
+                .find(|t| t.id == self.id)
+                .map_or_else(|| format!("table #{}", self.id), |t| t.name.clone());
+            return Err(EngineError::ConcurrentWrite(name).into());
+        }
         let urls = files
             .iter()
             .map(|p| ListingTableUrl::parse(p.to_string_lossy()))

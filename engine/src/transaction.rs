@@ -124,6 +124,9 @@ impl Transaction {
     /// Records new durable files of table `id` (INSERT, COPY).
     pub fn append_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if state.ended {
+            return Err(self.too_late(id, &files));
+        }
         let change = self.change(&mut state, id)?;
         change.added.extend(files);
         change.rows += rows;
@@ -141,6 +144,9 @@ impl Transaction {
         rows: u64,
     ) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if state.ended {
+            return Err(self.too_late(id, &files));
+        }
         let change = self.change(&mut state, id)?;
         if change.files() != expected {
             let name = self.table_name(id);
@@ -159,6 +165,13 @@ impl Transaction {
         change.added.extend(files);
         change.rows = rows;
         Ok(())
+    }
+
+    /// A write that finished after its block ended (a statement cancelled by a timeout
+    /// whose task was still writing): its files go, and it is not recorded.
+    fn too_late(&self, id: u64, files: &[String]) -> EngineError {
+        self.remove(id, files);
+        EngineError::Interrupted
     }
 
     fn table_name(&self, id: u64) -> String {

@@ -212,6 +212,26 @@ async fn snapshots_and_first_committer_wins() {
     assert_eq!(count(&a, "acct").await, 4);
 }
 
+/// A block whose snapshot lost its files to another session's rewrite fails to read them
+/// (40001) instead of reading nothing.
+#[tokio::test]
+async fn a_snapshot_whose_files_were_rewritten_is_a_serialization_failure() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    a.batch_execute("BEGIN").await.expect("begin");
+    b.batch_execute("UPDATE acct SET balance = balance + 1")
+        .await
+        .expect("rewrite outside the block");
+    let err = a
+        .simple_query("SELECT count(*) FROM acct")
+        .await
+        .expect_err("the snapshot's files are gone");
+    assert_eq!(sqlstate(&err), "40001", "{err:?}");
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&a, "acct").await, 3);
+}
+
 /// Savepoints undo part of a block.
 #[tokio::test]
 async fn savepoints_undo_part_of_a_block() {
