@@ -68,7 +68,8 @@ impl Store {
     /// Files no longer in the catalog are removed once [`RETIRE_AFTER`] has passed, at a later
     /// merge (one thread per merge, none waiting); what is left at exit the next start
     /// removes, as it removes any file the catalog does not name.
-    fn retire(&self, files: impl Iterator<Item = std::path::PathBuf>) {
+    pub(crate) fn retire(&self, files: impl Iterator<Item = std::path::PathBuf>) {
+        let oldest_block = self.oldest_open_block();
         let Ok(mut retired) = self.retired.lock() else {
             return;
         };
@@ -76,6 +77,10 @@ impl Store {
         retired.extend(files.map(|f| (now, f)));
         retired.retain(|(at, f)| {
             if now.duration_since(*at) < RETIRE_AFTER {
+                return true;
+            }
+            // A transaction block that began before the file was replaced may read it.
+            if oldest_block.is_some_and(|began| began <= *at) {
                 return true;
             }
             // Gone already if the table was dropped.

@@ -52,6 +52,10 @@ pub struct Store {
     compacting: Mutex<HashSet<u64>>,
     /// Files merged away, with when: removed once no scan can still be reading them.
     pub(crate) retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
+    /// Open transaction blocks and when each began: a file replaced after a block began is
+    /// kept (retired, not removed) until the block ends, since its snapshot may read it.
+    open_blocks: Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
+    next_block: AtomicU64,
     /// An exclusive lock on `<data dir>/LOCK`, held while the store is open: two processes
     /// committing to one catalog would each overwrite the other's commits.
     _lock: fs::File,
@@ -113,6 +117,8 @@ impl Store {
             planned: RwLock::new(HashMap::new()),
             compacting: Mutex::new(HashSet::new()),
             retired: Mutex::new(Vec::new()),
+            open_blocks: Mutex::new(std::collections::BTreeMap::new()),
+            next_block: AtomicU64::new(0),
             _lock: lock,
         };
         store.collect_garbage()?;
@@ -370,6 +376,44 @@ impl Store {
         }
     }
 
+    /// Registers an open transaction block (see `transaction`); returns its token.
+    pub(crate) fn open_block(&self) -> u64 {
+        let token = self.next_block.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut open) = self.open_blocks.lock() {
+            open.insert(token, std::time::Instant::now());
+        }
+        token
+    }
+
+    /// The block `token` ended: files only it could still read go now.
+    pub(crate) fn close_block(&self, token: u64) {
+        if let Ok(mut open) = self.open_blocks.lock() {
+            open.remove(&token);
+        }
+        self.retire(std::iter::empty());
+    }
+
+    /// When the oldest open block began, if any block is open.
+    pub(crate) fn oldest_open_block(&self) -> Option<std::time::Instant> {
+        self.open_blocks
+            .lock()
+            .ok()
+            .and_then(|open| open.values().min().copied())
+    }
+
+    /// Removes table `id`'s replaced `files`, or retires them while an open block's
+    /// snapshot may still name them.
+    pub(crate) fn discard(&self, id: u64, files: &[String]) {
+        let paths = files.iter().map(|f| self.table_dir(id).join(f));
+        if self.oldest_open_block().is_some() {
+            self.retire(paths);
+        } else {
+            for p in paths {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+
     /// Adds durable files to table `id`. On failure the files are removed again.
     pub fn append_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
         let names = files.clone();
@@ -428,9 +472,7 @@ impl Store {
         });
         match r {
             Ok(old) => {
-                for f in old {
-                    let _ = fs::remove_file(self.table_dir(id).join(f));
-                }
+                self.discard(id, &old);
                 Ok(())
             }
             Err(e) => {

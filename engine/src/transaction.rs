@@ -71,6 +71,8 @@ struct State {
 #[derive(Debug)]
 pub struct Transaction {
     store: Arc<Store>,
+    /// The store's token for this open block (see `Store::open_block`).
+    token: u64,
     /// The catalog at `BEGIN`: what the block reads of tables it has not written.
     base: Arc<Manifest>,
     state: Mutex<State>,
@@ -82,9 +84,13 @@ fn poisoned() -> EngineError {
 
 impl Transaction {
     pub fn begin(store: Arc<Store>) -> Self {
+        // Registered before the snapshot is taken: every file replaced after it is kept
+        // until the block ends.
+        let token = store.open_block();
         let base = store.manifest();
         Self {
             store,
+            token,
             base,
             state: Mutex::new(State::default()),
         }
@@ -269,7 +275,8 @@ impl Transaction {
         for (id, c) in state.tables.iter() {
             match &applied {
                 Ok(()) => {
-                    self.remove(*id, &c.removed);
+                    // Other open blocks' snapshots may still read the replaced files.
+                    self.store.discard(*id, &c.removed);
                     self.remove(*id, &c.discarded);
                     if c.appended {
                         self.store.compact_soon(*id);
@@ -281,6 +288,8 @@ impl Transaction {
                 }
             }
         }
+        drop(state);
+        self.store.close_block(self.token);
         applied
     }
 
@@ -297,6 +306,8 @@ impl Transaction {
             self.remove(*id, &c.added);
             self.remove(*id, &c.discarded);
         }
+        drop(state);
+        self.store.close_block(self.token);
     }
 
     fn remove(&self, id: u64, files: &[String]) {
