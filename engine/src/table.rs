@@ -54,6 +54,7 @@ impl DurableTable {
     fn sink(&self, input: Arc<dyn ExecutionPlan>, mode: Mode) -> Arc<dyn ExecutionPlan> {
         let sink = TableSink {
             store: self.store.clone(),
+            epoch: self.tx.as_ref().map_or(0, |t| t.epoch()),
             tx: self.tx.clone(),
             id: self.id,
             schema: self.schema.clone(),
@@ -254,6 +255,9 @@ pub enum Count {
 struct TableSink {
     store: Arc<Store>,
     tx: Option<Arc<Transaction>>,
+    /// The block's epoch when the statement was planned: a write that lands after a
+    /// `ROLLBACK TO SAVEPOINT` undid its statement is dropped.
+    epoch: u64,
     id: u64,
     schema: SchemaRef,
     mode: Mode,
@@ -288,7 +292,7 @@ impl DataSink for TableSink {
             Mode::Append => {
                 if rows > 0 {
                     match &self.tx {
-                        Some(tx) => tx.append_files(self.id, files, rows)?,
+                        Some(tx) => tx.append_files(self.epoch, self.id, files, rows)?,
                         None => {
                             self.store.append_files(self.id, files, rows)?;
                             self.store.compact_soon(self.id);
@@ -304,7 +308,7 @@ impl DataSink for TableSink {
                     Count::Written(n) => n.load(Ordering::Relaxed),
                 };
                 match &self.tx {
-                    Some(tx) => tx.replace_files_if(self.id, expected, files, rows)?,
+                    Some(tx) => tx.replace_files_if(self.epoch, self.id, expected, files, rows)?,
                     None => self
                         .store
                         .replace_files_if(self.id, expected, files, rows)?,

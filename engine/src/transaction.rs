@@ -65,6 +65,8 @@ struct State {
     savepoints: Vec<(String, HashMap<u64, TableChange>)>,
     /// Set once COMMIT or ROLLBACK handled the files.
     ended: bool,
+    /// Bumped by `ROLLBACK TO SAVEPOINT`: writes of statements planned before it are late.
+    epoch: u64,
 }
 
 /// An open transaction block of one session.
@@ -127,10 +129,16 @@ impl Transaction {
         Ok((change.files(), change.rows))
     }
 
-    /// Records new durable files of table `id` (INSERT, COPY).
-    pub fn append_files(&self, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
+    /// The epoch a statement planned now writes in (see [`Transaction::rollback_to`]).
+    pub fn epoch(&self) -> u64 {
+        self.state.lock().map_or(u64::MAX, |s| s.epoch)
+    }
+
+    /// Records new durable files of table `id` (INSERT, COPY) written by a statement planned
+    /// in `epoch`.
+    pub fn append_files(&self, epoch: u64, id: u64, files: Vec<String>, rows: u64) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
-        if state.ended {
+        if state.ended || state.epoch != epoch {
             return Err(self.too_late(id, &files));
         }
         let change = self.change(&mut state, id)?;
@@ -144,13 +152,14 @@ impl Transaction {
     /// (DELETE, UPDATE, TRUNCATE).
     pub fn replace_files_if(
         &self,
+        epoch: u64,
         id: u64,
         expected: &[String],
         files: Vec<String>,
         rows: u64,
     ) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
-        if state.ended {
+        if state.ended || state.epoch != epoch {
             return Err(self.too_late(id, &files));
         }
         let change = self.change(&mut state, id)?;
@@ -173,8 +182,9 @@ impl Transaction {
         Ok(())
     }
 
-    /// A write that finished after its block ended (a statement cancelled by a timeout
-    /// whose task was still writing): its files go, and it is not recorded.
+    /// A write that finished after its block ended, or after a `ROLLBACK TO SAVEPOINT` undid
+    /// its statement (a statement cancelled by a timeout whose task was still writing): its
+    /// files go, and it is not recorded.
     fn too_late(&self, id: u64, files: &[String]) -> EngineError {
         self.remove(id, files);
         EngineError::Interrupted
@@ -229,6 +239,7 @@ impl Transaction {
             self.remove(*id, &since);
         }
         state.tables = saved;
+        state.epoch += 1;
         Ok(())
     }
 
@@ -326,5 +337,62 @@ impl Drop for Transaction {
     /// A block abandoned without COMMIT or ROLLBACK (its session ended) is rolled back.
     fn drop(&mut self) {
         self.rollback();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::store::TableData;
+
+    fn store_with_table() -> (tempfile::TempDir, Arc<Store>, u64) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(tmp.path()).expect("store");
+        let id = store.allocate_table().expect("id");
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        store
+            .publish_table(
+                "public",
+                "t",
+                &schema,
+                TableData {
+                    id,
+                    files: vec![],
+                    rows: 0,
+                },
+                false,
+            )
+            .expect("table");
+        (tmp, store, id)
+    }
+
+    fn touch(store: &Store, id: u64, name: &str) -> String {
+        std::fs::write(store.table_dir(id).join(name), b"x").expect("file");
+        name.to_string()
+    }
+
+    /// A write of a statement planned before `ROLLBACK TO SAVEPOINT` (or that lands after
+    /// the block ended) is not recorded, and its file is removed.
+    #[test]
+    fn late_writes_are_dropped() {
+        let (_tmp, store, id) = store_with_table();
+        let tx = Transaction::begin(store.clone());
+        tx.savepoint("s").expect("savepoint");
+        let planned = tx.epoch();
+        tx.rollback_to("s").expect("rollback to");
+        let late = touch(&store, id, "late.parquet");
+        assert!(tx.append_files(planned, id, vec![late.clone()], 5).is_err());
+        assert!(!store.table_dir(id).join(&late).exists());
+        let now = tx.epoch();
+        let kept = touch(&store, id, "kept.parquet");
+        tx.append_files(now, id, vec![kept.clone()], 2)
+            .expect("recorded");
+        tx.commit().expect("commit");
+        assert_eq!(store.table_files(id).expect("files"), (vec![kept], 2));
+        let after = touch(&store, id, "after.parquet");
+        assert!(tx.append_files(now, id, vec![after.clone()], 1).is_err());
+        assert!(!store.table_dir(id).join(&after).exists());
     }
 }
