@@ -65,9 +65,10 @@ impl Store {
         }
     }
 
-    /// Files no longer in the catalog are removed once [`RETIRE_AFTER`] has passed, at a later
-    /// merge (one thread per merge, none waiting); what is left at exit the next start
-    /// removes, as it removes any file the catalog does not name.
+    /// Files no longer in the catalog are removed once [`RETIRE_AFTER`] has passed and no
+    /// transaction block that began before they were replaced is open, at a later merge or
+    /// when a block ends (one thread per merge, none waiting); what is left at exit the next
+    /// start removes, as it removes any file the catalog does not name.
     pub(crate) fn retire(&self, files: impl Iterator<Item = std::path::PathBuf>) {
         let oldest_block = self.oldest_open_block();
         let Ok(mut retired) = self.retired.lock() else {
@@ -172,27 +173,10 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-    use crate::store::TableData;
-
     #[test]
     fn small_files_merge_into_one_without_losing_rows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
+        let (_dir, store, id) = crate::store::store_with_empty_table();
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let id = store.allocate_table().expect("id");
-        store
-            .publish_table(
-                "public",
-                "t",
-                &schema,
-                TableData {
-                    id,
-                    files: vec![],
-                    rows: 0,
-                },
-                false,
-            )
-            .expect("table");
         for i in 0..(COMPACT_AT as i64 + 3) {
             let (name, path) = store.new_file(id);
             let batch = RecordBatch::try_new(

@@ -18,17 +18,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, WriteOp, lit,
 };
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::TryStreamExt;
 
 use crate::error::EngineError;
+use crate::inspect::InspectExec;
 use crate::table::{Count, DurableTable};
 
 /// The durable table a DELETE or UPDATE writes, if it writes one.
@@ -92,7 +89,7 @@ pub async fn plan(
                 // Every row changes: the snapshot's row count is the count.
                 (_, None) => (changed, Count::Known(rows_before)),
                 // The changed rows and the untouched ones; the count is what the first
-                // part wrote.
+                // part wrote, counted as it is written rather than by a second scan.
                 (source, Some(c)) => {
                     let untouched = LogicalPlanBuilder::from(source)
                         .filter(Expr::IsNotTrue(Box::new(c)))?
@@ -101,7 +98,15 @@ pub async fn plan(
                         .create_physical_plan(&target_columns(untouched, table)?)
                         .await?;
                     let counted = Arc::new(AtomicU64::new(0));
-                    let changed = Arc::new(CountingExec::new(changed, counted.clone()));
+                    let rows = counted.clone();
+                    let changed = Arc::new(InspectExec::new(
+                        "CountingExec",
+                        changed,
+                        Arc::new(move |b| {
+                            rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                            Ok(())
+                        }),
+                    ));
                     (
                         UnionExec::try_new(vec![changed, untouched])?,
                         Count::Written(counted),
@@ -139,76 +144,6 @@ fn target_columns(plan: LogicalPlan, table: &DurableTable) -> Result<LogicalPlan
         .map(|(c, f)| Expr::Column(c).alias(f.name()))
         .collect::<Vec<_>>();
     LogicalPlanBuilder::from(plan).project(columns)?.build()
-}
-
-/// Passes its input's rows on and counts them: an UPDATE's changed rows, counted as they
-/// are written rather than by a second scan.
-#[derive(Debug)]
-struct CountingExec {
-    input: Arc<dyn ExecutionPlan>,
-    rows: Arc<AtomicU64>,
-}
-
-impl CountingExec {
-    fn new(input: Arc<dyn ExecutionPlan>, rows: Arc<AtomicU64>) -> Self {
-        Self { input, rows }
-    }
-}
-
-impl DisplayAs for CountingExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "CountingExec")
-    }
-}
-
-impl ExecutionPlan for CountingExec {
-    fn name(&self) -> &'static str {
-        "CountingExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| internal("CountingExec has one child"))?;
-        Ok(Arc::new(CountingExec::new(input, self.rows.clone())))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let rows = self.rows.clone();
-        let stream = self
-            .input
-            .execute(partition, context)?
-            .inspect_ok(move |b| {
-                rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-            });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.input.schema(),
-            stream,
-        )))
-    }
 }
 
 fn internal(what: &str) -> DataFusionError {

@@ -19,21 +19,19 @@ use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, NestedLoopJoinExecBuilder,
     PiecewiseMergeJoinExec, SortMergeJoinExec, SymmetricHashJoinExec,
 };
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::unnest::UnnestExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
 
 use crate::error::EngineError;
+use crate::inspect::InspectExec;
 
 tokio::task_local! {
     /// The flag of the statement whose task is running (see [`Interrupt::scope`]).
@@ -98,6 +96,9 @@ impl Drop for InterruptOnDrop {
     }
 }
 
+/// The name of the operator that checks the flag after a join or unnest.
+const INTERRUPTIBLE: &str = "InterruptibleExec";
+
 /// Adds interrupt checks to plans made on a statement's task (a no-op elsewhere). Runs
 /// after DataFusion's own rules, so the plan it sees is the one that executes.
 #[derive(Debug, Default)]
@@ -113,23 +114,25 @@ impl PhysicalOptimizerRule for InterruptRule {
             return Ok(plan);
         };
         plan.transform_up(|node| {
-            if node.is::<InterruptibleExec>() {
+            if node.name() == INTERRUPTIBLE {
                 return Ok(Transformed::no(node));
             }
-            let node = match node.downcast_ref::<NestedLoopJoinExec>() {
-                Some(nlj) => with_checked_filter(nlj, &interrupt)?,
-                None => node,
-            };
-            if loops_on_its_own(node.as_ref()) {
-                let wrapped = InterruptibleExec::new(node, interrupt.clone());
-                Ok(Transformed::new(
-                    Arc::new(wrapped) as Arc<dyn ExecutionPlan>,
-                    true,
-                    TreeNodeRecursion::Continue,
-                ))
-            } else {
-                Ok(Transformed::no(node))
+            let node = node
+                .downcast_ref::<NestedLoopJoinExec>()
+                .map(|nlj| with_checked_filter(nlj, &interrupt))
+                .transpose()?
+                .flatten()
+                .unwrap_or(node);
+            if !loops_on_its_own(node.as_ref()) {
+                return Ok(Transformed::no(node));
             }
+            let check = interrupt.clone();
+            let wrapped = InspectExec::new(INTERRUPTIBLE, node, Arc::new(move |_| check.check()));
+            Ok(Transformed::new(
+                Arc::new(wrapped) as Arc<dyn ExecutionPlan>,
+                true,
+                TreeNodeRecursion::Continue,
+            ))
         })
         .map(|t| t.data)
     }
@@ -155,15 +158,15 @@ fn loops_on_its_own(plan: &dyn ExecutionPlan) -> bool {
         || plan.is::<UnnestExec>()
 }
 
-/// The nested-loop join with its condition checking the flag: the condition is evaluated
+/// The nested-loop join with its condition checking the flag (`None` without a condition): the condition is evaluated
 /// for every probe batch against each stretch of build rows, which is where a join that
 /// matches nothing spends its time inside one poll.
 fn with_checked_filter(
     nlj: &NestedLoopJoinExec,
     interrupt: &Interrupt,
-) -> Result<Arc<dyn ExecutionPlan>> {
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let Some(filter) = nlj.filter() else {
-        return Ok(Arc::new(NestedLoopJoinExecBuilder::from(nlj).build()?));
+        return Ok(None);
     };
     let checked = JoinFilter::new(
         Arc::new(InterruptibleExpr {
@@ -173,11 +176,11 @@ fn with_checked_filter(
         filter.column_indices().to_vec(),
         filter.schema().clone(),
     );
-    Ok(Arc::new(
+    Ok(Some(Arc::new(
         NestedLoopJoinExecBuilder::from(nlj)
             .with_filter(Some(checked))
             .build()?,
-    ))
+    )))
 }
 
 /// An expression that fails once its statement is interrupted, and is otherwise `inner`.
@@ -245,77 +248,6 @@ impl PhysicalExpr for InterruptibleExpr {
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.fmt_sql(f)
-    }
-}
-
-/// Passes its input's batches through until the statement is interrupted, then fails.
-#[derive(Debug)]
-struct InterruptibleExec {
-    input: Arc<dyn ExecutionPlan>,
-    interrupt: Interrupt,
-}
-
-impl InterruptibleExec {
-    fn new(input: Arc<dyn ExecutionPlan>, interrupt: Interrupt) -> Self {
-        Self { input, interrupt }
-    }
-}
-
-impl DisplayAs for InterruptibleExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InterruptibleExec")
-    }
-}
-
-impl ExecutionPlan for InterruptibleExec {
-    fn name(&self) -> &'static str {
-        "InterruptibleExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("InterruptibleExec has one child".into()))?;
-        Ok(Arc::new(Self::new(input, self.interrupt.clone())))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let interrupt = self.interrupt.clone();
-        let stream = self
-            .input
-            .execute(partition, context)?
-            .map(move |b| interrupt.check().and(b));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.input.schema(),
-            stream,
-        )))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod executor;
 pub mod external;
 pub mod information_schema;
+pub mod inspect;
 pub mod interrupt;
 pub mod load;
 pub mod manifest;

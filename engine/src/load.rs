@@ -110,43 +110,39 @@ impl Source {
         !matches!(self, Source::Taobao)
     }
 
-    /// The SELECT that maps the file (registered as `src`) onto the data model.
+    /// The select list that maps the file's columns onto the data model.
     fn mapping(self) -> &'static str {
         match self {
             Source::Taobao => {
-                "SELECT user_id, item_id, category_id, \
+                "user_id, item_id, category_id, \
                    CASE behavior_type WHEN 'pv' THEN 'view' WHEN 'buy' THEN 'purchase' \
                      ELSE behavior_type END AS event_type, \
                    to_timestamp_micros(unix_seconds * 1000000) AS ts, \
                    CAST(NULL AS DOUBLE) AS price, 0.0 AS discount, \
-                   CAST(NULL AS BIGINT) AS campaign_id \
-                 FROM src"
+                   CAST(NULL AS BIGINT) AS campaign_id"
             }
             Source::Rees46 => {
-                "SELECT user_id, product_id AS item_id, category_id, \
+                "user_id, product_id AS item_id, category_id, \
                    CASE event_type WHEN 'remove_from_cart' THEN 'uncart' ELSE event_type END \
                      AS event_type, \
                    to_timestamp_micros(replace(event_time, ' UTC', '')) AS ts, \
                    price, 0.0 AS discount, CAST(NULL AS BIGINT) AS campaign_id, \
-                   category_code, brand, user_session \
-                 FROM src"
+                   category_code, brand, user_session"
             }
             Source::Obd => {
-                "SELECT CAST(\"\" AS BIGINT) AS exposure_id, \
+                "CAST(\"\" AS BIGINT) AS exposure_id, \
                    to_timestamp_micros(\"timestamp\") AS ts, \
                    CAST(item_id AS BIGINT) AS item_id, CAST(position AS BIGINT) AS position, \
                    click = 1 AS clicked, propensity_score AS propensity, \
-                   user_feature_0, user_feature_1, user_feature_2, user_feature_3 \
-                 FROM src"
+                   user_feature_0, user_feature_1, user_feature_2, user_feature_3"
             }
             Source::Hillstrom => {
-                "SELECT row_number() OVER () AS customer_id, recency, history_segment, history, \
+                "row_number() OVER () AS customer_id, recency, history_segment, history, \
                    mens = 1 AS mens, womens = 1 AS womens, zip_code, newbie = 1 AS newbie, \
                    channel, segment AS variant, visit = 1 AS visited, \
-                   conversion = 1 AS converted, spend \
-                 FROM src"
+                   conversion = 1 AS converted, spend"
             }
-            Source::Csv | Source::Parquet => "SELECT * FROM src",
+            Source::Csv | Source::Parquet => "*",
         }
     }
 }
@@ -256,17 +252,19 @@ async fn load_file(
             ctx.read_csv(location, options).await?
         }
     };
-    let src = TableReference::partial(TEMP_SCHEMA, "src");
+    // A temporary name no user table has: registering replaces, deregistering removes.
+    let src = TableReference::partial(TEMP_SCHEMA, "__flashsql_load_source");
     ctx.register_table(src.clone(), df.into_view())?;
     let sql = format!(
-        "CREATE TABLE {} AS {}",
+        "CREATE TABLE {} AS SELECT {} FROM {}",
         TableReference::full(
             session.database(),
             target.schema.as_str(),
             target.table.as_str()
         )
         .to_quoted_string(),
-        source.mapping().replace("FROM src", "FROM pg_temp.src")
+        source.mapping(),
+        src.to_quoted_string()
     );
     let result = async {
         let plan = ctx.state().create_logical_plan(&sql).await?;

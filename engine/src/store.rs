@@ -61,7 +61,7 @@ pub struct Store {
     _lock: fs::File,
 }
 
-fn poisoned() -> EngineError {
+pub(crate) fn poisoned() -> EngineError {
     EngineError::InvalidInput("internal lock poisoned by an earlier failure".into())
 }
 
@@ -669,6 +669,26 @@ impl Store {
         self.set_property("world.seed", &dataset.seed.to_string())?;
         Ok(())
     }
+}
+
+/// A store in a new temporary folder with one empty table `public.t (x BIGINT NOT NULL)`;
+/// returns the folder (removed when dropped), the store and the table's id.
+#[cfg(test)]
+pub(crate) fn store_with_empty_table() -> (tempfile::TempDir, Arc<Store>, u64) {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(tmp.path()).expect("store");
+    let id = store.allocate_table().expect("id");
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let data = TableData {
+        id,
+        files: vec![],
+        rows: 0,
+    };
+    store
+        .publish_table("public", "t", &schema, data, false)
+        .expect("table");
+    (tmp, store, id)
 }
 
 #[cfg(test)]

@@ -140,10 +140,12 @@ impl DurableTable {
         if files.is_empty() {
             return Ok(None);
         }
-        // A file of the snapshot that another write has replaced and removed since: DataFusion
-        // would read a missing path as an empty folder, silently dropping its rows. Reading a
-        // snapshot that is no longer there is a serialization failure (retry).
-        if files.iter().any(|f| !f.exists()) {
+        // A block's snapshot outlives the catalog it was taken from. Replaced files are kept
+        // for it (`Store::discard`), but a table dropped since has lost its files, and
+        // DataFusion would read a missing path as an empty folder, silently dropping rows:
+        // that is a serialization failure (retry). Scans outside a block read the current
+        // catalog and skip the check (a stat per file on every point lookup).
+        if self.tx.is_some() && files.iter().any(|f| !f.exists()) {
             let name = self
                 .store
                 .manifest()

@@ -27,7 +27,7 @@ use tracing::warn;
 
 use crate::error::{EngineError, Result};
 use crate::manifest::Manifest;
-use crate::store::Store;
+use crate::store::{Store, poisoned};
 
 /// One table's uncommitted change.
 #[derive(Debug, Default, Clone)]
@@ -78,10 +78,6 @@ pub struct Transaction {
     /// The catalog at `BEGIN`: what the block reads of tables it has not written.
     base: Arc<Manifest>,
     state: Mutex<State>,
-}
-
-fn poisoned() -> EngineError {
-    EngineError::InvalidInput("transaction state lock poisoned by an earlier failure".into())
 }
 
 impl Transaction {
@@ -342,31 +338,8 @@ impl Drop for Transaction {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
     use super::*;
-    use crate::store::TableData;
-
-    fn store_with_table() -> (tempfile::TempDir, Arc<Store>, u64) {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(tmp.path()).expect("store");
-        let id = store.allocate_table().expect("id");
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
-        store
-            .publish_table(
-                "public",
-                "t",
-                &schema,
-                TableData {
-                    id,
-                    files: vec![],
-                    rows: 0,
-                },
-                false,
-            )
-            .expect("table");
-        (tmp, store, id)
-    }
+    use crate::store::store_with_empty_table;
 
     fn touch(store: &Store, id: u64, name: &str) -> String {
         std::fs::write(store.table_dir(id).join(name), b"x").expect("file");
@@ -377,7 +350,7 @@ mod tests {
     /// the block ended) is not recorded, and its file is removed.
     #[test]
     fn late_writes_are_dropped() {
-        let (_tmp, store, id) = store_with_table();
+        let (_tmp, store, id) = store_with_empty_table();
         let tx = Transaction::begin(store.clone());
         tx.savepoint("s").expect("savepoint");
         let planned = tx.epoch();

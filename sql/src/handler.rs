@@ -165,22 +165,15 @@ impl Connection {
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
         session.check_block(&statement)?;
-        let result = if PgSession::is_utility(&statement) {
-            session.execute(statement, params).await
-        } else {
-            let s = session.clone();
-            self.shared
-                .engine
-                .executor()
-                .run(async move { s.execute(statement, params).await })
-                .await
-                .map_err(SqlError::from)
-                .and_then(|r| r)
-        };
-        if result.is_err() {
-            session.statement_failed();
+        if PgSession::is_utility(&statement) {
+            return session.execute(statement, params).await;
         }
-        result
+        let s = session.clone();
+        self.shared
+            .engine
+            .executor()
+            .run(async move { s.execute(statement, params).await })
+            .await?
     }
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
@@ -427,7 +420,7 @@ impl SimpleQueryHandler for Connection {
             match response {
                 Ok(r) => out.push(r),
                 Err(e) => {
-                    session.statement_failed();
+                    statement_failed(client, &session);
                     out.push(error_response(e));
                     break;
                 }
@@ -437,11 +430,13 @@ impl SimpleQueryHandler for Connection {
     }
 }
 
-/// After a failed statement of the extended protocol: a failed COMMIT has ended the block
-/// (as in PostgreSQL), so the client must be told "idle", not "in a failed transaction" —
-/// pgwire marks any error inside a block as the latter, and drivers would then answer with
-/// savepoints or ROLLBACK.
-fn settle_transaction_status<C: ClientInfo>(client: &mut C, session: &PgSession) {
+/// After a statement failed (in execution or while its rows were sent): an open block only
+/// accepts its end now (25P02). Outside a block — a failed COMMIT has ended it, as in
+/// PostgreSQL — the client must be told "idle", not "in a failed transaction": pgwire marks
+/// any error inside a block as the latter, and drivers would then answer with savepoints or
+/// ROLLBACK. (For the simple protocol pgwire reports what `on_query` set up instead.)
+fn statement_failed<C: ClientInfo>(client: &mut C, session: &PgSession) {
+    session.statement_failed();
     if !session.in_block() {
         client.set_transaction_status(TransactionStatus::Idle);
     }
@@ -663,16 +658,15 @@ impl ExtendedQueryHandler for Connection {
             None
         };
         let guard = this.begin(&session);
-        let result = guard.run(this.execute(&session, statement, params)).await;
-        if result.is_err() {
-            settle_transaction_status(client, &session);
-        }
-        let result = result?;
-        let response = this
-            .respond(client, result, &guard, &portal.result_column_format, false)
-            .await;
+        let response = match guard.run(this.execute(&session, statement, params)).await {
+            Ok(result) => {
+                this.respond(client, result, &guard, &portal.result_column_format, false)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if response.is_err() {
-            session.statement_failed();
+            statement_failed(client, &session);
         }
         Ok(response?)
     }

@@ -191,6 +191,11 @@ async fn load_file_in_sql() {
     let client = server.connect().await;
     let import = data.join("import");
     std::fs::write(import.join("prices.csv"), "item_id,price\n1,9.5\n2,12.0\n").expect("write");
+    // The session's own temporary tables are left alone by a load.
+    client
+        .batch_execute("CREATE TEMPORARY TABLE src AS SELECT 1 AS one")
+        .await
+        .expect("temp table");
     let rows = client
         .query(
             &format!(
@@ -210,6 +215,10 @@ async fn load_file_in_sql() {
         )
         .await,
         215
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT CAST(one AS BIGINT) FROM src").await,
+        1
     );
 
     // A bad value: 22P02 naming file, line and column; no table.

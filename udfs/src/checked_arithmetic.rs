@@ -142,17 +142,18 @@ impl CheckedIntegerArithmetic {
         child_types: Vec<Option<DataType>>,
         schema: &DFSchema,
     ) -> Result<(Transformed<Expr>, Option<DataType>)> {
-        let udf = match &node {
-            Expr::BinaryExpr(BinaryExpr { op, .. }) => match op {
-                Operator::Plus => &self.add,
-                Operator::Minus => &self.sub,
-                Operator::Multiply => &self.mul,
-                _ => return Ok((Transformed::no(node), None)),
-            },
-            _ => return Ok((Transformed::no(node), None)),
-        };
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = node else {
             return Ok((Transformed::no(node), None));
+        };
+        let udf = match op {
+            Operator::Plus => &self.add,
+            Operator::Minus => &self.sub,
+            Operator::Multiply => &self.mul,
+            // Other operators are left without asking their operands' types.
+            _ => {
+                let node = Expr::BinaryExpr(BinaryExpr { left, op, right });
+                return Ok((Transformed::no(node), None));
+            }
         };
         let mut known = child_types.into_iter();
         let mut type_of = |e: &Expr| match known.next().flatten() {
@@ -160,8 +161,7 @@ impl CheckedIntegerArithmetic {
             // Types that cannot be computed yet (an untyped parameter) keep the operator.
             None => e.get_type(schema).ok(),
         };
-        let (l, r) = (type_of(&left), type_of(&right));
-        let l = match (l, r) {
+        let l = match (type_of(&left), type_of(&right)) {
             (Some(l), Some(r)) if l == r && l.is_integer() => l,
             _ => {
                 let node = Expr::BinaryExpr(BinaryExpr { left, op, right });
