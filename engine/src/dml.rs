@@ -103,8 +103,9 @@ pub async fn plan(
                         "CountingExec",
                         changed,
                         Arc::new(move |b| {
+                            let b = b?;
                             rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                            Ok(())
+                            Ok(b)
                         }),
                     ));
                     (

@@ -30,6 +30,8 @@ pub enum EngineError {
     Interrupted,
     #[error("savepoint \"{0}\" does not exist")]
     SavepointNotFound(String),
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
     #[error("{0} is not supported")]
     NotSupported(String),
     #[error("permission denied: {0}")]
@@ -53,6 +55,10 @@ pub enum EngineError {
     },
     #[error("the catalog file {path} is damaged: {reason}")]
     CorruptCatalog { path: String, reason: String },
+    #[error("table \"{table}\" is damaged: one of its files cannot be read ({detail})")]
+    CorruptTable { table: String, detail: String },
+    #[error("null value in column \"{0}\" violates not-null constraint")]
+    NotNullViolation(String),
     #[error("file writer used after it was closed")]
     WriterClosed,
     #[error("I/O error: {0}")]

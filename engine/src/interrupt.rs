@@ -127,7 +127,14 @@ impl PhysicalOptimizerRule for InterruptRule {
                 return Ok(Transformed::no(node));
             }
             let check = interrupt.clone();
-            let wrapped = InspectExec::new(INTERRUPTIBLE, node, Arc::new(move |_| check.check()));
+            let wrapped = InspectExec::new(
+                INTERRUPTIBLE,
+                node,
+                Arc::new(move |b| {
+                    check.check()?;
+                    b
+                }),
+            );
             Ok(Transformed::new(
                 Arc::new(wrapped) as Arc<dyn ExecutionPlan>,
                 true,

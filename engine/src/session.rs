@@ -515,10 +515,7 @@ fn check_unique_columns(schema: &datafusion::arrow::datatypes::Schema) -> Result
     let mut seen = std::collections::HashSet::new();
     for f in schema.fields() {
         if !seen.insert(f.name().as_str()) {
-            return Err(DataFusionError::Plan(format!(
-                "column \"{}\" specified more than once",
-                f.name()
-            )));
+            return Err(EngineError::DuplicateColumn(f.name().clone()).into());
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::Session;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -31,6 +32,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::error::EngineError;
+use crate::inspect::InspectExec;
 use crate::storage::ParquetFileWriter;
 use crate::store::Store;
 use crate::transaction::Transaction;
@@ -124,6 +126,11 @@ impl DurableTable {
     }
 
     /// A listing table over exactly the files the catalog names now (or the pinned ones).
+    /// The table's qualified name, for messages (its id if it was dropped meanwhile).
+    fn name(&self) -> String {
+        table_name(&self.store, self.id)
+    }
+
     fn snapshot(&self) -> Result<Option<ListingTable>> {
         let files = match (&self.pinned, &self.tx) {
             (Some(f), _) => f.clone(),
@@ -146,14 +153,7 @@ impl DurableTable {
         // that is a serialization failure (retry). Scans outside a block read the current
         // catalog and skip the check (a stat per file on every point lookup).
         if self.tx.is_some() && files.iter().any(|f| !f.exists()) {
-            let name = self
-                .store
-                .manifest()
-                .tables
-                .iter()
-                .find(|t| t.id == self.id)
-                .map_or_else(|| format!("table #{}", self.id), |t| t.name.clone());
-            return Err(EngineError::ConcurrentWrite(name).into());
+            return Err(EngineError::ConcurrentWrite(self.name()).into());
         }
         let urls = files
             .iter()
@@ -194,7 +194,18 @@ impl TableProvider for DurableTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match self.snapshot()? {
-            Some(listing) => listing.scan(state, projection, filters, limit).await,
+            Some(listing) => {
+                let damaged = damaged_file(self.store.clone(), self.id);
+                let scan = listing
+                    .scan(state, projection, filters, limit)
+                    .await
+                    .map_err(&damaged)?;
+                Ok(Arc::new(InspectExec::new(
+                    "CheckedScanExec",
+                    scan,
+                    Arc::new(move |b| b.map_err(&damaged)),
+                )))
+            }
             None => {
                 let schema = match projection {
                     Some(p) => Arc::new(self.schema.project(p)?),
@@ -321,9 +332,54 @@ impl DataSink for TableSink {
     }
 }
 
+/// The qualified name of table `id`, for messages (its id if it was dropped meanwhile).
+fn table_name(store: &Store, id: u64) -> String {
+    store
+        .manifest()
+        .tables
+        .iter()
+        .find(|t| t.id == id)
+        .map_or_else(
+            || format!("table #{id}"),
+            |t| format!("{}.{}", t.schema, t.name),
+        )
+}
+
+/// Turns an error of the Parquet reader into one that names the damaged table (XX001);
+/// other errors (an interrupt, a failed expression) pass unchanged.
+fn damaged_file(store: Arc<Store>, id: u64) -> impl Fn(DataFusionError) -> DataFusionError {
+    move |e| {
+        let detail = match e.find_root() {
+            DataFusionError::ParquetError(p) => p.to_string(),
+            DataFusionError::ArrowError(a, _)
+                if matches!(
+                    a.as_ref(),
+                    ArrowError::ParquetError(_) | ArrowError::IoError(..)
+                ) =>
+            {
+                a.to_string()
+            }
+            DataFusionError::ObjectStore(o) => o.to_string(),
+            DataFusionError::IoError(io) => io.to_string(),
+            _ => return e,
+        };
+        tracing::error!(table = %table_name(&store, id), %detail, "a table file cannot be read");
+        EngineError::CorruptTable {
+            table: table_name(&store, id),
+            detail,
+        }
+        .into()
+    }
+}
+
 /// Checks a batch against a table's schema (column count, types, NOT NULL) and relabels it
 /// with that schema.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(EngineError::NotNullViolation(field.name().clone()).into());
+        }
+    }
     RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
         .map_err(|e| DataFusionError::External(Box::new(EngineError::InvalidInput(e.to_string()))))
 }

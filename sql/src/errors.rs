@@ -14,7 +14,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 pub enum SqlError {
     #[error("{message}")]
     Coded {
-        code: &'static str,
+        code: SqlState,
         message: String,
         hint: Option<String>,
     },
@@ -31,7 +31,7 @@ pub enum SqlError {
 impl SqlError {
     pub fn coded(code: &'static str, message: impl Into<String>) -> Self {
         SqlError::Coded {
-            code,
+            code: code.into(),
             message: message.into(),
             hint: None,
         }
@@ -43,7 +43,7 @@ impl SqlError {
         hint: impl Into<String>,
     ) -> Self {
         SqlError::Coded {
-            code,
+            code: code.into(),
             message: message.into(),
             hint: Some(hint.into()),
         }
@@ -58,17 +58,20 @@ impl SqlError {
     }
 }
 
+/// A SQLSTATE: one of ours (static), or one the protocol library chose.
+pub type SqlState = std::borrow::Cow<'static, str>;
+
 /// A classified error: code, message, optional hint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classified {
-    pub code: &'static str,
+    pub code: SqlState,
     pub message: String,
     pub hint: Option<String>,
 }
 
 fn c(code: &'static str, message: impl Into<String>) -> Classified {
     Classified {
-        code,
+        code: code.into(),
         message: message.into(),
         hint: None,
     }
@@ -94,6 +97,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::SchemaNotEmpty(_) => c("2BP01", e.to_string()),
         EngineError::NotATable(_) | EngineError::NotAView(_) => c("42809", e.to_string()),
         EngineError::NotSupported(_) => c("0A000", e.to_string()),
+        EngineError::DuplicateColumn(_) => c("42701", e.to_string()),
         EngineError::PermissionDenied(_) => c("42501", e.to_string()),
         EngineError::ReadOnlyExternal(_) => c("42809", e.to_string()),
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),
@@ -101,10 +105,8 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::SavepointNotFound(_) => c("3B001", e.to_string()),
         EngineError::InUse(_) => c("55006", e.to_string()),
         EngineError::Malformed { .. } => c("22P02", e.to_string()),
-        EngineError::InvalidInput(m) if m.contains("non-nullable") => c(
-            "23502",
-            format!("null value violates not-null constraint: {m}"),
-        ),
+        EngineError::NotNullViolation(_) => c("23502", e.to_string()),
+        EngineError::CorruptTable { .. } => c("XX001", e.to_string()),
         EngineError::InvalidInput(_) => c("22023", e.to_string()),
         EngineError::CorruptCatalog { .. } => c("XX001", e.to_string()),
         EngineError::Io(_) => c("58030", e.to_string()),
@@ -122,7 +124,10 @@ fn classify_arrow(e: &ArrowError) -> Classified {
         ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
             c("22003", m.clone())
         }
-        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => c("23502", m.clone()),
+        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => c(
+            "23502",
+            format!("null value violates a not-null constraint: {m}"),
+        ),
         ArrowError::MemoryError(m) => c("53200", m.clone()),
         ArrowError::ExternalError(inner) => classify_dyn(inner.as_ref()),
         other => c("22000", other.to_string()),
@@ -226,6 +231,26 @@ fn classify_plan(m: &str) -> Classified {
         out.hint = Some(m.to_string());
         return out;
     }
+    // DataFusion's words for an operator with no implementation for its operand types.
+    if lower.contains("cannot coerce arithmetic expression") {
+        return c("42883", format!("operator does not exist: {m}"));
+    }
+    if lower.starts_with("no table named '") {
+        let name = quoted(m).map(last_part).unwrap_or("?");
+        return c("42P01", format!("relation \"{name}\" does not exist"));
+    }
+    if lower.starts_with("limit must be >= 0") {
+        return c("2201W", "LIMIT must not be negative");
+    }
+    if lower.starts_with("offset must be >=0") {
+        return c("2201X", "OFFSET must not be negative");
+    }
+    if lower.contains("must appear in the group by clause")
+        || lower.contains("must be in group by")
+        || lower.contains("aggregate functions are not allowed in the where clause")
+    {
+        return c("42803", m.to_string());
+    }
     if lower.contains("no function matches")
         || lower.contains("failed to coerce arguments")
         || lower.contains("does not support zero arguments")
@@ -261,7 +286,14 @@ fn classify_execution(m: &str) -> Classified {
     } else if lower.contains("overflow") {
         c("22003", m.to_string())
     } else if lower.contains("non-nullable") {
-        c("23502", m.to_string())
+        c(
+            "23502",
+            format!("null value violates a not-null constraint: {m}"),
+        )
+    } else if lower.starts_with("prepared statement '") && lower.ends_with("' already exists") {
+        c("42P05", m.to_string())
+    } else if lower.starts_with("prepared statement '") && lower.ends_with("' does not exist") {
+        c("26000", m.to_string())
     } else if lower.contains("scalar subquery returned more than one row") {
         c(
             "21000",
@@ -281,7 +313,7 @@ pub fn classify_sql(e: &SqlError) -> Classified {
             message,
             hint,
         } => Classified {
-            code,
+            code: code.clone(),
             message: message.clone(),
             hint: hint.clone(),
         },
@@ -295,7 +327,7 @@ pub fn classify_sql(e: &SqlError) -> Classified {
 impl From<SqlError> for ErrorInfo {
     fn from(e: SqlError) -> Self {
         let cl = classify_sql(&e);
-        let mut info = ErrorInfo::new("ERROR".into(), cl.code.into(), cl.message);
+        let mut info = ErrorInfo::new("ERROR".into(), cl.code.into_owned(), cl.message);
         info.hint = cl.hint;
         info
     }
@@ -310,7 +342,11 @@ impl From<SqlError> for PgWireError {
 impl From<ParserError> for SqlError {
     fn from(e: ParserError) -> Self {
         let cl = classify_parser(&e);
-        SqlError::coded(cl.code, cl.message)
+        SqlError::Coded {
+            code: cl.code,
+            message: cl.message,
+            hint: cl.hint,
+        }
     }
 }
 
@@ -321,17 +357,23 @@ impl From<ArrowError> for SqlError {
 }
 
 impl From<PgWireError> for SqlError {
+    /// Keeps the code the protocol library chose when it is a well-formed SQLSTATE.
     fn from(e: PgWireError) -> Self {
         let info: ErrorInfo = e.into();
-        let code: &'static str = match info.code.as_str() {
-            "22P02" => "22P02",
-            "22023" => "22023",
-            "08P01" => "08P01",
-            "57014" => "57014",
-            "42P18" => "42P18",
-            _ => "XX000",
-        };
-        SqlError::coded(code, info.message)
+        let well_formed = info.code.len() == 5
+            && info
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        SqlError::Coded {
+            code: if well_formed {
+                info.code.into()
+            } else {
+                "XX000".into()
+            },
+            message: info.message,
+            hint: info.hint,
+        }
     }
 }
 
@@ -357,6 +399,56 @@ mod tests {
         assert_eq!(classify(&e).code, "0A000");
         let e = DataFusionError::ResourcesExhausted("pool".into());
         assert_eq!(classify(&e).code, "53200");
+    }
+
+    /// Each of DataFusion's messages the classifier reads, as DataFusion words it: a new
+    /// DataFusion that words one differently fails here rather than in front of a user.
+    #[test]
+    fn datafusion_messages_are_pinned() {
+        let plan = |m: &str| classify(&DataFusionError::Plan(m.into())).code;
+        let exec = |m: &str| classify(&DataFusionError::Execution(m.into())).code;
+        assert_eq!(
+            plan("Cannot coerce arithmetic expression Utf8 + Int64 to valid types"),
+            "42883"
+        );
+        assert_eq!(plan("No table named 'nope'"), "42P01");
+        assert_eq!(plan("LIMIT must be >= 0, '-1' was provided"), "2201W");
+        assert_eq!(plan("OFFSET must be >=0, '-1' was provided"), "2201X");
+        assert_eq!(
+            plan(
+                "Column in SELECT must be in GROUP BY or an aggregate function: While expanding wildcard, column \"users.user_id\" must appear in the GROUP BY clause or must be part of an aggregate function"
+            ),
+            "42803"
+        );
+        assert_eq!(
+            plan(
+                "Aggregate functions are not allowed in the WHERE clause. Consider using HAVING instead"
+            ),
+            "42803"
+        );
+        assert_eq!(exec("Prepared statement 'p' already exists"), "42P05");
+        assert_eq!(exec("Prepared statement 'p' does not exist"), "26000");
+        assert_eq!(
+            exec("Invalid batch column at '0' has null but schema specifies non-nullable"),
+            "23502"
+        );
+        assert_eq!(exec("Scalar subquery returned more than one row"), "21000");
+    }
+
+    #[test]
+    fn protocol_library_codes_pass_through() {
+        let e = PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "22021".into(),
+            "invalid byte sequence".into(),
+        )));
+        assert_eq!(classify_sql(&SqlError::from(e)).code, "22021");
+        let e = PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "nonsense".into(),
+            "x".into(),
+        )));
+        assert_eq!(classify_sql(&SqlError::from(e)).code, "XX000");
     }
 
     #[test]

@@ -58,6 +58,8 @@ struct Guard {
     timed_out: Arc<AtomicBool>,
     /// The server is shutting down: the connection's flag, seen by each of its statements.
     terminating: Arc<AtomicBool>,
+    /// The statement's session, told when rows already on their way end in an error.
+    session: std::sync::Weak<PgSession>,
 }
 
 impl Guard {
@@ -86,6 +88,7 @@ impl Guard {
     ) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
         let guard = self.clone();
         let tail = self.clone();
+        let session = self.session.clone();
         s.take_until(guard.token.cancelled_owned())
             .map(Some)
             .chain(stream::once(async move {
@@ -96,6 +99,15 @@ impl Guard {
                 }
             }))
             .filter_map(|x| async move { x })
+            // A statement whose rows end in an error failed: an open block is aborted,
+            // exactly as when the error comes before the first row.
+            .inspect(move |item| {
+                if item.is_err()
+                    && let Some(s) = session.upgrade()
+                {
+                    s.statement_failed();
+                }
+            })
     }
 }
 
@@ -124,6 +136,7 @@ impl Connection {
                 token: CancellationToken::new(),
                 timed_out: Arc::new(AtomicBool::new(false)),
                 terminating: terminating.clone(),
+                session: std::sync::Weak::new(),
             }),
             terminating,
             copy: Mutex::new(None),
@@ -177,11 +190,12 @@ impl Connection {
     }
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
-    fn begin(&self, session: &PgSession) -> Guard {
+    fn begin(&self, session: &Arc<PgSession>) -> Guard {
         let guard = Guard {
             token: CancellationToken::new(),
             timed_out: Arc::new(AtomicBool::new(false)),
             terminating: self.terminating.clone(),
+            session: Arc::downgrade(session),
         };
         if let Some(timeout) = session.settings().statement_timeout() {
             let g = guard.clone();
@@ -815,8 +829,13 @@ impl CancelHandler for Connection {
 }
 
 /// Gives every error leaving the server a SQLSTATE: DataFusion errors that reach pgwire as
-/// `ApiError` are classified instead of being sent as XX000.
-pub struct Classifier(Arc<Shared>);
+/// `ApiError` are classified instead of being sent as XX000. It also sees every error of the
+/// extended protocol (Parse, Bind, Execute, and rows that fail on their way), and tells the
+/// session, so that an open block is aborted by any of them.
+pub struct Classifier {
+    shared: Arc<Shared>,
+    connection: std::sync::Weak<Connection>,
+}
 
 impl ErrorHandler for Classifier {
     fn on_error<C>(&self, client: &C, error: &mut PgWireError)
@@ -825,7 +844,7 @@ impl ErrorHandler for Classifier {
     {
         if let PgWireError::InvalidPassword(name) = error {
             let addr = client.socket_addr().ip();
-            self.0.backoff.failed(addr);
+            self.shared.backoff.failed(addr);
             // SCRAM clients leave the user name out of their first message (it was in the
             // start-up packet), so name the user the client logged in as.
             if name.is_empty() {
@@ -840,17 +859,24 @@ impl ErrorHandler for Classifier {
                 crate::errors::classify_sql(s)
             } else {
                 crate::errors::Classified {
-                    code: "XX000",
+                    code: "XX000".into(),
                     message: inner.to_string(),
                     hint: None,
                 }
             };
-            let mut info = ErrorInfo::new("ERROR".into(), cl.code.into(), cl.message);
+            let mut info = ErrorInfo::new("ERROR".into(), cl.code.into_owned(), cl.message);
             info.hint = cl.hint;
             *error = PgWireError::UserError(Box::new(info));
         }
         if let PgWireError::UserError(info) = error {
             debug!(code = %info.code, message = %info.message, "statement failed");
+        }
+        if let Some(session) = self
+            .connection
+            .upgrade()
+            .and_then(|c| c.session.get().cloned())
+        {
+            session.statement_failed();
         }
     }
 }
@@ -876,7 +902,10 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        Arc::new(Classifier(self.0.shared.clone()))
+        Arc::new(Classifier {
+            shared: self.0.shared.clone(),
+            connection: Arc::downgrade(&self.0),
+        })
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

@@ -65,7 +65,7 @@ pub fn statement_name_free(name: &str, exists: bool) -> Result<(), SqlError> {
 mod tests {
     use super::*;
 
-    fn code(r: Result<(), SqlError>) -> Option<&'static str> {
+    fn code(r: Result<(), SqlError>) -> Option<crate::errors::SqlState> {
         r.err().map(|e| crate::errors::classify_sql(&e).code)
     }
 
@@ -74,15 +74,21 @@ mod tests {
         assert_eq!(code(format_codes(&[], 3, "parameter")), None);
         assert_eq!(code(format_codes(&[1], 3, "parameter")), None);
         assert_eq!(code(format_codes(&[0, 1, 1], 3, "parameter")), None);
-        assert_eq!(code(format_codes(&[7], 1, "parameter")), Some("22P03"));
-        assert_eq!(code(format_codes(&[-1], 1, "result")), Some("22P03"));
-        assert_eq!(code(format_codes(&[0, 1], 3, "parameter")), Some("08P01"));
+        assert_eq!(
+            code(format_codes(&[7], 1, "parameter")),
+            Some("22P03".into())
+        );
+        assert_eq!(code(format_codes(&[-1], 1, "result")), Some("22P03".into()));
+        assert_eq!(
+            code(format_codes(&[0, 1], 3, "parameter")),
+            Some("08P01".into())
+        );
         assert_eq!(code(parameter_count(2, 2, "s")), None);
-        assert_eq!(code(parameter_count(3, 2, "s")), Some("08P01"));
+        assert_eq!(code(parameter_count(3, 2, "s")), Some("08P01".into()));
         assert_eq!(code(max_rows(0)), None);
-        assert_eq!(code(max_rows(-1)), Some("08P01"));
+        assert_eq!(code(max_rows(-1)), Some("08P01".into()));
         assert_eq!(code(statement_name_free("", true)), None);
         assert_eq!(code(statement_name_free("s1", false)), None);
-        assert_eq!(code(statement_name_free("s1", true)), Some("42P05"));
+        assert_eq!(code(statement_name_free("s1", true)), Some("42P05".into()));
     }
 }

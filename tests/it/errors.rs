@@ -10,6 +10,8 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         .batch_execute(
             "CREATE TABLE e1 (id BIGINT); \
              CREATE VIEW v_err AS SELECT 1 AS one; \
+             CREATE TABLE nn (id BIGINT NOT NULL); \
+             CREATE SCHEMA full_s; CREATE TABLE full_s.t (a BIGINT); \
              CREATE TABLE c2 AS SELECT * FROM (VALUES (1, 0.0, 1.0, 10.0)) AS t(item_id, discount, expected_units, price)",
         )
         .await
@@ -68,7 +70,20 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("ALTER TABLE users ADD COLUMN z BIGINT", "0A000"),
         ("FETCH 1 FROM no_such_cursor", "34000"),
         ("CLOSE no_such_cursor", "34000"),
+        ("CREATE TABLE d3 (a BIGINT, a BIGINT)", "42701"),
+        ("DROP SCHEMA full_s", "2BP01"),
+        ("ALTER TABLE no_such_table RENAME TO t2", "42P01"),
+        ("TRUNCATE no_such_table", "42P01"),
+        ("SELECT 'a' + 1", "42883"),
+        ("SELECT user_id FROM users GROUP BY segment", "42803"),
+        ("SELECT 1 FROM users WHERE count(*) > 1", "42803"),
+        ("EXECUTE no_such_statement", "26000"),
+        // Constraints and blocks.
+        ("INSERT INTO nn VALUES (NULL)", "23502"),
+        ("INSERT INTO nn SELECT CAST(NULL AS BIGINT)", "23502"),
+        ("ROLLBACK TO SAVEPOINT nope", "25P01"),
         // Values and limits.
+        ("SELECT * FROM users LIMIT -1", "2201W"),
         ("SET statement_timeout = 'soon'", "22023"),
         ("SELECT repeat('x', 1000000000)", "54000"),
         ("SELECT array_repeat(1, 2147483647)", "54000"),
@@ -86,6 +101,14 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "22023",
         ),
         ("SELECT * FROM drop_model('no_such_model')", "42704"),
+        (
+            "SELECT * FROM load_file('csv', '/etc/passwd', table => 'x')",
+            "42501",
+        ),
+        (
+            "SELECT * FROM load_file('nope', '/tmp/x', table => 'x')",
+            "22023",
+        ),
     ];
     for (sql, code) in cases {
         // Both protocols give the same code.

@@ -411,3 +411,90 @@ async fn the_data_directory_is_private() {
         }
     }
 }
+
+/// The files of table `name` in the data directory `dir`, from its catalog.
+fn table_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("catalog.json")).expect("catalog.json"))
+            .expect("catalog json");
+    let table = catalog["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["name"] == name)
+        .expect("the table is in the catalog");
+    let id = table["id"].as_u64().expect("id");
+    table["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| dir.join(format!("tables/t{id}/{}", f.as_str().expect("file name"))))
+        .collect()
+}
+
+/// A damaged Parquet file (cut short, or bytes overwritten) fails the statements that read
+/// it with XX001 naming the table; other tables and sessions carry on.
+#[tokio::test]
+async fn a_damaged_file_fails_its_table_alone_with_xx001() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let server = TestServer::try_start(&dir, &[], &[]).expect("server starts");
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE cut_short AS SELECT user_id, segment FROM users; \
+             CREATE TABLE overwritten AS SELECT * FROM events",
+        )
+        .await
+        .expect("tables");
+    let cut = table_files(&dir, "cut_short");
+    let len = std::fs::metadata(&cut[0]).expect("file").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut[0])
+        .expect("open");
+    f.set_len(len / 3).expect("truncate");
+    let over = table_files(&dir, "overwritten");
+    // Every byte of the pages, between the leading magic number and the footer (whose
+    // length the last eight bytes give).
+    let mut bytes = std::fs::read(&over[0]).expect("read");
+    let n = bytes.len();
+    let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    for b in &mut bytes[4..n - 8 - footer] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&over[0], bytes).expect("write");
+
+    for (sql, table) in [
+        ("SELECT count(*) FROM cut_short", "cut_short"),
+        ("SELECT * FROM cut_short", "cut_short"),
+        (
+            "SELECT sum(user_id), max(event_type) FROM overwritten",
+            "overwritten",
+        ),
+        ("SELECT * FROM overwritten WHERE user_id = 3", "overwritten"),
+    ] {
+        for extended in [false, true] {
+            let e = if extended {
+                client.query(sql, &[]).await.map(|_| ()).expect_err(sql)
+            } else {
+                client.simple_query(sql).await.map(|_| ()).expect_err(sql)
+            };
+            assert_eq!(sqlstate(&e), "XX001", "{sql}: {e:?}");
+            let message = e.as_db_error().map(|d| d.message().to_string());
+            assert!(
+                message
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&format!("\"public.{table}\""))),
+                "{sql}: {message:?}"
+            );
+        }
+    }
+    // Everything else still answers, on this connection and on a new one.
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM users").await,
+        1_000
+    );
+    let other = server.connect().await;
+    assert!(scalar_i64(&other, "SELECT count(*) FROM events").await > 0);
+}

@@ -144,34 +144,51 @@ async fn rollback_and_disconnect_leave_nothing_behind() {
 }
 
 /// After a failed statement the block refuses everything but its end (25P02), and COMMIT
-/// then rolls it back.
+/// then rolls it back: whether the statement failed before its first row (an unknown table)
+/// or while its rows were on their way (a division by zero in the third row), over either
+/// protocol.
 #[tokio::test]
 async fn a_failed_block_refuses_statements_and_commit_rolls_it_back() {
     let server = TestServer::start();
     let a = setup(&server).await;
-    a.batch_execute("BEGIN; INSERT INTO acct VALUES (5, 5)")
-        .await
-        .expect("block");
-    let err = a
-        .simple_query("SELECT * FROM no_such_table")
-        .await
-        .expect_err("fails");
-    assert_eq!(sqlstate(&err), "42P01");
-    for sql in ["SELECT 1", "INSERT INTO acct VALUES (6, 6)"] {
-        let err = a.simple_query(sql).await.expect_err("refused");
-        assert_eq!(sqlstate(&err), "25P02", "{sql}: {err:?}");
+    let failing = [
+        ("SELECT * FROM no_such_table", "42P01"),
+        (
+            "SELECT 300 / (balance - 100 * (id / 3)) FROM acct ORDER BY id",
+            "22012",
+        ),
+    ];
+    for (sql, code) in failing {
+        for extended in [false, true] {
+            a.batch_execute("BEGIN; INSERT INTO acct VALUES (5, 5)")
+                .await
+                .expect("block");
+            let err = if extended {
+                a.query(sql, &[]).await.map(|_| ()).expect_err("fails")
+            } else {
+                a.simple_query(sql).await.map(|_| ()).expect_err("fails")
+            };
+            assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+            for next in ["SELECT 1", "INSERT INTO acct VALUES (6, 6)"] {
+                let err = a.simple_query(next).await.expect_err("refused");
+                assert_eq!(sqlstate(&err), "25P02", "after {sql}: {next}: {err:?}");
+            }
+            let err = a.query("SELECT 1", &[]).await.expect_err("refused");
+            assert_eq!(sqlstate(&err), "25P02", "after {sql}");
+            let done = a.simple_query("COMMIT").await.expect("commit answers");
+            let tag = done.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                _ => None,
+            });
+            assert!(tag.is_some());
+            assert_eq!(
+                count(&a, "acct").await,
+                3,
+                "nothing of the failed block: {sql}"
+            );
+            assert_eq!(scalar_i64(&a, "SELECT 1::BIGINT").await, 1);
+        }
     }
-    // Extended protocol too.
-    let err = a.query("SELECT 1", &[]).await.expect_err("refused");
-    assert_eq!(sqlstate(&err), "25P02");
-    let done = a.simple_query("COMMIT").await.expect("commit answers");
-    let tag = done.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
-        _ => None,
-    });
-    assert!(tag.is_some());
-    assert_eq!(count(&a, "acct").await, 3, "nothing of the failed block");
-    assert_eq!(scalar_i64(&a, "SELECT 1::BIGINT").await, 1);
 }
 
 /// A block reads the snapshot it began with; concurrent appends both commit; a block whose
