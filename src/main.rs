@@ -81,6 +81,11 @@ struct ServeArgs {
     /// SCRAM-SHA-256. (Or set FLASHSQL_PASSWORD.)
     #[arg(long, env = "FLASHSQL_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
+    /// File listing further users, one `name:role:password` per line, role `read_write`
+    /// or `read_only` (refused every write with SQLSTATE 42501). Clients then
+    /// authenticate with SCRAM-SHA-256.
+    #[arg(long, env = "FLASHSQL_USERS_FILE")]
+    users_file: Option<PathBuf>,
     /// Memory for query execution (sorts, joins, aggregates) in MiB.
     #[arg(long, env = "FLASHSQL_MEMORY_MB", default_value_t = 8192)]
     memory_mb: usize,
@@ -264,6 +269,11 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> Result<()> {
     let t0 = Instant::now();
     let password = password(&args)?;
+    let users = match &args.users_file {
+        Some(path) => flashsql_sql::users::read_file(path)?,
+        None => Vec::new(),
+    };
+    let asks_password = password.is_some() || !users.is_empty();
     let mut config = EngineConfig::new(&args.data_dir);
     config.seed_world = (!args.no_seed).then_some((args.scale, args.seed));
     config.memory_limit = args.memory_mb << 20;
@@ -281,7 +291,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         engine,
         ServerConfig {
             listen: args.listen,
-            password: password.clone(),
+            password,
+            users,
             max_connections: args.max_connections,
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(c), Some(k)) => Some((c.clone(), k.clone())),
@@ -300,7 +311,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         args.data_dir.display(),
         addr.ip(),
         addr.port(),
-        if password.is_some() {
+        if asks_password {
             "   (password required)"
         } else {
             ""

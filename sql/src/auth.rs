@@ -18,7 +18,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::server::Shared;
 
-/// The only role.
+/// The user of `--password-file`, and the name clients use without a password.
 pub const USER: &str = "flashsql";
 const SCRAM_ITERATIONS: usize = 4096;
 
@@ -31,10 +31,17 @@ pub fn parameters() -> DefaultServerParameterProvider {
 }
 
 /// The salted SCRAM secret, computed once at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ScramSecret {
     salt: Vec<u8>,
     salted: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramSecret {
+    /// The salted password logs a client in: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScramSecret(..)")
+    }
 }
 
 impl ScramSecret {
@@ -46,22 +53,22 @@ impl ScramSecret {
 }
 
 #[derive(Debug)]
-struct Secrets(ScramSecret);
+struct Secrets(Arc<crate::users::Logins>);
 
 #[async_trait]
 impl AuthSource for Secrets {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        match login.user() {
-            Some(USER) => Ok(Password::new(
-                Some(self.0.salt.clone()),
-                self.0.salted.clone(),
+        match login.user().and_then(|u| self.0.get(u)) {
+            Some(l) => Ok(Password::new(
+                Some(l.secret.salt.clone()),
+                l.secret.salted.clone(),
             )),
-            other => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            None => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
                 "28P01".into(),
                 format!(
                     "password authentication failed for user \"{}\"",
-                    other.unwrap_or("")
+                    login.user().unwrap_or("")
                 ),
             )))),
         }
@@ -111,20 +118,19 @@ enum Method {
 
 impl Startup {
     pub fn new(shared: &Arc<Shared>) -> Self {
-        let method = match &shared.secret {
-            None => Method::Trust(Trust {
+        let method = if shared.logins.is_empty() {
+            Method::Trust(Trust {
                 params: parameters(),
                 pids: shared.pids.clone(),
-            }),
-            Some(secret) => {
-                let mut scram = ScramAuth::new(Arc::new(Secrets(secret.clone())));
-                scram.set_iterations(SCRAM_ITERATIONS);
-                Method::Scram(
-                    SASLAuthStartupHandler::new(Arc::new(parameters()))
-                        .with_pid_secret_key_generator(shared.pids.clone())
-                        .with_scram(scram),
-                )
-            }
+            })
+        } else {
+            let mut scram = ScramAuth::new(Arc::new(Secrets(shared.logins.clone())));
+            scram.set_iterations(SCRAM_ITERATIONS);
+            Method::Scram(
+                SASLAuthStartupHandler::new(Arc::new(parameters()))
+                    .with_pid_secret_key_generator(shared.pids.clone())
+                    .with_scram(scram),
+            )
         };
         Startup {
             method,

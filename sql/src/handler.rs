@@ -44,6 +44,7 @@ use crate::errors::{SqlError, classify};
 use crate::protocol_checks;
 use crate::server::Shared;
 use crate::session::{CopyIn, PgSession, Prepared, StatementResult};
+use crate::users::Role;
 
 /// Bytes a single COPY FROM STDIN may buffer before it is refused.
 const MAX_COPY_BYTES: usize = 1 << 30;
@@ -163,8 +164,12 @@ impl Connection {
                 let md = client.metadata();
                 let user = md.get("user").map(String::as_str).unwrap_or("flashsql");
                 let app = md.get("application_name").map(String::as_str);
-                PgSession::new(&self.shared.engine, self.shared.parser.clone(), user, app)
-                    .map(Arc::new)
+                let session =
+                    PgSession::new(&self.shared.engine, self.shared.parser.clone(), user, app)?;
+                Ok(Arc::new(match self.shared.logins.role(user) {
+                    Role::ReadOnly => session.reading_only(user),
+                    Role::ReadWrite => session,
+                }))
             })
             .await
             .cloned()

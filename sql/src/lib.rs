@@ -23,6 +23,7 @@ pub mod scalar_subquery;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod users;
 
 pub use errors::SqlError;
 pub use server::{ServeError, Server, ServerConfig};

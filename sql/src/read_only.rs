@@ -1,6 +1,7 @@
 //! Read-only sessions: with `default_transaction_read_only` on, or inside `BEGIN READ ONLY` /
 //! after `SET TRANSACTION READ ONLY`, statements that write are refused with 25006, as in
 //! PostgreSQL. A reporting tool or a service that must never change data can ask for this.
+//! A user with the read-only role (`users`) is refused the same statements with 42501.
 
 use std::ops::ControlFlow;
 
@@ -33,7 +34,8 @@ pub fn writes(statement: &DFStatement) -> Option<&'static str> {
         Statement::AlterTable(_) => "ALTER TABLE",
         Statement::Comment { .. } => "COMMENT",
         Statement::Copy { to: false, .. } => "COPY FROM",
-        Statement::Query(_) if calls_writing_function(s) => "SELECT from a function that writes",
+        // A query, a cursor or EXPLAIN ANALYZE over a function that writes.
+        _ if calls_writing_function(s) => "SELECT from a function that writes",
         _ => return None,
     })
 }
@@ -68,6 +70,15 @@ pub fn refused(what: &str) -> SqlError {
     SqlError::coded(
         "25006",
         format!("cannot execute {what} in a read-only transaction"),
+    )
+}
+
+/// The error for a write by a user whose role may only read.
+pub fn denied(user: &str, what: &str) -> SqlError {
+    SqlError::with_hint(
+        "42501",
+        format!("permission denied: user \"{user}\" may only read, and {what} writes"),
+        "log in as a user with the read_write role to change data",
     )
 }
 

@@ -15,16 +15,18 @@ use tokio::task::JoinSet;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
-use crate::auth::ScramSecret;
 use crate::handler::{CancelRegistry, Connection, Handlers};
 use crate::parser::CompatParser;
+use crate::users::{Logins, Role, UserDef};
 
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// When set, clients authenticate with SCRAM-SHA-256 as user `flashsql`.
+    /// When set, clients may authenticate with SCRAM-SHA-256 as user `flashsql`.
     pub password: Option<String>,
+    /// Further users (`--users-file`), each with a password and a role.
+    pub users: Vec<crate::users::UserDef>,
     /// Connections served at once; more are refused with SQLSTATE 53300.
     pub max_connections: usize,
     /// Certificate chain and private key (PEM files) for TLS.
@@ -48,7 +50,8 @@ pub struct Shared {
     pub backoff: crate::auth_backoff::AuthBackoff,
     pub engine: Arc<Engine>,
     pub parser: Arc<CompatParser>,
-    pub secret: Option<ScramSecret>,
+    /// Who may log in; empty when no password is asked (loopback only).
+    pub logins: Arc<Logins>,
     pub pids: Arc<RandomPidSecretKeyGenerator>,
     pub cancels: CancelRegistry,
 }
@@ -63,6 +66,8 @@ pub enum ServeError {
         "refusing plain-text passwords on {0}: give --tls-cert and --tls-key, or --allow-insecure to accept unencrypted connections"
     )]
     TlsRequired(SocketAddr),
+    #[error("user \"flashsql\" is given both by the password file and by the users file: keep one")]
+    UserTwice,
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -99,7 +104,18 @@ impl Open {
 impl Server {
     pub async fn bind(engine: Arc<Engine>, config: ServerConfig) -> Result<Server, ServeError> {
         let public = !config.listen.ip().is_loopback();
-        if config.password.is_none() && public {
+        let mut users = config.users.clone();
+        if let Some(password) = &config.password {
+            if users.iter().any(|u| u.name == crate::auth::USER) {
+                return Err(ServeError::UserTwice);
+            }
+            users.push(UserDef {
+                name: crate::auth::USER.to_string(),
+                role: Role::ReadWrite,
+                password: password.clone(),
+            });
+        }
+        if users.is_empty() && public {
             return Err(ServeError::PasswordRequired(config.listen));
         }
         if public && config.tls.is_none() && !config.allow_insecure {
@@ -121,7 +137,7 @@ impl Server {
             backoff: Default::default(),
             engine,
             parser: Arc::new(CompatParser::new()),
-            secret: config.password.as_deref().map(ScramSecret::new),
+            logins: Arc::new(Logins::new(&users)),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             cancels: CancelRegistry::default(),
         });

@@ -84,6 +84,9 @@ pub struct PgSession {
     /// A statement failed inside the open transaction block: until it ends, the others
     /// are refused with 25P02.
     tx_failed: AtomicBool,
+    /// The user logged in with the read-only role: every write is refused (42501), whatever
+    /// the session's settings say.
+    read_only_user: Option<String>,
 }
 
 fn one_text_column(name: &str, values: Vec<String>) -> Result<StatementResult, SqlError> {
@@ -152,7 +155,16 @@ impl PgSession {
             settings,
             cursors: Cursors::default(),
             tx_failed: AtomicBool::new(false),
+            read_only_user: None,
         })
+    }
+
+    /// Restricts the session to reading, for `user` with the read-only role. The session
+    /// also starts with `default_transaction_read_only` on, so that tools see it.
+    pub fn reading_only(mut self, user: &str) -> Self {
+        self.settings.set("default_transaction_read_only", "on");
+        self.read_only_user = Some(user.to_string());
+        self
     }
 
     /// Whether `statement` may run now: inside a block where a statement failed, only
@@ -419,10 +431,13 @@ impl PgSession {
         statement: DFStatement,
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
-        if self.read_only()
-            && let Some(what) = crate::read_only::writes(&statement)
-        {
-            return Err(crate::read_only::refused(what));
+        if let Some(what) = crate::read_only::writes(&statement) {
+            if let Some(user) = &self.read_only_user {
+                return Err(crate::read_only::denied(user, what));
+            }
+            if self.read_only() {
+                return Err(crate::read_only::refused(what));
+            }
         }
         let statement = match statement {
             DFStatement::Statement(s) => *s,
