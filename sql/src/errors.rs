@@ -109,7 +109,11 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::CorruptTable { .. } => c("XX001", e.to_string()),
         EngineError::InvalidInput(_) => c("22023", e.to_string()),
         EngineError::CorruptCatalog { .. } => c("XX001", e.to_string()),
-        EngineError::Io(_) => c("58030", e.to_string()),
+        EngineError::Io(io) => classify_io(io, e.to_string()),
+        EngineError::Parquet(p) => match io_cause(p) {
+            Some(io) => classify_io(io, e.to_string()),
+            None => c("XX000", e.to_string()),
+        },
         EngineError::DataFusion(inner) => classify(inner),
         EngineError::Arrow(a) => classify_arrow(a),
         _ => c("XX000", e.to_string()),
@@ -130,6 +134,7 @@ fn classify_arrow(e: &ArrowError) -> Classified {
         ),
         ArrowError::MemoryError(m) => c("53200", m.clone()),
         ArrowError::ExternalError(inner) => classify_dyn(inner.as_ref()),
+        ArrowError::IoError(m, io) => classify_io(io, m.clone()),
         other => c("22000", other.to_string()),
     }
 }
@@ -150,7 +155,37 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
     if let Some(x) = e.downcast_ref::<flashsql_udfs::error::FunctionError>() {
         return c(x.sqlstate(), x.to_string());
     }
-    c("XX000", e.to_string())
+    match io_cause(e) {
+        Some(io) => classify_io(io, e.to_string()),
+        None => c("XX000", e.to_string()),
+    }
+}
+
+/// The I/O error at the root of `e`'s chain of causes, if there is one.
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut next = Some(e);
+    while let Some(x) = next {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        next = x.source();
+    }
+    None
+}
+
+/// A failed read or write of the data directory: a full disk (or quota, or file size
+/// limit) is 53100, as in PostgreSQL; anything else 58030.
+fn classify_io(io: &std::io::Error, message: String) -> Classified {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => c(
+            "53100",
+            format!(
+                "could not write to the data directory: {io}; nothing of this statement was kept"
+            ),
+        ),
+        _ => c("58030", message),
+    }
 }
 
 /// Chooses the SQLSTATE and message for a DataFusion error.
@@ -198,9 +233,12 @@ pub fn classify(e: &DataFusionError) -> Classified {
         DataFusionError::Execution(m) => classify_execution(m),
         DataFusionError::ExecutionJoin(j) => c("XX000", j.to_string()),
         DataFusionError::Configuration(m) => c("22023", m.clone()),
-        DataFusionError::IoError(io) => c("58030", io.to_string()),
+        DataFusionError::IoError(io) => classify_io(io, io.to_string()),
         DataFusionError::ObjectStore(os) => c("58P01", os.to_string()),
-        DataFusionError::ParquetError(p) => c("XX001", p.to_string()),
+        DataFusionError::ParquetError(p) => match io_cause(p.as_ref()) {
+            Some(io) => classify_io(io, p.to_string()),
+            None => c("XX001", p.to_string()),
+        },
         DataFusionError::External(inner) => classify_dyn(inner.as_ref()),
         DataFusionError::Internal(m) => c("XX000", m.clone()),
         other => c("XX000", other.strip_backtrace()),

@@ -230,3 +230,99 @@ async fn ten_thousand_single_row_inserts_leave_few_files() {
         49_995_000
     );
 }
+
+/// A size-limited filesystem (tmpfs) mounted for one test, unmounted when dropped. Mounting
+/// needs root with CAP_SYS_ADMIN: without it the test is skipped, unless
+/// `FLASHSQL_REQUIRE_TMPFS` is set.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u64) -> Option<SmallDisk> {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("disk");
+        std::fs::create_dir(&dir).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !crate::common::available(
+            mounted,
+            "FLASHSQL_REQUIRE_TMPFS",
+            "cannot mount a tmpfs (needs root with CAP_SYS_ADMIN)",
+        ) {
+            return None;
+        }
+        Some(SmallDisk { dir, _tmp: tmp })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// A full disk fails the write that ran out of space with 53100, removes what it had
+/// written, and loses nothing committed: the server goes on answering, reads every table,
+/// and writes again once space is free.
+#[tokio::test]
+async fn a_full_disk_fails_the_write_with_53100_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        return;
+    };
+    let dir = disk.dir.join("data");
+    let server = TestServer::try_start(&dir, &[], &[]).expect("server starts");
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE kept AS SELECT * FROM events")
+        .await
+        .expect("a table that fits");
+    let kept = scalar_i64(&client, "SELECT count(*) FROM kept").await;
+    // Random text does not compress: about 60 MiB, more than the disk holds.
+    let too_big = "CREATE TABLE too_big AS SELECT v, md5(CAST(v AS TEXT)) || md5(CAST(v * 7 AS TEXT)) AS a, \
+                   md5(CAST(v * 13 AS TEXT)) AS b FROM generate_series(1, 600000) AS t(v)";
+    for statement in [
+        too_big.to_string(),
+        "INSERT INTO kept SELECT k.user_id, k.item_id, k.category_id, md5(concat_ws('/', k.ts, k.user_id, k.item_id, g)), \
+         k.ts, k.price, k.discount, k.campaign_id FROM kept AS k, generate_series(1, 40) AS s(g)"
+            .to_string(),
+    ] {
+        let e = client
+            .batch_execute(&statement)
+            .await
+            .expect_err("out of space");
+        assert_eq!(crate::common::sqlstate(&e), "53100", "{statement}: {e:?}");
+    }
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM kept").await, kept);
+    let gone = client
+        .simple_query("SELECT * FROM too_big")
+        .await
+        .expect_err("never created");
+    assert_eq!(crate::common::sqlstate(&gone), "42P01");
+    // The failed writes left no files behind: a write that fits succeeds now.
+    client
+        .batch_execute("INSERT INTO kept SELECT * FROM kept LIMIT 10")
+        .await
+        .expect("space is free again");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM kept").await,
+        kept + 10
+    );
+    // And everything survives a restart.
+    drop(client);
+    server.stop();
+    let server = TestServer::try_start(&dir, &[], &[]).expect("restarts");
+    let client = server.connect().await;
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM kept").await,
+        kept + 10
+    );
+}
