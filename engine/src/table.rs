@@ -125,12 +125,12 @@ impl DurableTable {
         self.sink(rows, Mode::Replace { expected, count })
     }
 
-    /// A listing table over exactly the files the catalog names now (or the pinned ones).
     /// The table's qualified name, for messages (its id if it was dropped meanwhile).
     fn name(&self) -> String {
         table_name(&self.store, self.id)
     }
 
+    /// A listing table over exactly the files the catalog names now (or the pinned ones).
     fn snapshot(&self) -> Result<Option<ListingTable>> {
         let files = match (&self.pinned, &self.tx) {
             (Some(f), _) => f.clone(),
@@ -363,12 +363,9 @@ fn damaged_file(store: Arc<Store>, id: u64) -> impl Fn(DataFusionError) -> DataF
             DataFusionError::IoError(io) => io.to_string(),
             _ => return e,
         };
-        tracing::error!(table = %table_name(&store, id), %detail, "a table file cannot be read");
-        EngineError::CorruptTable {
-            table: table_name(&store, id),
-            detail,
-        }
-        .into()
+        let table = table_name(&store, id);
+        tracing::error!(%table, %detail, "a table file cannot be read");
+        EngineError::CorruptTable { table, detail }.into()
     }
 }
 

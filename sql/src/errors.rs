@@ -128,10 +128,7 @@ fn classify_arrow(e: &ArrowError) -> Classified {
         ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
             c("22003", m.clone())
         }
-        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => c(
-            "23502",
-            format!("null value violates a not-null constraint: {m}"),
-        ),
+        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => not_null(m),
         ArrowError::MemoryError(m) => c("53200", m.clone()),
         ArrowError::ExternalError(inner) => classify_dyn(inner.as_ref()),
         ArrowError::IoError(m, io) => classify_io(io, m.clone()),
@@ -159,6 +156,14 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
         Some(io) => classify_io(io, e.to_string()),
         None => c("XX000", e.to_string()),
     }
+}
+
+/// DataFusion's and Arrow's words for a NULL written into a NOT NULL column.
+fn not_null(m: &str) -> Classified {
+    c(
+        "23502",
+        format!("null value violates a not-null constraint: {m}"),
+    )
 }
 
 /// The I/O error at the root of `e`'s chain of causes, if there is one.
@@ -324,10 +329,7 @@ fn classify_execution(m: &str) -> Classified {
     } else if lower.contains("overflow") {
         c("22003", m.to_string())
     } else if lower.contains("non-nullable") {
-        c(
-            "23502",
-            format!("null value violates a not-null constraint: {m}"),
-        )
+        not_null(m)
     } else if lower.starts_with("prepared statement '") && lower.ends_with("' already exists") {
         c("42P05", m.to_string())
     } else if lower.starts_with("prepared statement '") && lower.ends_with("' does not exist") {

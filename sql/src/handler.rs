@@ -59,8 +59,6 @@ struct Guard {
     timed_out: Arc<AtomicBool>,
     /// The server is shutting down: the connection's flag, seen by each of its statements.
     terminating: Arc<AtomicBool>,
-    /// The statement's session, told when rows already on their way end in an error.
-    session: std::sync::Weak<PgSession>,
 }
 
 impl Guard {
@@ -89,7 +87,6 @@ impl Guard {
     ) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
         let guard = self.clone();
         let tail = self.clone();
-        let session = self.session.clone();
         s.take_until(guard.token.cancelled_owned())
             .map(Some)
             .chain(stream::once(async move {
@@ -100,15 +97,6 @@ impl Guard {
                 }
             }))
             .filter_map(|x| async move { x })
-            // A statement whose rows end in an error failed: an open block is aborted,
-            // exactly as when the error comes before the first row.
-            .inspect(move |item| {
-                if item.is_err()
-                    && let Some(s) = session.upgrade()
-                {
-                    s.statement_failed();
-                }
-            })
     }
 }
 
@@ -137,7 +125,6 @@ impl Connection {
                 token: CancellationToken::new(),
                 timed_out: Arc::new(AtomicBool::new(false)),
                 terminating: terminating.clone(),
-                session: std::sync::Weak::new(),
             }),
             terminating,
             copy: Mutex::new(None),
@@ -195,12 +182,11 @@ impl Connection {
     }
 
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
-    fn begin(&self, session: &Arc<PgSession>) -> Guard {
+    fn begin(&self, session: &PgSession) -> Guard {
         let guard = Guard {
             token: CancellationToken::new(),
             timed_out: Arc::new(AtomicBool::new(false)),
             terminating: self.terminating.clone(),
-            session: Arc::downgrade(session),
         };
         if let Some(timeout) = session.settings().statement_timeout() {
             let g = guard.clone();
@@ -834,9 +820,10 @@ impl CancelHandler for Connection {
 }
 
 /// Gives every error leaving the server a SQLSTATE: DataFusion errors that reach pgwire as
-/// `ApiError` are classified instead of being sent as XX000. It also sees every error of the
-/// extended protocol (Parse, Bind, Execute, and rows that fail on their way), and tells the
-/// session, so that an open block is aborted by any of them.
+/// `ApiError` are classified instead of being sent as XX000. It also sees every error that
+/// does not come back as a response — the extended protocol's Parse, Bind and Execute, and
+/// rows that fail on their way in either protocol — and tells the session, so that any of
+/// them aborts an open block.
 pub struct Classifier {
     shared: Arc<Shared>,
     connection: std::sync::Weak<Connection>,

@@ -26,15 +26,6 @@ pub enum Role {
     ReadOnly,
 }
 
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::ReadWrite => "read_write",
-            Role::ReadOnly => "read_only",
-        }
-    }
-}
-
 /// One line of the users file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserDef {
