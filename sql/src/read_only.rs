@@ -77,7 +77,7 @@ pub fn refused(what: &str) -> SqlError {
 pub fn denied(user: &str, what: &str) -> SqlError {
     SqlError::with_hint(
         "42501",
-        format!("permission denied: user \"{user}\" may only read, and {what} writes"),
+        format!("permission denied for {what}: user \"{user}\" has the read_only role"),
         "log in as a user with the read_write role to change data",
     )
 }
