@@ -109,19 +109,66 @@ pub fn check<S>(
 /// How deep the SQL parser nests before it gives up (sqlparser's default recursion limit).
 const PARSER_DEPTH: usize = 50;
 
-/// Refuses text that nests brackets or CASE deeper than the parser can follow. The parser
-/// reports its limit for most constructs, but where it tries alternatives it swallows the
-/// error and reads the text another way (nested CASE becomes a column named `case`), so the
-/// nesting is measured on the text first: brackets and CASE/END outside string literals,
-/// quoted identifiers and comments.
+/// How deeply function calls, `CASE`, `ARRAY[…]` and other keyword-led brackets may nest.
+/// Where such a construct fails to parse, the parser tries reading its keyword another way
+/// (as a column name) and parses everything inside again, at every level: a syntax error
+/// at depth d costs about 2^d parses of it — 0.8 s at depth 18 in a debug build, hours at
+/// 30, for one statement that nothing can interrupt. PostgreSQL's parser does not backtrack
+/// and has no such limit; 16 levels is more than hand-written or generated SQL uses.
+pub const CALL_DEPTH: usize = 16;
+
+/// Words that open a bracket without the parser trying them two ways.
+const PLAIN_BEFORE_BRACKET: &[&str] = &[
+    "all", "and", "any", "as", "else", "exists", "filter", "from", "in", "join", "not", "on", "or",
+    "over", "select", "some", "then", "using", "values", "when", "where",
+];
+
+/// Refuses text that nests brackets or CASE deeper than the parser can follow, or nests
+/// the constructs it backtracks over deeper than [`CALL_DEPTH`]. The parser reports its
+/// limit for most constructs, but where it tries alternatives it swallows the error and
+/// reads the text another way (nested CASE becomes a column named `case`), so the nesting
+/// is measured on the text first: brackets and CASE/END outside string literals, quoted
+/// identifiers and comments.
 pub fn check_text(sql: &str) -> Result<(), SqlError> {
     let b = sql.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    // One entry per open bracket or CASE: whether the parser may backtrack over it.
+    let mut open: Vec<bool> = Vec::new();
+    let (mut calls, mut deepest, mut deepest_calls, mut i) = (0usize, 0usize, 0usize, 0usize);
     let word_at = |i: usize, w: &[u8]| {
         b.len() >= i + w.len()
             && b[i..i + w.len()].eq_ignore_ascii_case(w)
             && (i == 0 || !is_word(b[i - 1]))
             && b.get(i + w.len()).is_none_or(|c| !is_word(*c))
+    };
+    // Whether the bracket at `i` follows a word the parser may read two ways (a function
+    // name, ARRAY, CAST, …).
+    let called = |i: usize| {
+        let mut end = i;
+        while end > 0 && b[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && is_word(b[start - 1]) {
+            start -= 1;
+        }
+        start < end
+            && !b[start].is_ascii_digit()
+            && !PLAIN_BEFORE_BRACKET
+                .iter()
+                .any(|w| b[start..end].eq_ignore_ascii_case(w.as_bytes()))
+    };
+    let mut push = |backtracks: bool, open: &mut Vec<bool>, calls: &mut usize| {
+        open.push(backtracks);
+        if backtracks {
+            *calls += 1;
+        }
+        deepest = deepest.max(open.len());
+        deepest_calls = deepest_calls.max(*calls);
+    };
+    let pop = |open: &mut Vec<bool>, calls: &mut usize| {
+        if open.pop() == Some(true) {
+            *calls -= 1;
+        }
     };
     while i < b.len() {
         match b[i] {
@@ -143,18 +190,14 @@ pub fn check_text(sql: &str) -> Result<(), SqlError> {
                 }
                 i += 1;
             }
-            b'(' | b'[' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b')' | b']' => depth = depth.saturating_sub(1),
+            b'(' | b'[' => push(called(i), &mut open, &mut calls),
+            b')' | b']' => pop(&mut open, &mut calls),
             b'c' | b'C' if word_at(i, b"case") => {
-                depth += 1;
-                deepest = deepest.max(depth);
+                push(true, &mut open, &mut calls);
                 i += 3;
             }
             b'e' | b'E' if word_at(i, b"end") => {
-                depth = depth.saturating_sub(1);
+                pop(&mut open, &mut calls);
                 i += 2;
             }
             _ => {}
@@ -166,6 +209,14 @@ pub fn check_text(sql: &str) -> Result<(), SqlError> {
             "54001",
             format!(
                 "statement too complex: brackets or CASE nest {deepest} deep, more than the parser's {PARSER_DEPTH}"
+            ),
+        ));
+    }
+    if deepest_calls > CALL_DEPTH {
+        return Err(SqlError::coded(
+            "54001",
+            format!(
+                "statement too complex: function calls, CASE or ARRAY nest {deepest_calls} deep, more than {CALL_DEPTH}"
             ),
         ));
     }
@@ -199,6 +250,32 @@ mod tests {
     }
 
     #[test]
+    fn constructs_the_parser_backtracks_over_nest_at_most_call_depth() {
+        let nest = |open: &str, close: &str, n: usize| {
+            format!("SELECT {}1{}", open.repeat(n), close.repeat(n))
+        };
+        for (open, close) in [("abs(", ")"), ("ARRAY[", "]"), ("CAST(", " AS BIGINT)")] {
+            assert!(check_text(&nest(open, close, CALL_DEPTH)).is_ok(), "{open}");
+            let e = check_text(&nest(open, close, CALL_DEPTH + 1)).expect_err(open);
+            assert!(
+                e.to_string()
+                    .contains("function calls, CASE or ARRAY nest 17 deep"),
+                "{e}"
+            );
+        }
+        // Brackets the parser reads one way only: subqueries, IN lists, plain parentheses.
+        assert!(check_text(&nest("(", ")", 40)).is_ok());
+        assert!(check_text(&nest("(SELECT ", ")", 40)).is_ok());
+        assert!(check_text(&nest("1 IN (SELECT ", ")", 40)).is_ok());
+        // Mixed: the count is of the backtracking ones along one path.
+        let mixed = "abs((".repeat(CALL_DEPTH) + "1" + &"))".repeat(CALL_DEPTH);
+        assert!(check_text(&format!("SELECT {mixed}")).is_ok());
+        // Siblings do not add up.
+        let siblings = vec![nest("abs(", ")", CALL_DEPTH)[7..].to_string(); 50].join(", ");
+        assert!(check_text(&format!("SELECT {siblings}")).is_ok());
+    }
+
+    #[test]
     fn nesting_is_measured_outside_literals_and_comments() {
         let case = |n: usize| {
             format!(
@@ -207,8 +284,8 @@ mod tests {
                 " END".repeat(n)
             )
         };
-        assert!(check_text(&case(PARSER_DEPTH)).is_ok());
-        assert!(check_text(&case(PARSER_DEPTH + 1)).is_err());
+        assert!(check_text(&case(CALL_DEPTH)).is_ok());
+        assert!(check_text(&case(CALL_DEPTH + 1)).is_err());
         let parens = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
         assert!(check_text(&parens(PARSER_DEPTH)).is_ok());
         assert!(check_text(&parens(10_000)).is_err());

@@ -129,6 +129,9 @@ fn classify_arrow(e: &ArrowError) -> Classified {
             c("22003", m.clone())
         }
         ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => not_null(m),
+        ArrowError::ComputeError(m) if m.contains("Regular expression did not compile") => {
+            c("2201B", m.clone())
+        }
         ArrowError::MemoryError(m) => c("53200", m.clone()),
         ArrowError::ExternalError(inner) => classify_dyn(inner.as_ref()),
         ArrowError::IoError(m, io) => classify_io(io, m.clone()),
@@ -154,6 +157,14 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
     }
     match io_cause(e) {
         Some(io) => classify_io(io, e.to_string()),
+        // The regex crate's error, as DataFusion's regexp functions pass it on.
+        None if e.to_string().starts_with("regex parse error") => c(
+            "2201B",
+            format!(
+                "invalid regular expression: {}",
+                e.to_string().replace('\n', " ")
+            ),
+        ),
         None => c("XX000", e.to_string()),
     }
 }
@@ -245,6 +256,18 @@ pub fn classify(e: &DataFusionError) -> Classified {
             None => c("XX001", p.to_string()),
         },
         DataFusionError::External(inner) => classify_dyn(inner.as_ref()),
+        // Type coercion reports a call that fits none of a function's signatures as an
+        // internal error (pinned below).
+        DataFusionError::Internal(m) if m.contains("failed to match any signature") => c(
+            "42883",
+            format!("no function matches the given arguments: {m}"),
+        ),
+        // Arrow's string and list arrays address at most 2 GiB per column of a batch; building
+        // a bigger one panics with "offset overflow", which the statement's task reports.
+        DataFusionError::Internal(m) if m.contains("offset overflow") => c(
+            "54000",
+            "result too large: a column of one batch would exceed 2 GiB",
+        ),
         DataFusionError::Internal(m) => c("XX000", m.clone()),
         other => c("XX000", other.strip_backtrace()),
     }
@@ -473,6 +496,45 @@ mod tests {
             "23502"
         );
         assert_eq!(exec("Scalar subquery returned more than one row"), "21000");
+        assert_eq!(
+            classify(&DataFusionError::Internal(
+                "Function 'range' failed to match any signature, errors: …".into()
+            ))
+            .code,
+            "42883"
+        );
+        assert_eq!(
+            classify(&DataFusionError::Internal(
+                "statement task failed: task 527 panicked with message \"offset overflow\"".into()
+            ))
+            .code,
+            "54000"
+        );
+        let regex = regex_error();
+        assert_eq!(
+            classify(&DataFusionError::External(Box::new(regex))).code,
+            "2201B"
+        );
+        assert_eq!(
+            classify_arrow(&ArrowError::ComputeError(
+                "Regular expression did not compile: Syntax(…)".into()
+            ))
+            .code,
+            "2201B"
+        );
+    }
+
+    /// The regex crate's error for an unclosed class, as DataFusion passes it on.
+    fn regex_error() -> impl std::error::Error + Send + Sync + 'static {
+        #[derive(Debug)]
+        struct RegexParse;
+        impl std::fmt::Display for RegexParse {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("regex parse error:\n    [\n    ^\nerror: unclosed character class")
+            }
+        }
+        impl std::error::Error for RegexParse {}
+        RegexParse
     }
 
     #[test]

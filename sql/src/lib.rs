@@ -12,6 +12,7 @@ pub mod complexity;
 pub mod copy;
 pub mod cursors;
 pub mod errors;
+pub mod frames;
 pub mod handler;
 pub mod load_call;
 pub mod parser;
@@ -24,6 +25,7 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod users;
+pub mod wire;
 
 pub use errors::SqlError;
 pub use server::{ServeError, Server, ServerConfig};

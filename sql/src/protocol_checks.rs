@@ -2,9 +2,8 @@
 //! not: a Bind must match its statement, format codes are 0 (text) or 1 (binary), a named
 //! statement is not silently replaced, an Execute asks for zero or more rows.
 //!
-//! Messages malformed below this level (lengths or counts that run past the message) fail
-//! inside the protocol library's decoder; the listener answers those with a FATAL 08P01 (see
-//! `server`).
+//! Messages malformed below this level (lengths or counts that run past the message, unknown
+//! types, invalid UTF-8) never reach the protocol library: `frames` refuses them first.
 
 use crate::errors::SqlError;
 

@@ -8,8 +8,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArguments, GroupByExpr,
-    Ident, ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value,
-    visit_expressions_mut,
+    Ident, ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value, VisitMut,
+    VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -232,6 +232,51 @@ pub fn update_from(statement: &mut Statement) {
     update.assignments = assignments;
     update.selection = Some(exists);
     update.from = None;
+}
+
+/// `VALUES (…, (SELECT …), …)`: DataFusion computes a VALUES list while planning, before any
+/// subquery in it has run, and fails with an internal error. A list holding a subquery
+/// becomes the same rows as `SELECT … AS column1, … UNION ALL SELECT …` (PostgreSQL's column
+/// names, the same types by the same coercion).
+pub fn values_with_subqueries(statement: &mut Statement) {
+    struct Lists;
+    impl VisitorMut for Lists {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Values(values) = q.body.as_ref() else {
+                return ControlFlow::Continue(());
+            };
+            let subquery = visit_expressions(values, |e| match e {
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            });
+            if subquery.is_continue() {
+                return ControlFlow::Continue(());
+            }
+            let selects: Vec<String> = values
+                .rows
+                .iter()
+                .map(|row| {
+                    let columns: Vec<String> = row
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| format!("{e} AS column{}", i + 1))
+                        .collect();
+                    format!("SELECT {}", columns.join(", "))
+                })
+                .collect();
+            if let Ok(parsed) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&selects.join(" UNION ALL "))
+                .and_then(|mut p| p.parse_query())
+            {
+                q.body = parsed.body;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Lists);
 }
 
 /// psql's `\d+` appends a table's TOAST options to its own with a lateral `unnest`, which

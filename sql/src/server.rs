@@ -96,7 +96,7 @@ impl Open {
     /// Tells the client why its connection ends (a FATAL error), and closes the socket.
     fn close_with(&self, code: &str, message: &str) {
         use std::io::Write;
-        let _ = (&self.socket).write_all(&fatal_message(code, message));
+        let _ = (&self.socket).write_all(&crate::wire::fatal_bytes(code, message));
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 }
@@ -193,7 +193,7 @@ impl Server {
                     let handle = connections.spawn(async move {
                         let watcher = AbortOnDropHandle::new(tokio::spawn(cancel_when_gone(watch, Arc::downgrade(&connection))));
                         drop(connection);
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        if let Err(e) = crate::wire::serve(socket, peer, tls, handlers).await {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
                         drop(watcher);
@@ -229,10 +229,9 @@ impl Server {
     }
 }
 
-/// Forgets a connection that ended. One whose task panicked — the protocol library's
-/// decoder panics on some malformed messages (a length or count that runs past the message)
-/// — gets a FATAL 08P01 before its socket closes, as PostgreSQL answers such a message; no
-/// other connection notices.
+/// Forgets a connection that ended. One whose task panicked (a bug: malformed messages are
+/// refused before the protocol library decodes them, see `frames`) gets a FATAL 08P01
+/// before its socket closes; no other connection notices.
 fn ended(
     open: &mut HashMap<tokio::task::Id, Open>,
     done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
@@ -280,19 +279,9 @@ fn second_handle(socket: &tokio::net::TcpStream) -> std::io::Result<std::net::Tc
     ))
 }
 
-/// A backend ErrorResponse with severity FATAL, encoded by the protocol library.
-fn fatal_message(code: &str, message: &str) -> Vec<u8> {
-    use pgwire::messages::Message;
-    let info = pgwire::error::ErrorInfo::new("FATAL".into(), code.into(), message.into());
-    let mut buf = bytes::BytesMut::new();
-    // A short message always fits.
-    let _ = pgwire::messages::response::ErrorResponse::from(info).encode(&mut buf);
-    buf.to_vec()
-}
-
 /// Says why a connection is not served, and closes it.
 fn refuse(socket: tokio::net::TcpStream, code: &str, message: &str) {
-    let bytes = fatal_message(code, message);
+    let bytes = crate::wire::fatal_bytes(code, message);
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut socket = socket;

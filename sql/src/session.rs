@@ -319,6 +319,7 @@ impl PgSession {
             if let DFStatement::Statement(s) = s {
                 crate::rewrite::client_expressions(s);
                 crate::rewrite::update_from(s);
+                crate::rewrite::values_with_subqueries(s);
             }
         }
         Ok(statements)
@@ -665,7 +666,11 @@ impl PgSession {
                 if name.starts_with("datafusion.") {
                     let state = self.engine.ctx().state_ref();
                     let mut guard = state.write();
-                    guard.config_mut().options_mut().set(&name, &value)?;
+                    guard
+                        .config_mut()
+                        .options_mut()
+                        .set(&name, &value)
+                        .map_err(|e| invalid_setting(&name, &value, &e))?;
                 } else if name == "statement_timeout"
                     && crate::settings::parse_duration_ms(&value).is_none()
                 {
@@ -977,4 +982,21 @@ fn variable_name(idents: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
         " "
     };
     canonical(&parts.join(sep))
+}
+
+/// DataFusion's refusal of a `SET datafusion.…`: an unknown name is 42704 and a value of the
+/// wrong kind 22023, as PostgreSQL answers for its own parameters.
+fn invalid_setting(name: &str, value: &str, e: &datafusion::error::DataFusionError) -> SqlError {
+    let detail = e.strip_backtrace();
+    if detail.contains("not found") {
+        SqlError::coded(
+            "42704",
+            format!("unrecognized configuration parameter \"{name}\""),
+        )
+    } else {
+        SqlError::coded(
+            "22023",
+            format!("invalid value for parameter \"{name}\": \"{value}\" ({detail})"),
+        )
+    }
 }

@@ -14,6 +14,8 @@ pub struct TestServer {
     pub child: Child,
     pub addr: SocketAddr,
     _tmp: Option<tempfile::TempDir>,
+    /// Everything the server writes to stderr, sent when the process ends.
+    log: Option<mpsc::Receiver<String>>,
 }
 
 impl TestServer {
@@ -87,6 +89,7 @@ impl TestServer {
                     .parse()
                     .map_err(|e| format!("bad address {addr}: {e}"))?,
                 _tmp: None,
+                log: Some(erx),
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -113,6 +116,24 @@ impl TestServer {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.child.wait().expect("wait")
+    }
+
+    /// Sends SIGTERM, waits for the exit and returns it with what the server logged.
+    pub fn stop_with_log(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait");
+        let log = self
+            .log
+            .take()
+            .and_then(|rx| rx.recv_timeout(Duration::from_secs(10)).ok())
+            .unwrap_or_default();
+        (status, log)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL: no chance to clean up.

@@ -85,6 +85,33 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         // Values and limits.
         ("SELECT * FROM users LIMIT -1", "2201W"),
         ("SET statement_timeout = 'soon'", "22023"),
+        // Found by the SQL fuzzer (tests/it/fuzz_sql.rs); each was XX000.
+        (
+            "SET datafusion.execution.target_partitions = 'LATIN1'",
+            "22023",
+        ),
+        ("SET datafusion.execution.no_such_option = 1", "42704"),
+        ("SELECT 'a' ~ '['", "2201B"),
+        ("SELECT regexp_replace('a', '[', 'b')", "2201B"),
+        ("SELECT range(TRUE, 'x')", "42883"),
+        ("SELECT array_resize(ARRAY[1], -3)", "22023"),
+        // A syntax error 50 CASEs deep: the parser re-reads each level two ways (2^50
+        // parses, a worker thread lost for good); refused before parsing.
+        (
+            Box::leak(
+                format!(
+                    "SELECT {}THEN 1{}",
+                    "CASE WHEN TRUE THEN ".repeat(50),
+                    " ELSE 0 END".repeat(50)
+                )
+                .into_boxed_str(),
+            ),
+            "54001",
+        ),
+        (
+            Box::leak(format!("SELECT {}1,{}", "abs(".repeat(30), ")".repeat(30)).into_boxed_str()),
+            "54001",
+        ),
         ("SELECT repeat('x', 1000000000)", "54000"),
         ("SELECT array_repeat(1, 2147483647)", "54000"),
         (

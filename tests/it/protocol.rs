@@ -46,6 +46,41 @@ async fn simple_protocol_runs_several_statements_in_order() {
     assert_eq!(completions, vec![0, 2, 1, 2]);
 }
 
+/// A VALUES list may hold subqueries (DataFusion computes VALUES before they run; flashsql
+/// plans such a list as SELECTs), in INSERT and on its own, with PostgreSQL's column names.
+#[tokio::test]
+async fn values_lists_may_hold_subqueries() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE v1 (id BIGINT, latest TIMESTAMP, n BIGINT); \
+             INSERT INTO v1 VALUES (1, (SELECT max(ts) FROM events), (SELECT count(*) FROM users)), \
+                                   (2, NULL, 7)",
+        )
+        .await
+        .expect("INSERT … VALUES with subqueries");
+    let expected = scalar_i64(&client, "SELECT count(*) FROM users").await;
+    let rows = client
+        .query("SELECT id, latest IS NOT NULL, n FROM v1 ORDER BY id", &[])
+        .await
+        .expect("read back");
+    let got: Vec<(i64, bool, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got, vec![(1, true, expected), (2, false, 7)]);
+    let row = client
+        .query_one(
+            "SELECT column1, column2 FROM (VALUES (1, (SELECT min(user_id) FROM users))) AS v",
+            &[],
+        )
+        .await
+        .expect("VALUES with a subquery as a query");
+    let min_user = scalar_i64(&client, "SELECT min(user_id) FROM users").await;
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, min_user));
+}
+
 #[tokio::test]
 async fn extended_protocol_with_typed_parameters_and_binary_results() {
     let server = TestServer::start();

@@ -8,78 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{TestServer, scalar_i64};
-
-/// A frontend message: type byte, length, body.
-fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-fn startup() -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec(); // protocol 3.0
-    for s in ["user", "flashsql", "database", "flashsql"] {
-        body.extend(cstr(s));
-    }
-    body.push(0);
-    let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    out.extend(body);
-    out
-}
-
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    let mut body = cstr(name);
-    body.extend(cstr(sql));
-    body.extend(0i16.to_be_bytes());
-    message(b'P', &body)
-}
-
-/// A Bind with the given counts written as they are (possibly lying about what follows).
-fn bind(
-    statement: &str,
-    formats: &[i16],
-    params: &[Option<&[u8]>],
-    result_formats: &[i16],
-) -> Vec<u8> {
-    let mut body = cstr("");
-    body.extend(cstr(statement));
-    body.extend((formats.len() as i16).to_be_bytes());
-    for f in formats {
-        body.extend(f.to_be_bytes());
-    }
-    body.extend((params.len() as i16).to_be_bytes());
-    for p in params {
-        match p {
-            Some(v) => {
-                body.extend((v.len() as i32).to_be_bytes());
-                body.extend_from_slice(v);
-            }
-            None => body.extend((-1i32).to_be_bytes()),
-        }
-    }
-    body.extend((result_formats.len() as i16).to_be_bytes());
-    for f in result_formats {
-        body.extend(f.to_be_bytes());
-    }
-    message(b'B', &body)
-}
-
-fn execute(max_rows: i32) -> Vec<u8> {
-    let mut body = cstr("");
-    body.extend(max_rows.to_be_bytes());
-    message(b'E', &body)
-}
-
-fn sync() -> Vec<u8> {
-    message(b'S', &[])
-}
+use crate::frontend::{bind, cstr, execute, message, parse, startup, sync};
 
 struct Raw {
     socket: TcpStream,
@@ -289,6 +218,95 @@ async fn malformed_messages_get_postgres_error_codes() {
             "after {what}"
         );
     }
+}
+
+/// What pgwire left unanswered: an unknown message type closed the connection without a
+/// word, invalid UTF-8 was replaced and run, a startup packet of impossible length waited
+/// a minute for more. Each now gets PostgreSQL's answer at once.
+#[tokio::test]
+async fn unknown_types_bad_utf8_and_short_startups_get_postgres_answers() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE utf (s TEXT)")
+        .await
+        .expect("table");
+
+    // Invalid UTF-8 in a query: ERROR 22021, nothing stored, the session goes on, in both
+    // protocols.
+    let mut c = Raw::connect(&server).await;
+    c.send(&message(b'Q', b"INSERT INTO utf VALUES ('caf\xe9')\0"))
+        .await;
+    let reply = c.until_ready().await;
+    assert_eq!(reply.codes, vec!["22021".to_string()], "{reply:?}");
+    c.send(&[parse("", "INSERT INTO utf VALUES ('\u{fffd}x')"), sync()].concat())
+        .await;
+    let _ = c.until_ready().await;
+    let mut bad_parse = cstr("");
+    bad_parse.extend(b"SELECT '\xff\xfe'\0");
+    bad_parse.extend(0i16.to_be_bytes());
+    c.send(
+        &[
+            message(b'P', &bad_parse),
+            bind("", &[], &[], &[]),
+            execute(0),
+            sync(),
+        ]
+        .concat(),
+    )
+    .await;
+    let reply = c.until_ready().await;
+    assert_eq!(
+        reply.codes,
+        vec!["22021".to_string()],
+        "extended: {reply:?}"
+    );
+    c.send(
+        &[
+            parse("", "SELECT count(*) FROM utf"),
+            bind("", &[], &[], &[]),
+            execute(0),
+            sync(),
+        ]
+        .concat(),
+    )
+    .await;
+    let reply = c.until_ready().await;
+    assert!(
+        reply.codes.is_empty() && reply.kinds.contains(&b'D'),
+        "{reply:?}"
+    );
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM utf WHERE s LIKE 'caf%'").await,
+        0,
+        "nothing of the refused statement was stored"
+    );
+
+    // An unknown message type: FATAL 08P01, then the connection closes.
+    let mut c = Raw::connect(&server).await;
+    c.send(&message(b'Z', b"")).await;
+    let reply = c.until_ready().await;
+    assert_eq!(reply.codes, vec!["08P01".to_string()], "{reply:?}");
+    assert!(reply.closed, "{reply:?}");
+
+    // Startup packets of length 3 and 4 (and an absurd one): FATAL 08P01 at once.
+    for length in [3i32, 4, 1 << 30] {
+        let mut socket = TcpStream::connect(server.addr).await.expect("connect");
+        socket.write_all(&length.to_be_bytes()).await.expect("send");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .expect("an answer within seconds, not the startup timeout")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.first() == Some(&b'E')
+                && text.contains("08P01")
+                && text.contains("invalid length of startup packet"),
+            "length {length}: {text:?}"
+        );
+    }
+    assert_eq!(scalar_i64(&client, "SELECT 1::BIGINT").await, 1);
 }
 
 #[tokio::test]

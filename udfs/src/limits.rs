@@ -190,6 +190,19 @@ impl SizeLimited {
             }
             (Growth::ArrayRepeat, Some(_), Some(n)) | (Growth::Resize, Some(_), Some(n)) => {
                 let counts = int64s(n, rows)?;
+                // array_resize cannot shrink below nothing (the function itself reports a
+                // negative size as an internal error).
+                if self.growth == Growth::Resize
+                    && let Some(bad) = counts
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .flatten()
+                        .find(|n| *n < 0)
+                {
+                    return Err(crate::error::user_error(format!(
+                        "array_resize(): the new size must not be negative, got {bad}"
+                    )));
+                }
                 total(rows, |i| count_at(&counts, i).saturating_mul(8))
             }
             (Growth::Series, Some(start), Some(stop)) => {

@@ -10,6 +10,7 @@
 //! ε = 2.2e-16; `brier` is the mean squared error of p; `ece` is Σ_b (n_b / n)·|ȳ_b − p̄_b|
 //! over `bins` equal-width bins (default 10; bin = min(⌊p·bins⌋, bins − 1)).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
@@ -116,15 +117,19 @@ impl AggregateUDFImpl for MetricUdaf {
 }
 
 /// The running state. `auc` keeps every (score, label) pair; the means keep (Σ, n); `ece`
-/// keeps (count, Σ label, Σ p) per bin. As a state list: `auc` [s0, y0, s1, y1, …], means
-/// [Σ, n], `ece` [n_0 … n_{B−1}, Σy_0 …, Σp_0 …] (B is the call's constant `bins`).
+/// keeps (count, Σ label, Σ p) for each bin that has rows — only those, so that a million
+/// bins in each of many groups cost what their rows cost, not 24 MB per group allocated
+/// before the memory pool could refuse it. As a state list: `auc` [s0, y0, s1, y1, …], means
+/// [Σ, n], `ece` [b, n_b, Σy_b, Σp_b, …] for its non-empty bins b.
 #[derive(Debug)]
 struct MetricAccumulator {
     metric: Metric,
     pairs: Vec<(f64, f64)>,
     sum: f64,
     count: f64,
-    bins: Vec<[f64; 3]>,
+    /// `ece`'s number of bins (the call's constant `bins`).
+    n_bins: usize,
+    bins: BTreeMap<usize, [f64; 3]>,
 }
 
 fn floats(a: &ArrayRef) -> Result<Float64Array> {
@@ -140,11 +145,8 @@ impl MetricAccumulator {
             pairs: Vec::new(),
             sum: 0.0,
             count: 0.0,
-            bins: if metric == Metric::Ece {
-                vec![[0.0; 3]; bins]
-            } else {
-                Vec::new()
-            },
+            n_bins: bins,
+            bins: BTreeMap::new(),
         }
     }
 
@@ -174,11 +176,12 @@ impl MetricAccumulator {
                 self.count += 1.0;
             }
             Metric::Ece => {
-                let n = self.bins.len();
+                let n = self.n_bins;
                 let b = ((x * n as f64).floor() as usize).min(n - 1);
-                self.bins[b][0] += 1.0;
-                self.bins[b][1] += y;
-                self.bins[b][2] += x;
+                let bin = self.bins.entry(b).or_default();
+                bin[0] += 1.0;
+                bin[1] += y;
+                bin[2] += x;
             }
         }
         Ok(())
@@ -202,8 +205,8 @@ impl Accumulator for MetricAccumulator {
             Metric::LogLoss | Metric::Brier => (self.count > 0.0).then(|| self.sum / self.count),
             Metric::Ece => {
                 // Σ_b (n_b / n)·|mean label_b − mean p_b| = Σ_b |Σy_b − Σp_b| / n.
-                let n: f64 = self.bins.iter().map(|b| b[0]).sum();
-                (n > 0.0).then(|| self.bins.iter().map(|b| (b[1] - b[2]).abs()).sum::<f64>() / n)
+                let n: f64 = self.bins.values().map(|b| b[0]).sum();
+                (n > 0.0).then(|| self.bins.values().map(|b| (b[1] - b[2]).abs()).sum::<f64>() / n)
             }
         };
         Ok(ScalarValue::Float64(v))
@@ -212,15 +215,18 @@ impl Accumulator for MetricAccumulator {
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
             + self.pairs.capacity() * std::mem::size_of::<(f64, f64)>()
-            + self.bins.capacity() * std::mem::size_of::<[f64; 3]>()
+            // A B-tree entry: the key, the value and about a node's share of overhead.
+            + self.bins.len() * (std::mem::size_of::<(usize, [f64; 3])>() + 16)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let values: Vec<f64> = match self.metric {
             Metric::Auc => self.pairs.iter().flat_map(|&(s, y)| [s, y]).collect(),
             Metric::LogLoss | Metric::Brier => vec![self.sum, self.count],
-            Metric::Ece => (0..3)
-                .flat_map(|k| self.bins.iter().map(move |b| b[k]))
+            Metric::Ece => self
+                .bins
+                .iter()
+                .flat_map(|(&b, v)| [b as f64, v[0], v[1], v[2]])
                 .collect(),
         };
         Ok(vec![list_state::<Float64Type>(values)])
@@ -236,10 +242,10 @@ impl Accumulator for MetricAccumulator {
                     self.count += v[1];
                 }
                 Metric::Ece => {
-                    let bins = self.bins.len();
-                    for (b, bin) in self.bins.iter_mut().enumerate() {
-                        for (k, total) in bin.iter_mut().enumerate() {
-                            *total += v[k * bins + b];
+                    for c in v.chunks_exact(4) {
+                        let bin = self.bins.entry(c[0] as usize).or_default();
+                        for (total, x) in bin.iter_mut().zip(&c[1..]) {
+                            *total += x;
                         }
                     }
                 }
@@ -253,6 +259,21 @@ impl Accumulator for MetricAccumulator {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// An `ece` group holds only the bins its rows fall in: a million bins cost nothing until
+    /// used (each group used to allocate 24 MB at once, outside the memory pool: a GROUP BY
+    /// with many groups grew the server by gigabytes past its statement timeout).
+    #[test]
+    fn ece_state_grows_with_rows_not_bins() {
+        let mut acc = MetricAccumulator::new(Metric::Ece, 1_000_000);
+        let empty = acc.size();
+        assert!(empty < 1024, "an empty group: {empty} bytes");
+        acc.add(1.0, 0.25).unwrap();
+        acc.add(0.0, 0.75).unwrap();
+        assert!(acc.size() < empty + 256, "two rows: {} bytes", acc.size());
+        // Two bins, each |Σy − Σp| = 0.75, over two rows.
+        assert_eq!(acc.evaluate().unwrap(), ScalarValue::Float64(Some(0.75)));
+    }
 
     /// Split into partial states and merged, every metric equals the one-pass result.
     #[test]
