@@ -155,6 +155,7 @@ impl Store {
                 .unwrap_or(0);
             t.files.retain(|f| !merged.contains(f.as_str()));
             t.files.insert(at.min(t.files.len()), name.clone());
+            self.record_merge(id, small.iter().cloned().collect(), name.clone());
             Ok(())
         });
         if let Err(e) = committed {

@@ -50,6 +50,9 @@ pub struct Store {
     planned: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
     /// Tables whose small files are being merged (see `compaction`).
     compacting: Mutex<HashSet<u64>>,
+    /// Recent merges per table (files merged, file written): a write that read the table
+    /// before a merge sees its files through them (see [`Store::through_merges`]).
+    merges: Mutex<HashMap<u64, Vec<Merge>>>,
     /// Files merged away, with when: removed once no scan can still be reading them.
     pub(crate) retired: Mutex<Vec<(std::time::Instant, PathBuf)>>,
     /// Open transaction blocks and when each began: a file replaced after a block began is
@@ -60,6 +63,9 @@ pub struct Store {
     /// committing to one catalog would each overwrite the other's commits.
     _lock: fs::File,
 }
+
+/// One background merge of a table's files: the files merged, and the file written.
+type Merge = (HashSet<String>, String);
 
 pub(crate) fn poisoned() -> EngineError {
     EngineError::InvalidInput("internal lock poisoned by an earlier failure".into())
@@ -116,6 +122,7 @@ impl Store {
             next_file: AtomicU64::new(0),
             planned: RwLock::new(HashMap::new()),
             compacting: Mutex::new(HashSet::new()),
+            merges: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
             open_blocks: Mutex::new(std::collections::BTreeMap::new()),
             next_block: AtomicU64::new(0),
@@ -446,6 +453,38 @@ impl Store {
         Ok((t.files.clone(), t.rows))
     }
 
+    /// Remembers that a background merge replaced `merged` files of table `id` by `into`.
+    /// Called inside the merge's commit, so that a write committing after it sees it.
+    pub(crate) fn record_merge(&self, id: u64, merged: HashSet<String>, into: String) {
+        /// Enough for every statement still in flight when its table was merged.
+        const KEPT: usize = 256;
+        if let Ok(mut merges) = self.merges.lock() {
+            let list = merges.entry(id).or_default();
+            list.push((merged, into));
+            if list.len() > KEPT {
+                list.remove(0);
+            }
+        }
+    }
+
+    /// `files` of table `id` as they are after the background merges since: each merge
+    /// whose files are all among them replaces them by its own. A merge changes no row, so
+    /// a write that read `files` may replace what they became.
+    pub(crate) fn through_merges(&self, id: u64, files: &[String]) -> HashSet<String> {
+        let mut set: HashSet<String> = files.iter().cloned().collect();
+        if let Ok(merges) = self.merges.lock()
+            && let Some(list) = merges.get(&id)
+        {
+            for (merged, into) in list {
+                if merged.iter().all(|f| set.contains(f)) {
+                    set.retain(|f| !merged.contains(f));
+                    set.insert(into.clone());
+                }
+            }
+        }
+        set
+    }
+
     /// Replaces all files of table `id` (DELETE, TRUNCATE) if they are still `expected`;
     /// the old files are removed after the commit. If another write changed the table in the
     /// meantime nothing changes and the new files are removed.
@@ -463,7 +502,12 @@ impl Store {
                 .iter_mut()
                 .find(|t| t.id == id)
                 .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
-            if t.files != expected {
+            // Background merges since the statement read the table changed its files but
+            // not its rows: they do not conflict.
+            if t.files != expected
+                && t.files.iter().cloned().collect::<HashSet<_>>()
+                    != self.through_merges(id, expected)
+            {
                 return Err(EngineError::ConcurrentWrite(t.name.clone()));
             }
             let old = std::mem::replace(&mut t.files, files);

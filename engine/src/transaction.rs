@@ -268,10 +268,13 @@ impl Transaction {
                         .iter_mut()
                         .find(|t| t.id == *id)
                         .ok_or_else(|| EngineError::ConcurrentWrite(format!("table #{id}")))?;
-                    if c.removed.iter().any(|f| !t.files.contains(f)) {
+                    // Files the block removes that a background merge has replaced since
+                    // are removed as what they became (a merge changes no row).
+                    let removed = self.store.through_merges(*id, &c.removed);
+                    if removed.iter().any(|f| !t.files.contains(f)) {
                         return Err(EngineError::ConcurrentWrite(t.name.clone()));
                     }
-                    t.files.retain(|f| !c.removed.contains(f));
+                    t.files.retain(|f| !removed.contains(f));
                     t.files.extend(c.added.iter().cloned());
                     let delta = c.rows as i128 - c.base_rows as i128;
                     t.rows = (t.rows as i128 + delta).max(0) as u64;
@@ -282,8 +285,15 @@ impl Transaction {
         for (id, c) in state.tables.iter() {
             match &applied {
                 Ok(()) => {
-                    // Other open blocks' snapshots may still read the replaced files.
-                    self.store.discard(*id, &c.removed);
+                    // Other open blocks' snapshots may still read the replaced files. Those
+                    // a background merge replaced first are the merge's to retire; its
+                    // file is this commit's.
+                    let removed: Vec<String> = self
+                        .store
+                        .through_merges(*id, &c.removed)
+                        .into_iter()
+                        .collect();
+                    self.store.discard(*id, &removed);
                     self.remove(*id, &c.discarded);
                     if c.appended {
                         self.store.compact_soon(*id);

@@ -4,6 +4,7 @@ mod auth;
 mod clients;
 mod common;
 mod copy;
+mod crash;
 mod dbt;
 mod decisions;
 mod docs;
