@@ -108,6 +108,9 @@ pub struct Connection {
     current: Mutex<Guard>,
     /// Set when the server shuts down: this connection's statements end with 57P01.
     terminating: Arc<AtomicBool>,
+    /// Cancelled when the server shuts down: the message loop then says why (FATAL 57P01,
+    /// inside TLS where there is TLS) and closes.
+    pub shutdown: CancellationToken,
     copy: Mutex<Option<(CopyIn, Vec<u8>)>>,
     registered: Mutex<Option<i32>>,
     startup: Arc<Startup>,
@@ -127,6 +130,7 @@ impl Connection {
                 terminating: terminating.clone(),
             }),
             terminating,
+            shutdown: CancellationToken::new(),
             copy: Mutex::new(None),
             registered: Mutex::new(None),
             startup,
@@ -218,6 +222,7 @@ impl Connection {
     pub fn terminate(&self) {
         self.terminating.store(true, Ordering::SeqCst);
         self.cancel();
+        self.shutdown.cancel();
     }
 
     /// Turns a statement's result into a wire response. `materialise` computes the rows now

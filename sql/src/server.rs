@@ -86,7 +86,7 @@ pub struct Server {
 }
 
 /// An open connection, as the listener keeps it: its handlers, and a second handle on its
-/// socket to notice a client that went away and to say goodbye at shutdown.
+/// socket to notice a client that went away and to close a connection stuck at shutdown.
 struct Open {
     connection: std::sync::Weak<Connection>,
     socket: std::net::TcpStream,
@@ -189,11 +189,12 @@ impl Server {
                     let connection = Connection::new(self.shared.clone());
                     let weak = Arc::downgrade(&connection);
                     let handlers = Handlers(connection.clone());
+                    let stop = connection.shutdown.clone();
                     let tls = self.tls.clone();
                     let handle = connections.spawn(async move {
                         let watcher = AbortOnDropHandle::new(tokio::spawn(cancel_when_gone(watch, Arc::downgrade(&connection))));
                         drop(connection);
-                        if let Err(e) = crate::wire::serve(socket, peer, tls, handlers).await {
+                        if let Err(e) = crate::wire::serve(socket, peer, tls, handlers, stop).await {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
                         drop(watcher);
@@ -219,7 +220,25 @@ impl Server {
                 },
                 _ = &mut grace => {
                     warn!(open = connections.len(), "terminating connections still open after the grace period");
-                    terminate(&open).await;
+                    terminate(&open);
+                    // Each connection's loop says why (FATAL 57P01) and closes; a moment
+                    // for them to do so.
+                    let settle = tokio::time::sleep(Duration::from_secs(1));
+                    tokio::pin!(settle);
+                    loop {
+                        tokio::select! {
+                            next = connections.join_next_with_id() => match next {
+                                None => break,
+                                Some(done) => ended(&mut open, done),
+                            },
+                            _ = &mut settle => break,
+                        }
+                    }
+                    // One stuck in work that nothing interrupts loses its socket without a
+                    // word: plain bytes written under a TLS stream would be garbage.
+                    for o in open.values() {
+                        let _ = o.socket.shutdown(std::net::Shutdown::Both);
+                    }
                     connections.shutdown().await;
                     break;
                 }
@@ -314,15 +333,11 @@ async fn cancel_when_gone(socket: std::net::TcpStream, connection: std::sync::We
 }
 
 /// Ends every open connection the way PostgreSQL's fast shutdown does: a running statement
-/// fails with 57P01, then the client gets a FATAL 57P01 and the socket closes.
-async fn terminate(open: &HashMap<tokio::task::Id, Open>) {
+/// fails with 57P01, then the connection's loop sends a FATAL 57P01 and closes.
+fn terminate(open: &HashMap<tokio::task::Id, Open>) {
     for o in open.values() {
         if let Some(c) = o.connection.upgrade() {
             c.terminate();
         }
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for o in open.values() {
-        o.close_with("57P01", crate::handler::TERMINATING);
     }
 }

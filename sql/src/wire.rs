@@ -28,9 +28,11 @@ use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, p
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::frames::{Checked, Violation};
+use crate::handler::TERMINATING;
 
 /// How long a client has to finish the startup (and authentication) before it is dropped.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,12 +126,15 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<O
     }
 }
 
-/// Serves one client connection to its end.
+/// Serves one client connection to its end; when `shutdown` is cancelled (after the
+/// running statement was ended with 57P01), the client is told so with a FATAL 57P01 through
+/// the connection's own stream — encrypted where the connection is — and the loop ends.
 pub async fn serve<H: PgWireServerHandlers>(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     handlers: H,
+    shutdown: CancellationToken,
 ) -> io::Result<()> {
     let startup_deadline = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup_deadline);
@@ -158,17 +163,22 @@ pub async fn serve<H: PgWireServerHandlers>(
     let cancel_handler = handlers.cancel_handler();
     let error_handler = handlers.error_handler();
     loop {
-        let next = if matches!(
+        let starting = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
-        ) {
-            tokio::select! {
-                _ = &mut startup_deadline => None,
-                m = socket.next() => m,
+        );
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let info = ErrorInfo::new("FATAL".into(), "57P01".into(), TERMINATING.into());
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await;
+                break;
             }
-        } else {
-            socket.next().await
+            _ = &mut startup_deadline, if starting => None,
+            m = socket.next() => m,
         };
         match next {
             None => break,

@@ -106,4 +106,36 @@ fn psql_connects_over_tls_and_plain_text_is_refused() {
     assert!(!plain.status.success());
     let stderr = String::from_utf8_lossy(&plain.stderr);
     assert!(stderr.contains("encrypted connections only"), "{stderr}");
+
+    // At shutdown an open TLS session is told why it ends, inside TLS (plain bytes under a
+    // TLS stream read as a broken record).
+    let mut session = Command::new("psql")
+        .arg("-X")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=flashsql dbname=flashsql sslmode=require"
+        ))
+        .args(["-At"])
+        .env("PGPASSWORD", "s3cret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    let mut input = session.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        writeln!(input, "SELECT 1;").expect("write");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let stopped = server.stop();
+        assert!(stopped.success(), "{stopped:?}");
+        let _ = writeln!(input, "SELECT 2;");
+    }
+    drop(input);
+    let out = session.wait_with_output().expect("psql ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("terminating connection due to administrator command"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SSL error"), "{stderr}");
 }
