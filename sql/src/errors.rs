@@ -123,7 +123,9 @@ fn classify_engine(e: &EngineError) -> Classified {
 fn classify_arrow(e: &ArrowError) -> Classified {
     match e {
         ArrowError::DivideByZero => c("22012", "division by zero"),
-        ArrowError::CastError(m) | ArrowError::ParseError(m) => c("22P02", m.clone()),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            datetime_input(m).unwrap_or_else(|| c("22P02", m.clone()))
+        }
         ArrowError::ArithmeticOverflow(m) => c("22003", m.clone()),
         ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
             c("22003", m.clone())
@@ -167,6 +169,38 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
         ),
         None => c("XX000", e.to_string()),
     }
+}
+
+/// Arrow's refusal of a date or timestamp text, in PostgreSQL's terms: text shaped like a
+/// date (digits-digits-digits) whose fields are out of range (`2026-02-30`, hour 25) is
+/// 22008; anything else 22007.
+fn datetime_input(m: &str) -> Option<Classified> {
+    let value = if let Some(rest) = m.strip_prefix("Error parsing timestamp from '") {
+        rest.split('\'').next()?
+    } else if m.starts_with("Cannot cast string '")
+        && (m.contains("Date32") || m.contains("Date64") || m.contains("Timestamp"))
+    {
+        m.strip_prefix("Cannot cast string '")?.split('\'').next()?
+    } else {
+        return None;
+    };
+    let date = value.split([' ', 'T']).next().unwrap_or("");
+    let fields: Vec<&str> = date.split('-').collect();
+    let shaped = fields.len() == 3
+        && fields
+            .iter()
+            .all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+    Some(if shaped {
+        c(
+            "22008",
+            format!("date/time field value out of range: \"{value}\""),
+        )
+    } else {
+        c(
+            "22007",
+            format!("invalid input syntax for type date or timestamp: \"{value}\""),
+        )
+    })
 }
 
 /// DataFusion's and Arrow's words for a NULL written into a NOT NULL column.
@@ -348,7 +382,7 @@ fn classify_execution(m: &str) -> Classified {
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         c("22012", "division by zero")
     } else if lower.contains("cast error") || lower.contains("cannot cast") {
-        c("22P02", m.to_string())
+        datetime_input(m).unwrap_or_else(|| c("22P02", m.to_string()))
     } else if lower.contains("overflow") {
         c("22003", m.to_string())
     } else if lower.contains("non-nullable") {
@@ -509,6 +543,29 @@ mod tests {
             ))
             .code,
             "54000"
+        );
+        let cast = |m: &str| classify_arrow(&ArrowError::CastError(m.into())).code;
+        assert_eq!(
+            cast("Error parsing timestamp from '2026-02-30': error parsing date"),
+            "22008"
+        );
+        assert_eq!(
+            cast(
+                "Error parsing timestamp from 'abc': timestamp must contain at least 10 characters"
+            ),
+            "22007"
+        );
+        assert_eq!(
+            cast("Cannot cast string '2026-13-01' to value of Date32 type"),
+            "22008"
+        );
+        assert_eq!(
+            cast("Cannot cast string 'x' to value of Date32 type"),
+            "22007"
+        );
+        assert_eq!(
+            cast("Cannot cast string 'x' to value of Int64 type"),
+            "22P02"
         );
         let regex = regex_error();
         assert_eq!(

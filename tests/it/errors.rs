@@ -95,6 +95,10 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("SELECT regexp_replace('a', '[', 'b')", "2201B"),
         ("SELECT range(TRUE, 'x')", "42883"),
         ("SELECT array_resize(ARRAY[1], -3)", "22023"),
+        ("SELECT CAST('2026-02-30' AS TIMESTAMP)", "22008"),
+        ("SELECT CAST('2026-01-01 25:00:00' AS TIMESTAMP)", "22008"),
+        ("SELECT DATE '2026-13-01'", "22008"),
+        ("SELECT CAST('soon' AS TIMESTAMP)", "22007"),
         // A syntax error 50 CASEs deep: the parser re-reads each level two ways (2^50
         // parses, a worker thread lost for good); refused before parsing.
         (
