@@ -210,38 +210,20 @@ impl Server {
             open = connections.len(),
             "shutting down: no new connections"
         );
-        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
-        tokio::pin!(grace);
-        loop {
-            tokio::select! {
-                next = connections.join_next_with_id() => match next {
-                    None => break,
-                    Some(done) => ended(&mut open, done),
-                },
-                _ = &mut grace => {
-                    warn!(open = connections.len(), "terminating connections still open after the grace period");
-                    terminate(&open);
-                    // Each connection's loop says why (FATAL 57P01) and closes; a moment
-                    // for them to do so.
-                    let settle = tokio::time::sleep(Duration::from_secs(1));
-                    tokio::pin!(settle);
-                    loop {
-                        tokio::select! {
-                            next = connections.join_next_with_id() => match next {
-                                None => break,
-                                Some(done) => ended(&mut open, done),
-                            },
-                            _ = &mut settle => break,
-                        }
-                    }
-                    // One stuck in work that nothing interrupts loses its socket without a
-                    // word: plain bytes written under a TLS stream would be garbage.
-                    for o in open.values() {
-                        let _ = o.socket.shutdown(std::net::Shutdown::Both);
-                    }
-                    connections.shutdown().await;
-                    break;
+        if !drain(&mut connections, &mut open, SHUTDOWN_GRACE).await {
+            warn!(
+                open = connections.len(),
+                "terminating connections still open after the grace period"
+            );
+            terminate(&open);
+            // Each connection's loop says why (FATAL 57P01) and closes; a moment for them.
+            if !drain(&mut connections, &mut open, Duration::from_secs(1)).await {
+                // One stuck in work that nothing interrupts loses its socket without a word:
+                // plain bytes written under a TLS stream would be garbage.
+                for o in open.values() {
+                    let _ = o.socket.shutdown(std::net::Shutdown::Both);
                 }
+                connections.shutdown().await;
             }
         }
         Ok(())
@@ -329,6 +311,25 @@ async fn cancel_when_gone(socket: std::net::TcpStream, connection: std::sync::We
     if let Some(c) = connection.upgrade() {
         debug!("client went away: cancelling its statement");
         c.cancel();
+    }
+}
+
+/// Waits up to `limit` for every connection to end; whether they all did.
+async fn drain(
+    connections: &mut JoinSet<()>,
+    open: &mut HashMap<tokio::task::Id, Open>,
+    limit: Duration,
+) -> bool {
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = connections.join_next_with_id() => match next {
+                None => return true,
+                Some(done) => ended(open, done),
+            },
+            _ = &mut deadline => return false,
+        }
     }
 }
 
