@@ -325,6 +325,9 @@ pub struct Checked<S> {
     ready: BytesMut,
     /// Whether the next packet is a startup-phase one (no type byte).
     startup: bool,
+    /// A non-fatal violation: reported once the checked bytes before it are consumed, so
+    /// that the messages before it run first; checking goes on after it.
+    deferred: Option<Violation>,
     /// A fatal violation: reported once the checked bytes before it are consumed; nothing
     /// after it is read.
     failed: Option<Violation>,
@@ -339,6 +342,7 @@ impl<S> Checked<S> {
             pending: already_read,
             ready: BytesMut::new(),
             startup: true,
+            deferred: None,
             failed: None,
         }
     }
@@ -347,17 +351,18 @@ impl<S> Checked<S> {
         &self.inner
     }
 
-    /// Moves every whole message from `pending` to `ready`; a message that fails its check
-    /// is dropped and returned (after it, for a fatal one, nothing more is taken).
-    fn cut(&mut self) -> Option<Violation> {
-        while self.failed.is_none() {
+    /// Moves whole messages from `pending` to `ready` until one fails its check: that one is
+    /// dropped and kept to be reported after the messages before it (for a fatal one,
+    /// nothing more is taken).
+    fn cut(&mut self) {
+        while self.failed.is_none() && self.deferred.is_none() {
             let whole = match frame_length(&self.pending, self.startup) {
                 Ok(Some(n)) => n,
-                Ok(None) => return None,
+                Ok(None) => return,
                 Err(v) => {
                     self.pending.clear();
                     self.failed = Some(v);
-                    return None;
+                    return;
                 }
             };
             let checked = if self.startup {
@@ -372,10 +377,9 @@ impl<S> Checked<S> {
                     self.pending.clear();
                     self.failed = Some(v);
                 }
-                Err(v) => return Some(v),
+                Err(v) => self.deferred = Some(v),
             }
         }
-        None
     }
 }
 
@@ -397,13 +401,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
                 this.ready.advance(n);
                 return Poll::Ready(Ok(()));
             }
+            if let Some(v) = this.deferred.take() {
+                return Poll::Ready(Err(violation(v)));
+            }
             if let Some(v) = this.failed.clone() {
                 return Poll::Ready(Err(violation(v)));
             }
-            if let Some(v) = this.cut() {
-                return Poll::Ready(Err(violation(v)));
-            }
-            if !this.ready.is_empty() || this.failed.is_some() {
+            this.cut();
+            if !this.ready.is_empty() || this.deferred.is_some() || this.failed.is_some() {
                 continue;
             }
             let mut chunk = [0u8; 8192];
@@ -550,6 +555,36 @@ mod tests {
                 "nothing after a fatal violation is passed on"
             );
         }
+    }
+
+    /// Messages before a refused one reach the decoder before the refusal is reported, in
+    /// one read as in several.
+    #[tokio::test]
+    async fn a_refusal_comes_after_the_messages_before_it() {
+        use tokio::io::AsyncReadExt;
+        let mut input = startup();
+        input.extend(message(b'Q', b"SELECT 1\0"));
+        let before = input.len();
+        input.extend(message(b'Q', b"SELECT '\xff'\0"));
+        input.extend(message(b'Q', b"SELECT 2\0"));
+        let mut checked = Checked::new(std::io::Cursor::new(input.clone()), BytesMut::new());
+        let mut got: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let error = loop {
+            match checked.read(&mut buf).await {
+                Ok(n) => got.extend(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            got,
+            input[..before],
+            "everything before the bad message, first"
+        );
+        assert_eq!(Violation::of(&error).map(|v| v.code), Some("22021"));
+        let mut rest = Vec::new();
+        checked.read_to_end(&mut rest).await.expect("the rest");
+        assert_eq!(rest, message(b'Q', b"SELECT 2\0"));
     }
 
     #[tokio::test]
