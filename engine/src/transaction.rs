@@ -258,10 +258,12 @@ impl Transaction {
             .filter(|(_, c)| !c.added.is_empty() || !c.removed.is_empty())
             .map(|(id, c)| (*id, c))
             .collect();
+        // On success: per table, the files the commit removed (see below).
         let applied = if changes.is_empty() {
-            Ok(())
+            Ok(HashMap::new())
         } else {
             self.store.commit(|m| {
+                let mut removed_by_table = HashMap::new();
                 for (id, c) in &changes {
                     let t = m
                         .tables
@@ -278,22 +280,20 @@ impl Transaction {
                     t.files.extend(c.added.iter().cloned());
                     let delta = c.rows as i128 - c.base_rows as i128;
                     t.rows = (t.rows as i128 + delta).max(0) as u64;
+                    removed_by_table.insert(*id, removed.into_iter().collect::<Vec<_>>());
                 }
-                Ok(())
+                Ok(removed_by_table)
             })
         };
         for (id, c) in state.tables.iter() {
             match &applied {
-                Ok(()) => {
+                Ok(removed) => {
                     // Other open blocks' snapshots may still read the replaced files. Those
                     // a background merge replaced first are the merge's to retire; its
                     // file is this commit's.
-                    let removed: Vec<String> = self
-                        .store
-                        .through_merges(*id, &c.removed)
-                        .into_iter()
-                        .collect();
-                    self.store.discard(*id, &removed);
+                    if let Some(files) = removed.get(id) {
+                        self.store.discard(*id, files);
+                    }
                     self.remove(*id, &c.discarded);
                     if c.appended {
                         self.store.compact_soon(*id);
@@ -307,7 +307,7 @@ impl Transaction {
         }
         drop(state);
         self.store.close_block(self.token);
-        applied
+        applied.map(|_| ())
     }
 
     /// Forgets every change and removes the files the block wrote.

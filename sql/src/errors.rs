@@ -157,18 +157,18 @@ fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classifi
     if let Some(x) = e.downcast_ref::<flashsql_udfs::error::FunctionError>() {
         return c(x.sqlstate(), x.to_string());
     }
-    match io_cause(e) {
-        Some(io) => classify_io(io, e.to_string()),
-        // The regex crate's error, as DataFusion's regexp functions pass it on.
-        None if e.to_string().starts_with("regex parse error") => c(
-            "2201B",
-            format!(
-                "invalid regular expression: {}",
-                e.to_string().replace('\n', " ")
-            ),
-        ),
-        None => c("XX000", e.to_string()),
+    if let Some(io) = io_cause(e) {
+        return classify_io(io, e.to_string());
     }
+    let message = e.to_string();
+    // The regex crate's error, as DataFusion's regexp functions pass it on.
+    if message.starts_with("regex parse error") {
+        return c(
+            "2201B",
+            format!("invalid regular expression: {}", message.replace('\n', " ")),
+        );
+    }
+    c("XX000", message)
 }
 
 /// Arrow's refusal of a date or timestamp text, in PostgreSQL's terms: text shaped like a

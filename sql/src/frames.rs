@@ -19,14 +19,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// PostgreSQL's limit on a startup packet (`MAX_STARTUP_PACKET_LENGTH`).
-const MAX_STARTUP_LENGTH: usize = 10_000;
+pub(crate) const MAX_STARTUP_LENGTH: usize = 10_000;
 /// PostgreSQL's limit on any other message (`PQ_LARGE_MESSAGE_LIMIT`, 1 GB − 1).
 const MAX_MESSAGE_LENGTH: usize = (1 << 30) - 1;
 
 const PROTOCOL_3: i32 = 3;
 const CANCEL_REQUEST: i32 = 80_877_102;
-const SSL_REQUEST: i32 = 80_877_103;
-const GSSENC_REQUEST: i32 = 80_877_104;
 
 /// Why a message was refused: what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,21 +239,18 @@ fn check_message(kind: u8, body: &[u8]) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Checks a startup-phase packet (no type byte): a protocol 3 startup with its parameters,
-/// or a cancel, SSL or GSSAPI request. Returns whether more startup-phase packets follow.
-fn check_startup(packet: &[u8]) -> Result<bool, Violation> {
+/// Checks the startup packet (no type byte): a protocol 3 startup with its parameters, or a
+/// cancel request. Encryption requests come before it and are answered by the connection
+/// loop (`wire`) before this stream exists.
+fn check_startup(packet: &[u8]) -> Result<(), Violation> {
     let mut b = Body {
         bytes: &packet[4..],
         what: "startup packet",
     };
     let code = b.i32()?;
     match code {
-        SSL_REQUEST | GSSENC_REQUEST => {
-            b.end()?;
-            Ok(true)
-        }
         // The key is 4 bytes in protocol 3.0, up to 256 in 3.2.
-        CANCEL_REQUEST if (12..=264).contains(&packet.len()) => Ok(false),
+        CANCEL_REQUEST if (12..=264).contains(&packet.len()) => Ok(()),
         CANCEL_REQUEST => Err(Violation::fatal("invalid length of cancel request")),
         _ if code >> 16 == PROTOCOL_3 => {
             loop {
@@ -265,12 +260,8 @@ fn check_startup(packet: &[u8]) -> Result<bool, Violation> {
                 }
                 let value = b.cstr()?;
                 for s in [name, value] {
-                    if std::str::from_utf8(s).is_err() {
-                        return Err(Violation {
-                            fatal: true,
-                            ..utf8(s, false).expect_err("not UTF-8")
-                        });
-                    }
+                    // Before a session exists, nothing can go on after an error.
+                    utf8(s, false).map_err(|v| Violation { fatal: true, ..v })?;
                 }
             }
             if !b.bytes.is_empty() {
@@ -278,7 +269,7 @@ fn check_startup(packet: &[u8]) -> Result<bool, Violation> {
                     "invalid startup packet layout: expected terminator as last byte",
                 ));
             }
-            Ok(false)
+            Ok(())
         }
         _ => Err(Violation::fatal(format!(
             "unsupported frontend protocol {}.{}: server supports 3.0 to 3.2",
@@ -347,10 +338,6 @@ impl<S> Checked<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Moves whole messages from `pending` to `ready` until one fails its check: that one is
     /// dropped and kept to be reported after the messages before it (for a fatal one,
     /// nothing more is taken).
@@ -366,7 +353,8 @@ impl<S> Checked<S> {
                 }
             };
             let checked = if self.startup {
-                check_startup(&self.pending[..whole]).map(|more| self.startup = more)
+                self.startup = false;
+                check_startup(&self.pending[..whole])
             } else {
                 check_message(self.pending[0], &self.pending[5..whole])
             };

@@ -31,7 +31,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::frames::{Checked, Violation};
+use crate::frames::{Checked, MAX_STARTUP_LENGTH, Violation};
 use crate::handler::TERMINATING;
 
 /// How long a client has to finish the startup (and authentication) before it is dropped.
@@ -46,8 +46,16 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// packet already read.
 struct Negotiated {
     stream: MaybeTls,
-    secure: bool,
     already_read: BytesMut,
+}
+
+impl Negotiated {
+    fn encrypted(stream: pgwire::tokio::tokio_rustls::server::TlsStream<TcpStream>) -> Negotiated {
+        Negotiated {
+            stream: MaybeTls::Tls(Box::new(stream)),
+            already_read: BytesMut::new(),
+        }
+    }
 }
 
 /// A FATAL ErrorResponse in plain bytes, for answers before any session exists.
@@ -78,18 +86,14 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<O
             if stream.get_ref().1.alpn_protocol() != Some(b"postgresql") {
                 return Ok(None);
             }
-            return Ok(Some(Negotiated {
-                stream: MaybeTls::Tls(Box::new(stream)),
-                secure: true,
-                already_read: BytesMut::new(),
-            }));
+            return Ok(Some(Negotiated::encrypted(stream)));
         }
         let mut head = [0u8; 8];
         if tcp.read_exact(&mut head[..4]).await.is_err() {
             return Ok(None);
         }
         let length = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        if !(8..=10_000).contains(&length) {
+        if !usize::try_from(length).is_ok_and(|l| (8..=MAX_STARTUP_LENGTH).contains(&l)) {
             let fatal = fatal_bytes(
                 "08P01",
                 &format!("invalid length of startup packet: {length}"),
@@ -106,11 +110,7 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<O
                 Some(acceptor) => {
                     tcp.write_all(b"S").await?;
                     let stream = acceptor.clone().accept(tcp).await?;
-                    return Ok(Some(Negotiated {
-                        stream: MaybeTls::Tls(Box::new(stream)),
-                        secure: true,
-                        already_read: BytesMut::new(),
-                    }));
+                    return Ok(Some(Negotiated::encrypted(stream)));
                 }
                 None => tcp.write_all(b"N").await?,
             },
@@ -118,7 +118,6 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<O
             _ => {
                 return Ok(Some(Negotiated {
                     stream: MaybeTls::Plain(tcp),
-                    secure: false,
                     already_read: BytesMut::from(&head[..]),
                 }));
             }
@@ -144,12 +143,12 @@ pub async fn serve<H: PgWireServerHandlers>(
     };
     let Some(Negotiated {
         stream,
-        secure,
         already_read,
     }) = negotiated
     else {
         return Ok(());
     };
+    let secure = matches!(stream, MaybeTls::Tls(_));
     let mut socket = Framed::new(
         Checked::new(stream, already_read),
         PgWireMessageServerCodec::new(DefaultClient::new(peer, secure)),

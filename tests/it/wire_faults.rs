@@ -37,6 +37,13 @@ impl Raw {
         self.socket.write_all(bytes).await.expect("send");
     }
 
+    /// Runs `sql` through Parse, Bind, Execute and Sync; the reply up to ReadyForQuery.
+    async fn extended(&mut self, sql: &str) -> Reply {
+        self.send(&[parse("", sql), bind("", &[], &[], &[]), execute(0), sync()].concat())
+            .await;
+        self.until_ready().await
+    }
+
     async fn until_ready(&mut self) -> Reply {
         let mut reply = Reply::default();
         loop {
@@ -154,17 +161,7 @@ async fn malformed_messages_get_postgres_error_codes() {
         assert!(!reply.closed, "{what}");
     }
     // Still usable: a well-formed round trip.
-    c.send(
-        &[
-            parse("", "SELECT 41::BIGINT + 1"),
-            bind("", &[], &[], &[]),
-            execute(0),
-            sync(),
-        ]
-        .concat(),
-    )
-    .await;
-    let reply = c.until_ready().await;
+    let reply = c.extended("SELECT 41::BIGINT + 1").await;
     assert!(
         reply.codes.is_empty() && reply.kinds.contains(&b'D'),
         "{reply:?}"
@@ -239,9 +236,6 @@ async fn unknown_types_bad_utf8_and_short_startups_get_postgres_answers() {
         .await;
     let reply = c.until_ready().await;
     assert_eq!(reply.codes, vec!["22021".to_string()], "{reply:?}");
-    c.send(&[parse("", "INSERT INTO utf VALUES ('\u{fffd}x')"), sync()].concat())
-        .await;
-    let _ = c.until_ready().await;
     let mut bad_parse = cstr("");
     bad_parse.extend(b"SELECT '\xff\xfe'\0");
     bad_parse.extend(0i16.to_be_bytes());
@@ -261,17 +255,7 @@ async fn unknown_types_bad_utf8_and_short_startups_get_postgres_answers() {
         vec!["22021".to_string()],
         "extended: {reply:?}"
     );
-    c.send(
-        &[
-            parse("", "SELECT count(*) FROM utf"),
-            bind("", &[], &[], &[]),
-            execute(0),
-            sync(),
-        ]
-        .concat(),
-    )
-    .await;
-    let reply = c.until_ready().await;
+    let reply = c.extended("SELECT count(*) FROM utf").await;
     assert!(
         reply.codes.is_empty() && reply.kinds.contains(&b'D'),
         "{reply:?}"
