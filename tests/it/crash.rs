@@ -211,8 +211,8 @@ async fn observe(client: &Client) -> World {
     World { a, b, c, models }
 }
 
-/// Every table folder holds exactly the files the catalog names, and nothing half written
-/// is left.
+/// Every table folder holds exactly the files the catalog names, every model folder only
+/// complete versions: nothing half written is left.
 fn no_orphans(data: &Path) {
     let text = std::fs::read_to_string(data.join("catalog.json")).expect("catalog");
     let catalog: serde_json::Value = serde_json::from_str(&text).expect("catalog JSON");
@@ -235,6 +235,26 @@ fn no_orphans(data: &Path) {
             .collect();
         let expected = named.get(&id).cloned().unwrap_or_default();
         assert_eq!(on_disk, expected, "files of {id} against the catalog");
+    }
+    // Models: only complete versions (a numbered folder with its files); a version being
+    // written when the server died is gone.
+    let models = data.join("models");
+    for model in std::fs::read_dir(&models).into_iter().flatten().flatten() {
+        for version in std::fs::read_dir(model.path())
+            .expect("model dir")
+            .flatten()
+        {
+            let name = version.file_name().to_string_lossy().to_string();
+            assert!(
+                name.parse::<u32>().is_ok(),
+                "only versions under {}: found {name}",
+                model.path().display()
+            );
+            let files = std::fs::read_dir(version.path())
+                .expect("version dir")
+                .count();
+            assert!(files >= 2, "version {name} holds its weights and manifest");
+        }
     }
 }
 
