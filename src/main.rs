@@ -99,6 +99,10 @@ struct ServeArgs {
     /// Connections served at once; more are refused (SQLSTATE 53300).
     #[arg(long, env = "FLASHSQL_MAX_CONNECTIONS", default_value_t = flashsql_sql::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Seconds a client has to finish connecting and logging in (PostgreSQL's
+    /// `authentication_timeout`); a socket that stays silent longer is closed.
+    #[arg(long, env = "FLASHSQL_AUTHENTICATION_TIMEOUT", default_value_t = 60)]
+    authentication_timeout: u64,
     /// A directory whose files clients may read with CREATE EXTERNAL TABLE … LOCATION (and
     /// write with COPY … TO a file). Repeat for several; the data directory's import/ is
     /// always allowed, nothing else is by default.
@@ -294,6 +298,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             password,
             users,
             max_connections: args.max_connections,
+            authentication_timeout: std::time::Duration::from_secs(
+                args.authentication_timeout.max(1),
+            ),
             tls: match (&args.tls_cert, &args.tls_key) {
                 (Some(c), Some(k)) => Some((c.clone(), k.clone())),
                 (None, None) => None,

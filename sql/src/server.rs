@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub users: Vec<crate::users::UserDef>,
     /// Connections served at once; more are refused with SQLSTATE 53300.
     pub max_connections: usize,
+    /// How long a client may take to connect and log in before its socket is closed.
+    pub authentication_timeout: Duration,
     /// Certificate chain and private key (PEM files) for TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Accept plain-text connections with a password on a non-loopback address.
@@ -82,6 +84,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     max_connections: usize,
+    authentication_timeout: Duration,
     tls: Option<pgwire::tokio::TlsAcceptor>,
 }
 
@@ -145,6 +148,7 @@ impl Server {
             listener,
             shared,
             max_connections: config.max_connections.max(1),
+            authentication_timeout: config.authentication_timeout,
             tls,
         })
     }
@@ -191,10 +195,11 @@ impl Server {
                     let handlers = Handlers(connection.clone());
                     let stop = connection.shutdown.clone();
                     let tls = self.tls.clone();
+                    let login_within = self.authentication_timeout;
                     let handle = connections.spawn(async move {
                         let watcher = AbortOnDropHandle::new(tokio::spawn(cancel_when_gone(watch, Arc::downgrade(&connection))));
                         drop(connection);
-                        if let Err(e) = crate::wire::serve(socket, peer, tls, handlers, stop).await {
+                        if let Err(e) = crate::wire::serve(socket, peer, tls, handlers, stop, login_within).await {
                             debug!(%peer, error = %e, "connection ended with an error");
                         }
                         drop(watcher);

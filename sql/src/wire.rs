@@ -34,9 +34,6 @@ use tracing::debug;
 use crate::frames::{Checked, MAX_STARTUP_LENGTH, Violation};
 use crate::handler::TERMINATING;
 
-/// How long a client has to finish the startup (and authentication) before it is dropped.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
 const SSL_REQUEST: i32 = 80_877_103;
 const GSSENC_REQUEST: i32 = 80_877_104;
 /// The first byte of a TLS handshake: a client that starts TLS without asking first.
@@ -125,7 +122,8 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<O
     }
 }
 
-/// Serves one client connection to its end; when `shutdown` is cancelled (after the
+/// Serves one client connection to its end. A client that has not logged in within
+/// `login_within` (PostgreSQL's `authentication_timeout`) is dropped; when `shutdown` is cancelled (after the
 /// running statement was ended with 57P01), the client is told so with a FATAL 57P01 through
 /// the connection's own stream — encrypted where the connection is — and the loop ends.
 pub async fn serve<H: PgWireServerHandlers>(
@@ -134,8 +132,9 @@ pub async fn serve<H: PgWireServerHandlers>(
     tls: Option<TlsAcceptor>,
     handlers: H,
     shutdown: CancellationToken,
+    login_within: Duration,
 ) -> io::Result<()> {
-    let startup_deadline = tokio::time::sleep(STARTUP_TIMEOUT);
+    let startup_deadline = tokio::time::sleep(login_within);
     tokio::pin!(startup_deadline);
     let negotiated = tokio::select! {
         _ = &mut startup_deadline => return Ok(()),

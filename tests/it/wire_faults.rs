@@ -293,6 +293,40 @@ async fn unknown_types_bad_utf8_and_short_startups_get_postgres_answers() {
     assert_eq!(scalar_i64(&client, "SELECT 1::BIGINT").await, 1);
 }
 
+/// A socket that never logs in is closed after `--authentication-timeout`: one that says
+/// nothing, one that stops half-way through its startup packet, and one that never answers
+/// the password request. Logged-in sessions are not affected.
+#[tokio::test]
+async fn sockets_that_never_log_in_are_closed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::try_start(
+        &tmp.path().join("data"),
+        &[("FLASHSQL_PASSWORD", "s3cret")],
+        &["--authentication-timeout", "2"],
+    )
+    .expect("server starts");
+    let silent = TcpStream::connect(server.addr).await.expect("connect");
+    let mut half = TcpStream::connect(server.addr).await.expect("connect");
+    half.write_all(&startup()[..6]).await.expect("send");
+    let mut no_password = TcpStream::connect(server.addr).await.expect("connect");
+    no_password.write_all(&startup()).await.expect("send");
+    let logged_in = crate::common::connect(&format!("{} password=s3cret", server.url()))
+        .await
+        .expect("login");
+    for (what, mut socket) in [
+        ("silent", silent),
+        ("half a startup packet", half),
+        ("no password", no_password),
+    ] {
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(15), socket.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{what}: still open after 15 s");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scalar_i64(&logged_in, "SELECT 1::BIGINT").await, 1);
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_with_53300() {
     let tmp = tempfile::tempdir().expect("temp dir");
