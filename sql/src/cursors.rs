@@ -24,6 +24,9 @@ struct Cursor {
     /// Rows of the last batch not yet fetched.
     pending: Option<RecordBatch>,
     hold: bool,
+    /// Declared inside the transaction block that is open now: a `ROLLBACK` closes it even
+    /// `WITH HOLD`, as PostgreSQL does (it may read files the block wrote).
+    in_block: bool,
 }
 
 /// How many rows a FETCH asks for: `None` for all that are left.
@@ -56,8 +59,15 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    /// Opens `name` over `df`, which starts executing now.
-    pub async fn declare(&self, name: &str, df: DataFrame, hold: bool) -> Result<(), SqlError> {
+    /// Opens `name` over `df`, which starts executing now; `in_block` when a transaction
+    /// block is open.
+    pub async fn declare(
+        &self,
+        name: &str,
+        df: DataFrame,
+        hold: bool,
+        in_block: bool,
+    ) -> Result<(), SqlError> {
         let mut open = self.open.lock().await;
         if open.contains_key(name) {
             return Err(SqlError::coded(
@@ -74,6 +84,7 @@ impl Cursors {
                 stream,
                 pending: None,
                 hold,
+                in_block,
             },
         );
         Ok(())
@@ -129,9 +140,14 @@ impl Cursors {
         Ok(())
     }
 
-    /// The transaction ended: cursors declared without `WITH HOLD` close.
-    pub async fn end_transaction(&self) {
-        self.open.lock().await.retain(|_, c| c.hold);
+    /// The transaction ended: cursors declared without `WITH HOLD` close, and so do those
+    /// declared in a block that did not commit.
+    pub async fn end_transaction(&self, committed: bool) {
+        let mut open = self.open.lock().await;
+        open.retain(|_, c| c.hold && (committed || !c.in_block));
+        for c in open.values_mut() {
+            c.in_block = false;
+        }
     }
 }
 

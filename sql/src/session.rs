@@ -250,18 +250,21 @@ impl PgSession {
     /// it back. Returns the tag PostgreSQL answers (a failed block's COMMIT says ROLLBACK).
     async fn end_block(&self, commit: bool) -> Result<&'static str, SqlError> {
         self.settings.reset("transaction_read_only");
-        self.cursors.end_transaction().await;
         let failed = self.tx_failed.swap(false, AtomicOrdering::SeqCst);
         let Some(tx) = self.engine.catalog().end() else {
+            self.cursors.end_transaction(true).await;
             if commit {
                 warn!("COMMIT outside a transaction block: there is no transaction in progress");
             }
             return Ok(if commit { "COMMIT" } else { "ROLLBACK" });
         };
         if commit && !failed {
-            tx.commit()?;
+            let committed = tx.commit();
+            self.cursors.end_transaction(committed.is_ok()).await;
+            committed?;
             Ok("COMMIT")
         } else {
+            self.cursors.end_transaction(false).await;
             tx.rollback();
             Ok("ROLLBACK")
         }
@@ -526,8 +529,9 @@ impl PgSession {
                     None => plan,
                 };
                 let df = self.engine.ctx().execute_logical_plan(plan).await?;
+                let in_block = self.engine.catalog().transaction().is_some();
                 self.cursors
-                    .declare(&name.value, df, d.hold.unwrap_or(false))
+                    .declare(&name.value, df, d.hold.unwrap_or(false), in_block)
                     .await?;
                 Ok(command("DECLARE CURSOR"))
             }

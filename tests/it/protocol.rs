@@ -375,4 +375,33 @@ async fn cursors_hand_out_a_result_in_pieces() {
         ids(&client.query("FETCH 2 FROM h", &[]).await.unwrap()),
         vec![1, 2]
     );
+    // WITH HOLD declared in a block: kept by its COMMIT (and later blocks' ROLLBACKs),
+    // closed by its ROLLBACK, as in PostgreSQL.
+    client
+        .batch_execute(
+            "BEGIN; DECLARE kept CURSOR WITH HOLD FOR SELECT user_id FROM users ORDER BY user_id; \
+             COMMIT; BEGIN; ROLLBACK",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&client.query("FETCH 1 FROM kept", &[]).await.unwrap()),
+        vec![1]
+    );
+    client
+        .batch_execute(
+            "BEGIN; DECLARE undone CURSOR WITH HOLD FOR SELECT user_id FROM users; ROLLBACK",
+        )
+        .await
+        .unwrap();
+    let e = client
+        .query("FETCH 1 FROM undone", &[])
+        .await
+        .expect_err("closed by ROLLBACK");
+    assert_eq!(crate::common::sqlstate(&e), "34000");
+    assert_eq!(
+        ids(&client.query("FETCH 1 FROM h", &[]).await.unwrap()),
+        vec![3],
+        "a cursor from outside the block stays"
+    );
 }
