@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
@@ -43,23 +44,11 @@ pub async fn plan(
     table: &DurableTable,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let (files, rows_before) = table.snapshot_files()?;
-    let pinned: Arc<dyn TableProvider> = table.pinned(&files);
-    // Every scan of the target (the statement's own and any in its subqueries) reads the
-    // snapshot that will be replaced.
-    let input = dml
-        .input
-        .as_ref()
-        .clone()
-        .transform_up_with_subqueries(|node| match node {
-            LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(&dml.table_name) => {
-                Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
-                    source: provider_as_source(pinned.clone()),
-                    ..scan
-                })))
-            }
-            other => Ok(Transformed::no(other)),
-        })?
-        .data;
+    let input = pin_target(
+        dml.input.as_ref().clone(),
+        &dml.table_name,
+        table.pinned(&files),
+    )?;
     let (rows, count) = match dml.op {
         WriteOp::Delete => {
             let (source, condition) = split_filter(&input);
@@ -118,6 +107,27 @@ pub async fn plan(
         _ => return Err(internal("not a DELETE or UPDATE")),
     };
     Ok(table.rewrite(rows, files, count))
+}
+
+/// `plan` with every scan of table `name` (its own and any in its subqueries) reading
+/// `pinned`: the snapshot a rewrite replaces.
+pub fn pin_target(
+    plan: LogicalPlan,
+    name: &TableReference,
+    pinned: Arc<DurableTable>,
+) -> Result<LogicalPlan> {
+    let pinned: Arc<dyn TableProvider> = pinned;
+    Ok(plan
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(name) => {
+                Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                    source: provider_as_source(pinned.clone()),
+                    ..scan
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data)
 }
 
 /// A plan and the condition of the Filter at its top (a DELETE's or UPDATE's WHERE).

@@ -59,6 +59,8 @@ pub enum EngineError {
     CorruptTable { table: String, detail: String },
     #[error("null value in column \"{0}\" violates not-null constraint")]
     NotNullViolation(String),
+    #[error("{} command cannot affect row a second time", if *on_conflict { "ON CONFLICT DO UPDATE" } else { "MERGE" })]
+    RowChangedTwice { on_conflict: bool },
     #[error("file writer used after it was closed")]
     WriterClosed,
     #[error("I/O error: {0}")]

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod interrupt;
 pub mod load;
 pub mod manifest;
+pub mod merge;
 pub mod pg_types;
 pub mod session;
 pub mod storage;

@@ -85,6 +85,7 @@ impl Session {
         )?;
         ctx.register_catalog(database, catalog.clone());
         flashsql_udfs::register_all(&ctx, &models)?;
+        crate::merge::register(&ctx);
         Ok(Self {
             ctx,
             catalog,
@@ -200,6 +201,36 @@ impl Session {
             }
             other => Ok(Output::Rows(self.ctx.execute_logical_plan(other).await?)),
         }
+    }
+
+    /// Runs a MERGE of `target` whose new contents the queries `parts` compute (see
+    /// [`crate::merge`]); `tag` is the command's (`MERGE`, or `INSERT` for ON CONFLICT).
+    pub async fn merge(
+        &self,
+        target: &TableReference,
+        parts: Vec<LogicalPlan>,
+        tag: &str,
+    ) -> Result<Output> {
+        if self.temp_table(target).is_some() {
+            return Err(EngineError::NotSupported(format!(
+                "{tag} … of a temporary table with MERGE or ON CONFLICT"
+            ))
+            .into());
+        }
+        let provider = self.ctx.table_provider(target.clone()).await?;
+        let Some(table) = provider.downcast_ref::<crate::table::DurableTable>() else {
+            return Err(EngineError::NotSupported(format!(
+                "{tag} into \"{target}\", which is not a table"
+            ))
+            .into());
+        };
+        let state = self.ctx.state();
+        let plan = crate::merge::execute(&state, table, target, parts).await?;
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        Ok(Output::Command {
+            tag: tag.into(),
+            rows: Some(count_of(&batches)),
+        })
     }
 
     async fn execute_ddl(&self, ddl: DdlStatement, temporary: bool) -> Result<Output> {

@@ -261,6 +261,13 @@ pub enum Count {
     /// The rows counted while writing (UPDATE … WHERE: the changed rows), read once
     /// everything is written.
     Written(Arc<AtomicU64>),
+    /// A MERGE: every row before that it did not leave untouched (updated or deleted),
+    /// and the rows it inserted, counted while writing.
+    Merged {
+        rows_before: u64,
+        untouched: Arc<AtomicU64>,
+        inserted: Arc<AtomicU64>,
+    },
 }
 
 /// Writes one statement's rows to a durable table as a single new file and commits it.
@@ -319,6 +326,14 @@ impl DataSink for TableSink {
                     Count::Removed { rows_before } => rows_before.saturating_sub(rows),
                     Count::Known(n) => *n,
                     Count::Written(n) => n.load(Ordering::Relaxed),
+                    Count::Merged {
+                        rows_before,
+                        untouched,
+                        inserted,
+                    } => {
+                        rows_before.saturating_sub(untouched.load(Ordering::Relaxed))
+                            + inserted.load(Ordering::Relaxed)
+                    }
                 };
                 match &self.tx {
                     Some(tx) => tx.replace_files_if(self.epoch, self.id, expected, files, rows)?,

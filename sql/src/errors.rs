@@ -106,6 +106,17 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::InUse(_) => c("55006", e.to_string()),
         EngineError::Malformed { .. } => c("22P02", e.to_string()),
         EngineError::NotNullViolation(_) => c("23502", e.to_string()),
+        EngineError::RowChangedTwice { on_conflict } => Classified {
+            hint: Some(
+                if *on_conflict {
+                    "Ensure that no rows proposed for insertion within the same command have duplicate constrained values."
+                } else {
+                    "Ensure that not more than one source row matches any one target row."
+                }
+                .into(),
+            ),
+            ..c("21000", e.to_string())
+        },
         EngineError::CorruptTable { .. } => c("XX001", e.to_string()),
         EngineError::InvalidInput(_) => c("22023", e.to_string()),
         EngineError::CorruptCatalog { .. } => c("XX001", e.to_string()),

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod frames;
 pub mod handler;
 pub mod load_call;
+pub mod merge;
 pub mod parser;
 pub mod pg_catalog;
 pub mod protocol_checks;

@@ -14,7 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CloseCursor, CommentObject, CopySource, CopyTarget, Expr as SqlExpr,
-    ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement, Value,
+    Insert, ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement, TableObject, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use flashsql_engine::{Engine, Output};
@@ -24,6 +24,7 @@ use crate::compat;
 use crate::copy::CopyFormat;
 use crate::cursors::{Cursors, fetch_count};
 use crate::errors::SqlError;
+use crate::merge::MergeQueries;
 use crate::parser::CompatParser;
 use crate::settings::{Settings, canonical};
 
@@ -396,6 +397,44 @@ impl PgSession {
             Utility::Session | Utility::Catalog => (vec![], None),
             Utility::Load => (vec![], Some(load_result_schema())),
             Utility::Fetch(name) => (vec![], Some(self.cursors.schema(&name).await?)),
+            Utility::Merge => match self.merge_queries(statement_ref(&statement)?).await? {
+                Some((queries, _)) => {
+                    // An upsert's inserted values take the target's column types, as in the
+                    // plain INSERT (inside the MERGE they are a VALUES list of their own).
+                    let mut types: Vec<Option<DataType>> = match plain_statement(&statement) {
+                        Some(Statement::Insert(mut insert)) => {
+                            insert.on = None;
+                            let plan = self
+                                .plan_named(DFStatement::Statement(Box::new(Statement::Insert(
+                                    insert,
+                                ))))
+                                .await?;
+                            parameter_types(&plan)?
+                        }
+                        _ => Vec::new(),
+                    };
+                    for plan in self.plan_merge(&queries).await? {
+                        for (i, t) in parameter_types(&plan)?.into_iter().enumerate() {
+                            if i >= types.len() {
+                                types.push(t);
+                            } else if types[i].is_none() {
+                                types[i] = t;
+                            }
+                        }
+                    }
+                    (types, None)
+                }
+                None => {
+                    let Some(Statement::Insert(mut insert)) = plain_statement(&statement) else {
+                        return Err(SqlError::not_supported("MERGE without a target"));
+                    };
+                    insert.on = None;
+                    let plan = self
+                        .plan_named(DFStatement::Statement(Box::new(Statement::Insert(insert))))
+                        .await?;
+                    (parameter_types(&plan)?, None)
+                }
+            },
             Utility::Declare(query) => {
                 let plan = self.plan(Statement::Query(query)).await?;
                 (parameter_types(&plan)?, None)
@@ -456,12 +495,21 @@ impl PgSession {
             return self.load_file(call?).await;
         }
         match statement {
-            Statement::Merge { .. } => Err(SqlError::with_hint(
-                "0A000",
-                "MERGE is not supported",
-                "use UPDATE … FROM and INSERT … SELECT … WHERE NOT EXISTS; dbt: \
-                 incremental_strategy='delete+insert'",
-            )),
+            Statement::Merge(_) | Statement::Insert(Insert { on: Some(_), .. }) => {
+                match self.merge_queries(&statement).await? {
+                    Some((queries, tag)) => self.merge(queries, tag, params).await,
+                    None => {
+                        let Statement::Insert(mut insert) = statement else {
+                            return Err(SqlError::not_supported("MERGE without a target"));
+                        };
+                        insert.on = None;
+                        let plan = self
+                            .plan_named(DFStatement::Statement(Box::new(Statement::Insert(insert))))
+                            .await?;
+                        self.run_plan(plan, params, false).await
+                    }
+                }
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable_name(&variable)),
             Statement::Reset(r) => {
@@ -643,6 +691,79 @@ impl PgSession {
                 self.run_plan(plan, params, false).await
             }
         }
+    }
+
+    /// The queries a MERGE or `INSERT … ON CONFLICT` stands for and its command tag, or
+    /// `None` for an `INSERT … ON CONFLICT DO NOTHING` that is a plain INSERT.
+    async fn merge_queries(
+        &self,
+        statement: &Statement,
+    ) -> Result<Option<(MergeQueries, &'static str)>, SqlError> {
+        match statement {
+            Statement::Merge(m) => {
+                let columns = self.table_columns(&crate::merge::target(m)?).await?;
+                Ok(Some((crate::merge::queries(m, &columns)?, "MERGE")))
+            }
+            Statement::Insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return Err(SqlError::not_supported(
+                        "INSERT INTO a table function is not supported",
+                    ));
+                };
+                let columns = self.table_columns(name).await?;
+                Ok(crate::merge::on_conflict(insert, &columns)?.map(|q| (q, "INSERT")))
+            }
+            _ => Err(SqlError::not_supported("this statement is not a MERGE")),
+        }
+    }
+
+    /// The column names of a table, in order.
+    async fn table_columns(&self, name: &ObjectName) -> Result<Vec<String>, SqlError> {
+        let provider = self
+            .engine
+            .ctx()
+            .table_provider(object_name_to_ref(name))
+            .await?;
+        Ok(provider
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect())
+    }
+
+    /// The planned queries of a MERGE (see `merge`).
+    async fn plan_merge(&self, queries: &MergeQueries) -> Result<Vec<LogicalPlan>, SqlError> {
+        let mut plans = Vec::new();
+        for sql in std::iter::once(&queries.kept).chain(queries.inserted.iter()) {
+            let statement =
+                datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                    .map_err(|e| SqlError::syntax(format!("MERGE: {e}")))?
+                    .pop()
+                    .ok_or_else(|| SqlError::syntax("MERGE: an empty query"))?;
+            plans.push(self.plan(statement).await?);
+        }
+        Ok(plans)
+    }
+
+    async fn merge(
+        &self,
+        queries: MergeQueries,
+        tag: &'static str,
+        params: Option<ParamValues>,
+    ) -> Result<StatementResult, SqlError> {
+        let mut plans = Vec::new();
+        for plan in self.plan_merge(&queries).await? {
+            plans.push(match &params {
+                Some(p) => flashsql_udfs::relation::parameters::bind(
+                    plan.replace_params_with_values(p)?,
+                    p,
+                )?,
+                None => plan,
+            });
+        }
+        let target = object_name_to_ref(&queries.target);
+        Ok(self.engine.merge(&target, plans, tag).await?.into())
     }
 
     async fn run_plan(
@@ -886,12 +1007,36 @@ enum Utility {
     Load,
     /// `DECLARE … CURSOR FOR query`: the query's parameters, no rows.
     Declare(Box<datafusion::sql::sqlparser::ast::Query>),
+    /// `MERGE`, `INSERT … ON CONFLICT`: planned as queries (see `merge`).
+    Merge,
     Planned,
+}
+
+/// The SQL statement inside a parsed statement, if it is one (not DataFusion's own).
+fn statement_ref(s: &DFStatement) -> Result<&Statement, SqlError> {
+    match s {
+        DFStatement::Statement(s) => Ok(s.as_ref()),
+        _ => Err(SqlError::not_supported("this statement is not a MERGE")),
+    }
+}
+
+fn plain_statement(s: &DFStatement) -> Option<Statement> {
+    match s {
+        DFStatement::Statement(s) => Some(s.as_ref().clone()),
+        _ => None,
+    }
 }
 
 /// The types of a plan's parameters `$1…$n`, in order (None where nothing fixes one).
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, SqlError> {
     let mut params = plan.get_parameter_types()?;
+    // `$1::bigint` makes $1 a bigint, as in PostgreSQL (DataFusion leaves it untyped).
+    for (k, t) in cast_parameter_types(plan)? {
+        let known = params.entry(k).or_insert(None);
+        if known.is_none() {
+            *known = Some(t);
+        }
+    }
     // Parameters inside a relation function's input subquery, too.
     for (k, t) in flashsql_udfs::relation::parameters::types(plan)? {
         let known = params.entry(k).or_insert(None);
@@ -917,6 +1062,31 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, SqlError
         }
     }
     Ok(types)
+}
+
+/// The types parameters are cast to where they stand alone in a cast (`$1::bigint`).
+fn cast_parameter_types(
+    plan: &LogicalPlan,
+) -> Result<std::collections::HashMap<String, DataType>, SqlError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut found = std::collections::HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                    && let Expr::Placeholder(p) = expr.as_ref()
+                    && p.field.is_none()
+                {
+                    found
+                        .entry(p.id.clone())
+                        .or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
 }
 
 /// Whether a statement is handled here rather than planned by DataFusion.
@@ -954,6 +1124,7 @@ fn utility_kind(s: &Statement) -> Utility {
             _ => Utility::Catalog,
         },
         Statement::Fetch { name, .. } => Utility::Fetch(name.value.clone()),
+        Statement::Merge(_) | Statement::Insert(Insert { on: Some(_), .. }) => Utility::Merge,
         _ => Utility::Planned,
     }
 }

@@ -121,6 +121,25 @@ async fn the_dbt_example_project_runs() {
         before + new_types,
         "an incremental run duplicated rows"
     );
+    // The merge model: one row per item sold, counting every purchase (the new day's too).
+    assert_eq!(
+        count(&server, "SELECT sum(purchases) FROM analytics.item_sales").await,
+        count(
+            &server,
+            "SELECT count(*) FROM analytics.stg_events WHERE event_type = 'purchase'"
+        )
+        .await,
+        "the merged counts are not the recount"
+    );
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM analytics.item_sales").await,
+        count(
+            &server,
+            "SELECT count(DISTINCT item_id) FROM analytics.item_sales"
+        )
+        .await,
+        "the merge duplicated items"
+    );
     let out = dbt(&bin, &project, &server, &["test"]);
     assert!(out.contains("ERROR=0"), "{out}");
 

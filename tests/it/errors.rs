@@ -69,6 +69,22 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("SELECT * FROM no_such_schema.t", "42P01"),
         ("ALTER TABLE users ADD COLUMN z BIGINT", "0A000"),
         ("FETCH 1 FROM no_such_cursor", "34000"),
+        (
+            "MERGE INTO c2 t USING (VALUES (1), (1)) AS s(a) ON TRUE WHEN MATCHED THEN DELETE",
+            "21000",
+        ),
+        (
+            "INSERT INTO e1 VALUES (7), (7) ON CONFLICT (id) DO UPDATE SET id = excluded.id",
+            "21000",
+        ),
+        (
+            "INSERT INTO e1 VALUES (1) ON CONFLICT (nope) DO NOTHING",
+            "42P10",
+        ),
+        (
+            "MERGE INTO no_such_table t USING e1 s ON TRUE WHEN MATCHED THEN DELETE",
+            "42P01",
+        ),
         ("CLOSE no_such_cursor", "34000"),
         ("CREATE TABLE d3 (a BIGINT, a BIGINT)", "42701"),
         ("DROP SCHEMA full_s", "2BP01"),

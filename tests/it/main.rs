@@ -15,6 +15,7 @@ mod fuzz_sql;
 mod fuzz_wire;
 mod hostile;
 mod loading;
+mod merge;
 mod protocol;
 mod psql;
 mod real_data;

@@ -166,8 +166,8 @@ macro_rules! slt_tests {
 }
 
 slt_tests!(
-    ddl, dml, metrics, models, optimize, read_only, sale, sequence, session, subqueries, vectors,
-    world
+    ddl, dml, merge, metrics, models, optimize, read_only, sale, sequence, session, subqueries,
+    vectors, world
 );
 
 #[test]
