@@ -417,12 +417,19 @@ impl SimpleQueryHandler for Connection {
         };
         let n = statements.len();
         let mut out = Vec::with_capacity(n);
+        // Several statements outside a block run as one implicit transaction.
+        if n > 1 {
+            session.begin_implicit();
+        }
         for (i, statement) in statements.into_iter().enumerate() {
             let guard = this.begin(&session);
             let result = guard.run(this.execute(&session, statement, None)).await;
             let response = match result {
+                // Rows are read before the next statement runs, and before an implicit
+                // transaction commits (so a failure there rolls it back).
                 Ok(r) => {
-                    this.respond(client, r, &guard, &Format::UnifiedText, i + 1 < n)
+                    let materialise = i + 1 < n || session.in_implicit();
+                    this.respond(client, r, &guard, &Format::UnifiedText, materialise)
                         .await
                 }
                 Err(e) => Err(e),
@@ -432,9 +439,19 @@ impl SimpleQueryHandler for Connection {
                 Err(e) => {
                     statement_failed(client, &session);
                     out.push(error_response(e));
-                    break;
+                    if session.end_implicit(false).await.is_ok() && !session.in_block() {
+                        client.set_transaction_status(TransactionStatus::Idle);
+                    }
+                    return Ok(out);
                 }
             }
+            // After a COMMIT or ROLLBACK among them, the rest get a new one.
+            if i + 1 < n && !session.in_block() {
+                session.begin_implicit();
+            }
+        }
+        if let Err(e) = session.end_implicit(true).await {
+            out.push(error_response(e));
         }
         Ok(out)
     }

@@ -85,6 +85,9 @@ pub struct PgSession {
     /// A statement failed inside the open transaction block: until it ends, the others
     /// are refused with 25P02.
     tx_failed: AtomicBool,
+    /// The open block is the implicit one of a multi-statement simple query (see
+    /// [`PgSession::begin_implicit`]), not one the client began.
+    implicit: AtomicBool,
     /// The user logged in with the read-only role: every write is refused (42501), whatever
     /// the session's settings say.
     read_only_user: Option<String>,
@@ -156,6 +159,7 @@ impl PgSession {
             settings,
             cursors: Cursors::default(),
             tx_failed: AtomicBool::new(false),
+            implicit: AtomicBool::new(false),
             read_only_user: None,
         })
     }
@@ -227,6 +231,32 @@ impl PgSession {
         self.engine.catalog().transaction().is_some()
     }
 
+    /// Opens the implicit transaction of a simple query holding several statements, as
+    /// PostgreSQL does: they commit together at its end, and a failure rolls back all of
+    /// them. A `BEGIN` among them makes it the client's block; a `COMMIT` or `ROLLBACK`
+    /// ends it (the statements after it get a new one). `false` if a block is open.
+    pub fn begin_implicit(&self) -> bool {
+        let opened = self.engine.catalog().begin();
+        if opened {
+            self.implicit.store(true, AtomicOrdering::SeqCst);
+        }
+        opened
+    }
+
+    /// Whether the open block is a simple query's implicit transaction.
+    pub fn in_implicit(&self) -> bool {
+        self.implicit.load(AtomicOrdering::SeqCst)
+    }
+
+    /// Ends the implicit transaction if one is open: commits it, or rolls it back (after a
+    /// failed statement, or when `commit` is false).
+    pub async fn end_implicit(&self, commit: bool) -> Result<(), SqlError> {
+        if self.implicit.swap(false, AtomicOrdering::SeqCst) {
+            self.end_block(commit).await?;
+        }
+        Ok(())
+    }
+
     /// Notes that a statement failed: an open transaction block can then only be ended.
     pub fn statement_failed(&self) {
         if self.engine.catalog().transaction().is_some() {
@@ -251,6 +281,7 @@ impl PgSession {
     /// it back. Returns the tag PostgreSQL answers (a failed block's COMMIT says ROLLBACK).
     async fn end_block(&self, commit: bool) -> Result<&'static str, SqlError> {
         self.settings.reset("transaction_read_only");
+        self.implicit.store(false, AtomicOrdering::SeqCst);
         let failed = self.tx_failed.swap(false, AtomicOrdering::SeqCst);
         let Some(tx) = self.engine.catalog().end() else {
             self.cursors.end_transaction(true).await;
@@ -526,7 +557,9 @@ impl PgSession {
                         if read_only { "on" } else { "off" },
                     );
                 }
-                if !self.engine.catalog().begin() {
+                // Inside a simple query's implicit transaction BEGIN makes it the client's.
+                let implicit = self.implicit.swap(false, AtomicOrdering::SeqCst);
+                if !self.engine.catalog().begin() && !implicit {
                     warn!(
                         "BEGIN inside a transaction block: there is already a transaction in progress"
                     );

@@ -394,3 +394,65 @@ async fn a_kill_during_blocks_leaves_whole_blocks_only() {
     assert!(next > 10, "blocks committed between the kills: {next}");
     drop(running);
 }
+
+/// Several statements in one simple query are one implicit transaction, as in PostgreSQL:
+/// a failure rolls back those before it; a COMMIT among them commits what came before and
+/// the rest get a new one; a BEGIN among them makes the block the client's.
+#[tokio::test]
+async fn a_simple_query_of_several_statements_is_one_transaction() {
+    let server = TestServer::start();
+    let client = setup(&server).await;
+    let before = count(&client, "acct").await;
+    let e = client
+        .batch_execute(
+            "INSERT INTO acct VALUES (100, 1); UPDATE acct SET balance = balance + 1; \
+             SELECT 1 / 0",
+        )
+        .await
+        .expect_err("the last statement fails");
+    assert_eq!(sqlstate(&e), "22012");
+    assert_eq!(count(&client, "acct").await, before, "the INSERT was rolled back");
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM acct WHERE balance = 1").await,
+        0,
+        "the UPDATE was rolled back"
+    );
+    // The session is not left in a block: the next statement commits on its own.
+    client
+        .batch_execute("INSERT INTO acct VALUES (101, 1)")
+        .await
+        .expect("idle");
+    let other = server.connect().await;
+    assert_eq!(count(&other, "acct").await, before + 1);
+
+    // COMMIT among them: what came before stays, the failure after it undoes only its own.
+    let e = client
+        .batch_execute(
+            "INSERT INTO acct VALUES (102, 1); COMMIT; INSERT INTO acct VALUES (103, 1); \
+             SELECT * FROM no_such_table",
+        )
+        .await
+        .expect_err("fails");
+    assert_eq!(sqlstate(&e), "42P01");
+    assert_eq!(
+        scalar_i64(&other, "SELECT count(*) FROM acct WHERE id >= 102").await,
+        1,
+        "102 committed, 103 rolled back"
+    );
+
+    // BEGIN among them: the block stays open after the query, with what came before it.
+    client
+        .batch_execute("INSERT INTO acct VALUES (104, 1); BEGIN; INSERT INTO acct VALUES (105, 1)")
+        .await
+        .expect("a block");
+    assert_eq!(
+        scalar_i64(&other, "SELECT count(*) FROM acct WHERE id >= 104").await,
+        0,
+        "nothing visible before COMMIT"
+    );
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(
+        scalar_i64(&other, "SELECT count(*) FROM acct WHERE id >= 104").await,
+        2
+    );
+}
