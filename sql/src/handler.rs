@@ -360,13 +360,20 @@ fn rows_response(
         Some(options),
     )?);
     let f = fields.clone();
+    let times = crate::pg_text::time_columns(&fields);
     let rows = batches
         .map(move |b| {
             let it: Box<
                 dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
-            > = match b {
-                Ok(b) => arrow_pg::encode_recordbatch(f.clone(), b),
-                Err(e) => Box::new(std::iter::once(Err(PgWireError::from(SqlError::from(e))))),
+            > = match (b, &times) {
+                (Ok(b), None) => arrow_pg::encode_recordbatch(f.clone(), b),
+                (Ok(b), Some(columns)) => {
+                    let columns = columns.clone();
+                    Box::new(arrow_pg::encode_recordbatch(f.clone(), b).map(move |row| {
+                        row.map(|row| crate::pg_text::trim_time_fractions(&columns, row))
+                    }))
+                }
+                (Err(e), _) => Box::new(std::iter::once(Err(PgWireError::from(SqlError::from(e))))),
             };
             stream::iter(it)
         })

@@ -18,6 +18,7 @@ pub mod load_call;
 pub mod merge;
 pub mod parser;
 pub mod pg_catalog;
+pub mod pg_text;
 pub mod protocol_checks;
 pub mod read_only;
 pub mod rewrite;
