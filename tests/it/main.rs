@@ -3,6 +3,7 @@
 mod auth;
 mod clients;
 mod common;
+mod conformance;
 mod copy;
 mod crash;
 mod dbt;

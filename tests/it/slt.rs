@@ -1,5 +1,10 @@
-//! SQL behaviour in `.slt` files, run in-process through the same session type the wire
-//! handlers use (so the files can later run against the wire endpoint unchanged).
+//! SQL behaviour in `.slt` files, each run twice: in-process through the same session type
+//! the wire handlers use, and over the wire against the real server (tokio-postgres, simple
+//! protocol, PostgreSQL's text format).
+//!
+//! The files' expected values are written as Arrow prints them. Over the wire a value is
+//! PostgreSQL's text, so [`same_values`] compares the two forms of one value: numbers by
+//! value, `t`/`true`, `{1,2}`/`[1, 2]`, a timestamp's space or `T`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,9 +24,9 @@ struct InProcess {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
-struct SltError {
-    code: String,
-    message: String,
+pub(crate) struct SltError {
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 impl From<SqlError> for SltError {
@@ -114,6 +119,143 @@ impl AsyncDB for InProcess {
     }
 }
 
+/// A connection to the real server.
+pub(crate) struct Wire {
+    pub(crate) client: tokio_postgres::Client,
+}
+
+#[async_trait]
+impl AsyncDB for Wire {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        use tokio_postgres::SimpleQueryMessage;
+        let messages = self.client.simple_query(sql).await.map_err(|e| SltError {
+            code: crate::common::sqlstate(&e),
+            message: e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string()),
+        })?;
+        // The last statement's result, as in-process.
+        let mut rows = Vec::new();
+        let mut columns = None;
+        let mut count = 0;
+        for m in messages {
+            match m {
+                SimpleQueryMessage::RowDescription(d) => {
+                    columns = Some(d.len());
+                    rows.clear();
+                }
+                SimpleQueryMessage::Row(r) => {
+                    columns.get_or_insert(r.len());
+                    rows.push(
+                        (0..r.len())
+                            .map(|i| match r.get(i) {
+                                None => "NULL".to_string(),
+                                Some("") => "(empty)".to_string(),
+                                Some(v) => v.to_string(),
+                            })
+                            .collect(),
+                    );
+                }
+                SimpleQueryMessage::CommandComplete(n) => count = n,
+                _ => {}
+            }
+        }
+        Ok(match columns {
+            Some(n) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows,
+            },
+            None => DBOutput::StatementComplete(count),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "flashsql-wire"
+    }
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+/// Whether a row read over the wire (PostgreSQL's text) holds the values an expected line
+/// writes in Arrow's form.
+pub(crate) fn same_values(
+    normalizer: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    actual.len() == expected.len()
+        && actual.iter().zip(expected).all(|(row, line)| {
+            let got: Vec<String> = row
+                .iter()
+                .flat_map(|cell| {
+                    arrow_form(cell)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let want: Vec<String> = normalizer(line)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| same_token(g, w))
+        })
+}
+
+/// A PostgreSQL text value written the way Arrow writes it: arrays in brackets with `, `,
+/// timestamps with `T`.
+fn arrow_form(cell: &str) -> String {
+    let b = cell.as_bytes();
+    if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b' ' && b[13] == b':' {
+        return format!("{}T{}", &cell[..10], &cell[11..]);
+    }
+    if cell.starts_with('{') && cell.ends_with('}') {
+        return format!("[{}]", cell[1..cell.len() - 1].replace(',', ", "));
+    }
+    cell.to_string()
+}
+
+/// Two tokens of a row: equal, the same boolean, or the same number (to 1e-12 relative)
+/// with the same punctuation around it.
+fn same_token(got: &str, want: &str) -> bool {
+    if got == want {
+        return true;
+    }
+    let boolean = |s: &str| match s {
+        "t" | "true" => Some(true),
+        "f" | "false" => Some(false),
+        _ => None,
+    };
+    if let (Some(a), Some(b)) = (boolean(got), boolean(want)) {
+        return a == b;
+    }
+    fn core(s: &str) -> (&str, &str, &str) {
+        let start = s.len() - s.trim_start_matches(['[', '{', '(']).len();
+        let end = s.trim_end_matches([']', '}', ')', ',']).len().max(start);
+        (&s[..start], &s[start..end], &s[end..])
+    }
+    let (gp, gc, gs) = core(got);
+    let (wp, wc, ws) = core(want);
+    match (gc.parse::<f64>(), wc.parse::<f64>()) {
+        (Ok(a), Ok(b)) => {
+            gp == wp
+                && gs == ws
+                && (a == b
+                    || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+                    || (a.is_nan() && b.is_nan()))
+        }
+        _ => false,
+    }
+}
+
 fn slt_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -151,8 +293,33 @@ async fn run_slt(name: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
 }
 
-/// One test per file, so a failure names its file and the others still run; `LISTED` holds
-/// their names for [`every_slt_file_has_a_test`].
+/// Runs one `.slt` file over the wire against the real server over a fresh tiny world.
+async fn run_slt_over_the_wire(name: &str) {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slt")
+        .join(format!("{name}.slt"));
+    let server = crate::common::TestServer::start();
+    let url = server.url();
+    let mut runner = sqllogictest::Runner::new(|| {
+        let url = url.clone();
+        async move {
+            let client = crate::common::connect(&url).await.map_err(|e| SltError {
+                code: crate::common::sqlstate(&e),
+                message: e.to_string(),
+            })?;
+            Ok(Wire { client })
+        }
+    });
+    runner.with_validator(same_values);
+    runner
+        .run_file_async(&file)
+        .await
+        .unwrap_or_else(|e| panic!("{} (over the wire): {e}", file.display()));
+}
+
+/// Two tests per file (in-process, and `wire_…` over the wire), so a failure names its
+/// file and the others still run; `LISTED` holds the names for
+/// [`every_slt_file_has_a_test`].
 macro_rules! slt_tests {
     ($($name:ident),* $(,)?) => {
         const LISTED: &[&str] = &[$(stringify!($name)),*];
@@ -162,6 +329,14 @@ macro_rules! slt_tests {
                 run_slt(stringify!($name)).await;
             }
         )*
+        mod wire {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run_slt_over_the_wire(stringify!($name)).await;
+                }
+            )*
+        }
     };
 }
 

@@ -411,7 +411,11 @@ async fn a_simple_query_of_several_statements_is_one_transaction() {
         .await
         .expect_err("the last statement fails");
     assert_eq!(sqlstate(&e), "22012");
-    assert_eq!(count(&client, "acct").await, before, "the INSERT was rolled back");
+    assert_eq!(
+        count(&client, "acct").await,
+        before,
+        "the INSERT was rolled back"
+    );
     assert_eq!(
         scalar_i64(&client, "SELECT count(*) FROM acct WHERE balance = 1").await,
         0,
