@@ -1,6 +1,6 @@
 //! SIGKILLs at seeded moments across every write path: INSERT (one row at a time, so that
-//! background compaction runs too), COPY, INSERT … SELECT, UPDATE, DELETE, TRUNCATE, CREATE
-//! TABLE AS, DROP, RENAME, `train_model` and transaction blocks. A writer keeps a model of
+//! background compaction runs too), COPY, INSERT … SELECT, UPDATE, DELETE, TRUNCATE, MERGE,
+//! INSERT … ON CONFLICT, CREATE TABLE AS, DROP, RENAME, `train_model` and transaction blocks. A writer keeps a model of
 //! what every acknowledged statement did; after each kill and restart the tables must equal
 //! the model, or the model with the statement in flight applied whole — never part of it —
 //! and the data directory must hold exactly the files the catalog names.
@@ -52,6 +52,10 @@ enum Op {
     Rename(String, String),
     Train,
     Block { add: Vec<i64>, m: i64, r: i64 },
+    /// MERGE: deletes crash_a's keys with k % m = r and inserts `add`.
+    Merge { add: Vec<i64>, m: i64, r: i64 },
+    /// INSERT … ON CONFLICT (k) DO NOTHING into crash_b: the keys it does not hold.
+    Upsert(Vec<i64>),
 }
 
 impl Op {
@@ -84,6 +88,17 @@ impl Op {
                 w.a.extend(add);
                 w.b.retain(|k| k % m != *r);
                 w.b.extend(add);
+            }
+            Op::Merge { add, m, r } => {
+                w.a.retain(|k| k % m != *r);
+                w.a.extend(add);
+            }
+            Op::Upsert(ks) => {
+                for k in ks {
+                    if !w.b.contains(k) {
+                        w.b.push(*k);
+                    }
+                }
             }
         }
         w.a.sort_unstable();
@@ -134,6 +149,16 @@ impl Op {
                  INSERT INTO crash_b VALUES {v}; COMMIT",
                 v = values(add)
             ),
+            Op::Merge { add, m, r } => format!(
+                "MERGE INTO crash_a t USING (SELECT DISTINCT k FROM crash_a WHERE k % {m} = {r} \
+                 UNION ALL SELECT * FROM (VALUES {v}) AS n(k)) AS s ON t.k = s.k \
+                 WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (s.k)",
+                v = values(add)
+            ),
+            Op::Upsert(ks) => format!(
+                "INSERT INTO crash_b VALUES {} ON CONFLICT (k) DO NOTHING",
+                values(ks)
+            ),
         };
         client.batch_execute(&sql).await
     }
@@ -147,7 +172,7 @@ fn next_op(rng: &mut ChaCha8Rng, w: &World, next_key: &mut i64) -> Op {
         ks
     };
     let (m, r) = (rng.random_range(2..6), rng.random_range(0..2));
-    match rng.random_range(0..100) {
+    match rng.random_range(0..106) {
         0..=29 => Op::InsertRow(keys(1)[0]),
         30..=41 => Op::InsertValues(keys(rng.random_range(1..50))),
         42..=51 => Op::Copy(keys(rng.random_range(1..500))),
@@ -171,6 +196,17 @@ fn next_op(rng: &mut ChaCha8Rng, w: &World, next_key: &mut i64) -> Op {
             None => Op::CreateAs("crash_c".into()),
         },
         87..=89 => Op::Train,
+        100..=102 => Op::Merge {
+            add: keys(rng.random_range(1..20)),
+            m,
+            r,
+        },
+        103..=105 => {
+            // New keys and, when crash_b has one, a key it holds.
+            let mut ks = keys(rng.random_range(1..10));
+            ks.extend(w.b.first());
+            Op::Upsert(ks)
+        }
         _ => Op::Block {
             add: keys(rng.random_range(1..20)),
             m,
