@@ -149,6 +149,10 @@ struct LoadArgs {
     /// The table's schema (must exist).
     #[arg(long, default_value = "public")]
     schema: String,
+    /// Append to an existing table with the same columns (e.g. the next day's log) instead
+    /// of creating a new one; still all or nothing.
+    #[arg(long)]
+    append: bool,
     /// Data directory to load into (created empty if it does not exist).
     #[arg(long, env = "FLASHSQL_DATA_DIR", default_value = "./flashsql-data")]
     data_dir: PathBuf,
@@ -174,6 +178,7 @@ async fn load(args: LoadArgs) -> Result<()> {
     let target = flashsql_engine::load::Target {
         schema: args.schema.clone(),
         table: table.clone(),
+        append: args.append,
     };
     let t0 = Instant::now();
     let progress = tokio::spawn(report_progress(args.data_dir.join("tables"), t0));

@@ -53,6 +53,14 @@ pub enum EngineError {
         column: String,
         detail: String,
     },
+    #[error(
+        "cannot append to \"{table}\": its columns ({have}) are not the ones this load writes ({load})"
+    )]
+    LoadMismatch {
+        table: String,
+        have: String,
+        load: String,
+    },
     #[error("the catalog file {path} is damaged: {reason}")]
     CorruptCatalog { path: String, reason: String },
     #[error("table \"{table}\" is damaged: one of its files cannot be read ({detail})")]

@@ -162,9 +162,13 @@ pub fn default_table_name(path: &Path) -> Option<String> {
 pub struct Target {
     pub schema: String,
     pub table: String,
+    /// Append to the existing table (its columns must be the ones the source maps to, in
+    /// order) instead of creating it: a shop's next day of logs into the same table.
+    pub append: bool,
 }
 
-/// Loads `path` as `source` into the new table `target`; returns the rows loaded.
+/// Loads `path` as `source` into the table `target` (new, or existing when appending);
+/// returns the rows loaded.
 pub async fn load(session: &Session, source: Source, path: &Path, target: &Target) -> Result<u64> {
     let shown = path.display().to_string();
     if !path.exists() {
@@ -204,6 +208,37 @@ pub async fn load(session: &Session, source: Source, path: &Path, target: &Targe
             Box::new(e),
         )),
     })
+}
+
+/// Appending needs the table's columns to be the load's, by name and in order (their types
+/// are cast as in any INSERT): a different file would otherwise land in the wrong columns.
+async fn same_columns(
+    session: &Session,
+    table: &TableReference,
+    select: &str,
+) -> datafusion::error::Result<()> {
+    let ctx = session.ctx();
+    let existing = ctx.table_provider(table.clone()).await?.schema();
+    let loaded = ctx.state().create_logical_plan(select).await?;
+    let names = |fields: Vec<String>| fields.join(", ");
+    let have = names(existing.fields().iter().map(|f| f.name().clone()).collect());
+    let load = names(
+        loaded
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+    );
+    if have != load {
+        return Err(EngineError::LoadMismatch {
+            table: table.to_string(),
+            have,
+            load,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// The 1-based line and column, and the reason, of a CSV value that did not parse (Arrow
@@ -255,18 +290,23 @@ async fn load_file(
     // A temporary name no user table has: registering replaces, deregistering removes.
     let src = TableReference::partial(TEMP_SCHEMA, "__flashsql_load_source");
     ctx.register_table(src.clone(), df.into_view())?;
-    let sql = format!(
-        "CREATE TABLE {} AS SELECT {} FROM {}",
-        TableReference::full(
-            session.database(),
-            target.schema.as_str(),
-            target.table.as_str()
-        )
-        .to_quoted_string(),
+    let table = TableReference::full(
+        session.database(),
+        target.schema.as_str(),
+        target.table.as_str(),
+    );
+    let select = format!(
+        "SELECT {} FROM {}",
         source.mapping(),
         src.to_quoted_string()
     );
     let result = async {
+        let sql = if target.append {
+            same_columns(session, &table, &select).await?;
+            format!("INSERT INTO {} {select}", table.to_quoted_string())
+        } else {
+            format!("CREATE TABLE {} AS {select}", table.to_quoted_string())
+        };
         let plan = ctx.state().create_logical_plan(&sql).await?;
         session.execute_plan(plan, false).await
     }

@@ -105,6 +105,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::SavepointNotFound(_) => c("3B001", e.to_string()),
         EngineError::InUse(_) => c("55006", e.to_string()),
         EngineError::Malformed { .. } => c("22P02", e.to_string()),
+        EngineError::LoadMismatch { .. } => c("42804", e.to_string()),
         EngineError::NotNullViolation(_) => c("23502", e.to_string()),
         EngineError::RowChangedTwice { on_conflict } => Classified {
             hint: Some(

@@ -15,6 +15,8 @@ pub struct LoadCall {
     pub path: String,
     pub table: Option<String>,
     pub schema: Option<String>,
+    /// `mode => 'append'`: into the existing table.
+    pub append: bool,
 }
 
 fn text(arg: &FunctionArgExpr) -> Result<String, SqlError> {
@@ -30,7 +32,10 @@ fn text(arg: &FunctionArgExpr) -> Result<String, SqlError> {
 fn invalid(what: &str) -> SqlError {
     SqlError::coded(
         "22023",
-        format!("load_file(format, path [, table => name] [, schema => name]) takes {what}"),
+        format!(
+            "load_file(format, path [, table => name] [, schema => name] \
+             [, mode => 'create' | 'append']) takes {what}"
+        ),
     )
 }
 
@@ -59,7 +64,7 @@ pub fn parse(query: &Query) -> Option<Result<LoadCall, SqlError>> {
 
 fn call(args: &[FunctionArg]) -> Result<LoadCall, SqlError> {
     let mut positional = Vec::new();
-    let (mut table, mut schema) = (None, None);
+    let (mut table, mut schema, mut append) = (None, None, false);
     for arg in args {
         let (name, value) = match arg {
             FunctionArg::Unnamed(a) => {
@@ -77,6 +82,17 @@ fn call(args: &[FunctionArg]) -> Result<LoadCall, SqlError> {
         match name.to_ascii_lowercase().as_str() {
             "table" => table = Some(text(value)?),
             "schema" => schema = Some(text(value)?),
+            "mode" => {
+                append = match text(value)?.to_ascii_lowercase().as_str() {
+                    "append" => true,
+                    "create" => false,
+                    other => {
+                        return Err(invalid(&format!(
+                            "mode 'create' or 'append', not '{other}'"
+                        )));
+                    }
+                }
+            }
             other => return Err(invalid(&format!("no option \"{other}\""))),
         }
     }
@@ -87,6 +103,7 @@ fn call(args: &[FunctionArg]) -> Result<LoadCall, SqlError> {
         path,
         table,
         schema,
+        append,
     })
 }
 
@@ -118,6 +135,7 @@ mod tests {
                 path: "/d/ub.csv".into(),
                 table: Some("events".into()),
                 schema: None,
+                append: false,
             }
         );
         assert!(parsed("SELECT * FROM events").is_none());

@@ -208,6 +208,7 @@ impl PgSession {
                 .schema
                 .unwrap_or_else(|| flashsql_engine::catalog::DEFAULT_SCHEMA.to_string()),
             table,
+            append: call.append,
         };
         let rows = load(&self.engine, source, &path, &target).await?;
         let schema = load_result_schema();

@@ -43,17 +43,34 @@ enum Op {
     InsertRow(i64),
     InsertValues(Vec<i64>),
     Copy(Vec<i64>),
-    InsertSelect { m: i64, r: i64 },
-    Update { m: i64, r: i64 },
-    Delete { m: i64, r: i64 },
+    InsertSelect {
+        m: i64,
+        r: i64,
+    },
+    Update {
+        m: i64,
+        r: i64,
+    },
+    Delete {
+        m: i64,
+        r: i64,
+    },
     Truncate,
     CreateAs(String),
     Drop(String),
     Rename(String, String),
     Train,
-    Block { add: Vec<i64>, m: i64, r: i64 },
+    Block {
+        add: Vec<i64>,
+        m: i64,
+        r: i64,
+    },
     /// MERGE: deletes crash_a's keys with k % m = r and inserts `add`.
-    Merge { add: Vec<i64>, m: i64, r: i64 },
+    Merge {
+        add: Vec<i64>,
+        m: i64,
+        r: i64,
+    },
     /// INSERT … ON CONFLICT (k) DO NOTHING into crash_b: the keys it does not hold.
     Upsert(Vec<i64>),
 }

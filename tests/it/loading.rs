@@ -307,3 +307,110 @@ async fn load_file_in_sql() {
         .collect();
     assert_eq!(loaded, expected);
 }
+
+/// `mode => 'append'` (and `flashsql load --append`): the next day's log into the same table,
+/// all or nothing; a file whose columns differ is refused (42804).
+#[tokio::test]
+async fn loads_append_to_an_existing_table() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let import = data.join("import");
+    std::fs::create_dir_all(&import).expect("import dir");
+    let day1 = import.join("day1.csv");
+    let day2 = import.join("day2.csv");
+    let bad = import.join("day3.csv");
+    std::fs::write(&day1, "1,10,3,pv,1511625600\n1,10,3,buy,1511625700\n").expect("write");
+    std::fs::write(&day2, "2,11,3,pv,1511712000\n").expect("write");
+    std::fs::write(&bad, "3,12,3,pv,1511800000\n3,12,3,buy,not-a-time\n").expect("write");
+    std::fs::write(import.join("prices.csv"), "item_id,price\n1,9.5\n").expect("write");
+
+    // On the command line, before a server runs.
+    let out = cli_load(
+        &data,
+        &["taobao", &day1.to_string_lossy(), "--table", "log"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = cli_load(
+        &data,
+        &[
+            "taobao",
+            &day2.to_string_lossy(),
+            "--table",
+            "log",
+            "--append",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = cli_load(
+        &data,
+        &["taobao", &day2.to_string_lossy(), "--table", "log"],
+    );
+    assert!(
+        !out.status.success(),
+        "a second create of the same table is refused"
+    );
+
+    // In SQL, on the server.
+    let server = TestServer::start_in(&data, &[]);
+    let client = server.connect().await;
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM log").await, 3);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT * FROM load_file('taobao', '{}', table => 'log', mode => 'append')",
+                day2.display()
+            ),
+            &[],
+        )
+        .await
+        .expect("appends");
+    assert_eq!(rows[0].get::<_, i64>(1), 1);
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM log").await, 4);
+    assert_eq!(
+        scalar_i64(
+            &client,
+            "SELECT count(*) FROM log WHERE event_type = 'purchase'"
+        )
+        .await,
+        1
+    );
+
+    // A malformed file appends nothing.
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('taobao', '{}', table => 'log', mode => 'append')",
+            bad.display()
+        ))
+        .await
+        .expect_err("malformed");
+    assert_eq!(sqlstate(&err), "22P02", "{err:?}");
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM log").await, 4);
+
+    // Other columns: refused, nothing appended.
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('csv', '{}', table => 'log', mode => 'append')",
+            import.join("prices.csv").display()
+        ))
+        .await
+        .expect_err("other columns");
+    assert_eq!(sqlstate(&err), "42804", "{err:?}");
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM log").await, 4);
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('taobao', '{}', table => 'log', mode => 'sometimes')",
+            day2.display()
+        ))
+        .await
+        .expect_err("no such mode");
+    assert_eq!(sqlstate(&err), "22023", "{err:?}");
+    // Appending to a table that does not exist: 42P01.
+    let err = client
+        .simple_query(&format!(
+            "SELECT * FROM load_file('taobao', '{}', table => 'nope', mode => 'append')",
+            day2.display()
+        ))
+        .await
+        .expect_err("no table");
+    assert_eq!(sqlstate(&err), "42P01", "{err:?}");
+}
