@@ -147,6 +147,42 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The select list for a file with `columns`: the mapping, and for an OBD file that has
+    /// them its user–item affinities — all of them as a list indexed by `item_id + 1`
+    /// (`affinities`), and the one of the item shown (`affinity`), a feature off-policy
+    /// evaluation and reward models use.
+    fn select_list(self, columns: &[String]) -> String {
+        let mapping = self.mapping();
+        if self != Source::Obd {
+            return mapping.to_string();
+        }
+        let mut affinity: Vec<(usize, &String)> = columns
+            .iter()
+            .filter_map(|c| {
+                c.strip_prefix("user-item_affinity_")?
+                    .parse()
+                    .ok()
+                    .map(|k| (k, c))
+            })
+            .collect();
+        affinity.sort();
+        // Only a complete 0..n run names every item's place in the list.
+        if affinity.is_empty() || affinity.iter().enumerate().any(|(i, (k, _))| i != *k) {
+            return mapping.to_string();
+        }
+        let list = affinity
+            .iter()
+            .map(|(_, c)| format!("CAST(\"{c}\" AS DOUBLE)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{mapping}, make_array({list}) AS affinities, \
+             array_element(make_array({list}), CAST(item_id AS BIGINT) + 1) AS affinity"
+        )
+    }
+}
+
 /// The table a file loads into when none is named: the file's name without its extension,
 /// lower-cased, with `-`, `.` and spaces as `_` (`UserBehavior.csv` → `userbehavior`).
 pub fn default_table_name(path: &Path) -> Option<String> {
@@ -287,6 +323,12 @@ async fn load_file(
             ctx.read_csv(location, options).await?
         }
     };
+    let columns: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     // A temporary name no user table has: registering replaces, deregistering removes.
     let src = TableReference::partial(TEMP_SCHEMA, "__flashsql_load_source");
     ctx.register_table(src.clone(), df.into_view())?;
@@ -297,7 +339,7 @@ async fn load_file(
     );
     let select = format!(
         "SELECT {} FROM {}",
-        source.mapping(),
+        source.select_list(&columns),
         src.to_quoted_string()
     );
     let result = async {

@@ -414,3 +414,99 @@ async fn loads_append_to_an_existing_table() {
         .expect_err("no table");
     assert_eq!(sqlstate(&err), "42P01", "{err:?}");
 }
+
+/// `flashsql load obd`: one exposure per logged row, with the logging policy's propensity,
+/// and the user–item affinities (all as a list, and the shown item's), checked against the
+/// file's own columns.
+#[tokio::test]
+async fn obd_loads_exposures_with_affinities() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let import = data.join("import");
+    std::fs::create_dir_all(&import).expect("import dir");
+    let small = import.join("obd_small.csv");
+    std::fs::write(
+        &small,
+        ",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,\
+         user_feature_2,user_feature_3,user-item_affinity_0,user-item_affinity_1,\
+         user-item_affinity_2\n\
+         0,2019-11-24 00:00:17.570028+00:00,2,1,0,0.25,a,b,c,d,0.0,1.0,2.5\n\
+         1,2019-11-24 00:00:18.000000+00:00,0,2,1,0.5,a,b,c,d,3.0,0.0,0.0\n",
+    )
+    .expect("write");
+    let out = cli_load(
+        &data,
+        &["obd", &small.to_string_lossy(), "--table", "small"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut expected = None;
+    if let Some(real) = real_data("obd/random_all.csv") {
+        let out = cli_load(&data, &["obd", &real.to_string_lossy(), "--table", "obd"]);
+        assert!(out.status.success(), "{out:?}");
+        // The shown item's affinity read from the file's own columns.
+        let text = std::fs::read_to_string(&real).expect("read");
+        let mut lines = text.lines();
+        let header = csv_fields(lines.next().expect("header"));
+        let item = header.iter().position(|c| c == "item_id").expect("item_id");
+        let (mut rows, mut sum) = (0i64, 0f64);
+        for line in lines.filter(|l| !l.is_empty()) {
+            let f = csv_fields(line);
+            let column = format!("user-item_affinity_{}", f[item]);
+            let at = header
+                .iter()
+                .position(|c| *c == column)
+                .expect("affinity column");
+            sum += f[at].parse::<f64>().expect("number");
+            rows += 1;
+        }
+        let items = header
+            .iter()
+            .filter(|c| c.starts_with("user-item_affinity_"))
+            .count() as i64;
+        expected = Some((rows, sum, items));
+    } else {
+        eprintln!("skipping the real OBD part: no obd/random_all.csv");
+    }
+    let server = TestServer::start_in(&data, &[]);
+    let client = server.connect().await;
+    let rows = client
+        .query(
+            "SELECT item_id, position, clicked, propensity, affinity, \
+             CAST(cardinality(affinities) AS BIGINT) \
+             FROM small ORDER BY exposure_id",
+            &[],
+        )
+        .await
+        .expect("read");
+    let got: Vec<(i64, i64, bool, f64, f64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get::<_, i64>(5),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2, 1, false, 0.25, 2.5, 3), (0, 2, true, 0.5, 3.0, 3)]
+    );
+    if let Some((n, sum, items)) = expected {
+        assert_eq!(scalar_i64(&client, "SELECT count(*) FROM obd").await, n);
+        let row = client
+            .query_one(
+                "SELECT sum(affinity), CAST(min(cardinality(affinities)) AS BIGINT), \
+                 CAST(max(cardinality(affinities)) AS BIGINT) FROM obd",
+                &[],
+            )
+            .await
+            .expect("sum");
+        let (s, lo, hi): (f64, i64, i64) = (row.get(0), row.get::<_, i64>(1), row.get::<_, i64>(2));
+        assert!((s - sum).abs() <= 1e-9 * sum.abs().max(1.0), "{s} vs {sum}");
+        assert_eq!((lo, hi), (items, items));
+    }
+}
