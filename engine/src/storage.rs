@@ -28,17 +28,44 @@ pub fn fsync_dir(dir: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+/// How an atomic write failed: before its rename nothing changed on disk; after it, the new
+/// content is in place but its name may not survive a crash, so whether the write happened
+/// is unknown.
+#[derive(Debug)]
+pub enum AtomicWriteError {
+    BeforeRename(EngineError),
+    AfterRename(EngineError),
+}
+
+impl From<AtomicWriteError> for EngineError {
+    fn from(e: AtomicWriteError) -> Self {
+        match e {
+            AtomicWriteError::BeforeRename(e) | AtomicWriteError::AfterRename(e) => e,
+        }
     }
-    fs::rename(&tmp, path)?;
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    write_bytes_atomic_with(path, bytes, fsync_dir)
+}
+
+/// [`write_bytes_atomic`] with the directory fsync given (tests make it fail).
+fn write_bytes_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    sync_dir: impl Fn(&Path) -> Result<(), EngineError>,
+) -> Result<(), AtomicWriteError> {
+    let tmp = tmp_path(path);
+    let before = |e: std::io::Error| AtomicWriteError::BeforeRename(e.into());
+    {
+        let mut f = File::create(&tmp).map_err(before)?;
+        f.write_all(bytes).map_err(before)?;
+        f.sync_all().map_err(before)?;
+    }
+    fs::rename(&tmp, path).map_err(before)?;
     if let Some(dir) = path.parent() {
-        fsync_dir(dir)?;
+        sync_dir(dir).map_err(AtomicWriteError::AfterRename)?;
     }
     Ok(())
 }
@@ -122,4 +149,33 @@ pub fn write_parquet(
         w.write(b)?;
     }
     w.commit()
+}
+
+#[cfg(test)]
+mod atomic_write_tests {
+    use super::*;
+
+    /// A directory fsync that fails after the rename is told apart from a failure before
+    /// it: the new content is then already under the final name.
+    #[test]
+    fn a_failed_directory_fsync_is_reported_after_the_rename() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("catalog.json");
+        write_bytes_atomic(&path, b"old").expect("first write");
+        let failing = |_: &Path| -> Result<(), EngineError> {
+            Err(std::io::Error::other("injected fsync failure").into())
+        };
+        match write_bytes_atomic_with(&path, b"new", failing) {
+            Err(AtomicWriteError::AfterRename(_)) => {}
+            other => panic!("expected a failure after the rename, got {other:?}"),
+        }
+        assert_eq!(fs::read(&path).expect("read"), b"new");
+        // A failure before the rename leaves the old content.
+        let missing = dir.path().join("no_such_dir").join("catalog.json");
+        match write_bytes_atomic(&missing, b"x") {
+            Err(AtomicWriteError::BeforeRename(_)) => {}
+            other => panic!("expected a failure before the rename, got {other:?}"),
+        }
+        assert_eq!(fs::read(&path).expect("read"), b"new");
+    }
 }

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::error::{EngineError, Result};
 use crate::manifest::{ExternalDef, Manifest, TableDef, ViewDef, columns_of};
-use crate::storage::{TMP_SUFFIX, fsync_dir, write_bytes_atomic};
+use crate::storage::{AtomicWriteError, TMP_SUFFIX, fsync_dir, write_bytes_atomic};
 
 const CATALOG_FILE: &str = "catalog.json";
 const TABLES_DIR: &str = "tables";
@@ -189,10 +189,26 @@ impl Store {
         let mut next = (*self.manifest()).clone();
         let out = change(&mut next)?;
         next.next_id = next.next_id.max(self.next_id.load(Ordering::SeqCst));
-        write_bytes_atomic(
+        match write_bytes_atomic(
             &self.root.join(CATALOG_FILE),
             &serde_json::to_vec_pretty(&next)?,
-        )?;
+        ) {
+            Ok(()) => {}
+            Err(AtomicWriteError::BeforeRename(e)) => return Err(e),
+            Err(AtomicWriteError::AfterRename(e)) => {
+                // The new catalog is in place but may not survive a crash: whether this
+                // commit happened is unknown, and neither answer can be given safely (the
+                // writer would remove files the catalog on disk may name, or acknowledge a
+                // write that may vanish). As PostgreSQL does when an fsync fails, stop: the
+                // next start reads whichever catalog the disk kept, and removes the files
+                // it does not name.
+                error!(
+                    "could not make the catalog durable after replacing it ({e}); stopping \
+                     the server so that the next start recovers from what is on disk"
+                );
+                std::process::abort();
+            }
+        }
         *self.manifest.write().map_err(|_| poisoned())? = Arc::new(next);
         Ok(out)
     }
