@@ -64,6 +64,9 @@ impl Session {
             .with_batch_size(batch_size);
         let opts = config.options_mut();
         opts.set("datafusion.sql_parser.dialect", "PostgreSQL")?;
+        // `now()` and `timestamptz` carry a zone, as in PostgreSQL (clients then get
+        // timestamptz values with their offset, not bare timestamps).
+        opts.set("datafusion.execution.time_zone", "+00:00")?;
         opts.set(
             "datafusion.sql_parser.map_string_types_to_utf8view",
             "false",

@@ -405,3 +405,42 @@ async fn cursors_hand_out_a_result_in_pieces() {
         "a cursor from outside the block stays"
     );
 }
+
+/// Time values read as PostgreSQL writes them: `timestamptz` (and `now()`) with its offset
+/// and type, seconds without a zero fraction.
+#[tokio::test]
+async fn times_read_as_postgresql_writes_them() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let rows: Vec<Vec<Option<String>>> = client
+        .simple_query(
+            "SELECT '2018-01-01 12:00:00+02'::timestamptz, '2018-01-01 12:00:00'::timestamp, \
+             '12:00:01.5'::time, '12:00:01'::time",
+        )
+        .await
+        .expect("query")
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some("2018-01-01 10:00:00+00".to_string()),
+            Some("2018-01-01 12:00:00".to_string()),
+            Some("12:00:01.5".to_string()),
+            Some("12:00:01".to_string()),
+        ]]
+    );
+    let statement = client
+        .prepare("SELECT now(), '2018-01-01 12:00:00+02'::timestamptz")
+        .await
+        .expect("prepare");
+    for column in statement.columns() {
+        assert_eq!(*column.type_(), Type::TIMESTAMPTZ);
+    }
+}
