@@ -279,6 +279,26 @@ pub fn values_with_subqueries(statement: &mut Statement) {
     let _ = statement.visit(&mut Lists);
 }
 
+/// A scalar or `IN` subquery must return one column, as PostgreSQL checks while parsing
+/// (42601); DataFusion reads the first column of one with none (`(SELECT FROM t)`) and panics.
+/// `EXISTS (SELECT FROM t)` stays valid.
+pub fn subqueries_have_a_column(statement: &Statement) -> Result<(), crate::SqlError> {
+    let empty =
+        |q: &Query| matches!(q.body.as_ref(), SetExpr::Select(s) if s.projection.is_empty());
+    let found = visit_expressions(statement, |e| match e {
+        Expr::Subquery(q) | Expr::InSubquery { subquery: q, .. } if empty(q) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    match found {
+        ControlFlow::Break(()) => Err(crate::SqlError::syntax(
+            "subquery must return only one column",
+        )),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// psql's `\d+` appends a table's TOAST options to its own with a lateral `unnest`, which
 /// DataFusion cannot plan; flashsql tables have no storage options (nor TOAST tables), so the
 /// list is empty.

@@ -356,6 +356,7 @@ impl PgSession {
                 crate::rewrite::client_expressions(s);
                 crate::rewrite::update_from(s);
                 crate::rewrite::values_with_subqueries(s);
+                crate::rewrite::subqueries_have_a_column(s)?;
             }
         }
         Ok(statements)

@@ -898,6 +898,13 @@ impl SqlGen {
     }
 
     fn update(&mut self) -> String {
+        if self.p(0.4) {
+            return if self.p(0.5) {
+                self.merge()
+            } else {
+                self.upsert()
+            };
+        }
         let table = self.scratch();
         let scope = Self::scratch_scope();
         let (col, ty) = self.pick(SCRATCH);
@@ -905,6 +912,65 @@ impl SqlGen {
             "UPDATE {table} SET {col} = {} WHERE {}",
             self.expr(ty, 2, &scope),
             self.expr(Ty::Bool, 2, &scope)
+        )
+    }
+
+    /// MERGE of one scratch table into another (or itself), with random conditions.
+    fn merge(&mut self) -> String {
+        let (table, source) = (self.scratch(), self.scratch());
+        fn scoped(qual: &'static str) -> impl Iterator<Item = Col> {
+            SCRATCH.iter().map(move |(c, ty)| Col {
+                qual: qual.to_string(),
+                name: c,
+                ty: *ty,
+            })
+        }
+        let both: Vec<Col> = scoped("t").chain(scoped("s")).collect();
+        let from_source: Vec<Col> = scoped("s").collect();
+        let (col, ty) = self.pick(SCRATCH);
+        let on = if self.p(0.7) {
+            "t.k = s.k".to_string()
+        } else {
+            self.expr(Ty::Bool, 1, &both)
+        };
+        let mut sql = format!("MERGE INTO {table} t USING {source} s ON {on}");
+        if self.p(0.5) {
+            sql += &format!(
+                " WHEN MATCHED AND {} THEN DELETE",
+                self.expr(Ty::Bool, 1, &both)
+            );
+        }
+        if self.p(0.8) {
+            sql += &format!(
+                " WHEN MATCHED THEN UPDATE SET {col} = {}",
+                self.expr(ty, 2, &both)
+            );
+        }
+        if self.p(0.3) {
+            sql += " WHEN NOT MATCHED BY SOURCE THEN DELETE";
+        }
+        sql += &format!(
+            " WHEN NOT MATCHED THEN INSERT (k, s) VALUES ({}, {})",
+            self.expr(Ty::Int, 1, &from_source),
+            self.expr(Ty::Text, 1, &from_source)
+        );
+        sql
+    }
+
+    /// INSERT … ON CONFLICT into a scratch table, keys possibly repeated.
+    fn upsert(&mut self) -> String {
+        let table = self.scratch();
+        let rows: Vec<String> = (0..self.n(1, 4))
+            .map(|_| format!("({}, {})", self.literal(Ty::Int), self.literal(Ty::Text)))
+            .collect();
+        let action = self.pick(&[
+            "DO NOTHING",
+            "DO UPDATE SET s = excluded.s",
+            "DO UPDATE SET v = excluded.k + 1 WHERE excluded.k > 0",
+        ]);
+        format!(
+            "INSERT INTO {table} (k, s) VALUES {} ON CONFLICT (k) {action}",
+            rows.join(", ")
         )
     }
 

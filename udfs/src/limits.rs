@@ -290,8 +290,36 @@ impl ScalarUDFImpl for SizeLimited {
             ))
             .into());
         }
+        let mut args = args;
+        if self.growth == Growth::Pad
+            && let Some(n) = args.args.get_mut(1)
+        {
+            // A negative length pads to nothing, as in PostgreSQL; the built-in panics on
+            // a negative length in an array ("capacity overflow").
+            *n = non_negative(n, args.number_rows.max(1))?;
+        }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// `v` with negative integers replaced by 0 (NULL stays NULL), as Int64.
+fn non_negative(v: &ColumnarValue, rows: usize) -> Result<ColumnarValue> {
+    let clamp = |x: Option<i64>| x.map(|x| x.max(0));
+    Ok(match v {
+        ColumnarValue::Scalar(s) => {
+            let x = match s.cast_to(&DataType::Int64)? {
+                datafusion::scalar::ScalarValue::Int64(x) => x,
+                _ => None,
+            };
+            ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Int64(clamp(x)))
+        }
+        ColumnarValue::Array(_) => {
+            let a = int64s(v, rows)?;
+            let clamped: datafusion::arrow::array::Int64Array =
+                a.as_primitive::<Int64Type>().iter().map(clamp).collect();
+            ColumnarValue::Array(Arc::new(clamped))
+        }
+    })
 }
 
 /// Replaces the session's size-choosing built-ins with size-limited versions.
@@ -349,6 +377,10 @@ mod tests {
         for sql in [
             "SELECT repeat('x', 1000)",
             "SELECT lpad('x', 10, 'ab')",
+            "SELECT rpad(x, -2) FROM (VALUES ('ab'), ('c')) t(x)",
+            // A negative length per row panicked in the built-in (found by the SQL fuzzer).
+            "SELECT rpad(left('限时抢购', n), -1 * n) FROM (VALUES (1), (2), (3)) t(n)",
+            "SELECT rpad(x, n, 'z') FROM (VALUES ('ab', -1), ('c', 2)) t(x, n)",
             "SELECT array_repeat(1, 3)",
             "SELECT range(0, 10, 2)",
             "SELECT range(10, 0, 1)",
