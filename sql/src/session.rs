@@ -824,6 +824,7 @@ impl PgSession {
                 let name = canonical(&variable.to_string());
                 let value = set_value_text(&values);
                 if name.starts_with("datafusion.") {
+                    check_range(&name, &value)?;
                     let state = self.engine.ctx().state_ref();
                     let mut guard = state.write();
                     guard
@@ -1196,6 +1197,44 @@ fn variable_name(idents: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
 
 /// DataFusion's refusal of a `SET datafusion.…`: an unknown name is 42704 and a value of the
 /// wrong kind 22023, as PostgreSQL answers for its own parameters.
+/// DataFusion options that size what a statement allocates per partition or batch, with the
+/// range a client may set them to: beyond it one session could exhaust the server's memory
+/// outside the pool (`target_partitions = 100000000000` did, found by the SQL fuzzer).
+const BOUNDED_OPTIONS: &[(&str, u64, u64)] = &[
+    ("datafusion.execution.target_partitions", 1, 256),
+    ("datafusion.execution.batch_size", 1, 1 << 20),
+    ("datafusion.execution.planning_concurrency", 1, 256),
+    ("datafusion.execution.meta_fetch_concurrency", 1, 256),
+    ("datafusion.execution.minimum_parallel_output_files", 1, 256),
+    (
+        "datafusion.execution.max_buffered_batches_per_output_file",
+        1,
+        1024,
+    ),
+    (
+        "datafusion.execution.soft_max_rows_per_output_file",
+        1,
+        1 << 30,
+    ),
+];
+
+/// 22023 for a value outside an option's range (as PostgreSQL answers for its parameters).
+fn check_range(name: &str, value: &str) -> Result<(), SqlError> {
+    let Some((_, min, max)) = BOUNDED_OPTIONS.iter().find(|(n, _, _)| *n == name) else {
+        return Ok(());
+    };
+    let v = value.trim().trim_matches('\'');
+    match v.parse::<i128>() {
+        Ok(n) if n >= i128::from(*min) && n <= i128::from(*max) => Ok(()),
+        Ok(_) => Err(SqlError::coded(
+            "22023",
+            format!("{v} is outside the valid range for parameter \"{name}\" ({min} .. {max})"),
+        )),
+        // Not a number: DataFusion's own parsing gives the error.
+        Err(_) => Ok(()),
+    }
+}
+
 fn invalid_setting(name: &str, value: &str, e: &datafusion::error::DataFusionError) -> SqlError {
     let detail = e.strip_backtrace();
     if detail.contains("not found") {

@@ -70,6 +70,11 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("ALTER TABLE users ADD COLUMN z BIGINT", "0A000"),
         ("FETCH 1 FROM no_such_cursor", "34000"),
         ("SELECT (SELECT FROM users) ~ '['", "42601"),
+        (
+            "SET datafusion.execution.target_partitions = 100000000000",
+            "22023",
+        ),
+        ("SET datafusion.execution.batch_size = 0", "22023"),
         ("SELECT 1 WHERE 1 IN (SELECT FROM users)", "42601"),
         (
             "MERGE INTO c2 t USING (VALUES (1), (1)) AS s(a) ON TRUE WHEN MATCHED THEN DELETE",

@@ -165,7 +165,25 @@ async fn random_sql_never_takes_the_server_down() {
         .collect();
     let mut total = Tally::default();
     for w in workers {
-        let t = w.await.expect("worker");
+        let t = match w.await {
+            Ok(t) => t,
+            Err(e) => {
+                // A worker that could not go on (the server refused a new connection): the
+                // server's own last words say why.
+                let (status, log) = server.stop_with_log();
+                let tail: String = log
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("at ") && !l.contains(": <"))
+                    .rev()
+                    .take(60)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!("a worker failed ({e}); server {status:?}, its log ends:\n{tail}");
+            }
+        };
         total.inputs += t.inputs;
         total.ok += t.ok;
         for (c, n) in t.codes {

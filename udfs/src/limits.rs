@@ -280,7 +280,9 @@ impl ScalarUDFImpl for SizeLimited {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let bytes = self.result_bytes(&args.args, args.number_rows.max(1))?;
+        // An empty batch (a filter can leave one) has nothing to size: its arrays have no
+        // row 0 to read.
+        let bytes = self.result_bytes(&args.args, args.number_rows)?;
         if bytes > MAX_RESULT_BYTES {
             return Err(FunctionError::TooLarge(format!(
                 "{}(): the result would take {} MiB, more than the {} MiB a batch of results may take",
@@ -296,7 +298,7 @@ impl ScalarUDFImpl for SizeLimited {
         {
             // A negative length pads to nothing, as in PostgreSQL; the built-in panics on
             // a negative length in an array ("capacity overflow").
-            *n = non_negative(n, args.number_rows.max(1))?;
+            *n = non_negative(n, args.number_rows)?;
         }
         self.inner.invoke_with_args(args)
     }
@@ -378,6 +380,10 @@ mod tests {
             "SELECT repeat('x', 1000)",
             "SELECT lpad('x', 10, 'ab')",
             "SELECT rpad(x, -2) FROM (VALUES ('ab'), ('c')) t(x)",
+            // A filter left an empty batch, whose size check read row 0 (found by the SQL
+            // fuzzer).
+            "SELECT count(*) FROM (VALUES (1), (2), (3)) t(n) \
+             WHERE n > 5 AND 5 IN (n, cardinality(array_resize(ARRAY[7], n)))",
             // A negative length per row panicked in the built-in (found by the SQL fuzzer).
             "SELECT rpad(left('限时抢购', n), -1 * n) FROM (VALUES (1), (2), (3)) t(n)",
             "SELECT rpad(x, n, 'z') FROM (VALUES ('ab', -1), ('c', 2)) t(x, n)",
