@@ -70,6 +70,11 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("ALTER TABLE users ADD COLUMN z BIGINT", "0A000"),
         ("FETCH 1 FROM no_such_cursor", "34000"),
         ("SELECT (SELECT FROM users) ~ '['", "42601"),
+        // A list of decimals beyond the wire encoding's 96 bits cut the connection.
+        (
+            "SELECT make_array(CAST(1 AS DECIMAL(38, 10)), CAST(99999999999999999999 AS DECIMAL(38, 10)))",
+            "22003",
+        ),
         (
             "SET datafusion.execution.target_partitions = 100000000000",
             "22023",
