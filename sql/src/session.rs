@@ -430,22 +430,17 @@ impl PgSession {
             Utility::Session | Utility::Catalog => (vec![], None),
             Utility::Load => (vec![], Some(load_result_schema())),
             Utility::Fetch(name) => (vec![], Some(self.cursors.schema(&name).await?)),
-            Utility::Merge => match self.merge_queries(statement_ref(&statement)?).await? {
-                Some((queries, _)) => {
-                    // An upsert's inserted values take the target's column types, as in the
-                    // plain INSERT (inside the MERGE they are a VALUES list of their own).
-                    let mut types: Vec<Option<DataType>> = match plain_statement(&statement) {
-                        Some(Statement::Insert(mut insert)) => {
-                            insert.on = None;
-                            let plan = self
-                                .plan_named(DFStatement::Statement(Box::new(Statement::Insert(
-                                    insert,
-                                ))))
-                                .await?;
-                            parameter_types(&plan)?
-                        }
-                        _ => Vec::new(),
-                    };
+            Utility::Merge => {
+                let statement = statement_ref(&statement)?;
+                // An upsert's inserted values take the target's column types, as in the plain
+                // INSERT (inside the MERGE they are a VALUES list of their own).
+                let mut types: Vec<Option<DataType>> = match statement {
+                    Statement::Insert(insert) => {
+                        parameter_types(&self.plan_plain_insert(insert).await?)?
+                    }
+                    _ => Vec::new(),
+                };
+                if let Some((queries, _)) = self.merge_queries(statement).await? {
                     for plan in self.plan_merge(&queries).await? {
                         for (i, t) in parameter_types(&plan)?.into_iter().enumerate() {
                             if i >= types.len() {
@@ -455,19 +450,9 @@ impl PgSession {
                             }
                         }
                     }
-                    (types, None)
                 }
-                None => {
-                    let Some(Statement::Insert(mut insert)) = plain_statement(&statement) else {
-                        return Err(SqlError::not_supported("MERGE without a target"));
-                    };
-                    insert.on = None;
-                    let plan = self
-                        .plan_named(DFStatement::Statement(Box::new(Statement::Insert(insert))))
-                        .await?;
-                    (parameter_types(&plan)?, None)
-                }
-            },
+                (types, None)
+            }
             Utility::Declare(query) => {
                 let plan = self.plan(Statement::Query(query)).await?;
                 (parameter_types(&plan)?, None)
@@ -532,13 +517,10 @@ impl PgSession {
                 match self.merge_queries(&statement).await? {
                     Some((queries, tag)) => self.merge(queries, tag, params).await,
                     None => {
-                        let Statement::Insert(mut insert) = statement else {
+                        let Statement::Insert(insert) = &statement else {
                             return Err(SqlError::not_supported("MERGE without a target"));
                         };
-                        insert.on = None;
-                        let plan = self
-                            .plan_named(DFStatement::Statement(Box::new(Statement::Insert(insert))))
-                            .await?;
+                        let plan = self.plan_plain_insert(insert).await?;
                         self.run_plan(plan, params, false).await
                     }
                 }
@@ -750,6 +732,14 @@ impl PgSession {
             }
             _ => Err(SqlError::not_supported("this statement is not a MERGE")),
         }
+    }
+
+    /// An `INSERT … ON CONFLICT` planned as the plain INSERT of the same rows.
+    async fn plan_plain_insert(&self, insert: &Insert) -> Result<LogicalPlan, SqlError> {
+        let mut insert = insert.clone();
+        insert.on = None;
+        self.plan_named(DFStatement::Statement(Box::new(Statement::Insert(insert))))
+            .await
     }
 
     /// The column names of a table, in order.
@@ -1053,13 +1043,6 @@ fn statement_ref(s: &DFStatement) -> Result<&Statement, SqlError> {
     match s {
         DFStatement::Statement(s) => Ok(s.as_ref()),
         _ => Err(SqlError::not_supported("this statement is not a MERGE")),
-    }
-}
-
-fn plain_statement(s: &DFStatement) -> Option<Statement> {
-    match s {
-        DFStatement::Statement(s) => Some(s.as_ref().clone()),
-        _ => None,
     }
 }
 

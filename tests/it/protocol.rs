@@ -6,6 +6,19 @@ use tokio_postgres::types::Type;
 
 use crate::common::{TestServer, scalar_i64};
 
+/// The rows of a simple-protocol answer, as text (None for NULL).
+fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn simple_protocol_runs_several_statements_in_order() {
     let server = TestServer::start();
@@ -19,15 +32,7 @@ async fn simple_protocol_runs_several_statements_in_order() {
         )
         .await
         .expect("multi-statement query");
-    let rows: Vec<Vec<Option<String>>> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect();
+    let rows = text_rows(&messages);
     assert_eq!(
         rows,
         vec![
@@ -412,21 +417,15 @@ async fn cursors_hand_out_a_result_in_pieces() {
 async fn times_read_as_postgresql_writes_them() {
     let server = TestServer::start();
     let client = server.connect().await;
-    let rows: Vec<Vec<Option<String>>> = client
-        .simple_query(
-            "SELECT '2018-01-01 12:00:00+02'::timestamptz, '2018-01-01 12:00:00'::timestamp, \
-             '12:00:01.5'::time, '12:00:01'::time",
-        )
-        .await
-        .expect("query")
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect();
+    let rows = text_rows(
+        &client
+            .simple_query(
+                "SELECT '2018-01-01 12:00:00+02'::timestamptz, '2018-01-01 12:00:00'::timestamp, \
+                 '12:00:01.5'::time, '12:00:01'::time",
+            )
+            .await
+            .expect("query"),
+    );
     assert_eq!(
         rows,
         vec![vec![
