@@ -11,8 +11,8 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::error::EngineError;
-use crate::manifest::schema_of;
-use crate::store::{RelationKind, Store};
+use crate::manifest::{Manifest, RelationKind, schema_of};
+use crate::store::Store;
 use crate::table::DurableTable;
 use crate::transaction::Transaction;
 
@@ -46,10 +46,20 @@ impl DurableSchema {
     }
 }
 
+impl DurableSchema {
+    /// The catalog as the session sees it (with its block's DDL).
+    fn manifest(&self) -> Arc<Manifest> {
+        match &self.tx {
+            Some(tx) => tx.manifest(),
+            None => self.store.manifest(),
+        }
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for DurableSchema {
     fn table_names(&self) -> Vec<String> {
-        let m = self.store.manifest();
+        let m = self.manifest();
         let tables = m
             .tables
             .iter()
@@ -69,7 +79,7 @@ impl SchemaProvider for DurableSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let m = self.store.manifest();
+        let m = self.manifest();
         if let Some(t) = m.table(&self.name, name) {
             let schema = schema_of(&t.columns)?;
             return Ok(Some(Arc::new(DurableTable::new(
@@ -79,7 +89,13 @@ impl SchemaProvider for DurableSchema {
                 self.tx.clone(),
             ))));
         }
-        Ok(self.store.planned(&self.name, name))
+        if m.relation_kind(&self.name, name).is_none() {
+            return Ok(None);
+        }
+        Ok(match &self.tx {
+            Some(tx) => tx.planned(&self.name, name),
+            None => self.store.planned(&self.name, name),
+        })
     }
 
     fn register_table(
@@ -96,7 +112,7 @@ impl SchemaProvider for DurableSchema {
     /// From the catalog alone: listing relation kinds (`pg_tables`, `pg_views`) opens none.
     async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
         Ok(self
-            .store
+            .manifest()
             .relation_kind(&self.name, name)
             .map(|kind| match kind {
                 RelationKind::View => TableType::View,
@@ -105,7 +121,7 @@ impl SchemaProvider for DurableSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.store.relation_kind(&self.name, name).is_some()
+        self.manifest().has_relation(&self.name, name)
     }
 }
 
@@ -188,6 +204,14 @@ impl SessionCatalog {
         self.tx.read().ok().and_then(|t| t.clone())
     }
 
+    /// The catalog as this session sees it: with its open block's DDL applied.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        match self.transaction() {
+            Some(tx) => tx.manifest(),
+            None => self.store.manifest(),
+        }
+    }
+
     /// Opens a transaction block; `false` if one is already open (it stays).
     pub fn begin(&self) -> bool {
         let Ok(mut tx) = self.tx.write() else {
@@ -227,7 +251,7 @@ impl SessionCatalog {
 
 impl CatalogProvider for SessionCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names = self.store.manifest().schemas.clone();
+        let mut names = self.manifest().schemas.clone();
         if let Ok(local) = self.local.read() {
             names.extend(local.keys().cloned());
         }
@@ -256,7 +280,7 @@ impl CatalogProvider for SessionCatalog {
                     .and_then(|l| l.get(SYSTEM_SCHEMA).cloned()),
             }));
         }
-        if !self.store.schema_exists(name) {
+        if !self.manifest().schemas.iter().any(|s| s == name) {
             return None;
         }
         Some(Arc::new(DurableSchema::new(

@@ -40,14 +40,18 @@ struct Relation {
 
 async fn relations(cat: &SessionCatalog) -> Result<Vec<Relation>> {
     let mut out = Vec::new();
-    let mut schemas = cat.store().manifest().schemas.clone();
+    let mut schemas = cat.manifest().schemas.clone();
     schemas.sort();
     schemas.push(TEMP_SCHEMA.to_string());
     for s in schemas {
         let provider: Arc<dyn SchemaProvider> = if s == TEMP_SCHEMA {
             cat.temp().clone()
         } else {
-            Arc::new(DurableSchema::new(cat.store().clone(), &s, None))
+            Arc::new(DurableSchema::new(
+                cat.store().clone(),
+                &s,
+                cat.transaction(),
+            ))
         };
         let mut names = provider.table_names();
         names.sort();

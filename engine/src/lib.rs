@@ -5,6 +5,7 @@
 //! [`Session`] (its own settings and temporary tables) over the same store.
 
 pub mod catalog;
+pub mod catalog_change;
 pub mod compaction;
 pub mod dml;
 pub mod error;

@@ -15,9 +15,11 @@ use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp}
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{DEFAULT_SCHEMA, SEARCH_SCHEMA, SessionCatalog, TEMP_SCHEMA};
+use crate::catalog_change::CatalogChange;
 use crate::error::EngineError;
 use crate::external::{AllowedPaths, ReadOnlyTable};
 use crate::information_schema::InformationSchema;
+use crate::manifest::{ExternalDef, Manifest, ViewDef};
 use crate::store::{RelationKind, Store, TableData};
 use crate::table::write_stream;
 use flashsql_gpu::store::ModelStore;
@@ -117,6 +119,40 @@ impl Session {
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    /// The catalog as this session sees it: with its open block's DDL applied.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.catalog.manifest()
+    }
+
+    fn schema_exists(&self, schema: &str) -> bool {
+        self.manifest().schemas.iter().any(|s| s == schema)
+    }
+
+    /// Carries out a DDL change: recorded by the open transaction block (applied at its
+    /// COMMIT, undone by ROLLBACK), or committed now. Returns whether it changed anything.
+    fn change_catalog(&self, change: CatalogChange) -> Result<bool> {
+        Ok(match self.catalog.transaction() {
+            Some(tx) => tx.record(change)?,
+            None => self.store.apply(change)?,
+        })
+    }
+
+    fn drop_relation(
+        &self,
+        schema: String,
+        name: String,
+        expect: RelationKind,
+        if_exists: bool,
+    ) -> Result<bool> {
+        self.change_catalog(CatalogChange::Drop {
+            schema,
+            name,
+            expect,
+            if_exists,
+            expect_files: None,
+        })
     }
 
     /// Resolves a table reference to `(schema, name)` in this database.
@@ -246,7 +282,7 @@ impl Session {
                         .create_temp_table(&name, (*c.input).clone(), c.if_not_exists, c.or_replace)
                         .await;
                 }
-                if self.store.relation_kind(&schema, &name).is_some() {
+                if self.manifest().has_relation(&schema, &name) {
                     if c.if_not_exists {
                         return Ok(Output::command("CREATE TABLE"));
                     }
@@ -254,7 +290,7 @@ impl Session {
                         return Err(EngineError::RelationExists(name).into());
                     }
                 }
-                if !self.store.schema_exists(&schema) {
+                if !self.schema_exists(&schema) {
                     return Err(EngineError::SchemaNotFound(schema).into());
                 }
                 let df = self.ctx.execute_logical_plan((*c.input).clone()).await?;
@@ -271,8 +307,10 @@ impl Session {
                     }
                 };
                 let files = if rows > 0 { vec![file] } else { vec![] };
-                self.store
-                    .publish_table(&schema, &name, &arrow_schema, TableData { id, files, rows }, c.or_replace)?;
+                self.change_catalog(CatalogChange::PublishTable {
+                    def: TableData { id, files, rows }.into_def(&schema, &name, &arrow_schema),
+                    replace: c.or_replace,
+                })?;
                 Ok(if is_ctas {
                     Output::Command {
                         tag: "SELECT".into(),
@@ -293,13 +331,16 @@ impl Session {
                     temp.deregister_table(&name)?;
                     temp.register_table(name, provider)?;
                 } else {
-                    self.store.create_view(
-                        &schema,
-                        &name,
-                        v.definition.as_deref().unwrap_or_default(),
+                    self.change_catalog(CatalogChange::CreateView {
+                        def: ViewDef {
+                            schema,
+                            name,
+                            definition: v.definition.clone().unwrap_or_default(),
+                            comment: None,
+                        },
                         provider,
-                        v.or_replace,
-                    )?;
+                        or_replace: v.or_replace,
+                    })?;
                 }
                 Ok(Output::command("CREATE VIEW"))
             }
@@ -322,7 +363,11 @@ impl Session {
                 if schema == DEFAULT_SCHEMA {
                     return Err(EngineError::NotSupported("dropping schema public".into()).into());
                 }
-                self.store.drop_schema(&schema, d.if_exists, d.cascade)?;
+                self.change_catalog(CatalogChange::DropSchema {
+                    name: schema,
+                    if_exists: d.if_exists,
+                    cascade: d.cascade,
+                })?;
                 Ok(Output::command("DROP SCHEMA"))
             }
             DdlStatement::DropTable(d) => {
@@ -330,8 +375,7 @@ impl Session {
                     self.catalog.temp().deregister_table(&name)?;
                 } else {
                     let (schema, name) = self.resolve(&d.name)?;
-                    self.store
-                        .drop_relation(&schema, &name, RelationKind::Table, d.if_exists)?;
+                    self.drop_relation(schema, name, RelationKind::Table, d.if_exists)?;
                 }
                 Ok(Output::command("DROP TABLE"))
             }
@@ -340,14 +384,13 @@ impl Session {
                     self.catalog.temp().deregister_table(&name)?;
                 } else {
                     let (schema, name) = self.resolve(&d.name)?;
-                    self.store
-                        .drop_relation(&schema, &name, RelationKind::View, d.if_exists)?;
+                    self.drop_relation(schema, name, RelationKind::View, d.if_exists)?;
                 }
                 Ok(Output::command("DROP VIEW"))
             }
             DdlStatement::CreateExternalTable(cmd) => {
                 let (schema, name) = self.resolve(&cmd.name)?;
-                if self.store.relation_kind(&schema, &name).is_some() && cmd.if_not_exists {
+                if self.manifest().has_relation(&schema, &name) && cmd.if_not_exists {
                     return Ok(Output::command("CREATE EXTERNAL TABLE"));
                 }
                 let state = self.ctx.state();
@@ -364,8 +407,15 @@ impl Session {
                 if cmd.temporary || schema == TEMP_SCHEMA {
                     self.catalog.temp().register_table(name, provider)?;
                 } else {
-                    self.store
-                        .create_external(&schema, &name, &definition, provider, cmd.or_replace)?;
+                    self.change_catalog(CatalogChange::CreateExternal {
+                        def: ExternalDef {
+                            schema,
+                            name,
+                            definition,
+                        },
+                        provider,
+                        or_replace: cmd.or_replace,
+                    })?;
                 }
                 Ok(Output::command("CREATE EXTERNAL TABLE"))
             }
@@ -417,7 +467,10 @@ impl Session {
         if name == TEMP_SCHEMA || self.catalog.is_local_schema(name) {
             return Err(EngineError::SchemaExists(name.to_string()).into());
         }
-        self.store.create_schema(name, if_not_exists)?;
+        self.change_catalog(CatalogChange::CreateSchema {
+            name: name.to_string(),
+            if_not_exists,
+        })?;
         Ok(Output::command("CREATE SCHEMA"))
     }
 
@@ -443,10 +496,15 @@ impl Session {
             )
             .into());
         }
-        if !self.store.schema_exists(&schema) {
+        if !self.schema_exists(&schema) {
             return Err(EngineError::SchemaNotFound(schema).into());
         }
-        Ok(self.store.rename(&schema, &name, &to_name)?)
+        self.change_catalog(CatalogChange::Rename {
+            schema,
+            from: name,
+            to: to_name,
+        })?;
+        Ok(())
     }
 
     /// `COMMENT ON TABLE|VIEW … IS …`.
@@ -455,7 +513,12 @@ impl Session {
             return Ok(());
         }
         let (schema, name) = self.resolve(r)?;
-        Ok(self.store.set_comment(&schema, &name, comment)?)
+        self.change_catalog(CatalogChange::Comment {
+            schema,
+            name,
+            comment,
+        })?;
+        Ok(())
     }
 
     /// Plans `sql` (one statement) with this session's state.

@@ -19,8 +19,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use tracing::{error, info, warn};
 
+use crate::catalog_change::{Applied, CatalogChange, PlannedEffect};
 use crate::error::{EngineError, Result};
-use crate::manifest::{ExternalDef, Manifest, TableDef, ViewDef, columns_of};
+use crate::manifest::{Manifest, TableDef, columns_of};
 use crate::storage::{AtomicWriteError, TMP_SUFFIX, fsync_dir, write_bytes_atomic};
 
 const CATALOG_FILE: &str = "catalog.json";
@@ -35,6 +36,21 @@ pub struct TableData {
     pub id: u64,
     pub files: Vec<String>,
     pub rows: u64,
+}
+
+impl TableData {
+    /// The catalog entry of these files as table `schema.name` with columns `arrow_schema`.
+    pub fn into_def(self, schema: &str, name: &str, arrow_schema: &SchemaRef) -> TableDef {
+        TableDef {
+            id: self.id,
+            schema: schema.to_string(),
+            name: name.to_string(),
+            columns: columns_of(arrow_schema),
+            files: self.files,
+            rows: self.rows,
+            comment: None,
+        }
+    }
 }
 
 /// The durable state of a data directory, shared by every session of a process.
@@ -287,116 +303,69 @@ impl Store {
         }
     }
 
-    pub fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
-        self.commit(|m| {
-            if m.schemas.iter().any(|s| s == schema) {
-                return if if_not_exists {
-                    Ok(false)
-                } else {
-                    Err(EngineError::SchemaExists(schema.to_string()))
-                };
+    /// Applies one catalog change in a commit of its own (DDL outside a transaction block),
+    /// then does what it leaves to do: dropped tables' folders go, planned providers follow.
+    /// If it fails, a table folder it would have published is removed. Returns whether
+    /// anything changed.
+    pub fn apply(&self, change: CatalogChange) -> Result<bool> {
+        match self.commit(|m| change.apply(m)) {
+            Ok(applied) => {
+                let changed = applied.changed;
+                self.finish(applied);
+                Ok(changed)
             }
-            m.schemas.push(schema.to_string());
-            Ok(true)
-        })
+            Err(e) => {
+                if let Some(id) = change.created_table() {
+                    self.remove_table_dir(id);
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// Drops a schema; with `cascade` its relations go too.
-    pub fn drop_schema(&self, schema: &str, if_exists: bool, cascade: bool) -> Result<bool> {
-        let dropped_ids = self.commit(|m| {
-            if !m.schemas.iter().any(|s| s == schema) {
-                return if if_exists {
-                    Ok(None)
-                } else {
-                    Err(EngineError::SchemaNotFound(schema.to_string()))
-                };
+    /// The work a committed catalog change leaves: removing dropped tables' folders and
+    /// updating the planned providers of views and external tables.
+    pub(crate) fn finish(&self, applied: Applied) {
+        for effect in applied.planned {
+            match effect {
+                PlannedEffect::Set((schema, name), p) => self.set_planned(&schema, &name, p),
+                PlannedEffect::Forget((schema, name)) => {
+                    self.forget_planned(&schema, &name);
+                }
+                PlannedEffect::Move((schema, from), (to_schema, to)) => {
+                    if let Some(p) = self.forget_planned(&schema, &from) {
+                        self.set_planned(&to_schema, &to, p);
+                    }
+                }
             }
-            let has_relations = m.tables.iter().any(|t| t.schema == schema)
-                || m.views.iter().any(|v| v.schema == schema)
-                || m.external.iter().any(|e| e.schema == schema);
-            if has_relations && !cascade {
-                return Err(EngineError::SchemaNotEmpty(schema.to_string()));
-            }
-            let ids: Vec<u64> = m
-                .tables
-                .iter()
-                .filter(|t| t.schema == schema)
-                .map(|t| t.id)
-                .collect();
-            m.tables.retain(|t| t.schema != schema);
-            m.views.retain(|v| v.schema != schema);
-            m.external.retain(|e| e.schema != schema);
-            m.schemas.retain(|s| s != schema);
-            Ok(Some(ids))
-        })?;
-        let Some(ids) = dropped_ids else {
-            return Ok(false);
-        };
-        if let Ok(mut p) = self.planned.write() {
-            p.retain(|(s, _), _| s != schema);
         }
-        for id in ids {
+        for id in applied.dropped_tables {
             self.remove_table_dir(id);
         }
-        Ok(true)
     }
 
-    fn remove_table_dir(&self, id: u64) {
-        if let Err(e) = fs::remove_dir_all(self.table_dir(id)) {
+    pub(crate) fn remove_table_dir(&self, id: u64) {
+        if let Err(e) = fs::remove_dir_all(self.table_dir(id))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
             warn!(id, error = %e, "could not remove a dropped table's folder; it is removed at the next start");
         }
     }
 
-    fn check_free(m: &Manifest, schema: &str, name: &str) -> Result<()> {
-        if !m.schemas.iter().any(|s| s == schema) {
-            return Err(EngineError::SchemaNotFound(schema.to_string()));
-        }
-        if m.has_relation(schema, name) {
-            return Err(EngineError::RelationExists(name.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Registers a table whose files are already durable under `schema.name`.
-    /// With `replace`, an existing table of that name is dropped in the same commit.
+    /// Registers a table whose files are already durable under `schema.name` (outside any
+    /// transaction block: used to seed a data directory).
     pub fn publish_table(
         &self,
         schema: &str,
         name: &str,
         arrow_schema: &SchemaRef,
         data: TableData,
-        replace: bool,
     ) -> Result<()> {
-        let TableData { id, files, rows } = data;
-        let replaced = self.commit(|m| {
-            let mut replaced = None;
-            if replace && let Some(old) = m.table(schema, name) {
-                replaced = Some(old.id);
-                m.tables.retain(|t| !(t.schema == schema && t.name == name));
-            }
-            Self::check_free(m, schema, name)?;
-            m.tables.push(TableDef {
-                id,
-                schema: schema.to_string(),
-                name: name.to_string(),
-                columns: columns_of(arrow_schema),
-                files,
-                rows,
-                comment: None,
-            });
-            Ok(replaced)
-        });
-        match replaced {
-            Ok(Some(old)) => {
-                self.remove_table_dir(old);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => {
-                self.remove_table_dir(id);
-                Err(e)
-            }
-        }
+        self.apply(CatalogChange::PublishTable {
+            def: data.into_def(schema, name, arrow_schema),
+            replace: false,
+        })
+        .map(|_| ())
     }
 
     /// Registers an open transaction block (see `transaction`); returns its token.
@@ -544,162 +513,6 @@ impl Store {
         }
     }
 
-    pub fn create_view(
-        &self,
-        schema: &str,
-        name: &str,
-        definition: &str,
-        provider: Arc<dyn TableProvider>,
-        or_replace: bool,
-    ) -> Result<()> {
-        self.commit(|m| {
-            if or_replace && m.view(schema, name).is_some() {
-                m.views.retain(|v| !(v.schema == schema && v.name == name));
-            }
-            Self::check_free(m, schema, name)?;
-            m.views.push(ViewDef {
-                schema: schema.to_string(),
-                name: name.to_string(),
-                definition: definition.to_string(),
-                comment: None,
-            });
-            Ok(())
-        })?;
-        self.set_planned(schema, name, provider);
-        Ok(())
-    }
-
-    pub fn create_external(
-        &self,
-        schema: &str,
-        name: &str,
-        definition: &str,
-        provider: Arc<dyn TableProvider>,
-        or_replace: bool,
-    ) -> Result<()> {
-        self.commit(|m| {
-            if or_replace {
-                m.external
-                    .retain(|e| !(e.schema == schema && e.name == name));
-            }
-            Self::check_free(m, schema, name)?;
-            m.external.push(ExternalDef {
-                schema: schema.to_string(),
-                name: name.to_string(),
-                definition: definition.to_string(),
-            });
-            Ok(())
-        })?;
-        self.set_planned(schema, name, provider);
-        Ok(())
-    }
-
-    /// Drops a relation of the expected kind. Returns whether something was dropped.
-    pub fn drop_relation(
-        &self,
-        schema: &str,
-        name: &str,
-        expect: RelationKind,
-        if_exists: bool,
-    ) -> Result<bool> {
-        let dropped = self.commit(|m| {
-            let Some(kind) = m.relation_kind(schema, name) else {
-                return if if_exists {
-                    Ok(None)
-                } else {
-                    Err(EngineError::RelationNotFound(name.to_string()))
-                };
-            };
-            let is_view = kind == RelationKind::View;
-            if is_view != (expect == RelationKind::View) {
-                return Err(if is_view {
-                    EngineError::NotATable(name.to_string())
-                } else {
-                    EngineError::NotAView(name.to_string())
-                });
-            }
-            let mut id = None;
-            match kind {
-                RelationKind::Table => {
-                    id = m.table(schema, name).map(|t| t.id);
-                    m.tables.retain(|t| !(t.schema == schema && t.name == name));
-                }
-                RelationKind::View => m.views.retain(|v| !(v.schema == schema && v.name == name)),
-                RelationKind::External => m
-                    .external
-                    .retain(|e| !(e.schema == schema && e.name == name)),
-            }
-            Ok(Some(id))
-        })?;
-        match dropped {
-            None => Ok(false),
-            Some(id) => {
-                self.forget_planned(schema, name);
-                if let Some(id) = id {
-                    self.remove_table_dir(id);
-                }
-                Ok(true)
-            }
-        }
-    }
-
-    /// Renames a relation within its schema (`ALTER TABLE|VIEW … RENAME TO …`).
-    pub fn rename(&self, schema: &str, from: &str, to: &str) -> Result<()> {
-        self.commit(|m| {
-            if !m.has_relation(schema, from) {
-                return Err(EngineError::RelationNotFound(from.to_string()));
-            }
-            if m.has_relation(schema, to) {
-                return Err(EngineError::RelationExists(to.to_string()));
-            }
-            for t in m
-                .tables
-                .iter_mut()
-                .filter(|t| t.schema == schema && t.name == from)
-            {
-                t.name = to.to_string();
-            }
-            for v in m
-                .views
-                .iter_mut()
-                .filter(|v| v.schema == schema && v.name == from)
-            {
-                v.name = to.to_string();
-            }
-            for e in m
-                .external
-                .iter_mut()
-                .filter(|e| e.schema == schema && e.name == from)
-            {
-                e.name = to.to_string();
-            }
-            Ok(())
-        })?;
-        if let Some(p) = self.forget_planned(schema, from) {
-            self.set_planned(schema, to, p);
-        }
-        Ok(())
-    }
-
-    /// Records a `COMMENT ON TABLE|VIEW`.
-    pub fn set_comment(&self, schema: &str, name: &str, comment: Option<String>) -> Result<()> {
-        self.commit(|m| {
-            if let Some(t) = m.table_mut(schema, name) {
-                t.comment = comment;
-                return Ok(());
-            }
-            if let Some(v) = m
-                .views
-                .iter_mut()
-                .find(|v| v.schema == schema && v.name == name)
-            {
-                v.comment = comment;
-                return Ok(());
-            }
-            Err(EngineError::RelationNotFound(name.to_string()))
-        })
-    }
-
     pub fn set_property(&self, key: &str, value: &str) -> Result<()> {
         self.commit(|m| {
             m.properties.insert(key.to_string(), value.to_string());
@@ -711,7 +524,10 @@ impl Store {
     pub fn load_dataset(&self, dataset: &flashsql_datasets::Dataset) -> Result<()> {
         for t in &dataset.tables {
             if !self.schema_exists(t.schema) {
-                self.create_schema(t.schema, true)?;
+                self.apply(CatalogChange::CreateSchema {
+                    name: t.schema.to_string(),
+                    if_not_exists: true,
+                })?;
             }
             let id = self.allocate_table()?;
             let (file, path) = self.new_file(id);
@@ -722,7 +538,7 @@ impl Store {
                 files: vec![file],
                 rows,
             };
-            self.publish_table(t.schema, t.name, &t.arrow_schema, data, false)?;
+            self.publish_table(t.schema, t.name, &t.arrow_schema, data)?;
             info!(table = %format!("{}.{}", t.schema, t.name), rows, "table written");
         }
         self.set_property("world.scale", dataset.scale.name())?;
@@ -746,7 +562,7 @@ pub(crate) fn store_with_empty_table() -> (tempfile::TempDir, Arc<Store>, u64) {
         rows: 0,
     };
     store
-        .publish_table("public", "t", &schema, data, false)
+        .publish_table("public", "t", &schema, data)
         .expect("table");
     (tmp, store, id)
 }

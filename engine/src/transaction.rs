@@ -17,16 +17,23 @@
 //! - **ROLLBACK**, a failed COMMIT or a session that ends inside a block removes the files
 //!   the block wrote.
 //!
-//! DDL (CREATE, DROP, ALTER, …) is not part of a block: it commits when it runs, as if issued
-//! outside (documented in `docs/transactions.md`).
+//! DDL (CREATE, DROP, ALTER … RENAME, COMMENT, schemas) is part of the block too: each change
+//! is recorded as a [`CatalogChange`], the block sees the catalog with its changes applied
+//! (a table it created, not one it dropped), and COMMIT applies them again, in order, on the
+//! catalog as it is then and in the same commit as the block's writes. A change that no
+//! longer applies (another session took the name, or dropped what the block renames) fails
+//! the COMMIT with 40001; a table the block drops must not have been changed by others since
+//! the block first saw it. Tables the block created are removed if it does not commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use datafusion::catalog::TableProvider;
 use tracing::warn;
 
+use crate::catalog_change::{Applied, CatalogChange, PlannedEffect, PlannedKey};
 use crate::error::{EngineError, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, RelationKind};
 use crate::store::{Store, poisoned};
 
 /// One table's uncommitted change.
@@ -58,11 +65,31 @@ impl TableChange {
     }
 }
 
+/// What the block's planned providers (views, external tables) are where its DDL changed
+/// them: `None` for a name it dropped or renamed away.
+type PlannedOverlay = HashMap<PlannedKey, Option<Arc<dyn TableProvider>>>;
+
+/// The block's view of the catalog, cached: (the store's manifest it was built on, how many
+/// DDL changes it holds, the view).
+type CachedView = (Arc<Manifest>, usize, Arc<Manifest>);
+
+/// The block's state at a `SAVEPOINT`.
+#[derive(Debug)]
+struct Savepoint {
+    name: String,
+    tables: HashMap<u64, TableChange>,
+    ddl_len: usize,
+    planned: PlannedOverlay,
+}
+
 #[derive(Debug, Default)]
 struct State {
     tables: HashMap<u64, TableChange>,
-    /// `SAVEPOINT name`s in order, with the changes as they were then.
-    savepoints: Vec<(String, HashMap<u64, TableChange>)>,
+    /// The block's DDL, in order.
+    ddl: Vec<CatalogChange>,
+    planned: PlannedOverlay,
+    /// `SAVEPOINT`s in order.
+    savepoints: Vec<Savepoint>,
     /// Set once COMMIT or ROLLBACK handled the files.
     ended: bool,
     /// Bumped by `ROLLBACK TO SAVEPOINT`: writes of statements planned before it are late.
@@ -78,6 +105,7 @@ pub struct Transaction {
     /// The catalog at `BEGIN`: what the block reads of tables it has not written.
     base: Arc<Manifest>,
     state: Mutex<State>,
+    view: Mutex<Option<CachedView>>,
 }
 
 impl Transaction {
@@ -91,16 +119,137 @@ impl Transaction {
             token,
             base,
             state: Mutex::new(State::default()),
+            view: Mutex::new(None),
         }
     }
 
-    /// Table `id` as the block first sees it: from the snapshot at `BEGIN`, or (for a table
-    /// created since) as it is now.
-    fn first_look(&self, id: u64) -> Result<(Vec<String>, u64)> {
-        match self.base.tables.iter().find(|t| t.id == id) {
-            Some(t) => Ok((t.files.clone(), t.rows)),
-            None => self.store.table_files(id),
+    /// The catalog as this block sees it: what is committed now, with the block's DDL
+    /// applied. A change that no longer applies (another session committed a conflicting
+    /// one) is left out here; COMMIT then fails on it.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        let current = self.store.manifest();
+        let Ok(state) = self.state.lock() else {
+            return current;
+        };
+        if state.ddl.is_empty() {
+            return current;
         }
+        if let Ok(cache) = self.view.lock()
+            && let Some((on, len, view)) = cache.as_ref()
+            && Arc::ptr_eq(on, &current)
+            && *len == state.ddl.len()
+        {
+            return view.clone();
+        }
+        let mut view = (*current).clone();
+        for change in &state.ddl {
+            let mut next = view.clone();
+            if change.apply(&mut next).is_ok() {
+                view = next;
+            }
+        }
+        let view = Arc::new(view);
+        if let Ok(mut cache) = self.view.lock() {
+            *cache = Some((current, state.ddl.len(), view.clone()));
+        }
+        view
+    }
+
+    /// The planned provider of view or external table `schema.name` as this block sees it.
+    pub fn planned(&self, schema: &str, name: &str) -> Option<Arc<dyn TableProvider>> {
+        let key = (schema.to_string(), name.to_string());
+        if let Ok(state) = self.state.lock()
+            && let Some(p) = state.planned.get(&key)
+        {
+            return p.clone();
+        }
+        self.store.planned(schema, name)
+    }
+
+    /// Records a DDL change: checked against the block's view of the catalog now (so its
+    /// error comes at once), applied again at COMMIT. A dropped table carries the files the
+    /// block saw, so that COMMIT notices a concurrent change to it. Returns whether the
+    /// change changed anything.
+    pub fn record(&self, mut change: CatalogChange) -> Result<bool> {
+        let view = self.manifest();
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if state.ended {
+            return Err(EngineError::Interrupted);
+        }
+        if let CatalogChange::Drop {
+            schema,
+            name,
+            expect,
+            expect_files,
+            ..
+        } = &mut change
+            && *expect == RelationKind::Table
+            && let Some(t) = view.table(schema, name)
+        {
+            let seen = self.change(&mut state, t.id)?.base_files.clone();
+            *expect_files = Some((t.id, seen));
+        }
+        let mut next = (*view).clone();
+        let applied = match change.apply(&mut next) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(id) = change.created_table() {
+                    self.store.remove_table_dir(id);
+                }
+                return Err(e);
+            }
+        };
+        for effect in applied.planned {
+            match effect {
+                PlannedEffect::Set(key, p) => {
+                    state.planned.insert(key, Some(p));
+                }
+                PlannedEffect::Forget(key) => {
+                    state.planned.insert(key, None);
+                }
+                PlannedEffect::Move(from, to) => {
+                    let p = match state.planned.get(&from) {
+                        Some(p) => p.clone(),
+                        None => self.store.planned(&from.0, &from.1),
+                    };
+                    state.planned.insert(from, None);
+                    state.planned.insert(to, p);
+                }
+            }
+        }
+        state.ddl.push(change);
+        Ok(applied.changed)
+    }
+
+    /// Table `id` as the block first sees it: from the snapshot at `BEGIN`, or (for a table
+    /// created since, by others or by the block) as it is now in the block's view.
+    fn first_look(&self, id: u64) -> Result<(Vec<String>, u64)> {
+        if let Some(t) = self.base.tables.iter().find(|t| t.id == id) {
+            return Ok((t.files.clone(), t.rows));
+        }
+        if let Some(t) = self.view_table(id) {
+            return Ok(t);
+        }
+        self.store.table_files(id)
+    }
+
+    /// Table `id`'s files and rows in the block's view, without taking the state's lock
+    /// (the caller holds it): the view is the cached one, or the store's manifest.
+    fn view_table(&self, id: u64) -> Option<(Vec<String>, u64)> {
+        let cached = self
+            .view
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, _, v)| v.clone()));
+        cached
+            .into_iter()
+            .chain(std::iter::once(self.store.manifest()))
+            .find_map(|m| {
+                m.tables
+                    .iter()
+                    .find(|t| t.id == id)
+                    .map(|t| (t.files.clone(), t.rows))
+            })
     }
 
     fn change<'a>(&self, state: &'a mut State, id: u64) -> Result<&'a mut TableChange> {
@@ -187,10 +336,16 @@ impl Transaction {
     }
 
     fn table_name(&self, id: u64) -> String {
+        let view = self
+            .view
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, _, v)| v.clone()));
         self.base
             .tables
             .iter()
             .chain(self.store.manifest().tables.iter())
+            .chain(view.iter().flat_map(|v| v.tables.iter()))
             .find(|t| t.id == id)
             .map(|t| t.name.clone())
             .unwrap_or_else(|| format!("table #{id}"))
@@ -200,8 +355,13 @@ impl Transaction {
     /// shadowed, as in PostgreSQL).
     pub fn savepoint(&self, name: &str) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
-        let saved = state.tables.clone();
-        state.savepoints.push((name.to_string(), saved));
+        let saved = Savepoint {
+            name: name.to_string(),
+            tables: state.tables.clone(),
+            ddl_len: state.ddl.len(),
+            planned: state.planned.clone(),
+        };
+        state.savepoints.push(saved);
         Ok(())
     }
 
@@ -209,19 +369,21 @@ impl Transaction {
         state
             .savepoints
             .iter()
-            .rposition(|(n, _)| n == name)
+            .rposition(|s| s.name == name)
             .ok_or_else(|| EngineError::SavepointNotFound(name.to_string()))
     }
 
     /// Undoes the changes made since `SAVEPOINT name` (which stays; later ones go) and
-    /// removes the files written since.
+    /// removes the files and tables written since.
     pub fn rollback_to(&self, name: &str) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         let i = Self::savepoint_index(&state, name)?;
         state.savepoints.truncate(i + 1);
-        let saved = state.savepoints[i].1.clone();
+        let saved = &state.savepoints[i];
+        let (tables, ddl_len, planned) =
+            (saved.tables.clone(), saved.ddl_len, saved.planned.clone());
         for (id, now) in state.tables.iter() {
-            let kept: Vec<&String> = saved
+            let kept: Vec<&String> = tables
                 .get(id)
                 .map(|c| c.added.iter().chain(c.discarded.iter()).collect())
                 .unwrap_or_default();
@@ -234,7 +396,13 @@ impl Transaction {
                 .collect();
             self.remove(*id, &since);
         }
-        state.tables = saved;
+        for change in state.ddl.drain(ddl_len..) {
+            if let Some(id) = change.created_table() {
+                self.store.remove_table_dir(id);
+            }
+        }
+        state.tables = tables;
+        state.planned = planned;
         state.epoch += 1;
         Ok(())
     }
@@ -247,24 +415,42 @@ impl Transaction {
         Ok(())
     }
 
-    /// Applies every change in one catalog commit, or none (40001 if another write removed
-    /// a file this block removed, or dropped a table it wrote).
+    /// Applies every change in one catalog commit, or none: the DDL first, in order, then
+    /// the writes (40001 if another write removed a file this block removed, dropped a
+    /// table it wrote, or made one of its DDL changes no longer apply).
     pub fn commit(&self) -> Result<()> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         state.ended = true;
+        let ddl: Vec<CatalogChange> = state
+            .ddl
+            .iter()
+            .cloned()
+            .map(|c| self.through_merges(c))
+            .collect();
         let changes: Vec<(u64, &TableChange)> = state
             .tables
             .iter()
             .filter(|(_, c)| !c.added.is_empty() || !c.removed.is_empty())
             .map(|(id, c)| (*id, c))
             .collect();
-        // On success: per table, the files the commit removed (see below).
-        let applied = if changes.is_empty() {
-            Ok(HashMap::new())
+        // On success: what the DDL leaves to do, and per table the files the commit removed.
+        let applied = if changes.is_empty() && ddl.is_empty() {
+            Ok((Vec::new(), HashMap::new()))
         } else {
             self.store.commit(|m| {
+                let mut done: Vec<Applied> = Vec::new();
+                for change in &ddl {
+                    done.push(change.apply(m).map_err(|e| conflict(change, e))?);
+                }
+                let dropped: Vec<u64> = done
+                    .iter()
+                    .flat_map(|a| a.dropped_tables.iter().copied())
+                    .collect();
                 let mut removed_by_table = HashMap::new();
                 for (id, c) in &changes {
+                    if dropped.contains(id) {
+                        continue;
+                    }
                     let t = m
                         .tables
                         .iter_mut()
@@ -282,12 +468,20 @@ impl Transaction {
                     t.rows = (t.rows as i128 + delta).max(0) as u64;
                     removed_by_table.insert(*id, removed.into_iter().collect::<Vec<_>>());
                 }
-                Ok(removed_by_table)
+                Ok((done, removed_by_table))
             })
+        };
+        let dropped: Vec<u64> = match &applied {
+            Ok((done, _)) => done
+                .iter()
+                .flat_map(|a| a.dropped_tables.iter().copied())
+                .collect(),
+            Err(_) => Vec::new(),
         };
         for (id, c) in state.tables.iter() {
             match &applied {
-                Ok(removed) => {
+                Ok(_) if dropped.contains(id) => {}
+                Ok((_, removed)) => {
                     // Other open blocks' snapshots may still read the replaced files. Those
                     // a background merge replaced first are the merge's to retire; its
                     // file is this commit's.
@@ -305,12 +499,56 @@ impl Transaction {
                 }
             }
         }
+        let result = match applied {
+            Ok((done, _)) => {
+                for a in done {
+                    self.store.finish(a);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_created_tables(&state);
+                Err(e)
+            }
+        };
         drop(state);
         self.store.close_block(self.token);
-        applied.map(|_| ())
+        result
     }
 
-    /// Forgets every change and removes the files the block wrote.
+    /// A recorded drop checks the table's files as the block saw them; a background merge
+    /// since changed the files but no row, so it checks what they became.
+    fn through_merges(&self, change: CatalogChange) -> CatalogChange {
+        match change {
+            CatalogChange::Drop {
+                schema,
+                name,
+                expect,
+                if_exists,
+                expect_files: Some((id, files)),
+            } => {
+                let now = self.store.through_merges(id, &files).into_iter().collect();
+                CatalogChange::Drop {
+                    schema,
+                    name,
+                    expect,
+                    if_exists,
+                    expect_files: Some((id, now)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn remove_created_tables(&self, state: &State) {
+        for change in &state.ddl {
+            if let Some(id) = change.created_table() {
+                self.store.remove_table_dir(id);
+            }
+        }
+    }
+
+    /// Forgets every change and removes the files and tables the block wrote.
     pub fn rollback(&self) {
         let Ok(mut state) = self.state.lock() else {
             return;
@@ -323,6 +561,7 @@ impl Transaction {
             self.remove(*id, &c.added);
             self.remove(*id, &c.discarded);
         }
+        self.remove_created_tables(&state);
         drop(state);
         self.store.close_block(self.token);
     }
@@ -335,6 +574,25 @@ impl Transaction {
             {
                 warn!(file = %f, error = %e, "could not remove a transaction's file");
             }
+        }
+    }
+}
+
+/// A DDL change that no longer applies at COMMIT: another session changed the catalog in
+/// a way the block did not see (took the name it creates, dropped what it renames), which
+/// is a serialization failure like a concurrent rewrite.
+fn conflict(change: &CatalogChange, e: EngineError) -> EngineError {
+    match e {
+        EngineError::RelationExists(n)
+        | EngineError::RelationNotFound(n)
+        | EngineError::SchemaExists(n)
+        | EngineError::SchemaNotFound(n)
+        | EngineError::SchemaNotEmpty(n)
+        | EngineError::NotATable(n)
+        | EngineError::NotAView(n) => EngineError::ConcurrentWrite(n),
+        other => {
+            warn!(?change, error = %other, "a block's DDL failed at COMMIT");
+            other
         }
     }
 }

@@ -335,12 +335,18 @@ async fn a_kill_during_blocks_leaves_whole_blocks_only() {
             let mut acked = Vec::new();
             let mut k = start;
             loop {
-                // Each block adds key k to both tables and removes key k − 3 from both.
+                // Each block adds key k to both tables and removes key k − 3 from both, and
+                // creates table block_(1000 + k) and drops block_(997 + k) (DDL in the same
+                // commit).
                 let block = format!(
                     "BEGIN; INSERT INTO left_side VALUES ({k}); INSERT INTO right_side VALUES ({k}); \
                      DELETE FROM left_side WHERE k = {old}; DELETE FROM right_side WHERE k = {old}; \
+                     CREATE TABLE IF NOT EXISTS block_{named} AS SELECT {k} AS k; \
+                     DROP TABLE IF EXISTS block_{old_named}; \
                      COMMIT",
-                    old = k - 3
+                    old = k - 3,
+                    named = k + 1000,
+                    old_named = k + 997,
                 );
                 match client.batch_execute(&block).await {
                     Ok(()) => acked.push(k),
@@ -387,6 +393,24 @@ async fn a_kill_during_blocks_leaves_whole_blocks_only() {
         let mut distinct = l.clone();
         distinct.dedup();
         assert!(distinct.len() <= 4, "removed keys stay removed: {l:?}");
+        let tables: Vec<i64> = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_name LIKE 'block\\_%' ESCAPE '\\'",
+                &[],
+            )
+            .await
+            .expect("tables")
+            .iter()
+            .filter_map(|r| r.get::<_, String>(0).strip_prefix("block_")?.parse().ok())
+            .map(|n: i64| n - 1000)
+            .collect();
+        let mut tables = tables;
+        tables.sort();
+        assert_eq!(
+            tables, distinct,
+            "the block's tables are those of the blocks that committed"
+        );
         drop(client);
         server = Some(restarted);
     }
@@ -459,4 +483,201 @@ async fn a_simple_query_of_several_statements_is_one_transaction() {
         scalar_i64(&other, "SELECT count(*) FROM acct WHERE id >= 104").await,
         2
     );
+}
+
+/// The names of the tables and views a test made, as a session sees them in pg_catalog
+/// (the generated world's tables left out).
+async fn names(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v') \
+             AND relname NOT IN ('campaigns', 'events', 'exposures', 'items', 'users') ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("names")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// DDL is part of a block: a table, view and schema created in it, a rename and a drop are
+/// seen by the block alone until COMMIT, undone by ROLLBACK (their files gone), and land
+/// together with the block's writes.
+#[tokio::test]
+async fn ddl_in_a_block_lands_at_commit_or_not_at_all() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    let files_before = parquet_files(&data);
+    a.batch_execute(
+        "BEGIN; \
+         CREATE TABLE fresh AS SELECT id, balance * 2 AS doubled FROM acct; \
+         INSERT INTO fresh VALUES (9, 9); \
+         CREATE VIEW rich AS SELECT id FROM fresh WHERE doubled > 100; \
+         CREATE SCHEMA staging; CREATE TABLE staging.t (x BIGINT); \
+         ALTER TABLE acct RENAME TO accounts",
+    )
+    .await
+    .expect("ddl in a block");
+    // The block sees its own catalog; the other session the committed one.
+    assert_eq!(count(&a, "fresh").await, 4);
+    assert_eq!(count(&a, "rich").await, 3);
+    assert_eq!(count(&a, "accounts").await, 3);
+    assert_eq!(names(&a).await, ["accounts", "fresh", "rich"]);
+    assert_eq!(names(&b).await, ["acct"]);
+    let e = b
+        .simple_query("SELECT * FROM fresh")
+        .await
+        .expect_err("unseen");
+    assert_eq!(sqlstate(&e), "42P01");
+    assert_eq!(count(&b, "acct").await, 3);
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(names(&a).await, ["acct"]);
+    let e = a
+        .simple_query("SELECT * FROM staging.t")
+        .await
+        .expect_err("gone");
+    assert_eq!(sqlstate(&e), "42P01");
+    assert_eq!(
+        parquet_files(&data),
+        files_before,
+        "the block's table files are gone"
+    );
+
+    // The same block committed: everything at once, and durable.
+    a.batch_execute(
+        "BEGIN; \
+         CREATE TABLE fresh AS SELECT id, balance * 2 AS doubled FROM acct; \
+         INSERT INTO fresh VALUES (9, 9); \
+         CREATE VIEW rich AS SELECT id FROM fresh WHERE doubled > 100; \
+         ALTER TABLE acct RENAME TO accounts; \
+         INSERT INTO accounts VALUES (4, 1)",
+    )
+    .await
+    .expect("ddl in a block");
+    assert_eq!(names(&b).await, ["acct"]);
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(names(&b).await, ["accounts", "fresh", "rich"]);
+    assert_eq!(count(&b, "fresh").await, 4);
+    assert_eq!(count(&b, "rich").await, 3);
+    assert_eq!(count(&b, "accounts").await, 4);
+    drop((a, b));
+    drop(server);
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    assert_eq!(names(&c).await, ["accounts", "fresh", "rich"]);
+    assert_eq!(count(&c, "rich").await, 3);
+
+    // A drop in a block: the others keep the table until COMMIT; ROLLBACK keeps it.
+    let d = server.connect().await;
+    c.batch_execute("BEGIN; DROP VIEW rich; DROP TABLE fresh")
+        .await
+        .expect("drops");
+    assert_eq!(names(&c).await, ["accounts"]);
+    assert_eq!(count(&d, "rich").await, 3);
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&c, "rich").await, 3);
+    c.batch_execute("BEGIN; DROP VIEW rich; DROP TABLE fresh; COMMIT")
+        .await
+        .expect("drops");
+    assert_eq!(names(&d).await, ["accounts"]);
+}
+
+/// The swap dbt's table and view materialisations run in one block (create the new
+/// relation, rename the old one away, rename the new one in, commit, drop the old): readers
+/// see the old relation until COMMIT and the new one after, never neither.
+#[tokio::test]
+async fn a_dbt_style_swap_in_a_block_is_atomic() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    a.batch_execute("CREATE VIEW model AS SELECT id FROM acct WHERE id = 1")
+        .await
+        .expect("old model");
+    a.batch_execute(
+        "BEGIN; \
+         CREATE VIEW model__dbt_tmp AS SELECT id FROM acct; \
+         ALTER TABLE model RENAME TO model__dbt_backup; \
+         ALTER TABLE model__dbt_tmp RENAME TO model",
+    )
+    .await
+    .expect("swap");
+    assert_eq!(count(&a, "model").await, 3, "the block reads the new model");
+    assert_eq!(count(&b, "model").await, 1, "others the old one");
+    a.batch_execute("COMMIT; DROP VIEW IF EXISTS model__dbt_backup")
+        .await
+        .expect("commit");
+    assert_eq!(count(&b, "model").await, 3);
+    assert_eq!(names(&b).await, ["acct", "model"]);
+
+    // A table model the same way, replacing a table of rows.
+    a.batch_execute(
+        "CREATE TABLE tmodel AS SELECT 1 AS v; \
+         BEGIN; \
+         CREATE TABLE tmodel__dbt_tmp AS SELECT id AS v FROM acct; \
+         ALTER TABLE tmodel RENAME TO tmodel__dbt_backup; \
+         ALTER TABLE tmodel__dbt_tmp RENAME TO tmodel; \
+         COMMIT; \
+         DROP TABLE IF EXISTS tmodel__dbt_backup CASCADE",
+    )
+    .await
+    .expect("table swap");
+    assert_eq!(count(&b, "tmodel").await, 3);
+}
+
+/// A block's DDL conflicts like its rewrites: if another session took the name it creates,
+/// or changed a table it drops, after it looked, COMMIT fails with 40001 and nothing of the
+/// block lands (its writes to other tables neither). A savepoint undoes DDL after it.
+#[tokio::test]
+async fn ddl_conflicts_fail_the_commit_whole() {
+    let server = TestServer::start();
+    let a = setup(&server).await;
+    let b = server.connect().await;
+    a.batch_execute("BEGIN; CREATE TABLE taken (x BIGINT); INSERT INTO acct VALUES (50, 5)")
+        .await
+        .expect("a");
+    b.batch_execute("CREATE TABLE taken (y TEXT)")
+        .await
+        .expect("b first");
+    let e = a.simple_query("COMMIT").await.expect_err("conflict");
+    assert_eq!(sqlstate(&e), "40001", "{e:?}");
+    assert_eq!(
+        count(&b, "acct").await,
+        3,
+        "the block's insert did not land"
+    );
+    let cols = b
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'taken'",
+            &[],
+        )
+        .await
+        .expect("columns");
+    assert_eq!(cols.len(), 1);
+    assert_eq!(cols[0].get::<_, String>(0), "y", "b's table stands");
+
+    // Dropping a table another session appended to since the block saw it.
+    a.batch_execute("BEGIN; SELECT count(*) FROM acct; DROP TABLE acct")
+        .await
+        .expect("a drops");
+    b.batch_execute("INSERT INTO acct VALUES (60, 6)")
+        .await
+        .expect("b appends");
+    let e = a.simple_query("COMMIT").await.expect_err("conflict");
+    assert_eq!(sqlstate(&e), "40001", "{e:?}");
+    assert_eq!(count(&b, "acct").await, 4, "the table and b's row stay");
+
+    // Savepoints undo DDL too.
+    a.batch_execute(
+        "BEGIN; CREATE TABLE kept (x BIGINT); SAVEPOINT s; CREATE TABLE undone (x BIGINT); \
+         DROP TABLE kept; ROLLBACK TO SAVEPOINT s; COMMIT",
+    )
+    .await
+    .expect("savepoint");
+    assert_eq!(names(&b).await, ["acct", "kept", "taken"]);
 }
