@@ -15,6 +15,96 @@ use crate::pg_types::{pg_numeric_precision, pg_type_name, pg_udt_name};
 
 const TABLES: [&str; 4] = ["schemata", "tables", "columns", "views"];
 
+/// The constraint views, with PostgreSQL's columns and no rows: flashsql tables declare no
+/// keys or checks (Metabase, DBeaver and ORMs join them when they describe a table).
+const CONSTRAINT_TABLES: [(&str, &[&str]); 5] = [
+    (
+        "table_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
+        ],
+    ),
+    (
+        "key_column_usage",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "ordinal_position",
+            "position_in_unique_constraint",
+        ],
+    ),
+    (
+        "constraint_column_usage",
+        &[
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+        ],
+    ),
+    (
+        "referential_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
+        ],
+    ),
+    (
+        "check_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "check_clause",
+        ],
+    ),
+];
+
+/// One of `CONSTRAINT_TABLES`, empty.
+fn constraint_table(name: &str) -> Option<Result<MemTable>> {
+    let (_, columns) = CONSTRAINT_TABLES.iter().find(|(n, _)| *n == name)?;
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| {
+            let t = if c.contains("position") {
+                DataType::Int32
+            } else {
+                DataType::Utf8
+            };
+            Field::new(*c, t, true)
+        })
+        .collect();
+    Some(MemTable::try_new(
+        Arc::new(Schema::new(fields)),
+        vec![vec![]],
+    ))
+}
+
 #[derive(Debug)]
 pub struct InformationSchema {
     catalog: Weak<SessionCatalog>,
@@ -168,6 +258,8 @@ fn build(
                 }
             }
             let [c0, c1, c2, c3, c4, c5, c6, c7] = c;
+            let rows = c0.len();
+            let constant = |v: &str| text(vec![Some(v.to_string()); rows]);
             (
                 vec![
                     t("table_catalog"),
@@ -182,6 +274,17 @@ fn build(
                     i("numeric_precision"),
                     i("numeric_scale"),
                     t("udt_name"),
+                    t("udt_catalog"),
+                    t("udt_schema"),
+                    t("is_identity"),
+                    t("identity_generation"),
+                    t("is_generated"),
+                    t("generation_expression"),
+                    t("is_updatable"),
+                    t("collation_name"),
+                    t("domain_name"),
+                    i("datetime_precision"),
+                    i("character_octet_length"),
                 ],
                 vec![
                     text(c0),
@@ -196,6 +299,19 @@ fn build(
                     Arc::new(Int32Array::from(prec)),
                     Arc::new(Int32Array::from(scale)),
                     text(c7),
+                    // Every column's type is a built-in one; no column is an identity,
+                    // generated, or of a domain.
+                    text(vec![cname(); rows]),
+                    constant("pg_catalog"),
+                    constant("NO"),
+                    text(vec![None; rows]),
+                    constant("NEVER"),
+                    text(vec![None; rows]),
+                    constant("YES"),
+                    text(vec![None; rows]),
+                    text(vec![None; rows]),
+                    Arc::new(Int32Array::from(vec![None::<i32>; rows])),
+                    Arc::new(Int32Array::from(vec![None::<i32>; rows])),
                 ],
             )
         }
@@ -208,10 +324,17 @@ fn build(
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|s| s.to_string()).collect()
+        TABLES
+            .iter()
+            .chain(CONSTRAINT_TABLES.iter().map(|(n, _)| n))
+            .map(|s| s.to_string())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = constraint_table(name) {
+            return Ok(Some(Arc::new(table?)));
+        }
         if !TABLES.contains(&name) {
             return Ok(None);
         }
@@ -228,6 +351,6 @@ impl SchemaProvider for InformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
+        TABLES.contains(&name) || CONSTRAINT_TABLES.iter().any(|(n, _)| *n == name)
     }
 }

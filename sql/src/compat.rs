@@ -227,6 +227,10 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         ("pg_get_function_sqlbody", vec![1]),
         ("pg_get_serial_sequence", vec![2]),
         ("pg_get_indexdef", vec![1, 3]),
+        // There are no triggers, tablespaces or user functions with a body to show.
+        ("pg_get_triggerdef", vec![1, 2]),
+        ("pg_tablespace_location", vec![1]),
+        ("pg_get_functiondef", vec![1]),
     ] {
         ctx.register_udf(udf(
             name,
@@ -236,6 +240,16 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
             Arc::new(|_, rows| null_text(rows)),
         ));
     }
+    // A single server: never in recovery, so WAL replay is never paused (pgAdmin asks).
+    for name in ["pg_is_in_recovery", "pg_is_wal_replay_paused"] {
+        ctx.register_udf(udf(
+            name,
+            vec![TypeSignature::Nullary],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
+        ));
+    }
     ctx.register_udf(udf(
         "pg_is_other_temp_schema",
         vec![TypeSignature::Any(1)],
@@ -243,12 +257,22 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         Volatility::Stable,
         Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
     ));
-    // Every function, type and collation is on the search path (psql's `\df` and `\dT`
-    // filter by it; SQLAlchemy's column reflection asks of collations).
+    // Every function, type, collation and operator is on the search path (psql's `\df`,
+    // `\dT`, `\do`, `\dc`, `\dF` filter by it; SQLAlchemy's column reflection asks of
+    // collations).
     for name in [
         "pg_function_is_visible",
         "pg_type_is_visible",
         "pg_collation_is_visible",
+        "pg_operator_is_visible",
+        "pg_opclass_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_conversion_is_visible",
+        "pg_statistics_obj_is_visible",
+        "pg_ts_config_is_visible",
+        "pg_ts_dict_is_visible",
+        "pg_ts_parser_is_visible",
+        "pg_ts_template_is_visible",
     ] {
         ctx.register_udf(udf(
             name,
@@ -264,6 +288,52 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
             }),
         ));
     }
+    ctx.register_udf(udf(
+        "format",
+        vec![TypeSignature::VariadicAny],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(format_rows),
+    ));
+    let s = settings.clone();
+    ctx.register_udf(udf(
+        "set_config",
+        vec![TypeSignature::Exact(vec![
+            DataType::Utf8,
+            DataType::Utf8,
+            DataType::Boolean,
+        ])],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args, rows| {
+            let (names, values) = (args[0].as_string::<i32>(), args[1].as_string::<i32>());
+            let mut out = Vec::with_capacity(rows);
+            for i in 0..rows {
+                if names.is_null(i) {
+                    return Err(coded(
+                        "22004",
+                        "set_config: the parameter name is NULL".into(),
+                    ));
+                }
+                let (name, value) = (names.value(i), values.value(i));
+                if s.get(name).is_none() && !name.contains('.') {
+                    return Err(coded(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ));
+                }
+                if name.starts_with("datafusion.") {
+                    return Err(coded(
+                        "0A000",
+                        format!("set_config of \"{name}\": use SET {name} = …"),
+                    ));
+                }
+                s.set(name, value);
+                out.push(Some(value.to_string()));
+            }
+            Ok(Arc::new(StringArray::from(out)))
+        }),
+    ));
     ctx.register_udf(udf(
         "json_build_object",
         vec![TypeSignature::VariadicAny, TypeSignature::Nullary],
@@ -406,6 +476,119 @@ fn json_build_object(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
 }
 
 /// A value as text, without the quotes `ScalarValue`'s display puts on strings.
+fn coded(code: &'static str, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(crate::errors::SqlError::coded(code, message)))
+}
+
+/// PostgreSQL's `format(fmt, args…)`: `%s` (the value as text, NULL as nothing), `%I`
+/// (quoted as an identifier where needed), `%L` (as a literal, NULL as `NULL`), `%%`, and
+/// positions (`%2$s`). Metabase builds names with it.
+fn format_rows(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let fmt = ScalarValue::try_from_array(&args[0], row)?;
+        if fmt.is_null() {
+            out.push(None);
+            continue;
+        }
+        let values = args[1..]
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, row))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(Some(format_one(&scalar_text(&fmt), &values)?));
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+fn format_one(fmt: &str, values: &[ScalarValue]) -> Result<String> {
+    let mut out = String::new();
+    let mut chars = fmt.chars().peekable();
+    let mut next = 0usize;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let index = if digits.is_empty() {
+            None
+        } else if chars.next_if_eq(&'$').is_some() {
+            Some(digits.parse::<usize>().unwrap_or(0))
+        } else {
+            return Err(coded("0A000", "format(): widths are not supported".into()));
+        };
+        let kind = chars
+            .next()
+            .ok_or_else(|| coded("22023", "unterminated format() type specifier".into()))?;
+        if kind == '%' && index.is_none() {
+            out.push('%');
+            continue;
+        }
+        let i = match index {
+            Some(0) => return Err(coded("22023", "format specifies argument 0".into())),
+            Some(n) => n - 1,
+            None => next,
+        };
+        next = i + 1;
+        let value = values
+            .get(i)
+            .ok_or_else(|| coded("22023", "too few arguments for format()".into()))?;
+        match kind {
+            's' => {
+                if !value.is_null() {
+                    out.push_str(&scalar_text(value));
+                }
+            }
+            'I' => {
+                if value.is_null() {
+                    return Err(coded(
+                        "22004",
+                        "null values cannot be formatted as an SQL identifier".into(),
+                    ));
+                }
+                out.push_str(&quote_ident(&scalar_text(value)));
+            }
+            'L' => {
+                if value.is_null() {
+                    out.push_str("NULL");
+                } else {
+                    out.push('\'');
+                    out.push_str(&scalar_text(value).replace('\'', "''"));
+                    out.push('\'');
+                }
+            }
+            other => {
+                return Err(coded(
+                    "22023",
+                    format!("unrecognized format() type specifier \"{other}\""),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An identifier as PostgreSQL's `quote_ident` writes it: bare if it is lower case letters,
+/// digits and underscores not starting with a digit, quoted otherwise.
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 fn scalar_text(v: &ScalarValue) -> String {
     match v {
         ScalarValue::Utf8(Some(s))
@@ -495,6 +678,30 @@ mod tests {
         assert_eq!(out.value(0), r#"{"a" : 1, "b\"q" : "x", "c" : 0.5}"#);
         assert_eq!(out.value(1), r#"{"a" : null, "b\"q" : "y\n", "c" : "NaN"}"#);
         assert!(json_build_object(&args[..3], 2).is_err());
+    }
+
+    #[test]
+    fn format_matches_postgres() {
+        // Expected strings from PostgreSQL 15's format().
+        let v = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+        let args = [v("public"), v("Items"), ScalarValue::Utf8(None), v("it's")];
+        assert_eq!(
+            format_one("%I.%I %s|%L %%", &args).expect("formats"),
+            "public.\"Items\" |'it''s' %"
+        );
+        assert_eq!(
+            format_one("%L", &[ScalarValue::Utf8(None)]).expect("formats"),
+            "NULL"
+        );
+        assert_eq!(
+            format_one("%2$s-%1$s", &args).expect("formats"),
+            "Items-public"
+        );
+        assert!(
+            format_one("%s %s %s %s %s", &args).is_err(),
+            "too few arguments"
+        );
+        assert!(format_one("%I", &[ScalarValue::Utf8(None)]).is_err());
     }
 
     #[test]

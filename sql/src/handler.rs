@@ -458,6 +458,12 @@ impl SimpleQueryHandler for Connection {
             Err(e) => return Ok(vec![error_response(e)]),
         };
         let n = statements.len();
+        // A query of comments or semicolons only (`-- ping`, `;`: how pgx and lib/pq check
+        // a connection) gets EmptyQueryResponse, as in PostgreSQL; nothing at all would
+        // leave libpq without a result.
+        if n == 0 {
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let mut out = Vec::with_capacity(n);
         // Several statements outside a block run as one implicit transaction.
         if n > 1 {

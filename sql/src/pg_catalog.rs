@@ -11,13 +11,20 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int32Builder, ListBuilder, RecordBatch,
+    StringArray, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, MemTable, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProviderList, MemTable, SchemaProvider, TableFunctionImpl, TableProvider,
+};
 use datafusion::datasource::{TableType, ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlanBuilder, ScalarUDF, Volatility, create_udf,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
@@ -238,84 +245,367 @@ impl PgCatalog {
                 }
             })
             .collect();
+        let mut fields = fields;
+        for (column, value) in extra_columns(name)? {
+            if !fields.iter().any(|f| f.name() == column) {
+                fields.push(Field::new(column, value.data_type(), true));
+            }
+        }
         let schema = Arc::new(Schema::new(fields));
         Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?)))
     }
 
-    /// `pg_class` with `reloptions` (storage options: none here), which the library lacks
-    /// and SQLAlchemy's index reflection reads.
-    async fn pg_class(&self) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(inner) = self.inner.table("pg_class").await? else {
+    /// A library table with the columns of PostgreSQL's that it lacks (`EXTRA_COLUMNS`),
+    /// as constants: `pg_class.reloptions` (SQLAlchemy's index reflection), `relacl` (psql's
+    /// `\dp`, pgAdmin), the `tableoid` system column (pgAdmin joins `pg_depend` on it).
+    async fn with_extra_columns(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(inner) = self.inner.table(name).await? else {
             return Ok(None);
         };
-        if inner.schema().column_with_name("reloptions").is_some() {
+        let missing: Vec<(&str, ScalarValue)> = extra_columns(name)?
+            .into_iter()
+            .filter(|(c, _)| inner.schema().column_with_name(c).is_none())
+            .collect();
+        let retyped = |c: &str| {
+            let text = inner
+                .schema()
+                .field_with_name(c)
+                .is_ok_and(|f| f.data_type() == &DataType::Utf8);
+            if !text {
+                None
+            } else if OID_LIST_COLUMNS.contains(&(name, c)) {
+                Some(oid_list_udf())
+            } else if TEXT_LIST_COLUMNS.contains(&(name, c)) {
+                Some(text_list_udf())
+            } else {
+                None
+            }
+        };
+        let any_retyped = inner
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| retyped(f.name()).is_some());
+        if missing.is_empty() && !any_retyped {
             return Ok(Some(inner));
         }
         let scan =
-            LogicalPlanBuilder::scan("pg_class", provider_as_source(inner), None)?.build()?;
+            LogicalPlanBuilder::scan(name, provider_as_source(inner.clone()), None)?.build()?;
         let mut columns: Vec<Expr> = scan
             .schema()
             .columns()
             .into_iter()
-            .map(Expr::Column)
+            .map(|c| match retyped(&c.name) {
+                // Arrays in PostgreSQL that the library keeps as their text: `proargtypes`
+                // (oidvector) and `proallargtypes` (oid[]) are cast as arrays (pgcli:
+                // `proargtypes::regtype[]`), `polroles` searched with `= ANY`, the ACLs and
+                // settings joined with `array_to_string` (psql's `\dp`, `\drds`).
+                Some(udf) => {
+                    let name = c.name.clone();
+                    udf.call(vec![Expr::Column(c)]).alias(name)
+                }
+                None => Expr::Column(c),
+            })
             .collect();
-        let no_options = ScalarValue::try_from(DataType::new_list(DataType::Utf8, true))?;
-        columns.push(Expr::Literal(no_options, None).alias("reloptions"));
+        for (column, value) in missing {
+            columns.push(Expr::Literal(value, None).alias(column));
+        }
         let plan = LogicalPlanBuilder::from(scan).project(columns)?.build()?;
         Ok(Some(Arc::new(ViewTable::new(plan, None))))
     }
 
-    fn pg_settings(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows = self.settings.all();
-        let text = |name: &str| Field::new(name, DataType::Utf8, true);
-        let schema = Arc::new(Schema::new(vec![
-            text("name"),
-            text("setting"),
-            text("unit"),
-            text("category"),
-            text("short_desc"),
-            text("extra_desc"),
-            text("context"),
-            text("vartype"),
-            text("source"),
-            text("min_val"),
-            text("max_val"),
-            text("enumvals"),
-            text("boot_val"),
-            text("reset_val"),
-            text("sourcefile"),
-            Field::new("sourceline", DataType::Int32, true),
-            Field::new("pending_restart", DataType::Boolean, true),
-        ]));
-        type Row = (String, String, String);
-        let col = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef {
-            Arc::new(rows.iter().map(f).collect::<StringArray>())
+    /// `pg_roles` and `pg_user`: the session's own role (the library lists none, and
+    /// pgAdmin reads the connected role's rights from `pg_roles` where `rolname =
+    /// current_user`; its recovery check reads `pg_user`).
+    async fn roles(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let user = self
+            .settings
+            .get("session_authorization")
+            .unwrap_or_default();
+        let superuser = self.settings.get("is_superuser").as_deref() == Some("on");
+        if name == "pg_user" {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("usename", DataType::Utf8, true),
+                Field::new("usesysid", DataType::Int32, true),
+                Field::new("usecreatedb", DataType::Boolean, true),
+                Field::new("usesuper", DataType::Boolean, true),
+                Field::new("userepl", DataType::Boolean, true),
+                Field::new("usebypassrls", DataType::Boolean, true),
+                Field::new("passwd", DataType::Utf8, true),
+                Field::new("valuntil", DataType::Utf8, true),
+                Field::new("useconfig", DataType::new_list(DataType::Utf8, true), true),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![user])),
+                    Arc::new(Int32Array::from(vec![ROLE_OID])),
+                    Arc::new(BooleanArray::from(vec![superuser])),
+                    Arc::new(BooleanArray::from(vec![superuser])),
+                    Arc::new(BooleanArray::from(vec![false])),
+                    Arc::new(BooleanArray::from(vec![superuser])),
+                    Arc::new(StringArray::from(vec!["********"])),
+                    null_column(&DataType::Utf8)?,
+                    null_column(&DataType::new_list(DataType::Utf8, true))?,
+                ],
+            )?;
+            return Ok(Some(Arc::new(MemTable::try_new(
+                schema,
+                vec![vec![batch]],
+            )?)));
+        }
+        let Some(inner) = self.inner.table(name).await? else {
+            return Ok(None);
         };
-        let none = || col(&|_| None);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                col(&|(name, _, _)| Some(name.clone())),
-                col(&|(_, setting, _)| Some(setting.clone())),
-                none(),
-                none(),
-                col(&|(_, _, description)| Some(description.clone())),
-                none(),
-                col(&|_| Some("user".into())),
-                col(&|_| Some("string".into())),
-                col(&|_| Some("session".into())),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                Arc::new(Int32Array::from(vec![None; rows.len()])),
-                Arc::new(BooleanArray::from(vec![false; rows.len()])),
-            ],
-        )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        let fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match (f.name().as_str(), f.data_type()) {
+                ("rolname", DataType::Utf8) => {
+                    Ok(Arc::new(StringArray::from(vec![user.clone()])) as ArrayRef)
+                }
+                ("oid", DataType::Int32) => Ok(Arc::new(Int32Array::from(vec![ROLE_OID])) as _),
+                ("rolsuper" | "rolcreaterole" | "rolcreatedb" | "rolbypassrls", _) => {
+                    Ok(Arc::new(BooleanArray::from(vec![superuser])) as _)
+                }
+                ("rolinherit" | "rolcanlogin", _) => {
+                    Ok(Arc::new(BooleanArray::from(vec![true])) as _)
+                }
+                ("rolreplication", _) => Ok(Arc::new(BooleanArray::from(vec![false])) as _),
+                ("rolconnlimit", DataType::Int32) => Ok(Arc::new(Int32Array::from(vec![-1])) as _),
+                ("rolpassword", DataType::Utf8) => {
+                    Ok(Arc::new(StringArray::from(vec!["********"])) as _)
+                }
+                (_, t) => null_column(t),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Some(Arc::new(MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?)))
     }
+
+    fn pg_settings(&self) -> Result<Arc<dyn TableProvider>> {
+        settings_table(&self.settings)
+    }
+}
+
+/// The oid `pg_roles` and `pg_user` give the session's role (PostgreSQL's bootstrap
+/// superuser's).
+const ROLE_OID: i32 = 10;
+
+/// One row's column of `data_type` holding NULL.
+fn null_column(data_type: &DataType) -> Result<ArrayRef> {
+    ScalarValue::try_from(data_type)?.to_array_of_size(1)
+}
+
+/// Columns that hold lists of oids or column numbers in PostgreSQL (`oid[]`, `oidvector`,
+/// `int2vector`) and text in the library.
+const OID_LIST_COLUMNS: [(&str, &str); 4] = [
+    ("pg_proc", "proargtypes"),
+    ("pg_proc", "proallargtypes"),
+    ("pg_policy", "polroles"),
+    ("pg_statistic_ext", "stxkeys"),
+];
+
+/// Columns that are `text[]` or `aclitem[]` in PostgreSQL and text in the library.
+const TEXT_LIST_COLUMNS: [(&str, &str); 14] = [
+    ("pg_statistic_ext", "stxkind"),
+    ("pg_event_trigger", "evttags"),
+    ("pg_attribute", "attacl"),
+    ("pg_namespace", "nspacl"),
+    ("pg_database", "datacl"),
+    ("pg_proc", "proacl"),
+    ("pg_type", "typacl"),
+    ("pg_language", "lanacl"),
+    ("pg_tablespace", "spcacl"),
+    ("pg_default_acl", "defaclacl"),
+    ("pg_db_role_setting", "setconfig"),
+    ("pg_foreign_server", "srvacl"),
+    ("pg_foreign_data_wrapper", "fdwacl"),
+    ("pg_largeobject_metadata", "lomacl"),
+];
+
+/// PostgreSQL's fixed oids of its catalog tables: the `tableoid` system column, which
+/// clients join `pg_depend` and `pg_description` on (pgAdmin, psql's `\dd`).
+const CATALOG_OIDS: [(&str, i32); 34] = [
+    ("pg_aggregate", 2600),
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_attribute", 1249),
+    ("pg_authid", 1260),
+    ("pg_cast", 2605),
+    ("pg_class", 1259),
+    ("pg_collation", 3456),
+    ("pg_constraint", 2606),
+    ("pg_conversion", 2607),
+    ("pg_database", 1262),
+    ("pg_default_acl", 826),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_enum", 3501),
+    ("pg_event_trigger", 3466),
+    ("pg_extension", 3079),
+    ("pg_foreign_data_wrapper", 2328),
+    ("pg_foreign_server", 1417),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_language", 2612),
+    ("pg_namespace", 2615),
+    ("pg_opclass", 2616),
+    ("pg_operator", 2617),
+    ("pg_opfamily", 2753),
+    ("pg_policy", 3256),
+    ("pg_proc", 1255),
+    ("pg_rewrite", 2618),
+    ("pg_statistic_ext", 3381),
+    ("pg_tablespace", 1213),
+    ("pg_trigger", 2620),
+    ("pg_ts_config", 3602),
+    ("pg_type", 1247),
+];
+
+/// A list-valued function over text, applied to each row.
+fn text_to_list_udf<T>(
+    name: &str,
+    element: DataType,
+    builder: impl Fn() -> ListBuilder<T> + Send + Sync + 'static,
+    push: impl Fn(&mut ListBuilder<T>, &str) + Send + Sync + 'static,
+) -> ScalarUDF
+where
+    T: datafusion::arrow::array::ArrayBuilder,
+{
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::new_list(element, true),
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let rows = match &args[0] {
+                ColumnarValue::Array(a) => a.len(),
+                ColumnarValue::Scalar(_) => 1,
+            };
+            let text = args[0].to_array(rows)?;
+            let mut out = builder();
+            for value in text.as_string::<i32>().iter() {
+                match value {
+                    None => out.append_null(),
+                    Some(v) => {
+                        push(&mut out, v);
+                        out.append(true);
+                    }
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// Text holding oids (`16 16`, `[1034, 26]`) as a list of int4.
+fn oid_list_udf() -> ScalarUDF {
+    text_to_list_udf(
+        "__flashsql_oid_list",
+        DataType::Int32,
+        || ListBuilder::new(Int32Builder::new()),
+        |out, v| {
+            for oid in v
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|t| !t.is_empty())
+            {
+                out.values().append_option(oid.parse::<i32>().ok());
+            }
+        },
+    )
+}
+
+/// An array's text (`{a,b}`) as a list of text (elements are not quoted in the catalogs
+/// that hold them).
+fn text_list_udf() -> ScalarUDF {
+    text_to_list_udf(
+        "__flashsql_text_list",
+        DataType::Utf8,
+        || ListBuilder::new(StringBuilder::new()),
+        |out, v| {
+            let inner = v.trim().trim_start_matches('{').trim_end_matches('}');
+            for item in inner.split(',').filter(|t| !t.is_empty()) {
+                out.values().append_value(item.trim_matches('"'));
+            }
+        },
+    )
+}
+
+/// The columns `with_extra_columns` adds to a library table when it lacks them.
+fn extra_columns(table: &str) -> Result<Vec<(&'static str, ScalarValue)>> {
+    let no_text_list = || ScalarValue::try_from(DataType::new_list(DataType::Utf8, true));
+    let mut extra = match table {
+        "pg_class" => vec![("reloptions", no_text_list()?), ("relacl", no_text_list()?)],
+        _ => vec![],
+    };
+    if let Some((_, oid)) = CATALOG_OIDS.iter().find(|(t, _)| *t == table) {
+        extra.push(("tableoid", ScalarValue::Int32(Some(*oid))));
+    }
+    Ok(extra)
+}
+
+/// `pg_settings` (and `pg_show_all_settings()`): the session's parameters.
+fn settings_table(settings: &Settings) -> Result<Arc<dyn TableProvider>> {
+    let rows = settings.all();
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let schema = Arc::new(Schema::new(vec![
+        text("name"),
+        text("setting"),
+        text("unit"),
+        text("category"),
+        text("short_desc"),
+        text("extra_desc"),
+        text("context"),
+        text("vartype"),
+        text("source"),
+        text("min_val"),
+        text("max_val"),
+        text("enumvals"),
+        text("boot_val"),
+        text("reset_val"),
+        text("sourcefile"),
+        Field::new("sourceline", DataType::Int32, true),
+        Field::new("pending_restart", DataType::Boolean, true),
+    ]));
+    type Row = (String, String, String);
+    let col = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let none = || col(&|_| None);
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            col(&|(name, _, _)| Some(name.clone())),
+            col(&|(_, setting, _)| Some(setting.clone())),
+            none(),
+            none(),
+            col(&|(_, _, description)| Some(description.clone())),
+            none(),
+            col(&|_| Some("user".into())),
+            col(&|_| Some("string".into())),
+            col(&|_| Some("session".into())),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+            none(),
+            Arc::new(Int32Array::from(vec![None; rows.len()])),
+            Arc::new(BooleanArray::from(vec![false; rows.len()])),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 #[async_trait]
@@ -330,13 +620,28 @@ impl SchemaProvider for PgCatalog {
             "pg_views" => Ok(Some(self.pg_views().await?)),
             "pg_settings" => Ok(Some(self.pg_settings()?)),
             "pg_index" | "pg_constraint" => self.without_rows(name).await,
-            "pg_class" => self.pg_class().await,
-            _ => self.inner.table(name).await,
+            "pg_roles" | "pg_user" => self.roles(name).await,
+            other => self.with_extra_columns(other).await,
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name.eq_ignore_ascii_case("pg_user") || self.inner.table_exist(name)
+    }
+}
+
+/// `pg_show_all_settings()`, the function behind `pg_settings` (pgAdmin reads it when it
+/// connects). It holds the settings weakly, as `pg_catalog` holds the catalog list.
+#[derive(Debug)]
+struct ShowAllSettings(Weak<Settings>);
+
+impl TableFunctionImpl for ShowAllSettings {
+    fn call(&self, _args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let settings = self
+            .0
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
+        settings_table(&settings)
     }
 }
 
@@ -354,6 +659,7 @@ fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
 /// `database` must exist.
 pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> Result<()> {
     let static_tables = static_tables()?;
+    let settings_for_udtf = settings.clone();
     let catalogs = SessionCatalogs(Arc::downgrade(ctx.state().catalog_list()));
     let schema = Arc::new(PgCatalog {
         inner: Arc::new(PgCatalogSchemaProvider::try_new(
@@ -401,6 +707,10 @@ pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> R
         ctx.register_udf(udf);
     }
     ctx.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
+    ctx.register_udtf(
+        "pg_show_all_settings",
+        Arc::new(ShowAllSettings(Arc::downgrade(&settings_for_udtf))),
+    );
 
     // `::regclass` and the other oid-alias type names parse (as int4).
     let state = ctx.state_ref();

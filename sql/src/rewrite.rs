@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArguments, GroupByExpr,
-    Ident, ObjectName, Query, SelectItem, SetExpr, Statement, UpdateTableFromKind, Value, VisitMut,
-    VisitorMut, visit_expressions, visit_expressions_mut,
+    AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, ObjectNamePart, Query,
+    SelectItem, SetExpr, Statement, UpdateTableFromKind, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -47,11 +48,13 @@ fn function_name(f: &Function) -> String {
 /// - `generate_subscripts(a, 1)` beside `unnest(a)` (SQLAlchemy's primary keys) becomes
 ///   `unnest(generate_series(1, cardinality(a)))`;
 /// - `pg_get_serial_sequence(…)` becomes the NULL it always is here: no column owns a
-///   sequence. Written as the constant, the expression around it (SQLAlchemy casts it to
+///   sequence (the descriptions, `col_description(…)` and the like, get NULL arguments). Written as the constant, the expression around it (SQLAlchemy casts it to
 ///   `regclass`, a lookup in pg_class) no longer reads the outer row, and its subquery plans;
 /// - `LIKE 'pg!_%' ESCAPE '!'` (SQLAlchemy's schema names) gets backslash escapes, the only
 ///   ones DataFusion knows;
-/// - a record's field, `(expr).name`, becomes DataFusion's `(expr)['name']`.
+/// - a record's field, `(expr).name`, becomes DataFusion's `(expr)['name']`;
+/// - `EXISTS (… LIMIT 1)` loses the limit, and `substring(s FROM 'pattern')` becomes
+///   `regexp_match(s, 'pattern')[1]`.
 pub fn client_expressions(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |e| {
         if let Some(rewritten) = client_expression(e) {
@@ -65,6 +68,24 @@ pub fn client_expressions(statement: &mut Statement) {
 /// is or was changed in place.
 fn client_expression(e: &mut Expr) -> Option<Expr> {
     match e {
+        // `EXISTS (SELECT … LIMIT 1)` (pgAdmin): a limit of one or more rows does not change
+        // whether a row exists, and DataFusion cannot decorrelate a subquery with a limit.
+        Expr::Exists { subquery, .. } if limit_at_least_one(subquery) => {
+            subquery.limit_clause = None;
+            None
+        }
+        // `substring(s FROM 'pattern')` (pgAdmin's table properties) is PostgreSQL's regular
+        // expression form: the first parenthesised group's match, or the whole match.
+        Expr::Substring {
+            expr,
+            substring_from: Some(pattern),
+            substring_for: None,
+            ..
+        } if matches!(pattern.as_ref(), Expr::Value(v)
+            if matches!(&v.value, Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_))) =>
+        {
+            parse_expr(&format!("(regexp_match({expr}, {pattern}))[1]"))
+        }
         Expr::Function(f) => match function_name(f).as_str() {
             "array" => {
                 let FunctionArguments::Subquery(q) = &f.args else {
@@ -90,6 +111,20 @@ fn client_expression(e: &mut Expr) -> Option<Expr> {
                 };
                 let array = list.args.first()?;
                 parse_expr(&format!("unnest(generate_series(1, cardinality({array})))"))
+            }
+            // Descriptions are not kept (always NULL): their arguments are not evaluated
+            // (Metabase casts a `format()`ed name to regclass, a run-time lookup flashsql
+            // does not do). The call stays, so that its column keeps its own name.
+            "col_description" | "obj_description" | "shobj_description" => {
+                let FunctionArguments::List(list) = &mut f.args else {
+                    return None;
+                };
+                for arg in &mut list.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        *e = Expr::value(Value::Null);
+                    }
+                }
+                None
             }
             "pg_get_serial_sequence" => Some(Expr::Cast {
                 kind: CastKind::Cast,
@@ -196,6 +231,41 @@ fn backslash_escaped(pattern: &str, escape: char) -> String {
     out
 }
 
+/// Whether `q` ends in `LIMIT n` with a literal n ≥ 1 and nothing else (no OFFSET, FETCH).
+fn limit_at_least_one(q: &Query) -> bool {
+    let Some(LimitClause::LimitOffset {
+        limit: Some(Expr::Value(v)),
+        offset: None,
+        limit_by,
+    }) = &q.limit_clause
+    else {
+        return false;
+    };
+    let Value::Number(n, _) = &v.value else {
+        return false;
+    };
+    limit_by.is_empty() && q.fetch.is_none() && n.parse::<u64>().is_ok_and(|n| n >= 1)
+}
+
+/// Catalog relations PostgreSQL finds on its search path that the compatibility parser
+/// does not qualify (it knows the library's tables only): qualified here so that they
+/// resolve to flashsql's `pg_catalog`.
+const MORE_CATALOG_RELATIONS: [&str; 1] = ["pg_user"];
+
+/// Qualifies the unqualified names of `MORE_CATALOG_RELATIONS` with `pg_catalog`.
+pub fn catalog_relations(statement: &mut Statement) {
+    let _ = visit_relations_mut(statement, |name: &mut ObjectName| {
+        if let [part] = name.0.as_slice()
+            && let Some(ident) = part.as_ident()
+            && MORE_CATALOG_RELATIONS.contains(&ident.value.to_ascii_lowercase().as_str())
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// `UPDATE t SET c = e FROM s WHERE cond` (dbt's snapshots) becomes
 /// `UPDATE t SET c = (SELECT e FROM s WHERE cond) WHERE EXISTS (SELECT 1 FROM s WHERE cond)`,
 /// which DataFusion plans: the same rows get the same values, except that a target row with
@@ -279,6 +349,63 @@ pub fn values_with_subqueries(statement: &mut Statement) {
     let _ = statement.visit(&mut Lists);
 }
 
+/// `EXISTS (SELECT … FROM … WHERE …)` in a select list (pgAdmin's catalog queries):
+/// DataFusion decorrelates `EXISTS` in filters only. In a select list it becomes
+/// `(SELECT count(*) > 0 FROM … WHERE …)`, a correlated aggregate it does decorrelate —
+/// the same truth value, as the subquery's rows are only counted (`NOT EXISTS` negated).
+/// Subqueries with grouping, DISTINCT, a limit or set operations are left alone.
+pub fn exists_in_select_lists(statement: &mut Statement) {
+    struct Lists;
+    impl VisitorMut for Lists {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    let expr = match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => continue,
+                    };
+                    let _ = visit_expressions_mut(expr, |e| {
+                        if let Some(counted) = exists_as_count(e) {
+                            *e = counted;
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Lists);
+}
+
+fn exists_as_count(e: &Expr) -> Option<Expr> {
+    let Expr::Exists { subquery, negated } = e else {
+        return None;
+    };
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return None;
+    };
+    let plain = subquery.with.is_none()
+        && subquery.order_by.is_none()
+        && subquery.limit_clause.is_none()
+        && subquery.fetch.is_none()
+        && select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty());
+    if !plain {
+        return None;
+    }
+    let mut counted = select.as_ref().clone();
+    let test = if *negated {
+        "count(*) = 0"
+    } else {
+        "count(*) > 0"
+    };
+    counted.projection = vec![SelectItem::UnnamedExpr(parse_expr(test)?)];
+    parse_expr(&format!("({counted})"))
+}
+
 /// A scalar or `IN` subquery must return one column, as PostgreSQL checks while parsing
 /// (42601); DataFusion reads the first column of one with none (`(SELECT FROM t)`) and panics.
 /// `EXISTS (SELECT FROM t)` stays valid.
@@ -333,8 +460,23 @@ const ACL_COLUMNS: [&str; 6] = [
 ];
 
 /// Fragments of fixed client queries and what they become.
-const FIXED_FRAGMENTS: [(&str, &str); 2] = [
+/// The role names of a row-security policy in psql's `\dp`: a correlated subquery inside
+/// another, which DataFusion cannot plan. flashsql has no policies (`pg_policy` is empty),
+/// so the expression is never evaluated; an empty text stands in for it.
+const PSQL_POLICY_ROLES: &str = "pg_catalog.array_to_string(
+               ARRAY(
+                   SELECT rolname
+                   FROM pg_catalog.pg_roles
+                   WHERE oid = ANY (polroles)
+                   ORDER BY 1
+               ), E', ')";
+
+const FIXED_FRAGMENTS: [(&str, &str); 4] = [
+    (PSQL_POLICY_ROLES, "''"),
     (PSQL_TOAST_OPTIONS, "CAST(NULL AS TEXT[])"),
+    // psql's `\dp` compares a policy's roles with the array literal `'{0}'` ("to public"),
+    // whose type PostgreSQL infers as oid[]; DataFusion compares it as text.
+    ("polroles <> '{0}'", "polroles <> make_array(0)"),
     // pgjdbc's type cache compares `pg_type.typinput` with a `regproc`; the catalog holds
     // input functions by name, so compare names.
     (

@@ -354,6 +354,8 @@ impl PgSession {
         for s in &mut statements {
             if let DFStatement::Statement(s) = s {
                 crate::rewrite::client_expressions(s);
+                crate::rewrite::catalog_relations(s);
+                crate::rewrite::exists_in_select_lists(s);
                 crate::rewrite::update_from(s);
                 crate::rewrite::values_with_subqueries(s);
                 crate::rewrite::subqueries_have_a_column(s)?;

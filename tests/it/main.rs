@@ -1,6 +1,7 @@
 //! Integration tests: the real `flashsql` binary over TCP with real clients.
 
 mod auth;
+mod bi;
 mod clients;
 mod common;
 mod conformance;

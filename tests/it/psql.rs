@@ -116,9 +116,27 @@ fn psql_browsing_commands_run_without_errors() {
         "\\df+ version",
         "\\dT",
         "\\l+",
+        "\\dp",
+        "\\z mart.*",
+        "\\dd",
+        "\\do",
+        "\\dc",
+        "\\dC",
+        "\\dF",
+        "\\dA",
+        "\\db",
+        "\\dL",
+        "\\dX",
+        "\\ddp",
+        "\\drds",
     ] {
         psql(&server, command);
     }
+    let privileges = psql(&server, "\\dp mart.*");
+    assert!(
+        privileges.contains("buyers") && privileges.contains("vips"),
+        "{privileges}"
+    );
     let views = psql(&server, "\\dv mart.*");
     assert!(
         views.contains("vips") && !views.contains("buyers"),
