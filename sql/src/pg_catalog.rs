@@ -645,6 +645,25 @@ impl TableFunctionImpl for ShowAllSettings {
     }
 }
 
+/// `session_user` (and `current_user`, `user`, which the compatibility parser turns into
+/// it): the role the session runs as. The library's always answers `postgres`, so a tool
+/// looking itself up in `pg_roles` (pgAdmin) found nothing.
+fn session_user_udf(settings: Weak<Settings>) -> ScalarUDF {
+    create_udf(
+        "session_user",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_: &[ColumnarValue]| {
+            let user = settings
+                .upgrade()
+                .and_then(|s| s.get("session_authorization"))
+                .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user))))
+        }),
+    )
+}
+
 /// PostgreSQL's static catalog tables, decoded on first use and shared by every session.
 fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
     static TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
@@ -687,7 +706,6 @@ pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> R
         has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
         pgc::create_pg_table_is_visible(),
         format_type::create_format_type_udf(),
-        pgc::create_session_user_udf(),
         pg_get_expr_udf::create_pg_get_expr_udf(),
         pgc::create_pg_get_partkeydef_udf(),
         pgc::create_pg_relation_is_publishable_udf(),
@@ -706,6 +724,7 @@ pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> R
     ] {
         ctx.register_udf(udf);
     }
+    ctx.register_udf(session_user_udf(Arc::downgrade(&settings_for_udtf)));
     ctx.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
     ctx.register_udtf(
         "pg_show_all_settings",

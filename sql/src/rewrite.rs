@@ -7,10 +7,11 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, ObjectNamePart, Query,
-    SelectItem, SetExpr, Statement, UpdateTableFromKind, Value, VisitMut, VisitorMut,
-    visit_expressions, visit_expressions_mut, visit_relations_mut,
+    AccessExpr, BinaryOperator, CastKind, DataType, Distinct, ExcludeSelectItem, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName,
+    ObjectNamePart, OrderBy, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, SetOperator,
+    Statement, UpdateTableFromKind, Value, VisitMut, VisitorMut, visit_expressions,
+    visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -91,6 +92,8 @@ fn client_expression(e: &mut Expr) -> Option<Expr> {
                 let FunctionArguments::Subquery(q) = &f.args else {
                     return None;
                 };
+                let inlined = without_role_memberships(q);
+                let q = inlined.as_ref().unwrap_or(q);
                 parse_expr(&match aggregated_in_place(q) {
                     Some(q) => format!("({q})"),
                     None => {
@@ -406,6 +409,122 @@ fn exists_as_count(e: &Expr) -> Option<Expr> {
     parse_expr(&format!("({counted})"))
 }
 
+/// `SELECT DISTINCT ON (k…) items … ORDER BY o…` whose select list holds a subquery
+/// (pgAdmin's column properties): DataFusion plans DISTINCT ON as a node of its own, where
+/// it cannot decorrelate subqueries. Written instead as the first row of each group by
+/// `row_number()`, which keeps them in an ordinary projection:
+/// `SELECT * EXCLUDE (hidden…) FROM (SELECT items, k AS hidden…, o AS hidden…,
+/// row_number() OVER (PARTITION BY k… ORDER BY o…) AS hidden FROM …) WHERE hidden = 1
+/// ORDER BY hidden o…` — the same rows, in the same order.
+pub fn distinct_on_with_subqueries(statement: &mut Statement) {
+    struct DistinctOn;
+    impl VisitorMut for DistinctOn {
+        type Break = ();
+        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Some(rewritten) = distinct_on_as_window(query) {
+                *query = rewritten;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut DistinctOn);
+}
+
+fn distinct_on_as_window(query: &Query) -> Option<Query> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let Some(Distinct::On(on)) = &select.distinct else {
+        return None;
+    };
+    let has_subquery = select.projection.iter().any(|item| {
+        visit_expressions(item, |e| match e {
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    });
+    if !has_subquery {
+        return None;
+    }
+    let order: Vec<OrderByExpr> = match &query.order_by {
+        None => Vec::new(),
+        Some(OrderBy {
+            kind: OrderByKind::Expressions(exprs),
+            ..
+        }) => exprs.clone(),
+        Some(_) => return None,
+    };
+    let mut inner = select.as_ref().clone();
+    inner.distinct = None;
+    let mut hidden = Vec::new();
+    for (i, e) in on.iter().enumerate() {
+        let name = format!("__distinct_on_{i}");
+        inner.projection.push(SelectItem::ExprWithAlias {
+            expr: e.clone(),
+            alias: Ident::new(&name),
+        });
+        hidden.push(name);
+    }
+    let mut outer_order = Vec::new();
+    for (i, o) in order.iter().enumerate() {
+        let name = format!("__distinct_order_{i}");
+        inner.projection.push(SelectItem::ExprWithAlias {
+            expr: o.expr.clone(),
+            alias: Ident::new(&name),
+        });
+        outer_order.push(format!("{name} {}", o.options));
+        hidden.push(name);
+    }
+    let partition = on
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let window_order = if order.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ORDER BY {}",
+            order
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    inner.projection.push(SelectItem::ExprWithAlias {
+        expr: parse_expr(&format!(
+            "row_number() OVER (PARTITION BY {partition}{window_order})"
+        ))?,
+        alias: Ident::new("__distinct_row"),
+    });
+    hidden.push("__distinct_row".into());
+    let order_clause = if outer_order.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", outer_order.join(", "))
+    };
+    let mut out = parse_query(&format!(
+        "SELECT * FROM ({inner}) AS __distinct_on WHERE __distinct_row = 1{order_clause}"
+    ))?;
+    let SetExpr::Select(outer) = out.body.as_mut() else {
+        return None;
+    };
+    let [SelectItem::Wildcard(options)] = outer.projection.as_mut_slice() else {
+        return None;
+    };
+    options.opt_exclude = Some(ExcludeSelectItem::Multiple(
+        hidden.iter().map(|h| ObjectName::from(vec![Ident::new(h)])).collect(),
+    ));
+    out.with = query.with.clone();
+    out.limit_clause = query.limit_clause.clone();
+    out.fetch = query.fetch.clone();
+    Some(out)
+}
+
 /// A scalar or `IN` subquery must return one column, as PostgreSQL checks while parsing
 /// (42601); DataFusion reads the first column of one with none (`(SELECT FROM t)`) and panics.
 /// `EXISTS (SELECT FROM t)` stays valid.
@@ -507,6 +626,69 @@ fn alter_view_rename(sql: &str) -> Cow<'_, str> {
 }
 
 /// A plain one-column SELECT with its column wrapped in `array_agg`, or None.
+/// pgAdmin lists a role's memberships, transitively, with a correlated recursive query:
+/// `WITH RECURSIVE cte AS (SELECT … FROM pg_roles WHERE … UNION ALL SELECT … FROM cte JOIN
+/// pg_auth_members …) SELECT col FROM cte`. flashsql has no role memberships
+/// (`pg_auth_members` is empty), so the recursive part adds no row and the query is its
+/// first part, selecting `col`: a plain correlated subquery DataFusion can plan.
+fn without_role_memberships(q: &Query) -> Option<Query> {
+    let with = q.with.as_ref()?;
+    let [cte] = with.cte_tables.as_slice() else {
+        return None;
+    };
+    let SetExpr::SetOperation {
+        op: SetOperator::Union,
+        left,
+        right,
+        ..
+    } = cte.query.body.as_ref()
+    else {
+        return None;
+    };
+    if !with.recursive || !right.to_string().contains("pg_auth_members") {
+        return None;
+    }
+    let (SetExpr::Select(anchor), SetExpr::Select(outer)) = (left.as_ref(), q.body.as_ref()) else {
+        return None;
+    };
+    // The outer query reads one column of the CTE, by name, and nothing else.
+    let reads_only_cte = outer.selection.is_none()
+        && matches!(outer.from.as_slice(), [t] if t.joins.is_empty()
+            && t.relation.to_string() == cte.alias.name.to_string());
+    let [SelectItem::UnnamedExpr(Expr::Identifier(column))] = outer.projection.as_slice() else {
+        return None;
+    };
+    if !reads_only_cte || q.order_by.is_some() || q.limit_clause.is_some() {
+        return None;
+    }
+    let picked = anchor.projection.iter().find_map(|item| match item {
+        SelectItem::ExprWithAlias { expr, alias } if alias.value == column.value => {
+            Some(expr.clone())
+        }
+        SelectItem::UnnamedExpr(e @ Expr::Identifier(i)) if i.value == column.value => {
+            Some(e.clone())
+        }
+        SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(parts))
+            if parts.last().is_some_and(|i| i.value == column.value) =>
+        {
+            Some(e.clone())
+        }
+        _ => None,
+    })?;
+    let mut select = anchor.as_ref().clone();
+    select.projection = vec![SelectItem::UnnamedExpr(picked)];
+    parse_query(&select.to_string())
+}
+
+/// A query parsed from SQL text.
+fn parse_query(sql: &str) -> Option<Query> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_query())
+        .ok()
+        .map(|q| *q)
+}
+
 fn aggregated_in_place(q: &Query) -> Option<Query> {
     let SetExpr::Select(select) = q.body.as_ref() else {
         return None;
@@ -536,6 +718,29 @@ fn aggregated_in_place(q: &Query) -> Option<Query> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pgAdmin's transitive role memberships: with no memberships, the recursive query is
+    /// its first part, aggregated in place (a form DataFusion decorrelates).
+    #[test]
+    fn role_memberships_without_members() {
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT 'pg_signal_backend' = ANY(ARRAY(WITH RECURSIVE cte AS (\
+             SELECT pg_roles.oid, pg_roles.rolname FROM pg_roles WHERE pg_roles.oid = roles.oid \
+             UNION ALL SELECT m.roleid, pgr.rolname FROM cte cte_1 \
+             JOIN pg_auth_members m ON m.member = cte_1.oid \
+             JOIN pg_roles pgr ON pgr.oid = m.roleid) SELECT rolname FROM cte)) \
+             FROM pg_roles AS roles",
+        )
+        .expect("parses")
+        .remove(0);
+        client_expressions(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT 'pg_signal_backend' = ANY(SELECT array_agg(pg_roles.rolname) FROM pg_roles \
+             WHERE pg_roles.oid = roles.oid) FROM pg_roles AS roles"
+        );
+    }
 
     #[test]
     fn set_returning_calls_and_record_fields() {

@@ -356,6 +356,7 @@ impl PgSession {
                 crate::rewrite::client_expressions(s);
                 crate::rewrite::catalog_relations(s);
                 crate::rewrite::exists_in_select_lists(s);
+                crate::rewrite::distinct_on_with_subqueries(s);
                 crate::rewrite::update_from(s);
                 crate::rewrite::values_with_subqueries(s);
                 crate::rewrite::subqueries_have_a_column(s)?;

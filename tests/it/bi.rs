@@ -15,17 +15,12 @@ use tokio_postgres::Client;
 use crate::common::TestServer;
 
 /// Queries that still fail, by tool and a phrase of their `-- source:` line.
-const KNOWN_GAPS: [(&str, &str, &str); 3] = [
-    (
-        "pgadmin",
-        "_set_user_info",
-        "a correlated WITH RECURSIVE inside ARRAY(…): DataFusion cannot decorrelate it",
-    ),
+const KNOWN_GAPS: [(&str, &str, &str); 2] = [
     (
         "pgadmin",
         "columns/sql/14_plus/properties.sql",
-        "a correlated scalar subquery in a join condition: DataFusion decorrelates them in \
-         projections, filters and aggregates only",
+        "EXISTS in the select list correlated by a non-equality (`att.attnum = ANY(conkey)`): \
+         DataFusion decorrelates only equality correlations outside filters",
     ),
     (
         "pgcli",
@@ -184,4 +179,32 @@ async fn grafana_checks_health_and_lists_tables() {
 #[tokio::test]
 async fn pgadmin_connects_and_browses() {
     replay_tool("pgadmin").await;
+}
+
+/// pgAdmin reads the connected role's rights from `pg_roles` where `rolname = current_user`
+/// (with its memberships, transitively): it must find the session's role, as it is.
+#[tokio::test]
+async fn pgadmin_finds_the_connected_role() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bi/pgadmin.sql");
+    let text = std::fs::read_to_string(path).expect("replay file");
+    let query = replays(&text)
+        .into_iter()
+        .find(|q| q.source.contains("_set_user_info"))
+        .expect("pgAdmin's role query");
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let rows: Vec<_> = client
+        .simple_query(&query.sql)
+        .await
+        .expect("runs")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one role: the session's");
+    assert_eq!(rows[0].get("name"), Some("flashsql"));
+    assert_eq!(rows[0].get("is_superuser"), Some("t"));
+    assert_eq!(rows[0].get("can_signal_backend"), Some("f"));
 }

@@ -1,6 +1,7 @@
 //! SIGKILLs at seeded moments across every write path: INSERT (one row at a time, so that
 //! background compaction runs too), COPY, INSERT … SELECT, UPDATE, DELETE, TRUNCATE, MERGE,
-//! INSERT … ON CONFLICT, CREATE TABLE AS, DROP, RENAME, `train_model` and transaction blocks. A writer keeps a model of
+//! INSERT … ON CONFLICT, CREATE TABLE AS, DROP, RENAME, `train_model` and transaction blocks
+//! (with DDL: a table rebuilt and swapped in, as dbt does). A writer keeps a model of
 //! what every acknowledged statement did; after each kill and restart the tables must equal
 //! the model, or the model with the statement in flight applied whole — never part of it —
 //! and the data directory must hold exactly the files the catalog names.
@@ -73,6 +74,12 @@ enum Op {
     },
     /// INSERT … ON CONFLICT (k) DO NOTHING into crash_b: the keys it does not hold.
     Upsert(Vec<i64>),
+    /// A block that appends `add` to crash_a and (re)builds the CTAS table from it: created
+    /// if there is none, else built as crash_next and swapped in by DROP and RENAME.
+    Swap {
+        add: Vec<i64>,
+        existing: Option<String>,
+    },
 }
 
 impl Op {
@@ -116,6 +123,11 @@ impl Op {
                         w.b.push(*k);
                     }
                 }
+            }
+            Op::Swap { add, existing } => {
+                w.a.extend(add);
+                let name = existing.clone().unwrap_or_else(|| "crash_c".into());
+                w.c = Some((name, w.a.clone()));
             }
         }
         w.a.sort_unstable();
@@ -176,6 +188,23 @@ impl Op {
                 "INSERT INTO crash_b VALUES {} ON CONFLICT (k) DO NOTHING",
                 values(ks)
             ),
+            Op::Swap {
+                add,
+                existing: None,
+            } => format!(
+                "BEGIN; INSERT INTO crash_a VALUES {}; \
+                 CREATE TABLE crash_c AS SELECT k FROM crash_a; COMMIT",
+                values(add)
+            ),
+            Op::Swap {
+                add,
+                existing: Some(name),
+            } => format!(
+                "BEGIN; INSERT INTO crash_a VALUES {}; \
+                 CREATE TABLE crash_next AS SELECT k FROM crash_a; DROP TABLE {name}; \
+                 ALTER TABLE crash_next RENAME TO {name}; COMMIT",
+                values(add)
+            ),
         };
         client.batch_execute(&sql).await
     }
@@ -189,7 +218,7 @@ fn next_op(rng: &mut ChaCha8Rng, w: &World, next_key: &mut i64) -> Op {
         ks
     };
     let (m, r) = (rng.random_range(2..6), rng.random_range(0..2));
-    match rng.random_range(0..106) {
+    match rng.random_range(0..110) {
         0..=29 => Op::InsertRow(keys(1)[0]),
         30..=41 => Op::InsertValues(keys(rng.random_range(1..50))),
         42..=51 => Op::Copy(keys(rng.random_range(1..500))),
@@ -224,6 +253,10 @@ fn next_op(rng: &mut ChaCha8Rng, w: &World, next_key: &mut i64) -> Op {
             ks.extend(w.b.first());
             Op::Upsert(ks)
         }
+        106..=109 => Op::Swap {
+            add: keys(rng.random_range(1..20)),
+            existing: w.c.as_ref().map(|(name, _)| name.clone()),
+        },
         _ => Op::Block {
             add: keys(rng.random_range(1..20)),
             m,
@@ -247,6 +280,10 @@ async fn observe(client: &Client) -> World {
     let a = keys("crash_a".into()).await.expect("crash_a");
     let b = keys("crash_b".into()).await.expect("crash_b");
     let mut c = None;
+    assert!(
+        keys("crash_next".into()).await.is_err(),
+        "a swap's new table never outlives its block under its own name"
+    );
     for name in ["crash_c", "crash_d"] {
         if let Ok(ks) = keys(name.into()).await {
             assert!(c.is_none(), "crash_c and crash_d both exist");
