@@ -6,7 +6,11 @@
 use datafusion::common::Column;
 use datafusion::error::Result;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col};
-use datafusion::sql::sqlparser::ast::{Expr, Query, SelectItem, SetExpr};
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
+};
 use flashsql_engine::pg_types::pg_udt_name;
 
 /// PostgreSQL's name for one unaliased expression, where it can be told from the syntax;
@@ -31,6 +35,60 @@ fn figure(expr: &Expr) -> Result<Option<String>, ()> {
         Expr::Array(_) => Some("array".into()),
         _ => Some("?column?".into()),
     })
+}
+
+/// Function calls in the select lists of subqueries and CTEs get PostgreSQL's name as an
+/// alias (`count`, `row_number`, `unnest`), so that the query around them can refer to it
+/// (`WITH w AS (SELECT word, count(1) FROM …) SELECT … ORDER BY count`: pgcli). Where two
+/// items would get the same name, or an item already has it, nothing changes (DataFusion
+/// wants names unique). The outermost select list is named by [`pg_names`] instead.
+pub fn name_nested_functions(statement: &mut Statement) {
+    struct Nested {
+        depth: usize,
+    }
+    impl VisitorMut for Nested {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            if self.depth > 1
+                && let SetExpr::Select(select) = query.body.as_mut()
+            {
+                name_functions(&mut select.projection);
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Nested { depth: 0 });
+}
+
+fn name_functions(items: &mut [SelectItem]) {
+    let names: Vec<Option<String>> = items
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => figure(e).ok().flatten(),
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            _ => None,
+        })
+        .collect();
+    for (i, item) in items.iter_mut().enumerate() {
+        let SelectItem::UnnamedExpr(expr @ Expr::Function(_)) = item else {
+            continue;
+        };
+        let Some(name) = &names[i] else {
+            continue;
+        };
+        if names.iter().filter(|n| n.as_ref() == Some(name)).count() > 1 {
+            continue;
+        }
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::new(name),
+        };
+    }
 }
 
 /// The names PostgreSQL would give the output columns of a simple `SELECT` (no `*`); `None`

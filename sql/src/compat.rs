@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, Int64Builder, ListBuilder, StringArray,
-    StructBuilder,
+    StringBuilder, StructBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Int64Type};
 use datafusion::error::{DataFusionError, Result};
@@ -289,6 +289,16 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         ));
     }
     ctx.register_udf(udf(
+        "regexp_split_to_array",
+        vec![
+            TypeSignature::Exact(vec![DataType::Utf8, DataType::Utf8]),
+            TypeSignature::Exact(vec![DataType::Utf8, DataType::Utf8, DataType::Utf8]),
+        ],
+        DataType::new_list(DataType::Utf8, true),
+        Volatility::Immutable,
+        Arc::new(split_rows),
+    ));
+    ctx.register_udf(udf(
         "format",
         vec![TypeSignature::VariadicAny],
         DataType::Utf8,
@@ -476,6 +486,81 @@ fn json_build_object(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
 }
 
 /// A value as text, without the quotes `ScalarValue`'s display puts on strings.
+/// `regexp_split_to_array(text, pattern [, flags])` row by row (see [`regexp_split`]).
+fn split_rows(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let text = args[0].as_string::<i32>();
+    let patterns = args[1].as_string::<i32>();
+    let flags = args.get(2).map(|a| a.as_string::<i32>());
+    let mut out = ListBuilder::new(StringBuilder::new());
+    let mut compiled: Option<(String, String, regex::Regex)> = None;
+    for i in 0..rows {
+        let flag = flags.map(|f| if f.is_null(i) { "" } else { f.value(i) });
+        if text.is_null(i) || patterns.is_null(i) || flags.is_some_and(|f| f.is_null(i)) {
+            out.append_null();
+            continue;
+        }
+        let (pattern, flag) = (patterns.value(i), flag.unwrap_or(""));
+        let reuse = compiled
+            .as_ref()
+            .is_some_and(|(p, f, _)| p == pattern && f == flag);
+        if !reuse {
+            compiled = Some((
+                pattern.to_string(),
+                flag.to_string(),
+                split_regex(pattern, flag)?,
+            ));
+        }
+        let Some((_, _, re)) = &compiled else {
+            continue;
+        };
+        for piece in regexp_split(re, text.value(i)) {
+            out.values().append_value(piece);
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The pattern with PostgreSQL's flags `i` (case-insensitive) and `c` (case-sensitive, the
+/// default); `g` is refused, as PostgreSQL does for a split.
+fn split_regex(pattern: &str, flags: &str) -> Result<regex::Regex> {
+    let mut builder = regex::RegexBuilder::new(pattern);
+    for flag in flags.chars() {
+        match flag {
+            'i' => builder.case_insensitive(true),
+            'c' => builder.case_insensitive(false),
+            other => {
+                return Err(coded(
+                    "22023",
+                    format!("invalid regular expression option: \"{other}\""),
+                ));
+            }
+        };
+    }
+    builder
+        .build()
+        .map_err(|e| coded("2201B", format!("invalid regular expression: {e}")))
+}
+
+/// The pieces of `text` between the matches of `re`, as PostgreSQL splits: an empty match
+/// at the start, at the end or right after the previous match does not split.
+fn regexp_split<'a>(re: &regex::Regex, text: &'a str) -> Vec<&'a str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut previous_end = None;
+    for m in re.find_iter(text) {
+        let empty = m.start() == m.end();
+        if empty && (m.start() == 0 || m.start() == text.len() || previous_end == Some(m.start())) {
+            continue;
+        }
+        pieces.push(&text[start..m.start()]);
+        start = m.end();
+        previous_end = Some(m.end());
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
 fn coded(code: &'static str, message: String) -> DataFusionError {
     DataFusionError::External(Box::new(crate::errors::SqlError::coded(code, message)))
 }
@@ -678,6 +763,30 @@ mod tests {
         assert_eq!(out.value(0), r#"{"a" : 1, "b\"q" : "x", "c" : 0.5}"#);
         assert_eq!(out.value(1), r#"{"a" : null, "b\"q" : "y\n", "c" : "NaN"}"#);
         assert!(json_build_object(&args[..3], 2).is_err());
+    }
+
+    /// Splits as PostgreSQL 15 returns them (`regexp_split_to_array`).
+    #[test]
+    fn splits_match_postgres() {
+        let split = |text: &str, pattern: &str| {
+            regexp_split(&split_regex(pattern, "").expect("compiles"), text)
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            split("hello world  again", r"\s+"),
+            ["hello", "world", "again"]
+        );
+        assert_eq!(split("abc", ""), ["a", "b", "c"]);
+        assert_eq!(split(",a,,b,", ","), ["", "a", "", "b", ""]);
+        assert_eq!(split("", ","), [""]);
+        assert_eq!(split("a1b22c", r"\d*"), ["a", "b", "c"]);
+        assert_eq!(
+            regexp_split(&split_regex("X", "i").expect("compiles"), "axbXc"),
+            ["a", "b", "c"]
+        );
+        assert!(split_regex("x", "g").is_err());
     }
 
     #[test]

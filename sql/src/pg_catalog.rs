@@ -417,7 +417,9 @@ const OID_LIST_COLUMNS: [(&str, &str); 4] = [
 ];
 
 /// Columns that are `text[]` or `aclitem[]` in PostgreSQL and text in the library.
-const TEXT_LIST_COLUMNS: [(&str, &str); 14] = [
+const TEXT_LIST_COLUMNS: [(&str, &str); 16] = [
+    ("pg_proc", "proargnames"),
+    ("pg_proc", "proargmodes"),
     ("pg_statistic_ext", "stxkind"),
     ("pg_event_trigger", "evttags"),
     ("pg_attribute", "attacl"),
@@ -526,17 +528,21 @@ fn oid_list_udf() -> ScalarUDF {
     )
 }
 
-/// An array's text (`{a,b}`) as a list of text (elements are not quoted in the catalogs
-/// that hold them).
+/// An array's text (`{a,b}`, or the library's `['a', 'b']`) as a list of text (no element
+/// in the catalogs that hold them contains a comma or a quote).
 fn text_list_udf() -> ScalarUDF {
     text_to_list_udf(
         "__flashsql_text_list",
         DataType::Utf8,
         || ListBuilder::new(StringBuilder::new()),
         |out, v| {
-            let inner = v.trim().trim_start_matches('{').trim_end_matches('}');
-            for item in inner.split(',').filter(|t| !t.is_empty()) {
-                out.values().append_value(item.trim_matches('"'));
+            let inner = v
+                .trim()
+                .trim_start_matches(['{', '['])
+                .trim_end_matches(['}', ']']);
+            for item in inner.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                out.values()
+                    .append_value(item.trim_matches(|c| c == '"' || c == '\''));
             }
         },
     )
@@ -645,6 +651,28 @@ impl TableFunctionImpl for ShowAllSettings {
     }
 }
 
+/// `pg_get_userbyid(oid)`: every relation is owned by flashsql's superuser, as
+/// `pg_tables.tableowner` says (the library's answers `postgres`, a role that is not there).
+fn owner_name_udf() -> ScalarUDF {
+    create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = match &args[0] {
+                ColumnarValue::Array(a) => a.len(),
+                ColumnarValue::Scalar(_) => 1,
+            };
+            let oids = args[0].to_array(rows)?;
+            let names: StringArray = (0..rows)
+                .map(|i| (!oids.is_null(i)).then_some(crate::auth::USER))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(names)))
+        }),
+    )
+}
+
 /// `session_user` (and `current_user`, `user`, which the compatibility parser turns into
 /// it): the role the session runs as. The library's always answers `postgres`, so a tool
 /// looking itself up in `pg_roles` (pgAdmin) found nothing.
@@ -699,7 +727,7 @@ pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> R
         pgc::create_current_database_udf(database),
         pgc::create_current_schema_udf(),
         pgc::create_current_schemas_udf(),
-        pgc::create_pg_get_userbyid_udf(),
+        owner_name_udf(),
         has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
         has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
         has_privilege_udf::create_has_privilege_udf("has_database_privilege"),

@@ -129,6 +129,17 @@ fn client_expression(e: &mut Expr) -> Option<Expr> {
                 }
                 None
             }
+            // The set-returning form of the split: one row per piece, as `unnest` gives.
+            "regexp_split_to_table" => {
+                let FunctionArguments::List(list) = &f.args else {
+                    return None;
+                };
+                let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
+                parse_expr(&format!(
+                    "unnest(regexp_split_to_array({}))",
+                    args.join(", ")
+                ))
+            }
             "pg_get_serial_sequence" => Some(Expr::Cast {
                 kind: CastKind::Cast,
                 expr: Box::new(Expr::value(Value::Null)),
@@ -517,7 +528,10 @@ fn distinct_on_as_window(query: &Query) -> Option<Query> {
         return None;
     };
     options.opt_exclude = Some(ExcludeSelectItem::Multiple(
-        hidden.iter().map(|h| ObjectName::from(vec![Ident::new(h)])).collect(),
+        hidden
+            .iter()
+            .map(|h| ObjectName::from(vec![Ident::new(h)]))
+            .collect(),
     ));
     out.with = query.with.clone();
     out.limit_clause = query.limit_clause.clone();

@@ -357,6 +357,7 @@ impl PgSession {
                 crate::rewrite::catalog_relations(s);
                 crate::rewrite::exists_in_select_lists(s);
                 crate::rewrite::distinct_on_with_subqueries(s);
+                crate::colnames::name_nested_functions(s);
                 crate::rewrite::update_from(s);
                 crate::rewrite::values_with_subqueries(s);
                 crate::rewrite::subqueries_have_a_column(s)?;
