@@ -9,9 +9,9 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType, Distinct, ExcludeSelectItem, Expr, Function,
     FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName,
-    ObjectNamePart, OrderBy, OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, SetOperator,
-    Statement, UpdateTableFromKind, Value, VisitMut, VisitorMut, visit_expressions,
-    visit_expressions_mut, visit_relations_mut,
+    ObjectNamePart, OrderBy, OrderByExpr, OrderByKind, Query, Select, SelectItem, SetExpr,
+    SetOperator, Statement, TableFactor, UpdateTableFromKind, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -410,6 +410,9 @@ fn exists_as_count(e: &Expr) -> Option<Expr> {
     if !plain {
         return None;
     }
+    if let Some(tested) = membership_outside(select, *negated) {
+        return Some(tested);
+    }
     let mut counted = select.as_ref().clone();
     let test = if *negated {
         "count(*) = 0"
@@ -418,6 +421,92 @@ fn exists_as_count(e: &Expr) -> Option<Expr> {
     };
     counted.projection = vec![SelectItem::UnnamedExpr(parse_expr(test)?)];
     parse_expr(&format!("({counted})"))
+}
+
+/// `EXISTS (SELECT … FROM … WHERE cond AND outer = ANY(inner_array))` (pgAdmin: is a column
+/// in a foreign key) is correlated by a membership test, which DataFusion cannot
+/// decorrelate. The test moves outside: `coalesce(array_has(flatten((SELECT
+/// array_agg(inner_array) FROM … WHERE cond)), outer), false)` — true exactly when some row
+/// meeting `cond` holds `outer` in its array, as the EXISTS is; the subquery left is
+/// correlated by equalities only. (The parser has made `x = ANY(a)` `array_contains(a, x)`.)
+fn membership_outside(select: &Select, negated: bool) -> Option<Expr> {
+    let inner_names: Vec<String> = select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(|r| match r {
+            TableFactor::Table { name, alias, .. } => Some(match alias {
+                Some(a) => a.name.value.to_ascii_lowercase(),
+                None => name.0.last()?.as_ident()?.value.to_ascii_lowercase(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let outer = |e: &Expr| {
+        matches!(e, Expr::CompoundIdentifier(parts)
+            if parts.len() == 2 && !inner_names.contains(&parts[0].value.to_ascii_lowercase()))
+    };
+    let mut conjuncts = Vec::new();
+    split_and(select.selection.as_ref()?, &mut conjuncts);
+    let mut membership = None;
+    let mut rest = Vec::new();
+    for c in conjuncts {
+        let member = match c {
+            Expr::Function(f)
+                if matches!(function_name(f).as_str(), "array_contains" | "array_has") =>
+            {
+                match &f.args {
+                    FunctionArguments::List(l) => match l.args.as_slice() {
+                        [
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(value)),
+                        ] if outer(value) && !outer(array) => Some((array, value)),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match member {
+            Some(m) if membership.is_none() => membership = Some(m),
+            Some(_) => return None,
+            None => rest.push(c.to_string()),
+        }
+    }
+    let (array, value) = membership?;
+    let from = select
+        .from
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let condition = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", rest.join(" AND "))
+    };
+    let not = if negated { "NOT " } else { "" };
+    parse_expr(&format!(
+        "{not}coalesce(array_has(flatten((SELECT array_agg({array}) FROM {from}{condition})), \
+         {value}), false)"
+    ))
+}
+
+/// The operands of a chain of ANDs.
+fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        Expr::Nested(inner) => split_and(inner, out),
+        other => out.push(other),
+    }
 }
 
 /// `SELECT DISTINCT ON (k…) items … ORDER BY o…` whose select list holds a subquery
