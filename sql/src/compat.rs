@@ -227,7 +227,9 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
         ("pg_get_function_sqlbody", vec![1]),
         ("pg_get_serial_sequence", vec![2]),
         ("pg_get_indexdef", vec![1, 3]),
-        // There are no triggers, tablespaces or user functions with a body to show.
+        // There are no triggers, tablespaces or user functions with a body to show, and no
+        // object depends on an extension (psql's `\dx+`).
+        ("pg_describe_object", vec![3]),
         ("pg_get_triggerdef", vec![1, 2]),
         ("pg_tablespace_location", vec![1]),
         ("pg_get_functiondef", vec![1]),
@@ -250,6 +252,37 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>) {
             Arc::new(|_, rows| Ok(Arc::new(BooleanArray::from(vec![false; rows])))),
         ));
     }
+    ctx.register_udf(udf(
+        "getdatabaseencoding",
+        vec![TypeSignature::Nullary],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_, rows| Ok(Arc::new(StringArray::from(vec!["UTF8"; rows])))),
+    ));
+    // The one encoding the server speaks (psql's `\dO` lists conversions by it).
+    ctx.register_udf(udf(
+        "pg_char_to_encoding",
+        vec![TypeSignature::Exact(vec![DataType::Utf8])],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(|args, _| {
+            let names = args[0].as_string::<i32>();
+            Ok(Arc::new(
+                names
+                    .iter()
+                    .map(|n| {
+                        n.map(
+                            |n| match n.to_ascii_uppercase().replace(['-', '_'], "").as_str() {
+                                "UTF8" | "UNICODE" => 6,
+                                "SQLASCII" => 0,
+                                _ => -1,
+                            },
+                        )
+                    })
+                    .collect::<datafusion::arrow::array::Int32Array>(),
+            ))
+        }),
+    ));
     ctx.register_udf(udf(
         "pg_is_other_temp_schema",
         vec![TypeSignature::Any(1)],

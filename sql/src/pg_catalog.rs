@@ -548,11 +548,28 @@ fn text_list_udf() -> ScalarUDF {
     )
 }
 
+/// `pg_user_mappings` (psql's `\deu`): no foreign servers, so no mappings.
+fn user_mappings() -> Result<Arc<dyn TableProvider>> {
+    let int = |n: &str| Field::new(n, DataType::Int32, true);
+    let text = |n: &str| Field::new(n, DataType::Utf8, true);
+    let schema = Arc::new(Schema::new(vec![
+        int("umid"),
+        int("srvid"),
+        text("srvname"),
+        int("umuser"),
+        text("usename"),
+        Field::new("umoptions", DataType::new_list(DataType::Utf8, true), true),
+    ]));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
 /// The columns `with_extra_columns` adds to a library table when it lacks them.
 fn extra_columns(table: &str) -> Result<Vec<(&'static str, ScalarValue)>> {
     let no_text_list = || ScalarValue::try_from(DataType::new_list(DataType::Utf8, true));
     let mut extra = match table {
         "pg_class" => vec![("reloptions", no_text_list()?), ("relacl", no_text_list()?)],
+        // PostgreSQL 16's name (flashsql reports 16) of what 17 calls `colllocale`.
+        "pg_collation" => vec![("colliculocale", ScalarValue::Utf8(None))],
         _ => vec![],
     };
     if let Some((_, oid)) = CATALOG_OIDS.iter().find(|(t, _)| *t == table) {
@@ -627,12 +644,15 @@ impl SchemaProvider for PgCatalog {
             "pg_settings" => Ok(Some(self.pg_settings()?)),
             "pg_index" | "pg_constraint" => self.without_rows(name).await,
             "pg_roles" | "pg_user" => self.roles(name).await,
+            "pg_user_mappings" => Ok(Some(user_mappings()?)),
             other => self.with_extra_columns(other).await,
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case("pg_user") || self.inner.table_exist(name)
+        name.eq_ignore_ascii_case("pg_user")
+            || name.eq_ignore_ascii_case("pg_user_mappings")
+            || self.inner.table_exist(name)
     }
 }
 

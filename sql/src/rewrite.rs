@@ -264,7 +264,7 @@ fn limit_at_least_one(q: &Query) -> bool {
 /// Catalog relations PostgreSQL finds on its search path that the compatibility parser
 /// does not qualify (it knows the library's tables only): qualified here so that they
 /// resolve to flashsql's `pg_catalog`.
-const MORE_CATALOG_RELATIONS: [&str; 1] = ["pg_user"];
+const MORE_CATALOG_RELATIONS: [&str; 2] = ["pg_user", "pg_user_mappings"];
 
 /// Qualifies the unqualified names of `MORE_CATALOG_RELATIONS` with `pg_catalog`.
 pub fn catalog_relations(statement: &mut Statement) {

@@ -129,6 +129,9 @@ fn psql_browsing_commands_run_without_errors() {
         "\\dX",
         "\\ddp",
         "\\drds",
+        "\\dO",
+        "\\dx+",
+        "\\deu",
     ] {
         psql(&server, command);
     }
