@@ -361,11 +361,15 @@ fn rows_response(
     )?);
     let f = fields.clone();
     let times = crate::pg_text::time_columns(&fields);
+    let described = schema.clone();
     let rows = batches
         .map(move |b| {
+            let b = b
+                .and_then(|b| as_described(&described, b))
+                .and_then(|b| decimal_lists_fit(&b).map(|()| b));
             let it: Box<
                 dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
-            > = match (b.and_then(|b| decimal_lists_fit(&b).map(|()| b)), &times) {
+            > = match (b, &times) {
                 (Ok(b), None) => arrow_pg::encode_recordbatch(f.clone(), b),
                 (Ok(b), Some(columns)) => {
                     let columns = columns.clone();
@@ -382,6 +386,46 @@ fn rows_response(
         fields,
         guard.stream(rows),
     )))
+}
+
+/// A batch whose columns are not of the types the result was described with is cast to them.
+/// DataFusion's optimizer can change an expression's type after the plan's schema was taken
+/// (seen with `make_array` over a `CASE` of an int8 subquery and the unsigned `cardinality`:
+/// described as int8[], produced as numeric[]); the encoder would then fail (XX000). A value
+/// the described type cannot hold fails the statement with the cast's error instead.
+fn as_described(schema: &SchemaRef, batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let differs = |i: usize| {
+        schema
+            .fields()
+            .get(i)
+            .is_some_and(|f| f.data_type() != batch.column(i).data_type())
+    };
+    if schema.fields().len() != batch.num_columns() || !(0..batch.num_columns()).any(differs) {
+        return Ok(batch);
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let mut fields: Vec<Field> = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (i, column) in batch.columns().iter().enumerate() {
+        let own = batch.schema().field(i).clone();
+        if differs(i) {
+            let target = schema.field(i).data_type();
+            columns.push(cast_with_options(column, target, &options)?);
+            fields.push(own.with_data_type(target.clone()));
+        } else {
+            columns.push(column.clone());
+            fields.push(own);
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// The protocol library encodes a list of decimals through a 96-bit decimal type and panics

@@ -239,3 +239,28 @@ async fn size_checks_pass_empty_batches() {
     assert_eq!(via_arrays, plain);
     assert!(plain > 0, "the filter keeps rows");
 }
+
+/// A result is encoded as its RowDescription says, even where DataFusion produced another
+/// type than it planned (the SQL fuzzer's `make_array` over a CASE of an int8 subquery and
+/// the unsigned `cardinality`: described as int8[], produced as numeric[], which failed with
+/// XX000 in the encoder). Both protocols, text and binary.
+#[tokio::test]
+async fn results_are_encoded_as_described() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let sql = "SELECT make_array(CASE WHEN FALSE THEN ((SELECT min(s.allotment * s.units_sold) \
+               FROM campaigns s) % 61122) ELSE cardinality(array_repeat(46847, 70729)) END, \
+               (SELECT max(s.user_id / s.user_id) FROM users s))";
+    let text = client
+        .simple_query(sql)
+        .await
+        .expect("simple protocol")
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+    assert_eq!(text.as_deref(), Some("{70729,1}"));
+    let row = client.query_one(sql, &[]).await.expect("extended protocol");
+    assert_eq!(row.get::<_, Vec<i64>>(0), vec![70729, 1]);
+}
