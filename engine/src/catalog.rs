@@ -280,7 +280,7 @@ impl CatalogProvider for SessionCatalog {
                     .and_then(|l| l.get(SYSTEM_SCHEMA).cloned()),
             }));
         }
-        if !self.manifest().schemas.iter().any(|s| s == name) {
+        if !self.manifest().has_schema(name) {
             return None;
         }
         Some(Arc::new(DurableSchema::new(

@@ -82,6 +82,28 @@ pub enum PlannedEffect {
     Move(PlannedKey, PlannedKey),
 }
 
+/// Where planned providers are kept: the store's map, or a block's overlay of it.
+pub trait PlannedProviders {
+    fn get(&self, key: &PlannedKey) -> Option<Arc<dyn TableProvider>>;
+    /// Sets (`Some`) or forgets (`None`) the provider of `key`.
+    fn put(&mut self, key: PlannedKey, provider: Option<Arc<dyn TableProvider>>);
+}
+
+impl PlannedEffect {
+    /// Carries the effect out on `providers` (one meaning for the store and for a block).
+    pub fn apply_to(self, providers: &mut impl PlannedProviders) {
+        match self {
+            PlannedEffect::Set(key, p) => providers.put(key, Some(p)),
+            PlannedEffect::Forget(key) => providers.put(key, None),
+            PlannedEffect::Move(from, to) => {
+                let p = providers.get(&from);
+                providers.put(from, None);
+                providers.put(to, p);
+            }
+        }
+    }
+}
+
 /// What an applied change leaves to do once its commit is durable.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -97,7 +119,7 @@ fn key(schema: &str, name: &str) -> PlannedKey {
 }
 
 fn check_free(m: &Manifest, schema: &str, name: &str) -> Result<()> {
-    if !m.schemas.iter().any(|s| s == schema) {
+    if !m.has_schema(schema) {
         return Err(EngineError::SchemaNotFound(schema.to_string()));
     }
     if m.has_relation(schema, name) {
@@ -143,7 +165,7 @@ impl CatalogChange {
                 name,
                 if_not_exists,
             } => {
-                if m.schemas.iter().any(|s| s == name) {
+                if m.has_schema(name) {
                     if *if_not_exists {
                         out.changed = false;
                         return Ok(out);
@@ -157,7 +179,7 @@ impl CatalogChange {
                 if_exists,
                 cascade,
             } => {
-                if !m.schemas.iter().any(|s| s == name) {
+                if !m.has_schema(name) {
                     if *if_exists {
                         out.changed = false;
                         return Ok(out);

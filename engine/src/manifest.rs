@@ -110,6 +110,10 @@ impl Manifest {
         }
     }
 
+    pub fn has_schema(&self, schema: &str) -> bool {
+        self.schemas.iter().any(|s| s == schema)
+    }
+
     pub fn has_relation(&self, schema: &str, name: &str) -> bool {
         self.relation_kind(schema, name).is_some()
     }

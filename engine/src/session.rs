@@ -127,7 +127,7 @@ impl Session {
     }
 
     fn schema_exists(&self, schema: &str) -> bool {
-        self.manifest().schemas.iter().any(|s| s == schema)
+        self.manifest().has_schema(schema)
     }
 
     /// Carries out a DDL change: recorded by the open transaction block (applied at its

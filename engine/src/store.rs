@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use tracing::{error, info, warn};
 
-use crate::catalog_change::{Applied, CatalogChange, PlannedEffect};
+use crate::catalog_change::{Applied, CatalogChange, PlannedKey, PlannedProviders};
 use crate::error::{EngineError, Result};
 use crate::manifest::{Manifest, TableDef, columns_of};
 use crate::storage::{AtomicWriteError, TMP_SUFFIX, fsync_dir, write_bytes_atomic};
@@ -78,6 +78,21 @@ pub struct Store {
     /// An exclusive lock on `<data dir>/LOCK`, held while the store is open: two processes
     /// committing to one catalog would each overwrite the other's commits.
     _lock: fs::File,
+}
+
+impl PlannedProviders for &Store {
+    fn get(&self, (schema, name): &PlannedKey) -> Option<Arc<dyn TableProvider>> {
+        self.planned(schema, name)
+    }
+
+    fn put(&mut self, (schema, name): PlannedKey, provider: Option<Arc<dyn TableProvider>>) {
+        match provider {
+            Some(p) => self.set_planned(&schema, &name, p),
+            None => {
+                self.forget_planned(&schema, &name);
+            }
+        }
+    }
 }
 
 /// One background merge of a table's files: the files merged, and the file written.
@@ -264,11 +279,7 @@ impl Store {
     }
 
     pub fn schema_exists(&self, schema: &str) -> bool {
-        self.manifest().schemas.iter().any(|s| s == schema)
-    }
-
-    pub fn relation_kind(&self, schema: &str, name: &str) -> Option<RelationKind> {
-        self.manifest().relation_kind(schema, name)
+        self.manifest().has_schema(schema)
     }
 
     pub fn planned(&self, schema: &str, name: &str) -> Option<Arc<dyn TableProvider>> {
@@ -327,17 +338,7 @@ impl Store {
     /// updating the planned providers of views and external tables.
     pub(crate) fn finish(&self, applied: Applied) {
         for effect in applied.planned {
-            match effect {
-                PlannedEffect::Set((schema, name), p) => self.set_planned(&schema, &name, p),
-                PlannedEffect::Forget((schema, name)) => {
-                    self.forget_planned(&schema, &name);
-                }
-                PlannedEffect::Move((schema, from), (to_schema, to)) => {
-                    if let Some(p) = self.forget_planned(&schema, &from) {
-                        self.set_planned(&to_schema, &to, p);
-                    }
-                }
-            }
+            effect.apply_to(&mut &*self);
         }
         for id in applied.dropped_tables {
             self.remove_table_dir(id);

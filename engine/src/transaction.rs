@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::catalog::TableProvider;
 use tracing::warn;
 
-use crate::catalog_change::{Applied, CatalogChange, PlannedEffect, PlannedKey};
+use crate::catalog_change::{Applied, CatalogChange, PlannedKey, PlannedProviders};
 use crate::error::{EngineError, Result};
 use crate::manifest::{Manifest, RelationKind};
 use crate::store::{Store, poisoned};
@@ -68,6 +68,25 @@ impl TableChange {
 /// What the block's planned providers (views, external tables) are where its DDL changed
 /// them: `None` for a name it dropped or renamed away.
 type PlannedOverlay = HashMap<PlannedKey, Option<Arc<dyn TableProvider>>>;
+
+/// A block's planned providers: its own changes over the store's.
+struct Overlay<'a> {
+    planned: &'a mut PlannedOverlay,
+    store: &'a Store,
+}
+
+impl PlannedProviders for Overlay<'_> {
+    fn get(&self, key: &PlannedKey) -> Option<Arc<dyn TableProvider>> {
+        match self.planned.get(key) {
+            Some(p) => p.clone(),
+            None => self.store.planned(&key.0, &key.1),
+        }
+    }
+
+    fn put(&mut self, key: PlannedKey, provider: Option<Arc<dyn TableProvider>>) {
+        self.planned.insert(key, provider);
+    }
+}
 
 /// The block's view of the catalog, cached: (the store's manifest it was built on, how many
 /// DDL changes it holds, the view).
@@ -199,23 +218,12 @@ impl Transaction {
                 return Err(e);
             }
         };
+        let mut overlay = Overlay {
+            planned: &mut state.planned,
+            store: &self.store,
+        };
         for effect in applied.planned {
-            match effect {
-                PlannedEffect::Set(key, p) => {
-                    state.planned.insert(key, Some(p));
-                }
-                PlannedEffect::Forget(key) => {
-                    state.planned.insert(key, None);
-                }
-                PlannedEffect::Move(from, to) => {
-                    let p = match state.planned.get(&from) {
-                        Some(p) => p.clone(),
-                        None => self.store.planned(&from.0, &from.1),
-                    };
-                    state.planned.insert(from, None);
-                    state.planned.insert(to, p);
-                }
-            }
+            effect.apply_to(&mut overlay);
         }
         state.ddl.push(change);
         Ok(applied.changed)
@@ -236,12 +244,7 @@ impl Transaction {
     /// Table `id`'s files and rows in the block's view, without taking the state's lock
     /// (the caller holds it): the view is the cached one, or the store's manifest.
     fn view_table(&self, id: u64) -> Option<(Vec<String>, u64)> {
-        let cached = self
-            .view
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|(_, _, v)| v.clone()));
-        cached
+        self.cached_view()
             .into_iter()
             .chain(std::iter::once(self.store.manifest()))
             .find_map(|m| {
@@ -335,12 +338,16 @@ impl Transaction {
         EngineError::Interrupted
     }
 
-    fn table_name(&self, id: u64) -> String {
-        let view = self
-            .view
+    /// The last view of the catalog [`Transaction::manifest`] built, if any.
+    fn cached_view(&self) -> Option<Arc<Manifest>> {
+        self.view
             .lock()
             .ok()
-            .and_then(|c| c.as_ref().map(|(_, _, v)| v.clone()));
+            .and_then(|c| c.as_ref().map(|(_, _, v)| v.clone()))
+    }
+
+    fn table_name(&self, id: u64) -> String {
+        let view = self.cached_view();
         self.base
             .tables
             .iter()
@@ -433,9 +440,10 @@ impl Transaction {
             .filter(|(_, c)| !c.added.is_empty() || !c.removed.is_empty())
             .map(|(id, c)| (*id, c))
             .collect();
-        // On success: what the DDL leaves to do, and per table the files the commit removed.
+        // On success: what the DDL leaves to do, per table the files the commit removed, and
+        // the tables the DDL dropped (their writes are moot).
         let applied = if changes.is_empty() && ddl.is_empty() {
-            Ok((Vec::new(), HashMap::new()))
+            Ok((Vec::new(), HashMap::new(), Vec::new()))
         } else {
             self.store.commit(|m| {
                 let mut done: Vec<Applied> = Vec::new();
@@ -468,20 +476,13 @@ impl Transaction {
                     t.rows = (t.rows as i128 + delta).max(0) as u64;
                     removed_by_table.insert(*id, removed.into_iter().collect::<Vec<_>>());
                 }
-                Ok((done, removed_by_table))
+                Ok((done, removed_by_table, dropped))
             })
-        };
-        let dropped: Vec<u64> = match &applied {
-            Ok((done, _)) => done
-                .iter()
-                .flat_map(|a| a.dropped_tables.iter().copied())
-                .collect(),
-            Err(_) => Vec::new(),
         };
         for (id, c) in state.tables.iter() {
             match &applied {
-                Ok(_) if dropped.contains(id) => {}
-                Ok((_, removed)) => {
+                Ok((_, _, dropped)) if dropped.contains(id) => {}
+                Ok((_, removed, _)) => {
                     // Other open blocks' snapshots may still read the replaced files. Those
                     // a background merge replaced first are the merge's to retire; its
                     // file is this commit's.
@@ -500,7 +501,7 @@ impl Transaction {
             }
         }
         let result = match applied {
-            Ok((done, _)) => {
+            Ok((done, ..)) => {
                 for a in done {
                     self.store.finish(a);
                 }

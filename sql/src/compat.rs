@@ -38,7 +38,7 @@ pub fn version_string() -> String {
     )
 }
 
-type Body = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
+pub(crate) type Body = Arc<dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync>;
 
 /// A scalar function given as a closure over whole arrays.
 struct CompatFn {
@@ -102,7 +102,9 @@ impl ScalarUDFImpl for CompatFn {
     }
 }
 
-fn udf(
+/// A scalar function over whole arrays (scalars arrive as one-row arrays and leave as
+/// scalars).
+pub(crate) fn udf(
     name: &'static str,
     sigs: Vec<TypeSignature>,
     ret: DataType,

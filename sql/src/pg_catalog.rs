@@ -22,9 +22,7 @@ use datafusion::catalog::{
 use datafusion::datasource::{TableType, ViewTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlanBuilder, ScalarUDF, Volatility, create_udf,
-};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, TypeSignature, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
@@ -477,7 +475,7 @@ const CATALOG_OIDS: [(&str, i32); 34] = [
 
 /// A list-valued function over text, applied to each row.
 fn text_to_list_udf<T>(
-    name: &str,
+    name: &'static str,
     element: DataType,
     builder: impl Fn() -> ListBuilder<T> + Send + Sync + 'static,
     push: impl Fn(&mut ListBuilder<T>, &str) + Send + Sync + 'static,
@@ -485,19 +483,14 @@ fn text_to_list_udf<T>(
 where
     T: datafusion::arrow::array::ArrayBuilder,
 {
-    create_udf(
+    crate::compat::udf(
         name,
-        vec![DataType::Utf8],
+        vec![TypeSignature::Exact(vec![DataType::Utf8])],
         DataType::new_list(element, true),
         Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let rows = match &args[0] {
-                ColumnarValue::Array(a) => a.len(),
-                ColumnarValue::Scalar(_) => 1,
-            };
-            let text = args[0].to_array(rows)?;
+        Arc::new(move |args, _| {
             let mut out = builder();
-            for value in text.as_string::<i32>().iter() {
+            for value in args[0].as_string::<i32>().iter() {
                 match value {
                     None => out.append_null(),
                     Some(v) => {
@@ -506,7 +499,7 @@ where
                     }
                 }
             }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            Ok(Arc::new(out.finish()))
         }),
     )
 }
@@ -674,21 +667,16 @@ impl TableFunctionImpl for ShowAllSettings {
 /// `pg_get_userbyid(oid)`: every relation is owned by flashsql's superuser, as
 /// `pg_tables.tableowner` says (the library's answers `postgres`, a role that is not there).
 fn owner_name_udf() -> ScalarUDF {
-    create_udf(
+    crate::compat::udf(
         "pg_get_userbyid",
-        vec![DataType::Int32],
+        vec![TypeSignature::Exact(vec![DataType::Int32])],
         DataType::Utf8,
         Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let rows = match &args[0] {
-                ColumnarValue::Array(a) => a.len(),
-                ColumnarValue::Scalar(_) => 1,
-            };
-            let oids = args[0].to_array(rows)?;
+        Arc::new(|args, rows| {
             let names: StringArray = (0..rows)
-                .map(|i| (!oids.is_null(i)).then_some(crate::auth::USER))
+                .map(|i| (!args[0].is_null(i)).then_some(crate::auth::USER))
                 .collect();
-            Ok(ColumnarValue::Array(Arc::new(names)))
+            Ok(Arc::new(names))
         }),
     )
 }
@@ -697,17 +685,17 @@ fn owner_name_udf() -> ScalarUDF {
 /// it): the role the session runs as. The library's always answers `postgres`, so a tool
 /// looking itself up in `pg_roles` (pgAdmin) found nothing.
 fn session_user_udf(settings: Weak<Settings>) -> ScalarUDF {
-    create_udf(
+    crate::compat::udf(
         "session_user",
-        vec![],
+        vec![TypeSignature::Nullary],
         DataType::Utf8,
         Volatility::Stable,
-        Arc::new(move |_: &[ColumnarValue]| {
+        Arc::new(move |_, rows| {
             let user = settings
                 .upgrade()
                 .and_then(|s| s.get("session_authorization"))
                 .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user))))
+            Ok(Arc::new(StringArray::from(vec![user; rows])))
         }),
     )
 }
