@@ -143,6 +143,11 @@ fn classify_arrow(e: &ArrowError) -> Classified {
             c("22003", m.clone())
         }
         ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => not_null(m),
+        // Timestamp arithmetic beyond the nanosecond range (years 1677–2262): PostgreSQL's
+        // "timestamp out of range" is 22008.
+        ArrowError::ComputeError(m) if m.contains("Timestamp out of range") => {
+            c("22008", "timestamp out of range")
+        }
         ArrowError::ComputeError(m) if m.contains("Regular expression did not compile") => {
             c("2201B", m.clone())
         }
@@ -578,6 +583,10 @@ mod tests {
         assert_eq!(
             cast("Cannot cast string 'x' to value of Int64 type"),
             "22P02"
+        );
+        assert_eq!(
+            classify_arrow(&ArrowError::ComputeError("Timestamp out of range".into())).code,
+            "22008"
         );
         let regex = regex_error();
         assert_eq!(
