@@ -39,7 +39,7 @@ impl TestServer {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Result<TestServer, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flashsql"));
+        let mut cmd = Command::new(server_binary());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir)
@@ -206,4 +206,12 @@ pub fn psql_command(server: &TestServer) -> Command {
         .env("PGCONNECT_TIMEOUT", "10")
         .env_remove("PGPASSWORD");
     cmd
+}
+
+/// The server the tests start: this build's, or `FLASHSQL_SERVER_BINARY` (so that
+/// `scripts/fuzz.sh` can fuzz the release binary without a release build of the tests).
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("FLASHSQL_SERVER_BINARY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_flashsql")))
 }
