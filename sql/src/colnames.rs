@@ -123,17 +123,24 @@ pub enum NameHint {
 /// new names would not be unique (DataFusion requires unique output names).
 pub fn apply(plan: LogicalPlan, names: &[Option<NameHint>]) -> Result<LogicalPlan> {
     let fields = plan.schema().fields().clone();
-    if names.len() != fields.len() {
-        return Ok(plan);
-    }
-    let mut finals = Vec::with_capacity(names.len());
-    for (f, hint) in fields.iter().zip(names) {
-        finals.push(match hint {
-            Some(NameHint::Name(n)) => n.clone(),
-            Some(NameHint::TypeName) => pg_udt_name(f.data_type()),
-            None => f.name().clone(),
-        });
-    }
+    let finals: Vec<String> = if names.len() == fields.len() {
+        fields
+            .iter()
+            .zip(names)
+            .map(|(f, hint)| match hint {
+                Some(NameHint::Name(n)) => n.clone(),
+                Some(NameHint::TypeName) => pg_udt_name(f.data_type()),
+                None => f.name().clone(),
+            })
+            .collect()
+    } else {
+        // An item expanded into several columns: `unnest` of a struct gives one per field,
+        // which PostgreSQL (`(f(…)).*`) names after the field.
+        fields
+            .iter()
+            .map(|f| struct_field_name(f.name()).unwrap_or(f.name()).to_string())
+            .collect()
+    };
     let changed = fields.iter().zip(&finals).any(|(f, n)| f.name() != n);
     let mut seen = std::collections::HashSet::new();
     if !changed || !finals.iter().all(|n| seen.insert(n.as_str())) {
@@ -153,6 +160,13 @@ pub fn apply(plan: LogicalPlan, names: &[Option<NameHint>]) -> Result<LogicalPla
         })
         .collect::<Vec<_>>();
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+/// `field` for DataFusion's name of a struct field expanded by `unnest`
+/// (`UNNEST(ab_test(…)).field`, `srm_test(t.v).field`, `__unnest_placeholder(…).field`).
+fn struct_field_name(name: &str) -> Option<&str> {
+    let (_, field) = name.rsplit_once(").")?;
+    (!field.is_empty() && !field.contains(['(', ')', '.'])).then_some(field)
 }
 
 #[cfg(test)]
@@ -189,6 +203,13 @@ mod tests {
             ])
         );
         assert_eq!(names("SELECT * FROM t"), None);
+        assert_eq!(
+            struct_field_name("UNNEST(UNNEST(ab_test(t.v,t.c))).p_value"),
+            Some("p_value")
+        );
+        assert_eq!(struct_field_name("srm_test(t.v).chi2"), Some("chi2"));
+        assert_eq!(struct_field_name("unnest(x)"), None);
+        assert_eq!(struct_field_name("t.y"), None);
         assert_eq!(names("SELECT 1 UNION SELECT 2"), None);
     }
 }

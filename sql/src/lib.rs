@@ -16,6 +16,7 @@ pub mod frames;
 pub mod handler;
 pub mod load_call;
 pub mod merge;
+pub mod named_arguments;
 pub mod parser;
 pub mod pg_catalog;
 pub mod pg_text;

@@ -354,6 +354,7 @@ impl PgSession {
         for s in &mut statements {
             if let DFStatement::Statement(s) = s {
                 crate::rewrite::client_expressions(s);
+                crate::named_arguments::fill_gaps(s);
                 crate::rewrite::catalog_relations(s);
                 crate::rewrite::exists_in_select_lists(s);
                 crate::rewrite::distinct_on_with_subqueries(s);

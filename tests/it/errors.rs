@@ -112,6 +112,22 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
         ("ROLLBACK TO SAVEPOINT nope", "25P01"),
         // Values and limits.
         ("SELECT * FROM users LIMIT -1", "2201W"),
+        // Experiment functions: a bad row, a bad option, a column as an option, an arm
+        // column that is really a user id.
+        ("SELECT ab_test(segment, 2, 'a') FROM users", "22000"),
+        (
+            "SELECT ttest(segment, user_id, alpha => 1.5) FROM users",
+            "22023",
+        ),
+        (
+            "SELECT ttest(segment, user_id, segment) FROM users",
+            "22023",
+        ),
+        (
+            "SELECT ttest(value, value) FROM generate_series(1, 2000)",
+            "54000",
+        ),
+        ("SELECT ttest_from_stats(1, 1, 0, 1, 1, 2)", "22023"),
         ("SET statement_timeout = 'soon'", "22023"),
         // Found by the SQL fuzzer (tests/it/fuzz_sql.rs); each was XX000.
         (

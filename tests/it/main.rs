@@ -21,6 +21,7 @@ mod merge;
 mod protocol;
 mod psql;
 mod real_data;
+mod references;
 mod sessions;
 mod slt;
 mod sql_grammar;

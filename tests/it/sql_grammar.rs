@@ -758,7 +758,7 @@ impl SqlGen {
     }
 
     fn aggregate(&mut self, scope: &[Col]) -> String {
-        match self.n(0, 11) {
+        match self.n(0, 13) {
             0 => "count(*)".into(),
             1 => format!(
                 "{}({})",
@@ -812,6 +812,42 @@ impl SqlGen {
             ),
             9 => format!("count(DISTINCT {})", self.expr(Ty::Text, 1, scope)),
             10 => format!("count(*) FILTER (WHERE {})", self.expr(Ty::Bool, 1, scope)),
+            11 => {
+                let f = self.pick(&[
+                    "ab_test",
+                    "ttest",
+                    "sequential_test",
+                    "bayes_ab",
+                    "srm_test",
+                ]);
+                let option = match self.n(0, 4) {
+                    0 => String::new(),
+                    1 => format!(", {}", self.expr(Ty::Text, 1, scope)),
+                    2 => format!(
+                        ", alpha => {}",
+                        self.pick(&["0.05", "0", "1", "-1", "'NaN'::float8", "1e-300"])
+                    ),
+                    3 => format!(", tuning => {}", self.pick(&["5000", "0", "1e308", "-1"])),
+                    _ => format!(
+                        ", {}, {}",
+                        self.pick(&["NULL", "'a'", "ARRAY['a', 'b']"]),
+                        self.pick(&["0.5", "ARRAY[0.5, 0.5]", "ARRAY[-1.0, 2.0]"])
+                    ),
+                };
+                let value = if f == "srm_test" {
+                    String::new()
+                } else {
+                    format!(", {}", self.expr(Ty::Float, 1, scope))
+                };
+                format!("{f}({}{value}{option})", self.expr(Ty::Text, 1, scope))
+            }
+            12 => format!(
+                "{}({}, {}, {})",
+                self.pick(&["cuped_ttest", "cuped"]),
+                self.expr(Ty::Text, 1, scope),
+                self.expr(Ty::Float, 1, scope),
+                self.expr(Ty::Float, 1, scope)
+            ),
             _ => format!(
                 "corr({}, {})",
                 self.expr(Ty::Float, 1, scope),

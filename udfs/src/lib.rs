@@ -6,11 +6,13 @@
 pub mod aggregate_state;
 pub mod checked_arithmetic;
 pub mod error;
+pub mod experiments;
 pub mod knapsack;
 pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod optimize;
+pub mod preprocessing;
 pub mod relation;
 pub mod sale;
 pub mod sequence;
@@ -36,6 +38,13 @@ pub const WRITING_FUNCTIONS: [&str; 3] = [
 /// (handled by the SQL layer, which owns the catalog).
 pub const LOAD_FILE: &str = "load_file";
 
+/// The parameter names, in order, of the functions whose options treat NULL as "not
+/// given", so that the SQL layer can place `name => value` arguments that skip one (which
+/// DataFusion's own resolution refuses): the experiment and preprocessing functions.
+pub fn parameter_names(function: &str) -> Option<Vec<&'static str>> {
+    experiments::parameter_names(function).or_else(|| preprocessing::parameter_names(function))
+}
+
 /// Registers every flashsql function on a session, with `models` behind the model functions.
 pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {
     limits::register(ctx);
@@ -43,6 +52,14 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         ctx.register_udaf(udaf);
     }
     ctx.register_udaf(sequence::udaf());
+    for udaf in experiments::all() {
+        ctx.register_udaf(udaf);
+    }
+    ctx.register_udf(experiments::from_stats::udf());
+    for udwf in preprocessing::windows() {
+        ctx.register_udwf(udwf);
+    }
+    ctx.register_udf(preprocessing::bucketize());
     for udf in vectors::all().into_iter().chain(models::score::all(models)) {
         ctx.register_udf(udf);
     }

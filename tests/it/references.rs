@@ -1,0 +1,73 @@
+//! The analysis functions against their reference libraries on the same rows, over the
+//! wire, each by a script in `benches/compare/` run against the test server:
+//! - experiments (`ab_test`, `ttest`, `cuped_ttest`, `ttest_from_stats`, `srm_test`,
+//!   `cuped`) against scipy and statsmodels on the Hillstrom experiment (when
+//!   `../shared/data` has it, or `FLASHSQL_REAL_DATA`) and a seeded synthetic one, 1e-9;
+//! - preprocessing (`standard_scaler`, `min_max_scaler`, `robust_scaler`, `is_outlier`,
+//!   `quantile_bucketize`, `bucketize`) against scikit-learn and numpy, 1e-12.
+//! Each skips (saying so) without its Python libraries unless FLASHSQL_REQUIRE_CLIENTS=1.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::{TestServer, available};
+
+/// Runs `benches/compare/{script}` with `args` against a fresh server; it must print
+/// `{done}`. False (skipped) when python3 cannot import `modules`.
+fn run_reference(script: &str, args: &[PathBuf], modules: &str, done: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(
+        found,
+        "FLASHSQL_REQUIRE_CLIENTS",
+        &format!("python3 cannot import {modules}; pip install them"),
+    ) {
+        return false;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let server = TestServer::start();
+    let out = Command::new("python3")
+        .arg(root.join("benches/compare").join(script))
+        .args(args)
+        .env(
+            "FLASHSQL_DSN",
+            format!(
+                "host={} port={} user=flashsql dbname=flashsql",
+                server.addr.ip(),
+                server.addr.port()
+            ),
+        )
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(done), "{stdout}");
+    true
+}
+
+#[test]
+fn experiment_functions_agree_with_scipy_and_statsmodels() {
+    let data = std::env::var_os("FLASHSQL_REAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    run_reference(
+        "experiments_vs_scipy.py",
+        &[data.join("hillstrom/hillstrom.csv")],
+        "numpy, scipy, statsmodels, psycopg",
+        "experiments: ok",
+    );
+}
+
+#[test]
+fn preprocessing_functions_agree_with_scikit_learn() {
+    run_reference(
+        "preprocessing_vs_sklearn.py",
+        &[],
+        "numpy, sklearn, psycopg",
+        "preprocessing: ok",
+    );
+}
