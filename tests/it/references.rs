@@ -5,6 +5,7 @@
 //!   `../shared/data` has it, or `FLASHSQL_REAL_DATA`) and a seeded synthetic one, 1e-9;
 //! - preprocessing (`standard_scaler`, `min_max_scaler`, `robust_scaler`, `is_outlier`,
 //!   `quantile_bucketize`, `bucketize`) against scikit-learn and numpy, 1e-12.
+//!
 //! Each skips (saying so) without its Python libraries unless FLASHSQL_REQUIRE_CLIENTS=1.
 
 use std::path::PathBuf;

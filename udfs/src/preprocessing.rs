@@ -194,7 +194,7 @@ impl WindowUDFImpl for TransformUdwf {
             }
             Transform::QuantileBucket => {
                 let n = constant(1)?.map(|v| number(&v)).unwrap_or(f64::NAN);
-                if !(n >= 1.0 && n <= 10_000.0 && n.fract() == 0.0) {
+                if !((1.0..=10_000.0).contains(&n) && n.fract() == 0.0) {
                     return Err(user_error(format!(
                         "{name}: n must be a whole number of buckets from 1 to 10000"
                     )));
@@ -385,8 +385,8 @@ impl ScalarUDFImpl for Bucketize {
             let list = lists.value(i);
             let edges = list.as_primitive::<Float64Type>();
             if edges.null_count() > 0
-                || edges.values().windows(2).any(|w| !(w[0] < w[1]))
                 || edges.values().iter().any(|e| e.is_nan())
+                || edges.values().windows(2).any(|w| w[0] >= w[1])
             {
                 return Err(user_error(format!(
                     "{BUCKETIZE}: boundaries must be increasing numbers without NULLs"

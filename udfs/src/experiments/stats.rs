@@ -274,7 +274,7 @@ fn t_quantile(p: f64, df: f64) -> f64 {
     let mut x = dist.inverse_cdf(p);
     for _ in 0..4 {
         let pdf = statrs::distribution::Continuous::pdf(&dist, x);
-        if !(pdf > 0.0) {
+        if pdf.is_nan() || pdf <= 0.0 {
             break;
         }
         let step = ((1.0 - p) - t_sf(x, df)) / pdf;
@@ -292,7 +292,7 @@ fn normal_quantile(p: f64) -> f64 {
     let mut x = dist.inverse_cdf(p);
     for _ in 0..4 {
         let pdf = statrs::distribution::Continuous::pdf(&dist, x);
-        if !(pdf > 0.0) {
+        if pdf.is_nan() || pdf <= 0.0 {
             break;
         }
         let step = ((1.0 - p) - normal_sf(x)) / pdf;
