@@ -70,9 +70,21 @@ pub struct Classified {
 }
 
 fn c(code: &'static str, message: impl Into<String>) -> Classified {
+    let message = message.into();
+    // Arrow's string and list arrays address at most 2 GiB per column of a batch; building a
+    // bigger one panics with "offset overflow". However the panic travels (the statement's
+    // task, a task DataFusion spawned, a join error inside an arrow or engine error), it is
+    // a result too large, not an internal error.
+    if code == "XX000" && message.contains("offset overflow") {
+        return Classified {
+            code: "54000".into(),
+            message: "result too large: a column of one batch would exceed 2 GiB".into(),
+            hint: None,
+        };
+    }
     Classified {
         code: code.into(),
-        message: message.into(),
+        message,
         hint: None,
     }
 }
@@ -156,14 +168,6 @@ fn classify_arrow(e: &ArrowError) -> Classified {
         ArrowError::IoError(m, io) => classify_io(io, m.clone()),
         other => c("22000", other.to_string()),
     }
-}
-
-/// Arrow's "offset overflow" panic: a string or list column of one batch past 2 GiB.
-fn column_too_large() -> Classified {
-    c(
-        "54000",
-        "result too large: a column of one batch would exceed 2 GiB",
-    )
 }
 
 fn classify_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Classified {
@@ -306,10 +310,6 @@ pub fn classify(e: &DataFusionError) -> Classified {
         DataFusionError::NotImplemented(m) => c("0A000", m.clone()),
         DataFusionError::ResourcesExhausted(m) => c("53200", format!("out of memory: {m}")),
         DataFusionError::Execution(m) => classify_execution(m),
-        // Arrow's 2 GiB column panic (below) in a task DataFusion spawned itself.
-        DataFusionError::ExecutionJoin(j) if j.to_string().contains("offset overflow") => {
-            column_too_large()
-        }
         DataFusionError::ExecutionJoin(j) => c("XX000", j.to_string()),
         DataFusionError::Configuration(m) => c("22023", m.clone()),
         DataFusionError::IoError(io) => classify_io(io, io.to_string()),
@@ -325,9 +325,6 @@ pub fn classify(e: &DataFusionError) -> Classified {
             "42883",
             format!("no function matches the given arguments: {m}"),
         ),
-        // Arrow's string and list arrays address at most 2 GiB per column of a batch; building
-        // a bigger one panics with "offset overflow", which the statement's task reports.
-        DataFusionError::Internal(m) if m.contains("offset overflow") => column_too_large(),
         DataFusionError::Internal(m) => c("XX000", m.clone()),
         other => c("XX000", other.strip_backtrace()),
     }
@@ -572,13 +569,19 @@ mod tests {
         );
         // The same panic in a task DataFusion spawned, passed on as the task's join error
         // (seen from the SQL fuzzer, seed 10: `array_to_string` with a 300 kB separator).
-        let joined = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(async { tokio::spawn(async { panic!("offset overflow") }).await })
-            .expect_err("the task panics");
+        let joined = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(async { tokio::spawn(async { panic!("offset overflow") }).await })
+                .expect_err("the task panics")
+        };
         assert_eq!(
-            classify(&DataFusionError::ExecutionJoin(Box::new(joined))).code,
+            classify(&DataFusionError::ExecutionJoin(Box::new(joined()))).code,
+            "54000"
+        );
+        assert_eq!(
+            classify_arrow(&ArrowError::ExternalError(Box::new(joined()))).code,
             "54000"
         );
         let cast = |m: &str| classify_arrow(&ArrowError::CastError(m.into())).code;
