@@ -27,7 +27,6 @@ numpy, scipy, statsmodels, psycopg.
 import io
 import os
 import sys
-import tempfile
 
 import numpy as np
 import psycopg
@@ -35,7 +34,7 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from knapsack_vs_highs import ROOT, start_server  # noqa: E402
+from knapsack_vs_highs import ROOT, server_dsn  # noqa: E402
 
 TOLERANCE = 1e-9
 worst = [0.0, ""]
@@ -227,20 +226,10 @@ def main():
         datasets.insert(0, ("hillstrom", *hillstrom(path)))
     else:
         print(f"({path} not found: the synthetic experiment only)")
-    dsn = os.environ.get("FLASHSQL_DSN")
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = None
-        if dsn is None:
-            proc, host, port = start_server(os.path.join(tmp, "data"))
-            dsn = f"host={host} port={port} user=flashsql dbname=flashsql"
-        try:
-            conn = psycopg.connect(dsn, autocommit=True)
-            for name, rows, control in datasets:
-                check(conn, name, rows, control)
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait()
+    with server_dsn() as dsn:
+        conn = psycopg.connect(dsn, autocommit=True)
+        for name, rows, control in datasets:
+            check(conn, name, rows, control)
     print(f"{checked[0]} values checked; worst relative difference {worst[0]:.1e} ({worst[1]}); tolerance {TOLERANCE:g}")
     print("experiments: ok")
 

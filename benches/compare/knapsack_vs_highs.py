@@ -10,6 +10,7 @@ instance, the objectives and bounds side by side and the relative differences.
 
 Needs: numpy, scipy, psycopg (pip install numpy scipy "psycopg[binary]").
 """
+import contextlib
 import io
 import os
 import subprocess
@@ -94,6 +95,23 @@ def start_server(data_dir, world=("--no-seed",)):
             host, port = addr.rsplit(":", 1)
             return proc, host, int(port)
     raise RuntimeError("server did not start")
+
+
+@contextlib.contextmanager
+def server_dsn():
+    """The DSN of FLASHSQL_DSN's server when set (a test's), else of a release server started
+    on an empty data directory for the block's duration."""
+    dsn = os.environ.get("FLASHSQL_DSN")
+    if dsn is not None:
+        yield dsn
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, host, port = start_server(os.path.join(tmp, "data"))
+        try:
+            yield f"host={host} port={port} user=flashsql dbname=flashsql"
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 def main():

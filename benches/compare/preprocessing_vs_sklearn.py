@@ -17,14 +17,13 @@ numpy, scikit-learn, psycopg.
 import io
 import os
 import sys
-import tempfile
 
 import numpy as np
 import psycopg
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from knapsack_vs_highs import start_server  # noqa: E402
+from knapsack_vs_highs import server_dsn  # noqa: E402
 
 TOLERANCE = 1e-12
 
@@ -55,39 +54,29 @@ def data():
 
 def main():
     rows = data()
-    dsn = os.environ.get("FLASHSQL_DSN")
     worst = 0.0
     checked = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = None
-        if dsn is None:
-            proc, host, port = start_server(os.path.join(tmp, "data"))
-            dsn = f"host={host} port={port} user=flashsql dbname=flashsql"
-        try:
-            conn = psycopg.connect(dsn, autocommit=True)
-            conn.execute("DROP TABLE IF EXISTS prep")
-            conn.execute("CREATE TABLE prep (id BIGINT, g BIGINT, x DOUBLE PRECISION)")
-            buf = io.StringIO()
-            null = "\\N"
-            for i, g, x in rows:
-                buf.write(f"{i}\t{g}\t{null if x is None else repr(x)}\n")
-            with conn.cursor().copy("COPY prep FROM STDIN") as cp:
-                cp.write(buf.getvalue())
-            got = conn.execute(
-                """SELECT id, g, x,
-                       standard_scaler(x) OVER (PARTITION BY g),
-                       min_max_scaler(x) OVER (PARTITION BY g),
-                       robust_scaler(x) OVER (PARTITION BY g),
-                       is_outlier(x) OVER (PARTITION BY g),
-                       is_outlier(x, 'zscore', 2.5) OVER (PARTITION BY g),
-                       quantile_bucketize(x, 10) OVER (PARTITION BY g),
-                       bucketize(x, ARRAY[-1000, 0, 5, 10, 50, 1e5])
-                   FROM prep ORDER BY id"""
-            ).fetchall()
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait()
+    with server_dsn() as dsn:
+        conn = psycopg.connect(dsn, autocommit=True)
+        conn.execute("DROP TABLE IF EXISTS prep")
+        conn.execute("CREATE TABLE prep (id BIGINT, g BIGINT, x DOUBLE PRECISION)")
+        buf = io.StringIO()
+        null = "\\N"
+        for i, g, x in rows:
+            buf.write(f"{i}\t{g}\t{null if x is None else repr(x)}\n")
+        with conn.cursor().copy("COPY prep FROM STDIN") as cp:
+            cp.write(buf.getvalue())
+        got = conn.execute(
+            """SELECT id, g, x,
+                   standard_scaler(x) OVER (PARTITION BY g),
+                   min_max_scaler(x) OVER (PARTITION BY g),
+                   robust_scaler(x) OVER (PARTITION BY g),
+                   is_outlier(x) OVER (PARTITION BY g),
+                   is_outlier(x, 'zscore', 2.5) OVER (PARTITION BY g),
+                   quantile_bucketize(x, 10) OVER (PARTITION BY g),
+                   bucketize(x, ARRAY[-1000, 0, 5, 10, 50, 1e5])
+               FROM prep ORDER BY id"""
+        ).fetchall()
     by_group = {}
     for r in got:
         by_group.setdefault(r[1], []).append(r)

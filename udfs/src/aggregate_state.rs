@@ -1,15 +1,18 @@
-//! What the aggregates (`auc`, `ece`, `behavior_sequence`, …) share: their constant
-//! arguments, read once when the accumulator is made, and partial states carried as one list
-//! of numbers per group.
+//! What the aggregates (`auc`, `ece`, `behavior_sequence`, …) and the other functions with
+//! options share: constant arguments, read once when the accumulator or evaluator is made,
+//! signatures with parameter names, results that stay scalar for scalar arguments, and
+//! partial states carried as one list of numbers per group.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
-use datafusion::arrow::datatypes::ArrowPrimitiveType;
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::error::Result;
 use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{ColumnarValue, Signature, TypeSignature, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
 use crate::error::user_error;
@@ -23,7 +26,17 @@ pub fn constant_arg(
     function: &str,
     name: &str,
 ) -> Result<Option<ScalarValue>> {
-    let Some(expr) = args.exprs.get(i) else {
+    constant_expr(args.exprs, i, function, name)
+}
+
+/// [`constant_arg`] over any function's argument expressions (a window function's).
+pub fn constant_expr(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    i: usize,
+    function: &str,
+    name: &str,
+) -> Result<Option<ScalarValue>> {
+    let Some(expr) = exprs.get(i) else {
         return Ok(None);
     };
     match expr.downcast_ref::<Literal>() {
@@ -33,6 +46,32 @@ pub fn constant_arg(
             "{function}: {name} must be a constant, the same for every row"
         ))),
     }
+}
+
+/// A user-defined signature whose arguments may be given as `name => value`.
+pub fn named_signature(names: &[&str]) -> Signature {
+    let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);
+    // Names on a user-defined signature are always accepted.
+    signature
+        .clone()
+        .with_parameter_names(names.to_vec())
+        .unwrap_or(signature)
+}
+
+/// A scalar function's result: a scalar when every argument was one (a constant call that
+/// the planner folds), else the array.
+pub fn scalar_or_array(args: &[ColumnarValue], array: ArrayRef) -> Result<ColumnarValue> {
+    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?));
+    }
+    Ok(ColumnarValue::Array(array))
+}
+
+/// `DataType::List` of nullable `item`s.
+pub fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 
 /// A partial state: `values` as a one-row list.

@@ -22,10 +22,10 @@ use datafusion::error::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
     ColumnarValue, PartitionEvaluator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility, WindowUDF, WindowUDFImpl,
+    WindowUDF, WindowUDFImpl,
 };
-use datafusion::physical_expr::expressions::Literal;
 
+use crate::aggregate_state::{constant_expr, list_of, named_signature, scalar_or_array};
 use crate::error::user_error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,14 +92,6 @@ pub fn windows() -> Vec<WindowUDF> {
         .collect()
 }
 
-fn named_signature(names: &[&str]) -> Signature {
-    let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);
-    signature
-        .clone()
-        .with_parameter_names(names.to_vec())
-        .unwrap_or(signature)
-}
-
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TransformUdwf {
     transform: Transform,
@@ -150,19 +142,8 @@ impl WindowUDFImpl for TransformUdwf {
         args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
         let name = self.transform.name();
-        let constant = |i: usize| -> Result<Option<ScalarValue>> {
-            let Some(expr) = args.input_exprs().get(i) else {
-                return Ok(None);
-            };
-            match expr.downcast_ref::<Literal>() {
-                Some(l) if l.value().is_null() => Ok(None),
-                Some(l) => Ok(Some(l.value().clone())),
-                None => Err(user_error(format!(
-                    "{name}: {} must be a constant",
-                    self.transform.params()[i]
-                ))),
-            }
-        };
+        let params = self.transform.params();
+        let constant = |i: usize| constant_expr(args.input_exprs(), i, name, params[i]);
         let number = |v: &ScalarValue| match v.cast_to(&DataType::Float64) {
             Ok(ScalarValue::Float64(Some(x))) => x,
             _ => f64::NAN,
@@ -172,7 +153,7 @@ impl WindowUDFImpl for TransformUdwf {
             Transform::Outlier => {
                 let method = match constant(1)? {
                     None => "iqr".to_string(),
-                    Some(v) => v.to_string().trim_matches('\'').to_ascii_lowercase(),
+                    Some(v) => crate::experiments::aggregates::text(&v).to_ascii_lowercase(),
                 };
                 let k = constant(2)?.map(|v| number(&v));
                 rule = match method.as_str() {
@@ -361,10 +342,7 @@ impl ScalarUDFImpl for Bucketize {
                 arg_types.len()
             )));
         }
-        Ok(vec![
-            DataType::Float64,
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))),
-        ])
+        Ok(vec![DataType::Float64, list_of(DataType::Float64)])
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -395,17 +373,7 @@ impl ScalarUDFImpl for Bucketize {
             let v = x.value(i);
             out.push(Some(edges.values().partition_point(|e| *e <= v) as i64));
         }
-        let array: ArrayRef = Arc::new(Int64Array::from(out));
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(array))
+        scalar_or_array(&args.args, Arc::new(Int64Array::from(out)))
     }
 }
 

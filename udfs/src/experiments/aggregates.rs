@@ -10,13 +10,11 @@ use datafusion::common::ScalarValue;
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
-};
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature};
 
 use super::moments::{Moments, WIDTH};
 use super::stats::{self, Estimate};
-use crate::aggregate_state::{constant_arg, list_state, list_states};
+use crate::aggregate_state::{constant_arg, list_of, list_state, list_states, named_signature};
 use crate::error::{FunctionError, row_error, user_error};
 
 /// More variants than this in one group means the wrong column was passed as `variant`
@@ -171,7 +169,7 @@ impl Test {
             ("relative_p_value", F),
         ];
         let effect = [("effect", F), ("effect_low", F), ("effect_high", F)];
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+        let list = list_of;
         let spec: Vec<(&str, DataType)> = match self {
             Test::AbTest => head
                 .into_iter()
@@ -242,7 +240,7 @@ impl Test {
     fn return_type(self) -> DataType {
         let item = DataType::Struct(self.fields());
         if self.per_variant() {
-            DataType::List(Arc::new(Field::new_list_field(item, true)))
+            list_of(item)
         } else {
             item
         }
@@ -265,12 +263,7 @@ pub struct ExperimentUdaf {
 impl ExperimentUdaf {
     pub fn new(test: Test) -> ExperimentUdaf {
         let names: Vec<&str> = test.params().iter().map(|(n, _)| *n).collect();
-        let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);
-        // Names on a user-defined signature are always accepted.
-        let signature = signature
-            .clone()
-            .with_parameter_names(names)
-            .unwrap_or(signature);
+        let signature = named_signature(&names);
         ExperimentUdaf { test, signature }
     }
 }
@@ -298,15 +291,14 @@ impl AggregateUDFImpl for ExperimentUdaf {
                 arg_types.len()
             )));
         }
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
         Ok(params
             .iter()
             .zip(arg_types)
             .map(|((_, p), _)| match p {
                 Param::Variant | Param::Text => DataType::Utf8,
                 Param::Number | Param::Option => DataType::Float64,
-                Param::TextList => list(DataType::Utf8),
-                Param::NumberList => list(DataType::Float64),
+                Param::TextList => list_of(DataType::Utf8),
+                Param::NumberList => list_of(DataType::Float64),
             })
             .collect())
     }
@@ -325,16 +317,15 @@ impl AggregateUDFImpl for ExperimentUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         // The variants seen, and WIDTH moments per variant in the same order.
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
         Ok(vec![
             Arc::new(Field::new(
                 format!("{}[variants]", args.name),
-                list(DataType::Utf8),
+                list_of(DataType::Utf8),
                 true,
             )),
             Arc::new(Field::new(
                 format!("{}[moments]", args.name),
-                list(DataType::Float64),
+                list_of(DataType::Float64),
                 true,
             )),
         ])
@@ -435,7 +426,7 @@ impl Options {
     }
 }
 
-fn text(v: &ScalarValue) -> String {
+pub(crate) fn text(v: &ScalarValue) -> String {
     match v {
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
         ScalarValue::Utf8View(Some(s)) => s.clone(),

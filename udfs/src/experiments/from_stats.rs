@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StructArray};
 use datafusion::arrow::datatypes::{DataType, Fields, Float64Type};
-use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 
 use super::aggregates::Test;
 use super::stats::{self, Summary};
+use crate::aggregate_state::{named_signature, scalar_or_array};
 use crate::error::user_error;
 
 pub(super) const NAME: &str = "ttest_from_stats";
@@ -28,12 +27,9 @@ pub(super) const PARAMS: [&str; 7] = [
 ];
 
 pub fn udf() -> ScalarUDF {
-    let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);
-    let signature = signature
-        .clone()
-        .with_parameter_names(PARAMS.to_vec())
-        .unwrap_or(signature);
-    ScalarUDF::from(TTestFromStats { signature })
+    ScalarUDF::from(TTestFromStats {
+        signature: named_signature(&PARAMS),
+    })
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -140,16 +136,6 @@ impl ScalarUDFImpl for TTestFromStats {
             .collect::<Result<Vec<ArrayRef>>>()?;
         let nulls = datafusion::arrow::buffer::NullBuffer::from(valid);
         let array = StructArray::try_new(fields, arrays, Some(nulls))?;
-        if rows == 1
-            && args
-                .args
-                .iter()
-                .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(array)))
+        scalar_or_array(&args.args, Arc::new(array))
     }
 }
