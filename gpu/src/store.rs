@@ -1,7 +1,8 @@
 //! The model store: `models/<name>/<version>/` under the data directory, each version a
-//! safetensors file of weights and a JSON manifest. `name` means the latest version and
-//! `name@3` a pinned one. Loaded models are cached once per process and shared by every
-//! session (`Arc`).
+//! safetensors file of weights and a JSON manifest. `name` means the deployed version and
+//! `name@3` a pinned one; `models/<name>/deployment.json` records which version was
+//! deployed when and why (a name never deployed explicitly means its latest version).
+//! Loaded models are cached once per process and shared by every session (`Arc`).
 //!
 //! A version is written into a hidden directory, its files synced, then renamed into place
 //! and the parent synced: a version that is listed is complete on disk.
@@ -22,6 +23,30 @@ use crate::train::EpochReport;
 
 const WEIGHTS: &str = "weights.safetensors";
 const MANIFEST: &str = "manifest.json";
+const DEPLOYMENT: &str = "deployment.json";
+/// Deployments remembered per name (for rollbacks and the record of why).
+const DEPLOYMENT_HISTORY: usize = 100;
+
+/// One deployment of a model name: from then on, the bare name means `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub version: u32,
+    /// Why: the strategy or the comparison that chose it.
+    pub reason: String,
+    /// Microseconds since the Unix epoch.
+    pub at_us: i64,
+}
+
+/// How `deploy_model` picks the version to deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployTarget {
+    Version(u32),
+    /// The highest validation AUC (then the lowest log loss, then the newest).
+    BestScore,
+    MostRecent,
+    /// The version deployed before the current one.
+    Rollback,
+}
 
 /// What is known about a stored model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +112,8 @@ pub struct ModelStore {
     /// up to date by this store (the server is the directory's only writer), so resolving a
     /// name on every scored batch touches no file.
     index: Mutex<Index>,
+    /// Each name's deployments, oldest first, as `deployment.json` holds them.
+    deployments: Mutex<BTreeMap<String, Vec<Deployment>>>,
     cache: Mutex<HashMap<(String, u32), Arc<LoadedModel>>>,
     /// Serialises writers (new versions, drops) within the process.
     write: Mutex<()>,
@@ -149,10 +176,22 @@ impl ModelStore {
         // Reservations left by a process that stopped while training are removed; every
         // complete version is indexed.
         let mut index = Index::new();
+        let mut deployments = BTreeMap::new();
         for model in fs::read_dir(&dir).map_err(|e| io(&dir, e))?.flatten() {
             let name = model.file_name().to_string_lossy().to_string();
             if check_name(&name).is_err() {
                 continue;
+            }
+            let record = model.path().join(DEPLOYMENT);
+            if record.exists() {
+                let text = fs::read_to_string(&record).map_err(|e| io(&record, e))?;
+                let history: Vec<Deployment> = serde_json::from_str(&text).map_err(|e| {
+                    GpuError::Io(format!(
+                        "{}: not a deployment record: {e}",
+                        record.display()
+                    ))
+                })?;
+                deployments.insert(name.clone(), history);
             }
             for entry in fs::read_dir(model.path())
                 .map_err(|e| io(&model.path(), e))?
@@ -173,6 +212,7 @@ impl ModelStore {
         Ok(ModelStore {
             dir,
             index: Mutex::new(index),
+            deployments: Mutex::new(deployments),
             cache: Mutex::new(HashMap::new()),
             write: Mutex::new(()),
             default_device: DeviceChoice::Auto,
@@ -220,17 +260,150 @@ impl ModelStore {
         }
     }
 
-    /// Resolves `name` (latest) or `name@N` to a stored version.
+    fn lock_deployments(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<Deployment>>> {
+        self.deployments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The deployment in force for `name`: the newest whose version still exists (a
+    /// dropped version falls back to the one deployed before it). `None` when the name was
+    /// never deployed explicitly, or none of its deployed versions is left.
+    pub fn deployed(&self, name: &str) -> Option<Deployment> {
+        let index = self.lock_index();
+        let versions = index.get(name)?;
+        self.lock_deployments()
+            .get(name)?
+            .iter()
+            .rev()
+            .find(|d| versions.contains_key(&d.version))
+            .cloned()
+    }
+
+    /// Resolves `name` (the deployed version, else the latest) or `name@N` to a stored
+    /// version.
     pub fn resolve(&self, spec: &str) -> Result<(String, u32), GpuError> {
         let (name, version) = parse_spec(spec)?;
+        let deployed = match version {
+            None => self.deployed(&name).map(|d| d.version),
+            Some(_) => None,
+        };
         let found = self
             .lock_index()
             .get(&name)
             .and_then(|versions| match version {
                 Some(v) => versions.contains_key(&v).then_some(v),
-                None => versions.keys().next_back().copied(),
+                None => deployed.or_else(|| versions.keys().next_back().copied()),
             });
         found.map(|v| (name, v)).ok_or_else(|| self.unknown(spec))
+    }
+
+    /// Makes the bare `name` mean the version `target` picks, durably (the record is
+    /// written and synced before this returns); `reason` is kept with it. Returns the
+    /// version deployed before and the one deployed now.
+    pub fn deploy(
+        &self,
+        name: &str,
+        target: DeployTarget,
+        reason: &str,
+    ) -> Result<(Option<u32>, u32), GpuError> {
+        let (name, _) = parse_spec(name)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.resolve(&name)?.1;
+        if let DeployTarget::Version(v) = target {
+            self.resolve(&format!("{name}@{v}"))?;
+        }
+        let history = self
+            .lock_deployments()
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        let (version, why) = {
+            let index = self.lock_index();
+            // (`self.unknown` would lock the index again.)
+            let versions = index
+                .get(&name)
+                .ok_or_else(|| GpuError::Data(format!("{name}: dropped meanwhile")))?;
+            match target {
+                // Checked by resolve above, before the index was locked.
+                DeployTarget::Version(v) => (v, format!("version {v} chosen")),
+                DeployTarget::MostRecent => {
+                    let v = versions.keys().next_back().copied().unwrap_or(before);
+                    (v, "most recent version".to_string())
+                }
+                DeployTarget::BestScore => {
+                    let best = versions
+                        .values()
+                        .max_by(|a, b| {
+                            let auc =
+                                |m: &Manifest| m.metrics.valid_auc.unwrap_or(f64::NEG_INFINITY);
+                            auc(a)
+                                .total_cmp(&auc(b))
+                                .then(b.metrics.valid_logloss.total_cmp(&a.metrics.valid_logloss))
+                                .then(a.version.cmp(&b.version))
+                        })
+                        .map_or(before, |m| m.version);
+                    let m = &versions[&best];
+                    let auc = m
+                        .metrics
+                        .valid_auc
+                        .map_or("no AUC".to_string(), |a| format!("valid AUC {a:.4}"));
+                    (best, format!("best score ({auc})"))
+                }
+                DeployTarget::Rollback => {
+                    // The newest earlier deployment of another version that still exists;
+                    // without one, the newest version older than the current.
+                    let earlier = history
+                        .iter()
+                        .rev()
+                        .skip_while(|d| d.version != before)
+                        .find(|d| d.version != before && versions.contains_key(&d.version))
+                        .map(|d| d.version)
+                        .or_else(|| versions.range(..before).next_back().map(|(v, _)| *v));
+                    match earlier {
+                        Some(v) => (v, format!("rollback from version {before}")),
+                        None => {
+                            return Err(GpuError::Data(format!(
+                                "{name}: no earlier version to roll back to from version {before}"
+                            )));
+                        }
+                    }
+                }
+            }
+        };
+        let reason = if reason.is_empty() {
+            why
+        } else {
+            format!("{reason}: {why}")
+        };
+        let mut history = history;
+        history.push(Deployment {
+            version,
+            reason,
+            at_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+        });
+        if history.len() > DEPLOYMENT_HISTORY {
+            history.drain(..history.len() - DEPLOYMENT_HISTORY);
+        }
+        self.write_deployments(&name, &history)?;
+        self.lock_deployments().insert(name, history);
+        Ok((Some(before), version))
+    }
+
+    /// Writes a name's deployment record atomically: a synced temporary file renamed over
+    /// the old one, then the directory synced.
+    fn write_deployments(&self, name: &str, history: &[Deployment]) -> Result<(), GpuError> {
+        let base = self.dir.join(name);
+        let tmp = base.join(format!(".{DEPLOYMENT}.tmp"));
+        let text = serde_json::to_string_pretty(history)
+            .map_err(|e| GpuError::Io(format!("deployment record: {e}")))?;
+        fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(&tmp, e))?;
+        let dst = base.join(DEPLOYMENT);
+        fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        sync_dir(&base)
     }
 
     /// The model `spec` refers to, loaded once per process.
@@ -366,7 +539,15 @@ impl ModelStore {
             }
             self.lock_cache().remove(&(name.clone(), *v));
         }
-        // The name's directory goes once it is empty; a version being trained keeps it.
+        // With its last version goes its deployment record; the name's directory goes once
+        // it is empty (a version being trained keeps it).
+        if !self.lock_index().contains_key(&name) {
+            self.lock_deployments().remove(&name);
+            let record = base.join(DEPLOYMENT);
+            if record.exists() {
+                fs::remove_file(&record).map_err(|e| io(&record, e))?;
+            }
+        }
         if fs::remove_dir(&base).is_ok() {
             sync_dir(&self.dir)?;
         } else {

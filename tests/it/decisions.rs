@@ -97,3 +97,55 @@ async fn a_service_reads_plans_and_steps_over_sql() {
     // Deeper discounts sell more in this world: the discount alone ranks buyers above chance.
     assert!(auc > 0.5 && auc < 1.0, "{auc}");
 }
+
+/// Pseudonyms and private aggregates over the wire: RFC 4231's vector as SQL computes it,
+/// the BIGINT form as the hex form's first 8 bytes, the same token for the same id in two
+/// tables, seeded noise repeating and the operating system's not.
+#[tokio::test]
+async fn pseudonyms_and_private_aggregates_over_sql() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let row = client
+        .query_one(
+            "SELECT pseudonymize('what do ya want for nothing?', 'Jefe'), \
+                    pseudonymize_bigint('what do ya want for nothing?', 'Jefe'), \
+                    pseudonymize(decode('4869205468657265', 'hex'), decode(repeat('0b', 20), 'hex'))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (hex, int, binary): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        hex,
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    assert_eq!(int, i64::from_str_radix("5bdcc146bf60754e", 16).unwrap());
+    assert_eq!(
+        binary,
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+    );
+    // The same user gets the same token in events and in exposures: the shared tables join.
+    let unmatched = scalar_i64(
+        &client,
+        "SELECT count(*) FROM (SELECT DISTINCT pseudonymize_bigint(user_id, 'k') AS t FROM exposures) x \
+         WHERE t NOT IN (SELECT pseudonymize_bigint(user_id, 'k') FROM events)",
+    )
+    .await;
+    assert_eq!(unmatched, 0);
+    let noisy = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let r = client.query_one(sql, &[]).await.unwrap();
+            r.get::<_, f64>(0)
+        }
+    };
+    let seeded = "SELECT dp_count(user_id, 1.0, seed => 3) FROM events";
+    assert_eq!(noisy(seeded).await, noisy(seeded).await);
+    let fresh = "SELECT dp_count(user_id, 1.0) FROM events";
+    assert_ne!(noisy(fresh).await, noisy(fresh).await);
+    let exact = scalar_i64(&client, "SELECT count(user_id) FROM events").await as f64;
+    // Laplace(1/1): |noise| > 20 has probability e^-20.
+    assert!((noisy(fresh).await - exact).abs() < 20.0);
+    let avg = noisy("SELECT dp_avg(price, 0, 500, 0.1) FROM events WHERE price IS NOT NULL").await;
+    assert!((0.0..=500.0).contains(&avg), "{avg}");
+}

@@ -128,6 +128,32 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "54000",
         ),
         ("SELECT ttest_from_stats(1, 1, 0, 1, 1, 2)", "22023"),
+        // Off-policy, uplift and privacy functions, and deployment.
+        ("SELECT ope_ips(1, 0, 1) FROM users", "22000"),
+        ("SELECT ope_ips(1, 0.5, 1.5) FROM users", "22000"),
+        ("SELECT ope_ips(1, 0.5, 1, clip => 0) FROM users", "22023"),
+        (
+            "SELECT ope_switch_dr(1, 0.5, 1, 0, 0, threshold => -1) FROM users",
+            "22023",
+        ),
+        ("SELECT qini_auc(2, 1, 0.5) FROM users", "22000"),
+        ("SELECT uplift_auc(1, 0.5, 0.5) FROM users", "22000"),
+        (
+            "SELECT * FROM qini_curve((SELECT 1 AS treatment, 1 AS outcome))",
+            "42703",
+        ),
+        ("SELECT dp_count(user_id, 0) FROM users", "22023"),
+        ("SELECT dp_sum(user_id, 10, 1, 1.0) FROM users", "22023"),
+        (
+            "SELECT dp_avg(user_id, 0, 10, 1.0, contributions => 0.5) FROM users",
+            "22023",
+        ),
+        ("SELECT pseudonymize('u1', '')", "22023"),
+        (
+            "SELECT * FROM deploy_model('no_such_model', version => 1)",
+            "42704",
+        ),
+        ("SELECT * FROM deploy_model('no_such_model')", "22023"),
         ("SET statement_timeout = 'soon'", "22023"),
         // Found by the SQL fuzzer (tests/it/fuzz_sql.rs); each was XX000.
         (

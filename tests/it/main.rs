@@ -9,6 +9,7 @@ mod copy;
 mod crash;
 mod dbt;
 mod decisions;
+mod deployment;
 mod docs;
 mod durability;
 mod errors;

@@ -4,7 +4,11 @@
 //!   `cuped`) against scipy and statsmodels on the Hillstrom experiment (when
 //!   `../shared/data` has it, or `FLASHSQL_REAL_DATA`) and a seeded synthetic one, 1e-9;
 //! - preprocessing (`standard_scaler`, `min_max_scaler`, `robust_scaler`, `is_outlier`,
-//!   `quantile_bucketize`, `bucketize`) against scikit-learn and numpy, 1e-12.
+//!   `quantile_bucketize`, `bucketize`) against scikit-learn and numpy, 1e-12;
+//! - off-policy evaluation (`ope_ips`, `ope_snips`, `ope_dm`, `ope_dr`, `ope_switch_dr`)
+//!   against the Open Bandit Pipeline's formulas on its Open Bandit Dataset sample, 1e-9;
+//! - uplift (`qini_auc`, `uplift_auc`, `qini_curve`, `uplift_curve`) against scikit-uplift
+//!   on Hillstrom, 1e-9.
 //!
 //! Each skips (saying so) without its Python libraries unless FLASHSQL_REQUIRE_CLIENTS=1.
 
@@ -50,11 +54,16 @@ fn run_reference(script: &str, args: &[PathBuf], modules: &str, done: &str) -> b
     true
 }
 
+/// The real data samples: `FLASHSQL_REAL_DATA`, else `../shared/data`.
+fn real_data() -> PathBuf {
+    std::env::var_os("FLASHSQL_REAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
 #[test]
 fn experiment_functions_agree_with_scipy_and_statsmodels() {
-    let data = std::env::var_os("FLASHSQL_REAL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let data = real_data();
     run_reference(
         "experiments_vs_scipy.py",
         &[data.join("hillstrom/hillstrom.csv")],
@@ -70,5 +79,38 @@ fn preprocessing_functions_agree_with_scikit_learn() {
         &[],
         "numpy, sklearn, psycopg",
         "preprocessing: ok",
+    );
+}
+
+#[test]
+fn off_policy_estimators_agree_with_open_bandit_pipeline_formulas() {
+    let obd = real_data().join("obd");
+    if !obd.join("bts_all.csv").exists() {
+        println!(
+            "skipped: {} has no Open Bandit Dataset sample",
+            obd.display()
+        );
+        return;
+    }
+    run_reference(
+        "ope_vs_obp.py",
+        &[obd],
+        "numpy, scipy, statsmodels, psycopg",
+        "off-policy: ok",
+    );
+}
+
+#[test]
+fn uplift_metrics_agree_with_scikit_uplift() {
+    let hillstrom = real_data().join("hillstrom/hillstrom.csv");
+    if !hillstrom.exists() {
+        println!("skipped: no {}", hillstrom.display());
+        return;
+    }
+    run_reference(
+        "uplift_vs_sklift.py",
+        &[hillstrom],
+        "numpy, scipy, statsmodels, sklift, psycopg",
+        "uplift: ok",
     );
 }

@@ -11,11 +11,14 @@ pub mod knapsack;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod off_policy;
 pub mod optimize;
 pub mod preprocessing;
+pub mod privacy;
 pub mod relation;
 pub mod sale;
 pub mod sequence;
+pub mod uplift;
 pub mod vectors;
 
 use std::sync::Arc;
@@ -28,9 +31,10 @@ use flashsql_gpu::store::ModelStore;
 pub const SYSTEM_SCHEMA: &str = "flashsql";
 
 /// The relation functions that change stored state (models): read-only sessions refuse them.
-pub const WRITING_FUNCTIONS: [&str; 3] = [
+pub const WRITING_FUNCTIONS: [&str; 4] = [
     models::train_sql::NAME,
     models::catalog::DROP_MODEL,
+    models::catalog::DEPLOY_MODEL,
     LOAD_FILE,
 ];
 
@@ -40,9 +44,14 @@ pub const LOAD_FILE: &str = "load_file";
 
 /// The parameter names, in order, of the functions whose options treat NULL as "not
 /// given", so that the SQL layer can place `name => value` arguments that skip one (which
-/// DataFusion's own resolution refuses): the experiment and preprocessing functions.
+/// DataFusion's own resolution refuses): the experiment, preprocessing, off-policy, uplift
+/// and privacy functions.
 pub fn parameter_names(function: &str) -> Option<Vec<&'static str>> {
-    experiments::parameter_names(function).or_else(|| preprocessing::parameter_names(function))
+    experiments::parameter_names(function)
+        .or_else(|| preprocessing::parameter_names(function))
+        .or_else(|| off_policy::parameter_names(function))
+        .or_else(|| uplift::parameter_names(function))
+        .or_else(|| privacy::parameter_names(function))
 }
 
 /// Registers every flashsql function on a session, with `models` behind the model functions.
@@ -56,11 +65,22 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         ctx.register_udaf(udaf);
     }
     ctx.register_udf(experiments::from_stats::udf());
+    for udaf in off_policy::all()
+        .into_iter()
+        .chain(uplift::aggregates())
+        .chain(privacy::laplace::all())
+    {
+        ctx.register_udaf(udaf);
+    }
     for udwf in preprocessing::windows() {
         ctx.register_udwf(udwf);
     }
     ctx.register_udf(preprocessing::bucketize());
-    for udf in vectors::all().into_iter().chain(models::score::all(models)) {
+    for udf in vectors::all()
+        .into_iter()
+        .chain(privacy::pseudonymize::all())
+        .chain(models::score::all(models))
+    {
         ctx.register_udf(udf);
     }
     ctx.register_table(
@@ -76,7 +96,12 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         Arc::new(models::train_sql::TrainModel {
             store: models.clone(),
         }),
+        Arc::new(uplift::CurveFunction(uplift::curve::Kind::Qini)),
+        Arc::new(uplift::CurveFunction(uplift::curve::Kind::Uplift)),
         Arc::new(models::catalog::DropModel {
+            store: models.clone(),
+        }),
+        Arc::new(models::catalog::DeployModel {
             store: models.clone(),
         }),
     ])))

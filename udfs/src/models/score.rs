@@ -10,8 +10,10 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::error::Result;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use flashsql_gpu::GpuError;
 use flashsql_gpu::purchase::ModelKind;
@@ -89,6 +91,38 @@ fn model_name(function: &str, arg: &ColumnarValue) -> Result<String> {
     }
 }
 
+/// Pins the model argument at position `at` to the version the name means now
+/// (`'name'` → `'name@3'`), so that a query keeps the version it was planned with while
+/// another session deploys a new one. Unknown names and parameters are left alone (the
+/// error comes when the query runs).
+fn pin_model(
+    store: &ModelStore,
+    udf: impl ScalarUDFImpl + 'static,
+    mut args: Vec<Expr>,
+    at: usize,
+) -> ExprSimplifyResult {
+    let name = match args.get(at) {
+        Some(Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        )) if !s.contains('@') => s.clone(),
+        _ => return ExprSimplifyResult::Original(args),
+    };
+    let Ok((resolved, version)) = store.resolve(&name) else {
+        return ExprSimplifyResult::Original(args);
+    };
+    args[at] = Expr::Literal(
+        ScalarValue::Utf8(Some(format!("{resolved}@{version}"))),
+        None,
+    );
+    ExprSimplifyResult::Simplified(Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(udf)),
+        args,
+    )))
+}
+
 fn load(function: &str, store: &ModelStore, spec: &str) -> Result<Arc<LoadedModel>> {
     store.load(spec).map_err(|e| model_error(function, e))
 }
@@ -96,7 +130,7 @@ fn load(function: &str, store: &ModelStore, spec: &str) -> Result<Arc<LoadedMode
 /// A model's probability per row: `purchase_prob` for purchase models, `propensity` for
 /// propensity models. The arguments after the model are the inputs it was trained on, in
 /// the order [`scoring_arguments`] gives.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Probability {
     kind: ModelKind,
     store: Store,
@@ -127,6 +161,10 @@ impl ScalarUDFImpl for Probability {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        Ok(pin_model(&self.store.0, self.clone(), args, 0))
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
@@ -210,7 +248,7 @@ impl ScalarUDFImpl for Probability {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct UserEmbedding {
     store: Store,
     signature: Signature,
@@ -223,6 +261,10 @@ impl ScalarUDFImpl for UserEmbedding {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        Ok(pin_model(&self.store.0, self.clone(), args, 1))
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {

@@ -14,18 +14,19 @@ use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
 use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
-use flashsql_gpu::store::{Manifest, Metrics, ModelStore};
-use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, train};
+use flashsql_gpu::store::{DeployTarget, Manifest, Metrics, ModelStore};
+use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, split, train};
 
 use super::features::{
-    Features, check_offer, feature_matrix, floats, ints, model_error, sequences,
+    Features, check_offer, feature_matrix, floats, ints, model_error, scoring_arguments,
+    scoring_rows, sequences,
 };
 use crate::error::{FunctionError, row_error};
 use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, user_error};
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -43,6 +44,16 @@ struct Plan {
     by_time: bool,
     use_sequence: bool,
     affinity: bool,
+    deploy: Deploy,
+}
+
+/// Whether the new version becomes what the bare name means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deploy {
+    Always,
+    /// Only if its validation AUC beats the deployed version's on the same validation rows.
+    IfBetter,
+    Never,
 }
 
 impl RelationFunction for TrainModel {
@@ -79,6 +90,7 @@ impl RelationFunction for TrainModel {
             "calibrate",
             "seed",
             "device",
+            "deploy",
         ]
     }
 
@@ -142,6 +154,14 @@ impl RelationFunction for TrainModel {
             Some(s) => s.parse().map_err(|e: GpuError| model_error(NAME, e))?,
             None => self.store.default_device(),
         };
+        let deploy = o.choice(
+            "deploy",
+            &[
+                ("always", Deploy::Always),
+                ("if_better", Deploy::IfBetter),
+                ("never", Deploy::Never),
+            ],
+        )?;
         o.finish()?;
         let plan = Plan {
             name,
@@ -162,6 +182,7 @@ impl RelationFunction for TrainModel {
             by_time,
             use_sequence,
             affinity,
+            deploy,
         };
         let store = self.store.clone();
         let schema = self.schema();
@@ -386,6 +407,22 @@ fn run(
         labels,
         keys,
     } = training_input(plan, &input)?;
+    // The version the bare name means now. Unless the new version is to replace it
+    // whatever happens, it is pinned first: a name never deployed explicitly means its
+    // latest version, which the new one would otherwise become the moment it is saved.
+    let incumbent = store.resolve(&plan.name).ok().map(|(_, v)| v);
+    if let Some(v) = incumbent
+        && plan.deploy != Deploy::Always
+        && store.deployed(&plan.name.to_ascii_lowercase()).is_none()
+    {
+        store
+            .deploy(
+                &plan.name,
+                DeployTarget::Version(v),
+                "kept while train_model trains a challenger",
+            )
+            .map_err(|e| model_error(NAME, e))?;
+    }
     let reservation = store
         .reserve(&plan.name)
         .map_err(|e| model_error(NAME, e))?;
@@ -430,11 +467,90 @@ fn run(
         best_epoch: trained.best_epoch,
         epochs: trained.reports.clone(),
     };
-    store
+    let version = store
         .save(reservation, manifest, &trained.model)
         .map_err(|e| model_error(NAME, e))?;
     tracing::info!(model = %label, rows = n, seconds = started.elapsed().as_secs_f64(), "model trained");
+    let decision = match (plan.deploy, incumbent) {
+        (Deploy::Never, _) => None,
+        (Deploy::Always, _) => Some("train_model (deploy => always)".to_string()),
+        (Deploy::IfBetter, None) => Some("train_model (deploy => if_better): first version".into()),
+        (Deploy::IfBetter, Some(old)) => {
+            let valid = split(&keys, plan.options.valid_share, plan.options.seed).1;
+            let rows = take_rows(&input, &valid)?;
+            let challenger = validation_auc(store, &format!("{}@{version}", plan.name), &rows)?;
+            let champion = validation_auc(store, &format!("{}@{old}", plan.name), &rows)?;
+            let compared = format!(
+                "valid AUC {} (version {version}) vs {} (version {old}) on the same {} validation rows",
+                shown(challenger),
+                shown(champion),
+                valid.len()
+            );
+            match (challenger, champion) {
+                (Some(new), Some(cur)) if new > cur => {
+                    Some(format!("train_model (deploy => if_better): {compared}"))
+                }
+                (Some(_), None) => Some(format!(
+                    "train_model (deploy => if_better): version {old} cannot score these rows; {compared}"
+                )),
+                _ => {
+                    tracing::info!(model = %label, %compared, "not deployed: not better");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(reason) = decision {
+        store
+            .deploy(&plan.name, DeployTarget::Version(version), &reason)
+            .map_err(|e| model_error(NAME, e))?;
+    }
     Ok(())
+}
+
+fn shown(auc: Option<f64>) -> String {
+    auc.map_or("undefined".into(), |a| format!("{a:.4}"))
+}
+
+/// The rows of `input` at `indices`.
+fn take_rows(input: &RecordBatch, indices: &[usize]) -> Result<RecordBatch> {
+    let idx =
+        datafusion::arrow::array::UInt32Array::from_iter_values(indices.iter().map(|&i| i as u32));
+    Ok(datafusion::arrow::compute::take_record_batch(input, &idx)?)
+}
+
+/// The AUC of model `spec` on `rows` (training rows with their labels), scored the way
+/// `purchase_prob` scores; `None` when the model reads an input the rows lack, is of another
+/// kind, or a class is missing.
+fn validation_auc(store: &ModelStore, spec: &str, rows: &RecordBatch) -> Result<Option<f64>> {
+    let model = store.load(spec).map_err(|e| model_error(NAME, e))?;
+    let config = model.scorer.config();
+    let mut arrays = Vec::new();
+    for name in scoring_arguments(config) {
+        match rows.column_by_name(name) {
+            Some(a) => arrays.push(a.clone()),
+            // Rows without sequences (a model trained with sequence => false) score as
+            // users without history, as `purchase_prob(…, NULL, …)` does.
+            None if name == "seq" => arrays.push(datafusion::arrow::array::new_null_array(
+                &DataType::Null,
+                rows.num_rows(),
+            )),
+            None => return Ok(None),
+        }
+    }
+    let labels = floats(NAME, "label", &column(rows, "label")?)?;
+    let scored = scoring_rows(NAME, config, &arrays, rows.num_rows())?;
+    let probs = model
+        .scorer
+        .probabilities(&scored.rows)
+        .map_err(|e| model_error(NAME, e))?;
+    let mut pairs: Vec<(f64, f64)> = scored
+        .kept
+        .iter()
+        .zip(probs)
+        .filter_map(|(&r, p)| labels[r].map(|y| (p, y)))
+        .collect();
+    Ok(flashsql_gpu::metrics::auc(&mut pairs))
 }
 
 fn epoch_batch(schema: &SchemaRef, model: &str, r: &EpochReport) -> Result<RecordBatch> {
