@@ -305,7 +305,12 @@ impl ModelStore {
         target: DeployTarget,
         reason: &str,
     ) -> Result<(Option<u32>, u32), GpuError> {
-        let (name, _) = parse_spec(name)?;
+        let (name, pinned) = parse_spec(name)?;
+        if let Some(v) = pinned {
+            return Err(GpuError::InvalidName(format!(
+                "{name}@{v}: deploy a version with version => {v}"
+            )));
+        }
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.resolve(&name)?.1;
         if let DeployTarget::Version(v) = target {
@@ -412,12 +417,13 @@ impl ModelStore {
         if let Some(m) = self.lock_cache().get(&key) {
             return Ok(m.clone());
         }
-        let manifest = self
+        // The index guard must be gone before `unknown` lists the models (it locks again).
+        let found = self
             .lock_index()
             .get(&key.0)
             .and_then(|versions| versions.get(&key.1))
-            .cloned()
-            .ok_or_else(|| self.unknown(spec))?;
+            .cloned();
+        let manifest = found.ok_or_else(|| self.unknown(spec))?;
         let path = self.dir.join(&key.0).join(key.1.to_string()).join(WEIGHTS);
         let named: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)?;
         let model = PurchaseModel::from_named(manifest.config.clone(), &named)?;
@@ -447,6 +453,14 @@ impl ModelStore {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let base = self.dir.join(&name);
         fs::create_dir_all(&base).map_err(|e| io(&base, e))?;
+        // A number is never given twice while the name's deployment record remembers it:
+        // after the newest version is dropped, a new one must not inherit its deployments
+        // (or the `name@N` a query was pinned to).
+        let recorded = self
+            .lock_deployments()
+            .get(&name)
+            .and_then(|h| h.iter().map(|d| d.version).max())
+            .unwrap_or(0);
         let claimed = fs::read_dir(&base)
             .map_err(|e| io(&base, e))?
             .flatten()
@@ -458,7 +472,8 @@ impl ModelStore {
                     .ok()
             })
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(recorded);
         let version = claimed + 1;
         let dir = base.join(format!(".writing-{version}"));
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
@@ -510,11 +525,20 @@ impl ModelStore {
 
     /// Deletes one version, or every version of `name`; returns the versions deleted.
     pub fn drop_model(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>, GpuError> {
+        // `name@N` names one version too; with a version given as well, they must agree.
+        let (name, pinned) = parse_spec(name)?;
+        let version = match (version, pinned) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(GpuError::InvalidName(format!(
+                    "{name}@{b} with version {a}"
+                )));
+            }
+            (v, p) => v.or(p),
+        };
         let spec = match version {
             Some(v) => format!("{name}@{v}"),
-            None => name.to_string(),
+            None => name.clone(),
         };
-        let (name, _) = parse_spec(&spec)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let existing: Vec<u32> = self
             .lock_index()

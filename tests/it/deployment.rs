@@ -163,13 +163,27 @@ async fn versions_are_deployed_on_evidence_and_the_choice_is_durable() {
     let why = versions(&c).await[0].2.clone().unwrap();
     assert!(why.contains("deploy_model"), "{why}");
 
-    // Dropping the deployed version falls back to the one deployed before it.
-    c.simple_query("SELECT * FROM drop_model('champ', 1)")
+    // Dropping the deployed version (named as name@N: that version only) falls back to the
+    // one deployed before it.
+    c.simple_query("SELECT * FROM drop_model('champ@1')")
         .await
         .unwrap();
+    assert_eq!(versions(&c).await.len(), 3);
+    assert_eq!(deployed(&c).await, chosen);
+    // A number is not given twice: after the newest version is dropped, the next is new
+    // (and does not inherit the dropped one's deployments).
+    let newest = versions(&c).await.iter().map(|v| v.0).max().unwrap();
+    if newest != chosen {
+        c.simple_query(&format!("SELECT * FROM drop_model('champ', {newest})"))
+            .await
+            .unwrap();
+    }
+    train(&c, "epochs => 1, deploy => 'never'").await;
+    let now: Vec<i32> = versions(&c).await.iter().map(|v| v.0).collect();
+    assert_eq!(*now.last().unwrap(), newest + 1, "{now:?}");
     assert_eq!(deployed(&c).await, chosen);
     // With one version left there is nothing to roll back to.
-    for v in [2, 3, 4] {
+    for v in now {
         if v != chosen {
             c.simple_query(&format!("SELECT * FROM drop_model('champ', {v})"))
                 .await

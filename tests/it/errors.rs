@@ -149,6 +149,20 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "22023",
         ),
         ("SELECT pseudonymize('u1', '')", "22023"),
+        // A 300 kB constant repeated for each row of an 8,192-row batch passes Arrow's 2 GiB
+        // per-array limit (found by the SQL fuzzer).
+        (
+            "SELECT repeat('x', 300000) FROM generate_series(1, 10000)",
+            "54000",
+        ),
+        (
+            "SELECT dp_count(user_id, 1.0) OVER (ORDER BY user_id) FROM users",
+            "22023",
+        ),
+        (
+            "SELECT ope_dr(1, 0.5, 1, estimated_value => 0) FROM users",
+            "22023",
+        ),
         (
             "SELECT * FROM deploy_model('no_such_model', version => 1)",
             "42704",

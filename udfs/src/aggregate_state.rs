@@ -48,6 +48,23 @@ pub fn constant_expr(
     }
 }
 
+/// Checks that none of the first `names.len()` arguments — the row columns an aggregate
+/// cannot do without — is a bare NULL: named arguments that skip one are filled with NULL
+/// (`crate::parameter_names`), and every row would then be skipped, for a silent NULL.
+pub fn required_columns(args: &AccumulatorArgs, function: &str, names: &[&str]) -> Result<()> {
+    for (expr, name) in args.exprs.iter().zip(names) {
+        if expr
+            .downcast_ref::<Literal>()
+            .is_some_and(|l| l.value().is_null())
+        {
+            return Err(user_error(format!(
+                "{function}: {name} is required (a column or expression, not NULL)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A user-defined signature whose arguments may be given as `name => value`.
 pub fn named_signature(names: &[&str]) -> Signature {
     let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);

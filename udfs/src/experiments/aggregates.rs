@@ -14,7 +14,9 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 
 use super::moments::{Moments, WIDTH};
 use super::stats::{self, Estimate};
-use crate::aggregate_state::{constant_arg, list_of, list_state, list_states, named_signature};
+use crate::aggregate_state::{
+    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+};
 use crate::error::{FunctionError, row_error, user_error};
 
 /// More variants than this in one group means the wrong column was passed as `variant`
@@ -308,6 +310,11 @@ impl AggregateUDFImpl for ExperimentUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let columns: Vec<&str> = self.test.params()[..self.test.columns()]
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        required_columns(&args, self.test.name(), &columns)?;
         Ok(Box::new(ExperimentAccumulator {
             test: self.test,
             options: Options::read(self.test, &args)?,

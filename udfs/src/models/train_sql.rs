@@ -478,8 +478,16 @@ fn run(
         (Deploy::IfBetter, Some(old)) => {
             let valid = split(&keys, plan.options.valid_share, plan.options.seed).1;
             let rows = take_rows(&input, &valid)?;
-            let challenger = validation_auc(store, &format!("{}@{version}", plan.name), &rows)?;
-            let champion = validation_auc(store, &format!("{}@{old}", plan.name), &rows)?;
+            // A model that cannot score these rows (other inputs, another kind, a feature
+            // width or category it does not know, dropped meanwhile) has no AUC here.
+            let auc = |v: u32| {
+                let spec = format!("{}@{v}", plan.name);
+                validation_auc(store, &spec, &rows, config.kind).unwrap_or_else(|e| {
+                    tracing::info!(model = %spec, error = %e, "cannot score the validation rows");
+                    None
+                })
+            };
+            let (challenger, champion) = (auc(version), auc(old));
             let compared = format!(
                 "valid AUC {} (version {version}) vs {} (version {old}) on the same {} validation rows",
                 shown(challenger),
@@ -522,9 +530,17 @@ fn take_rows(input: &RecordBatch, indices: &[usize]) -> Result<RecordBatch> {
 /// The AUC of model `spec` on `rows` (training rows with their labels), scored the way
 /// `purchase_prob` scores; `None` when the model reads an input the rows lack, is of another
 /// kind, or a class is missing.
-fn validation_auc(store: &ModelStore, spec: &str, rows: &RecordBatch) -> Result<Option<f64>> {
+fn validation_auc(
+    store: &ModelStore,
+    spec: &str,
+    rows: &RecordBatch,
+    kind: ModelKind,
+) -> Result<Option<f64>> {
     let model = store.load(spec).map_err(|e| model_error(NAME, e))?;
     let config = model.scorer.config();
+    if config.kind != kind {
+        return Ok(None);
+    }
     let mut arrays = Vec::new();
     for name in scoring_arguments(config) {
         match rows.column_by_name(name) {

@@ -11,7 +11,9 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature};
 
 use super::estimate::{Estimator, OpeState, Round};
-use crate::aggregate_state::{constant_arg, list_of, list_state, list_states, named_signature};
+use crate::aggregate_state::{
+    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+};
 use crate::error::{row_error, user_error};
 
 const ALL: [Estimator; 5] = [
@@ -144,6 +146,7 @@ impl AggregateUDFImpl for OpeUdaf {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let e = self.estimator;
         let name = e.name();
+        required_columns(&args, name, e.columns())?;
         let mut limit = f64::INFINITY;
         let mut alpha = 0.05;
         for (i, param) in e.params().into_iter().enumerate().skip(e.columns().len()) {

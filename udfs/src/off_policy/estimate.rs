@@ -52,7 +52,8 @@ pub const STATE_WIDTH: usize = WIDTH + 2;
 /// The running state of one estimator over one group.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct OpeState {
-    /// y = the per-round value (w·r for SNIPS), x = the weight used.
+    /// y = the per-round value (w·r for SNIPS), x = the weight as the estimator uses it:
+    /// clipped for IPS and DR, raw for SNIPS and Switch-DR (which switches, not clips).
     moments: Moments,
     /// Rows whose weight was clipped (IPS, DR) or switched to the model (Switch-DR).
     limited: f64,

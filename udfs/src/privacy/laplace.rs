@@ -181,10 +181,13 @@ impl Mechanism {
         }
         let noise = match number(first_option + 2)? {
             None => Noise::Os,
-            Some(s) if s >= 0.0 && s.fract() == 0.0 && s < 1.8e19 => Noise::Seeded(s as u64),
+            // Read as a double: whole numbers up to 2^53 are exact.
+            Some(s) if s >= 0.0 && s.fract() == 0.0 && s <= 9_007_199_254_740_992.0 => {
+                Noise::Seeded(s as u64)
+            }
             Some(s) => {
                 return Err(user_error(format!(
-                    "{name}: seed must be a whole number at least 0, got {s}"
+                    "{name}: seed must be a whole number from 0 to 2^53, got {s}"
                 )));
             }
         };
@@ -287,6 +290,7 @@ impl AggregateUDFImpl for DpUdaf {
             mechanism: Mechanism::read(self.query, &args)?,
             count: 0.0,
             sum: 0.0,
+            released: false,
         }))
     }
 
@@ -304,13 +308,17 @@ struct DpAccumulator {
     mechanism: Mechanism,
     count: f64,
     sum: f64,
+    /// A group's figure is released once: as a window function the aggregate would be
+    /// evaluated for every row, and averaging many noisy copies of one count removes the
+    /// noise.
+    released: bool,
 }
 
 impl Accumulator for DpAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let m = &self.mechanism;
         if m.query == Query::Count {
-            self.count += (values[0].len() - values[0].null_count()) as f64;
+            self.count += (values[0].len() - values[0].logical_null_count()) as f64;
             return Ok(());
         }
         let mid = if m.query == Query::Avg {
@@ -343,6 +351,14 @@ impl Accumulator for DpAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.released {
+            return Err(user_error(format!(
+                "{}: a private aggregate releases one figure per group; it cannot be a \
+                 window function",
+                self.mechanism.query.name()
+            )));
+        }
+        self.released = true;
         Ok(ScalarValue::Float64(Some(
             self.mechanism.release(self.count, self.sum)?,
         )))

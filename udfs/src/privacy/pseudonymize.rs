@@ -93,8 +93,9 @@ impl ScalarUDFImpl for Pseudonymize {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // One row when every argument is a scalar (the result is then a scalar too).
+        let rows = arrays[0].len();
         let bytes = |a: &ArrayRef, i: usize| -> Option<Vec<u8>> {
             if a.is_null(i) {
                 return None;

@@ -12,7 +12,9 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature};
 
 use super::curve::{Kind, Point, Row, auc_score, curve};
-use crate::aggregate_state::{constant_arg, list_of, list_state, list_states, named_signature};
+use crate::aggregate_state::{
+    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+};
 use crate::error::{row_error, user_error};
 use crate::relation::{Compute, Options, RelationFunction, all_at_once, required_column};
 
@@ -120,6 +122,7 @@ impl AggregateUDFImpl for AucUdaf {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let name = auc_name(self.kind);
+        required_columns(&args, name, &UPLIFT_PARAMS)?;
         let negative_effect = match constant_arg(&args, 3, name, "negative_effect")? {
             None => true,
             Some(ScalarValue::Boolean(Some(b))) => b,
