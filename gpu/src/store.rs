@@ -173,8 +173,8 @@ impl ModelStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<ModelStore, GpuError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        // Reservations left by a process that stopped while training are removed; every
-        // complete version is indexed.
+        // Reservations and half-written deployment records left by a process that stopped
+        // are removed; every complete version is indexed.
         let mut index = Index::new();
         let mut deployments = BTreeMap::new();
         for model in fs::read_dir(&dir).map_err(|e| io(&dir, e))?.flatten() {
@@ -198,7 +198,7 @@ impl ModelStore {
                 .flatten()
             {
                 let file = entry.file_name().to_string_lossy().to_string();
-                if file.starts_with(".writing-") {
+                if file.starts_with(".writing-") || file == format!(".{DEPLOYMENT}.tmp") {
                     let _ = fs::remove_dir_all(entry.path());
                 } else if let Ok(version) = file.parse::<u32>() {
                     let manifest = read_manifest(&entry.path().join(MANIFEST))?;
