@@ -122,8 +122,8 @@ def reference(rows, kind, limit, alpha):
 
 
 def evaluate(conn, name, logged, other, target, truth):
-    for sql in (MODEL_SQL, ROUNDS_SQL):
-        conn.execute(f"DROP TABLE IF EXISTS {name}_{'model' if sql is MODEL_SQL else 'rounds'}")
+    for table, sql in (("model", MODEL_SQL), ("rounds", ROUNDS_SQL)):
+        conn.execute(f"DROP TABLE IF EXISTS {name}_{table}")
         conn.execute(sql.format(name=name, logged=logged, other=other, target=target))
     rows = conn.execute(
         f"SELECT position, reward, propensity, target_propensity, estimated_reward, estimated_value "

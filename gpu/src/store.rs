@@ -298,13 +298,13 @@ impl ModelStore {
 
     /// Makes the bare `name` mean the version `target` picks, durably (the record is
     /// written and synced before this returns); `reason` is kept with it. Returns the
-    /// version deployed before and the one deployed now.
+    /// version the name meant before and the deployment recorded now.
     pub fn deploy(
         &self,
         name: &str,
         target: DeployTarget,
         reason: &str,
-    ) -> Result<(Option<u32>, u32), GpuError> {
+    ) -> Result<(u32, Deployment), GpuError> {
         let (name, pinned) = parse_spec(name)?;
         if let Some(v) = pinned {
             return Err(GpuError::InvalidName(format!(
@@ -379,20 +379,21 @@ impl ModelStore {
         } else {
             format!("{reason}: {why}")
         };
-        let mut history = history;
-        history.push(Deployment {
+        let deployment = Deployment {
             version,
             reason,
             at_us: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
-        });
+        };
+        let mut history = history;
+        history.push(deployment.clone());
         if history.len() > DEPLOYMENT_HISTORY {
             history.drain(..history.len() - DEPLOYMENT_HISTORY);
         }
         self.write_deployments(&name, &history)?;
         self.lock_deployments().insert(name, history);
-        Ok((Some(before), version))
+        Ok((before, deployment))
     }
 
     /// Writes a name's deployment record atomically: a synced temporary file renamed over

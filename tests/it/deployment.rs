@@ -33,6 +33,19 @@ async fn versions(c: &Client) -> Vec<(i32, bool, Option<String>)> {
     .collect()
 }
 
+/// Each stored version's validation AUC, by version.
+async fn valid_aucs(c: &Client) -> Vec<f64> {
+    c.query(
+        "SELECT valid_auc FROM flashsql_models WHERE name = 'champ' ORDER BY version",
+        &[],
+    )
+    .await
+    .expect("flashsql_models")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 async fn deployed(c: &Client) -> i32 {
     let v: Vec<i32> = versions(c)
         .await
@@ -44,7 +57,7 @@ async fn deployed(c: &Client) -> i32 {
     v[0]
 }
 
-async fn deploy(c: &Client, args: &str) -> Result<(Option<i32>, i32), String> {
+async fn deploy(c: &Client, args: &str) -> Result<(i32, i32), String> {
     c.query_one(
         &format!("SELECT previous_version, version FROM deploy_model('champ', {args})"),
         &[],
@@ -109,16 +122,7 @@ async fn versions_are_deployed_on_evidence_and_the_choice_is_durable() {
     )
     .await;
     assert_eq!(deployed(&c).await, 2);
-    let aucs: Vec<f64> = c
-        .query(
-            "SELECT valid_auc FROM flashsql_models WHERE name = 'champ' ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let aucs = valid_aucs(&c).await;
     assert_eq!(aucs[0], aucs[2], "v1 and v3 are the same training");
     assert!(aucs[1] > aucs[0], "{aucs:?}");
     // 'never' stores without deploying.
@@ -126,24 +130,12 @@ async fn versions_are_deployed_on_evidence_and_the_choice_is_durable() {
     assert_eq!(deployed(&c).await, 2);
 
     // By hand, then by strategy.
-    assert_eq!(deploy(&c, "version => 3").await, Ok((Some(2), 3)));
+    assert_eq!(deploy(&c, "version => 3").await, Ok((2, 3)));
     assert_eq!(planned_version(&c).await, "champ@3");
-    assert_eq!(deploy(&c, "strategy => 'rollback'").await, Ok((Some(3), 2)));
-    assert_eq!(
-        deploy(&c, "strategy => 'most_recent'").await,
-        Ok((Some(2), 4))
-    );
+    assert_eq!(deploy(&c, "strategy => 'rollback'").await, Ok((3, 2)));
+    assert_eq!(deploy(&c, "strategy => 'most_recent'").await, Ok((2, 4)));
     let (_, chosen) = deploy(&c, "strategy => 'best_score'").await.unwrap();
-    let all: Vec<f64> = c
-        .query(
-            "SELECT valid_auc FROM flashsql_models WHERE name = 'champ' ORDER BY version",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let all = valid_aucs(&c).await;
     let top = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     assert_eq!(all[chosen as usize - 1], top, "{all:?} chose {chosen}");
     assert_eq!(deploy(&c, "version => 9").await, Err("42704".into()));

@@ -65,9 +65,46 @@ pub fn required_columns(args: &AccumulatorArgs, function: &str, names: &[&str]) 
     Ok(())
 }
 
+/// A constant option read as a double; NaN when it is not a number, so that the caller's
+/// range check refuses it with the option's name.
+pub fn option_number(v: &ScalarValue) -> f64 {
+    match v.cast_to(&DataType::Float64) {
+        Ok(ScalarValue::Float64(Some(x))) => x,
+        _ => f64::NAN,
+    }
+}
+
+/// A constant option read as text.
+pub fn option_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Refuses a call with fewer than `required` or more than `names.len()` arguments, naming
+/// the parameters.
+pub fn check_arity(function: &str, names: &[&str], required: usize, given: usize) -> Result<()> {
+    if given < required || given > names.len() {
+        return Err(user_error(format!(
+            "{function} takes {required} to {} arguments ({}), got {given}",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// A user-defined signature whose arguments may be given as `name => value`.
 pub fn named_signature(names: &[&str]) -> Signature {
-    let signature = Signature::new(TypeSignature::UserDefined, Volatility::Immutable);
+    named_signature_with(names, Volatility::Immutable)
+}
+
+/// [`named_signature`] of a given volatility (volatile for functions that draw randomness).
+pub fn named_signature_with(names: &[&str], volatility: Volatility) -> Signature {
+    let signature = Signature::new(TypeSignature::UserDefined, volatility);
     // Names on a user-defined signature are always accepted.
     signature
         .clone()

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
@@ -25,7 +24,9 @@ use datafusion::logical_expr::{
     WindowUDF, WindowUDFImpl,
 };
 
-use crate::aggregate_state::{constant_expr, list_of, named_signature, scalar_or_array};
+use crate::aggregate_state::{
+    constant_expr, list_of, named_signature, option_number, option_text, scalar_or_array,
+};
 use crate::error::user_error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,18 +145,14 @@ impl WindowUDFImpl for TransformUdwf {
         let name = self.transform.name();
         let params = self.transform.params();
         let constant = |i: usize| constant_expr(args.input_exprs(), i, name, params[i]);
-        let number = |v: &ScalarValue| match v.cast_to(&DataType::Float64) {
-            Ok(ScalarValue::Float64(Some(x))) => x,
-            _ => f64::NAN,
-        };
         let mut rule = Rule::None;
         match self.transform {
             Transform::Outlier => {
                 let method = match constant(1)? {
                     None => "iqr".to_string(),
-                    Some(v) => crate::experiments::aggregates::text(&v).to_ascii_lowercase(),
+                    Some(v) => option_text(&v).to_ascii_lowercase(),
                 };
-                let k = constant(2)?.map(|v| number(&v));
+                let k = constant(2)?.map(|v| option_number(&v));
                 rule = match method.as_str() {
                     "iqr" => Rule::Iqr(k.unwrap_or(1.5)),
                     "zscore" => Rule::ZScore(k.unwrap_or(3.0)),
@@ -174,7 +171,7 @@ impl WindowUDFImpl for TransformUdwf {
                 }
             }
             Transform::QuantileBucket => {
-                let n = constant(1)?.map(|v| number(&v)).unwrap_or(f64::NAN);
+                let n = constant(1)?.map(|v| option_number(&v)).unwrap_or(f64::NAN);
                 if !((1.0..=10_000.0).contains(&n) && n.fract() == 0.0) {
                     return Err(user_error(format!(
                         "{name}: n must be a whole number of buckets from 1 to 10000"

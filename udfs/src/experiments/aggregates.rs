@@ -15,7 +15,8 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 use super::moments::{Moments, WIDTH};
 use super::stats::{self, Estimate};
 use crate::aggregate_state::{
-    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+    check_arity, constant_arg, list_of, list_state, list_states, named_signature, option_number,
+    option_text, required_columns,
 };
 use crate::error::{FunctionError, row_error, user_error};
 
@@ -282,17 +283,8 @@ impl AggregateUDFImpl for ExperimentUdaf {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let params = self.test.params();
         let required = self.test.columns();
-        if arg_types.len() < required || arg_types.len() > params.len() {
-            let names: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
-            return Err(user_error(format!(
-                "{} takes {} to {} arguments ({}), got {}",
-                self.test.name(),
-                required,
-                params.len(),
-                names.join(", "),
-                arg_types.len()
-            )));
-        }
+        let names: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
+        check_arity(self.test.name(), &names, required, arg_types.len())?;
         Ok(params
             .iter()
             .zip(arg_types)
@@ -367,9 +359,9 @@ impl Options {
                 continue;
             };
             match kind {
-                Param::Text => options.control = Some(text(&value)),
+                Param::Text => options.control = Some(option_text(&value)),
                 Param::Option => {
-                    let v = number(&value);
+                    let v = option_number(&value);
                     let ok = match *param {
                         "alpha" => v > 0.0 && v < 1.0,
                         _ => v > 0.0 && v.is_finite(),
@@ -391,8 +383,8 @@ impl Options {
                         _ => options.prior.1 = v,
                     }
                 }
-                Param::TextList => variants = Some(list_values(&value, text)),
-                Param::NumberList => shares = Some(list_values(&value, number)),
+                Param::TextList => variants = Some(list_values(&value, option_text)),
+                Param::NumberList => shares = Some(list_values(&value, option_number)),
                 Param::Variant | Param::Number => {}
             }
         }
@@ -430,21 +422,6 @@ impl Options {
             }
         }
         Ok(options)
-    }
-}
-
-pub(crate) fn text(v: &ScalarValue) -> String {
-    match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
-        ScalarValue::Utf8View(Some(s)) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn number(v: &ScalarValue) -> f64 {
-    match v.cast_to(&DataType::Float64) {
-        Ok(ScalarValue::Float64(Some(x))) => x,
-        _ => f64::NAN,
     }
 }
 

@@ -248,7 +248,7 @@ impl RelationFunction for DeployModel {
     fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8, false),
-            Field::new("previous_version", DataType::Int32, true),
+            Field::new("previous_version", DataType::Int32, false),
             Field::new("version", DataType::Int32, false),
             Field::new("reason", DataType::Utf8, false),
         ]))
@@ -292,17 +292,14 @@ impl RelationFunction for DeployModel {
             let (before, now) = store
                 .deploy(&name, target, "deploy_model")
                 .map_err(|e| model_error(DEPLOY_MODEL, e))?;
-            let reason = store
-                .deployed(&flashsql_gpu::store::parse_spec(&name).map_or(name.clone(), |s| s.0))
-                .map_or_else(String::new, |d| d.reason);
-            tracing::info!(model = %name, from = ?before, to = now, %reason, "model deployed");
+            tracing::info!(model = %name, from = before, to = now.version, reason = %now.reason, "model deployed");
             Ok(RecordBatch::try_new(
                 schema.clone(),
                 vec![
                     Arc::new(StringArray::from(vec![name.clone()])),
-                    Arc::new(Int32Array::from(vec![before.map(|v| v as i32)])),
-                    Arc::new(Int32Array::from(vec![now as i32])),
-                    Arc::new(StringArray::from(vec![reason])),
+                    Arc::new(Int32Array::from(vec![before as i32])),
+                    Arc::new(Int32Array::from(vec![now.version as i32])),
+                    Arc::new(StringArray::from(vec![now.reason])),
                 ],
             )?)
         }))

@@ -410,15 +410,16 @@ fn run(
     // The version the bare name means now. Unless the new version is to replace it
     // whatever happens, it is pinned first: a name never deployed explicitly means its
     // latest version, which the new one would otherwise become the moment it is saved.
-    let incumbent = store.resolve(&plan.name).ok().map(|(_, v)| v);
-    if let Some(v) = incumbent
+    let resolved = store.resolve(&plan.name).ok();
+    let incumbent = resolved.as_ref().map(|(_, v)| *v);
+    if let Some((name, v)) = &resolved
         && plan.deploy != Deploy::Always
-        && store.deployed(&plan.name.to_ascii_lowercase()).is_none()
+        && store.deployed(name).is_none()
     {
         store
             .deploy(
-                &plan.name,
-                DeployTarget::Version(v),
+                name,
+                DeployTarget::Version(*v),
                 "kept while train_model trains a challenger",
             )
             .map_err(|e| model_error(NAME, e))?;

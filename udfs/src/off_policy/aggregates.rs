@@ -12,7 +12,8 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 
 use super::estimate::{Estimator, OpeState, Round};
 use crate::aggregate_state::{
-    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+    check_arity, constant_arg, list_of, list_state, list_states, named_signature, option_number,
+    required_columns,
 };
 use crate::error::{row_error, user_error};
 
@@ -124,18 +125,8 @@ impl AggregateUDFImpl for OpeUdaf {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let params = self.estimator.params();
-        let required = self.estimator.columns().len();
-        if arg_types.len() < required || arg_types.len() > params.len() {
-            return Err(user_error(format!(
-                "{} takes {} to {} arguments ({}), got {}",
-                self.estimator.name(),
-                required,
-                params.len(),
-                params.join(", "),
-                arg_types.len()
-            )));
-        }
+        let e = self.estimator;
+        check_arity(e.name(), &e.params(), e.columns().len(), arg_types.len())?;
         Ok(vec![DataType::Float64; arg_types.len()])
     }
 
@@ -153,10 +144,7 @@ impl AggregateUDFImpl for OpeUdaf {
             let Some(value) = constant_arg(&args, i, name, param)? else {
                 continue;
             };
-            let v = match value.cast_to(&DataType::Float64) {
-                Ok(ScalarValue::Float64(Some(x))) => x,
-                _ => f64::NAN,
-            };
+            let v = option_number(&value);
             if param == "alpha" {
                 if !(v > 0.0 && v < 1.0) {
                     return Err(user_error(format!(
@@ -209,7 +197,12 @@ impl OpeAccumulator {
     /// The round in row `i` (no argument NULL there); bad values are errors.
     fn round(&self, columns: &[&[f64]], i: usize) -> Result<Round> {
         let name = self.estimator.name();
-        let values: Vec<f64> = columns.iter().map(|c| c[i]).collect();
+        // At most five columns: read into a fixed array, no allocation per row.
+        let mut values = [0.0; 5];
+        for (v, c) in values.iter_mut().zip(columns) {
+            *v = c[i];
+        }
+        let values = &values[..columns.len()];
         if let Some((k, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(row_error(format!(
                 "{name}: {} must be a finite number, got {v}",

@@ -148,19 +148,20 @@ fn intervals_cover_the_true_value_of_a_plan() {
             .collect();
         // The reward model: the log's purchase rate at each discount level (misspecified:
         // it ignores who was shown the offer).
-        let rate = |level: f64| {
-            let (sum, count) = log
+        let level = |d: f64| {
+            DISCOUNT_LEVELS
                 .iter()
-                .filter(|(d, _, _)| (d - level).abs() < 1e-12)
-                .fold((0.0, 0.0), |(s, c), (_, _, r)| (s + r, c + 1.0));
-            if count > 0.0 { sum / count } else { 0.0 }
+                .position(|&l| (l - d).abs() < 1e-12)
+                .expect("a world discount level")
         };
-        let model: Vec<(f64, f64)> = DISCOUNT_LEVELS.iter().map(|&l| (l, rate(l))).collect();
-        let q = |level: f64| {
-            model
-                .iter()
-                .find(|(l, _)| (l - level).abs() < 1e-12)
-                .map_or(0.0, |(_, r)| *r)
+        let mut tally = [(0.0, 0.0); DISCOUNT_LEVELS.len()];
+        for &(d, _, reward) in &log {
+            let t = &mut tally[level(d)];
+            *t = (t.0 + reward, t.1 + 1.0);
+        }
+        let q = |d: f64| {
+            let (sum, count) = tally[level(d)];
+            if count > 0.0 { sum / count } else { 0.0 }
         };
         for (e, hits) in estimators.iter().zip(covered.iter_mut()) {
             let mut state = OpeState::default();

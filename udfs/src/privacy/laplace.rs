@@ -32,7 +32,10 @@ use rand::rngs::OsRng;
 use rand::{Rng, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 
-use crate::aggregate_state::{constant_arg, list_of, list_state, list_states};
+use crate::aggregate_state::{
+    check_arity, constant_arg, list_of, list_state, list_states, named_signature_with,
+    option_number,
+};
 use crate::error::{row_error, user_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,10 +142,7 @@ impl Mechanism {
         let params = query.params();
         let number = |i: usize| -> Result<Option<f64>> {
             let value = constant_arg(args, i, name, params[i])?;
-            Ok(value.map(|v| match v.cast_to(&DataType::Float64) {
-                Ok(ScalarValue::Float64(Some(x))) => x,
-                _ => f64::NAN,
-            }))
+            Ok(value.as_ref().map(option_number))
         };
         let (lower, upper, first_option) = match query {
             Query::Count => (0.0, 0.0, 1),
@@ -228,13 +228,8 @@ impl Mechanism {
 pub fn all() -> Vec<AggregateUDF> {
     ALL.into_iter()
         .map(|query| {
-            let names = query.params();
             // Volatile: two evaluations of the same query must draw fresh noise.
-            let signature = Signature::user_defined(Volatility::Volatile);
-            let signature = signature
-                .clone()
-                .with_parameter_names(names)
-                .unwrap_or(signature);
+            let signature = named_signature_with(&query.params(), Volatility::Volatile);
             AggregateUDF::from(DpUdaf { query, signature })
         })
         .collect()
@@ -256,17 +251,8 @@ impl AggregateUDFImpl for DpUdaf {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let params = self.query.params();
-        if arg_types.len() < self.query.required() || arg_types.len() > params.len() {
-            return Err(user_error(format!(
-                "{} takes {} to {} arguments ({}), got {}",
-                self.query.name(),
-                self.query.required(),
-                params.len(),
-                params.join(", "),
-                arg_types.len()
-            )));
-        }
+        let q = self.query;
+        check_arity(q.name(), &q.params(), q.required(), arg_types.len())?;
         // dp_count counts non-NULL values of any type; the rest read numbers.
         Ok(arg_types
             .iter()

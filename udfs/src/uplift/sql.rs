@@ -13,7 +13,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 
 use super::curve::{Kind, Point, Row, auc_score, curve};
 use crate::aggregate_state::{
-    constant_arg, list_of, list_state, list_states, named_signature, required_columns,
+    check_arity, constant_arg, list_of, list_state, list_states, named_signature, required_columns,
 };
 use crate::error::{row_error, user_error};
 use crate::relation::{Compute, Options, RelationFunction, all_at_once, required_column};
@@ -25,11 +25,10 @@ const UPLIFT_PARAMS: [&str; 3] = ["treatment", "outcome", "score"];
 
 /// The parameter names of an uplift aggregate, in order (see [`crate::parameter_names`]).
 pub fn parameter_names(function: &str) -> Option<Vec<&'static str>> {
-    match function {
-        QINI_AUC => Some(QINI_PARAMS.to_vec()),
-        UPLIFT_AUC => Some(UPLIFT_PARAMS.to_vec()),
-        _ => None,
-    }
+    [Kind::Qini, Kind::Uplift]
+        .into_iter()
+        .find(|&k| auc_name(k) == function)
+        .map(|k| params(k).to_vec())
 }
 
 /// `qini_auc` and `uplift_auc`.
@@ -37,16 +36,19 @@ pub fn aggregates() -> Vec<AggregateUDF> {
     [Kind::Qini, Kind::Uplift]
         .into_iter()
         .map(|kind| {
-            let names: &[&str] = match kind {
-                Kind::Qini => &QINI_PARAMS,
-                Kind::Uplift => &UPLIFT_PARAMS,
-            };
             AggregateUDF::from(AucUdaf {
                 kind,
-                signature: named_signature(names),
+                signature: named_signature(params(kind)),
             })
         })
         .collect()
+}
+
+fn params(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Qini => &QINI_PARAMS,
+        Kind::Uplift => &UPLIFT_PARAMS,
+    }
 }
 
 fn auc_name(kind: Kind) -> &'static str {
@@ -96,19 +98,7 @@ impl AggregateUDFImpl for AucUdaf {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let max = if self.kind == Kind::Qini { 4 } else { 3 };
-        if arg_types.len() < 3 || arg_types.len() > max {
-            return Err(user_error(format!(
-                "{} takes (treatment, outcome, score{}), got {} arguments",
-                auc_name(self.kind),
-                if self.kind == Kind::Qini {
-                    " [, negative_effect]"
-                } else {
-                    ""
-                },
-                arg_types.len()
-            )));
-        }
+        check_arity(auc_name(self.kind), params(self.kind), 3, arg_types.len())?;
         let mut types = vec![DataType::Float64; 3];
         if arg_types.len() == 4 {
             types.push(DataType::Boolean);
