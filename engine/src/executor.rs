@@ -20,7 +20,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::interrupt::{Interrupt, InterruptOnDrop};
 
 /// The stack of every thread that plans or executes statements (these and the connection
-/// threads): enough for the deepest statement the server accepts (10,000 levels of nested
+/// threads): enough for the deepest statement the server accepts (1,000 levels of nested
 /// expressions) through DataFusion's recursive planning and evaluation, in a debug build,
 /// with margin. Only the pages a thread touches are committed.
 pub const THREAD_STACK_BYTES: usize = 256 << 20;

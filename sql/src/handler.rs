@@ -41,6 +41,7 @@ use tracing::{debug, warn};
 use crate::auth::Startup;
 use crate::copy::CopyOutEncoder;
 use crate::errors::{SqlError, classify};
+use crate::portal_stream;
 use crate::protocol_checks;
 use crate::server::Shared;
 use crate::session::{CopyIn, PgSession, Prepared, StatementResult};
@@ -706,7 +707,8 @@ impl ExtendedQueryHandler for Connection {
         Ok(())
     }
 
-    /// As the protocol library's, after checking the row limit (a negative one is 08P01).
+    /// As the protocol library's, after checking the row limit (a negative one is 08P01), but
+    /// a portal run without a row limit streams its rows ([`portal_stream`]).
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -716,11 +718,19 @@ impl ExtendedQueryHandler for Connection {
     {
         protocol_checks::max_rows(message.max_rows)?;
         let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        let declared = match client.portal_store().get_portal(portal_name) {
-            Some(Entry::Value(p)) => declared_cursor(&p.statement.statement),
+        let portal = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(p)) => Some(p),
             _ => None,
         };
-        self._on_execute(client, message).await?;
+        let declared = portal
+            .as_ref()
+            .and_then(|p| declared_cursor(&p.statement.statement));
+        match portal {
+            Some(p) if message.max_rows == 0 && portal_stream::not_started(&p).await => {
+                portal_stream::execute_unlimited(self, client, p).await?
+            }
+            _ => self._on_execute(client, message).await?,
+        }
         // A declared cursor is also a portal of its name, as in PostgreSQL: drivers describe
         // it to learn its columns before they FETCH (psycopg's named cursors).
         if let Some(name) = declared {
