@@ -155,6 +155,12 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "SELECT repeat('x', 300000) FROM generate_series(1, 10000)",
             "54000",
         ),
+        // `||` joining a long text to every row of a batch: 512 MiB a batch, built outside
+        // the memory pool until the operator was size-limited (found by the SQL fuzzer).
+        (
+            "SELECT k::text || repeat('x', 65536) FROM generate_series(1, 10000) AS a(k)",
+            "54000",
+        ),
         (
             "SELECT dp_count(user_id, 1.0) OVER (ORDER BY user_id) FROM users",
             "22023",

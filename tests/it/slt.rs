@@ -341,8 +341,8 @@ macro_rules! slt_tests {
 }
 
 slt_tests!(
-    ddl, dml, merge, metrics, models, optimize, read_only, sale, sequence, session, subqueries,
-    vectors, world
+    ddl, dml, merge, metrics, models, operators, optimize, read_only, sale, sequence, session,
+    subqueries, vectors, world
 );
 
 #[test]

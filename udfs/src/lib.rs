@@ -18,6 +18,7 @@ pub mod privacy;
 pub mod relation;
 pub mod sale;
 pub mod sequence;
+pub mod string_concat;
 pub mod uplift;
 pub mod vectors;
 
@@ -57,6 +58,10 @@ pub fn parameter_names(function: &str) -> Option<Vec<&'static str>> {
 /// Registers every flashsql function on a session, with `models` behind the model functions.
 pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()> {
     limits::register(ctx);
+    datafusion::execution::FunctionRegistry::register_expr_planner(
+        &mut *ctx.state_ref().write(),
+        Arc::new(string_concat::TextConcatPlanner::default()),
+    )?;
     for udaf in metrics::all() {
         ctx.register_udaf(udaf);
     }

@@ -1,0 +1,214 @@
+//! The text `||` operator, with the result-size limit of [`crate::limits`].
+//!
+//! DataFusion evaluates `a || b` as a built-in operator that allocates its whole result for
+//! a batch at once, outside the memory pool. A long literal joined to every row of a batch
+//! (`left(s, k) || '<64 kB>'` over 8,192 rows) took half a gigabyte per batch and per
+//! session; PostgreSQL refuses a value over 1 GB ("requested length too large", 54000) and
+//! flashsql refuses a batch of results over [`MAX_RESULT_BYTES`]. So the SQL planner turns a
+//! text `||` into this function, which sizes its result before building it. Array `||` is
+//! left to DataFusion's own planner, which runs first, and binary strings keep the built-in.
+//!
+//! Semantics are the operator's: NULL if either side is NULL, other types cast to text.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use datafusion::arrow::compute::kernels::concat_elements::concat_elements_utf8;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::sqlparser::ast::BinaryOperator;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use crate::error::FunctionError;
+use crate::limits::MAX_RESULT_BYTES;
+
+/// The function a text `||` becomes (a name no one calls by hand).
+pub const NAME: &str = "text_concat";
+
+/// `a || b` on text, size-checked.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextConcat {
+    signature: Signature,
+}
+
+impl Default for TextConcat {
+    fn default() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+/// The bytes of text `v` takes over `rows` rows, without building a scalar's broadcast.
+fn text_bytes(v: &ColumnarValue, rows: usize) -> u64 {
+    match v {
+        ColumnarValue::Scalar(s) => match s {
+            ScalarValue::Utf8(Some(t))
+            | ScalarValue::Utf8View(Some(t))
+            | ScalarValue::LargeUtf8(Some(t)) => (t.len() as u64).saturating_mul(rows as u64),
+            _ => 0,
+        },
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Utf8 => {
+                let s = a.as_string::<i32>();
+                let offsets = s.value_offsets();
+                (offsets[offsets.len() - 1] - offsets[0]) as u64
+            }
+            DataType::LargeUtf8 => {
+                let s = a.as_string::<i64>();
+                let offsets = s.value_offsets();
+                (offsets[offsets.len() - 1] - offsets[0]) as u64
+            }
+            DataType::Utf8View => a
+                .as_string_view()
+                .views()
+                .iter()
+                .map(|v| u64::from(*v as u32))
+                .sum(),
+            _ => 0,
+        },
+    }
+}
+
+fn as_utf8(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast_with_options(
+        a,
+        &DataType::Utf8,
+        &CastOptions::default(),
+    )?)
+}
+
+impl ScalarUDFImpl for TextConcat {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    /// Both sides as text, as the operator casts them.
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != 2 {
+            return Err(crate::error::user_error(format!(
+                "{NAME} takes 2 arguments, got {}",
+                arg_types.len()
+            )));
+        }
+        Ok(arg_types
+            .iter()
+            .map(|t| match t {
+                DataType::Utf8View | DataType::LargeUtf8 | DataType::Utf8 => t.clone(),
+                _ => DataType::Utf8,
+            })
+            .collect())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [left, right] = args.args.as_slice() else {
+            return Err(crate::error::user_error(format!(
+                "{NAME} takes 2 arguments"
+            )));
+        };
+        let bytes = text_bytes(left, rows).saturating_add(text_bytes(right, rows));
+        if bytes > MAX_RESULT_BYTES {
+            return Err(FunctionError::TooLarge(format!(
+                "||: the result would take {} MiB, more than the {} MiB a batch of results may take",
+                bytes >> 20,
+                MAX_RESULT_BYTES >> 20
+            ))
+            .into());
+        }
+        if let (ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)) = (left, right) {
+            let text = |s: &ScalarValue| -> Result<Option<String>> {
+                Ok(match s.cast_to(&DataType::Utf8)? {
+                    ScalarValue::Utf8(t) => t,
+                    _ => None,
+                })
+            };
+            let joined = match (text(l)?, text(r)?) {
+                (Some(a), Some(b)) => Some(a + &b),
+                _ => None,
+            };
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(joined)));
+        }
+        let (l, r) = (
+            as_utf8(&left.to_array(rows)?)?,
+            as_utf8(&right.to_array(rows)?)?,
+        );
+        let joined: StringArray = concat_elements_utf8(l.as_string::<i32>(), r.as_string::<i32>())?;
+        Ok(ColumnarValue::Array(Arc::new(joined) as ArrayRef))
+    }
+}
+
+/// Plans a text `||` as [`TextConcat`]; anything else (arrays, binary strings, other
+/// operators) as before.
+#[derive(Debug)]
+pub struct TextConcatPlanner {
+    udf: Arc<ScalarUDF>,
+}
+
+impl Default for TextConcatPlanner {
+    fn default() -> Self {
+        Self {
+            udf: Arc::new(ScalarUDF::new_from_impl(TextConcat::default())),
+        }
+    }
+}
+
+fn is_text_or_scalar(t: &DataType) -> bool {
+    !matches!(
+        t,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_)
+            | DataType::Struct(_)
+            | DataType::Map(..)
+    )
+}
+
+impl ExprPlanner for TextConcatPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        if expr.op != BinaryOperator::StringConcat {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let (Ok(l), Ok(r)) = (expr.left.get_type(schema), expr.right.get_type(schema)) else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        // One side must be text (as the operator itself requires) and neither a list.
+        let text = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
+            )
+        };
+        if !(text(&l) || text(&r)) || !is_text_or_scalar(&l) || !is_text_or_scalar(&r) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(
+            ScalarFunction::new_udf(self.udf.clone(), vec![expr.left, expr.right]),
+        )))
+    }
+}
