@@ -30,7 +30,7 @@ SCALE = os.environ.get("FLASHSQL_SCALE", "small")
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 CLIENTS = [1, 32]
 
-# (name, table, key column, columns PostgreSQL needs to create the table)
+# (name, table, key column)
 WORKLOADS = [
     ("items by item_id", "items", "item_id"),
     ("exposures by exposure_id", "exposures", "exposure_id"),
@@ -94,11 +94,9 @@ def copy_table(src, dst, table, key):
     """Creates `table` in PostgreSQL with the source's column types and copies its rows."""
     cols = src.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = %s ORDER BY ordinal_position", (table,)).fetchall()
-    pg_type = {"Int64": "bigint", "Int32": "integer", "Float64": "double precision",
-               "Float32": "real", "Utf8": "text", "Boolean": "boolean",
-               "Timestamp(Microsecond, None)": "timestamp", "Date32": "date"}
-    defs = ", ".join(f"{c} {pg_type.get(t, 'text')}" for c, t in cols)
+        "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        (table,)).fetchall()
+    defs = ", ".join(f"{c} {t}" for c, t in cols)
     dst.execute(f"CREATE TABLE {table} ({defs})")
     names = ", ".join(c for c, _ in cols)
     with src.cursor().copy(f"COPY (SELECT {names} FROM {table}) TO STDOUT") as out, \

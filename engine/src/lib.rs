@@ -11,6 +11,7 @@ pub mod dml;
 pub mod error;
 pub mod executor;
 pub mod external;
+pub mod hot_tables;
 pub mod information_schema;
 pub mod inspect;
 pub mod interrupt;

@@ -75,6 +75,8 @@ pub struct Store {
     /// kept (retired, not removed) until the block ends, since its snapshot may read it.
     open_blocks: Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
     next_block: AtomicU64,
+    /// Small tables' decoded batches (see [`crate::hot_tables`]).
+    hot: crate::hot_tables::HotTables,
     /// An exclusive lock on `<data dir>/LOCK`, held while the store is open: two processes
     /// committing to one catalog would each overwrite the other's commits.
     _lock: fs::File,
@@ -157,6 +159,7 @@ impl Store {
             retired: Mutex::new(Vec::new()),
             open_blocks: Mutex::new(std::collections::BTreeMap::new()),
             next_block: AtomicU64::new(0),
+            hot: Default::default(),
             _lock: lock,
         };
         store.collect_garbage()?;
@@ -165,6 +168,11 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Small tables' decoded batches, shared by every session.
+    pub fn hot(&self) -> &crate::hot_tables::HotTables {
+        &self.hot
     }
 
     /// The current manifest (a consistent snapshot).

@@ -19,6 +19,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -125,14 +126,43 @@ impl DurableTable {
         self.sink(rows, Mode::Replace { expected, count })
     }
 
+    /// A small table's batches from memory, read from its files and kept on the first scan
+    /// of this snapshot (see [`crate::hot_tables`]); None for a large or empty table.
+    async fn hot_batches(
+        &self,
+        state: &dyn Session,
+        files: &[PathBuf],
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let hot = self.store.hot();
+        if let Some(batches) = hot.get(files) {
+            return Ok(Some(batches));
+        }
+        if files.is_empty() || !crate::hot_tables::small_enough(files) {
+            return Ok(None);
+        }
+        let Some(listing) = self.snapshot(files)? else {
+            return Ok(None);
+        };
+        let damaged = damaged_file(self.store.clone(), self.id);
+        let plan = listing
+            .scan(state, None, &[], None)
+            .await
+            .map_err(&damaged)?;
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx())
+            .await
+            .map_err(&damaged)?;
+        hot.put(self.id, files.to_vec(), batches.clone());
+        Ok(Some(batches))
+    }
+
     /// The table's qualified name, for messages (its id if it was dropped meanwhile).
     fn name(&self) -> String {
         table_name(&self.store, self.id)
     }
 
-    /// A listing table over exactly the files the catalog names now (or the pinned ones).
-    fn snapshot(&self) -> Result<Option<ListingTable>> {
-        let files = match (&self.pinned, &self.tx) {
+    /// The files a scan reads now: the catalog's (or the open block's, or the pinned ones).
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        Ok(match (&self.pinned, &self.tx) {
             (Some(f), _) => f.clone(),
             (None, Some(tx)) => {
                 let dir = self.store.table_dir(self.id);
@@ -143,7 +173,11 @@ impl DurableTable {
                     .collect()
             }
             (None, None) => self.store.files_of(self.id),
-        };
+        })
+    }
+
+    /// A listing table over exactly `files`.
+    fn snapshot(&self, files: &[PathBuf]) -> Result<Option<ListingTable>> {
         if files.is_empty() {
             return Ok(None);
         }
@@ -193,7 +227,14 @@ impl TableProvider for DurableTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match self.snapshot()? {
+        let files = self.files()?;
+        if let Some(batches) = self.hot_batches(state, &files).await? {
+            let source =
+                MemorySourceConfig::try_new(&[batches], self.schema.clone(), projection.cloned())?
+                    .with_limit(limit);
+            return Ok(DataSourceExec::from_data_source(source));
+        }
+        match self.snapshot(&files)? {
             Some(listing) => {
                 let damaged = damaged_file(self.store.clone(), self.id);
                 let scan = listing

@@ -17,6 +17,7 @@ mod frontend;
 mod fuzz_sql;
 mod fuzz_wire;
 mod hostile;
+mod hot_tables;
 mod loading;
 mod merge;
 mod protocol;
