@@ -36,7 +36,20 @@ struct Entry {
 #[derive(Default)]
 pub struct HotTables {
     entries: Mutex<HashMap<Vec<PathBuf>, Entry>>,
+    /// Per table, the last file list found too large: its scans skip the size check (a
+    /// `stat` per file) until the table's files change.
+    too_large: Mutex<HashMap<u64, Vec<PathBuf>>>,
     clock: AtomicU64,
+}
+
+/// What a scan of a table's files should do.
+pub enum Lookup {
+    /// Read these batches from memory.
+    Held(Vec<RecordBatch>),
+    /// Read the files and [`HotTables::put`] the batches.
+    Load,
+    /// Read the files each time: the table is too large to hold.
+    TooLarge,
 }
 
 impl std::fmt::Debug for HotTables {
@@ -47,8 +60,28 @@ impl std::fmt::Debug for HotTables {
 }
 
 impl HotTables {
+    /// How to scan `files`, the current files of table `table`.
+    pub fn lookup(&self, table: u64, files: &[PathBuf]) -> Lookup {
+        if let Some(batches) = self.get(files) {
+            return Lookup::Held(batches);
+        }
+        let Ok(mut too_large) = self.too_large.lock() else {
+            return Lookup::TooLarge;
+        };
+        if too_large.get(&table).is_some_and(|f| f.as_slice() == files) {
+            return Lookup::TooLarge;
+        }
+        if small_enough(files) {
+            too_large.remove(&table);
+            Lookup::Load
+        } else {
+            too_large.insert(table, files.to_vec());
+            Lookup::TooLarge
+        }
+    }
+
     /// The batches read from exactly `files`, if they are held.
-    pub fn get(&self, files: &[PathBuf]) -> Option<Vec<RecordBatch>> {
+    fn get(&self, files: &[PathBuf]) -> Option<Vec<RecordBatch>> {
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(files)?;
         entry.last_read.store(
@@ -97,10 +130,13 @@ impl HotTables {
         );
     }
 
-    /// Forgets table `table` (dropped or replaced).
+    /// Forgets table `table`, whose files are gone (dropped).
     pub fn forget(&self, table: u64) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, e| e.table != table);
+        }
+        if let Ok(mut too_large) = self.too_large.lock() {
+            too_large.remove(&table);
         }
     }
 
@@ -114,7 +150,7 @@ impl HotTables {
 }
 
 /// Whether `files` are small enough to hold (a file that cannot be read is not).
-pub fn small_enough(files: &[PathBuf]) -> bool {
+fn small_enough(files: &[PathBuf]) -> bool {
     let mut total = 0u64;
     for f in files {
         match std::fs::metadata(f) {
@@ -162,6 +198,36 @@ mod tests {
         assert_eq!(hot.get(&v2).map(|b| b[0].num_rows()), Some(20));
         hot.forget(1);
         assert!(hot.get(&v2).is_none());
+    }
+
+    #[test]
+    fn a_large_file_list_is_sized_once_until_it_changes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let big = dir.path().join("big.parquet");
+        std::fs::write(&big, vec![0u8; (MAX_TABLE_FILE_BYTES + 1) as usize]).expect("write");
+        let small = dir.path().join("small.parquet");
+        std::fs::write(&small, b"x").expect("write");
+        let hot = HotTables::default();
+        assert!(matches!(
+            hot.lookup(1, std::slice::from_ref(&big)),
+            Lookup::TooLarge
+        ));
+        // Remembered: even with the file gone, the same list is not sized again.
+        std::fs::remove_file(&big).expect("remove");
+        assert!(matches!(
+            hot.lookup(1, std::slice::from_ref(&big)),
+            Lookup::TooLarge
+        ));
+        // Another list of the table is sized afresh.
+        assert!(matches!(
+            hot.lookup(1, std::slice::from_ref(&small)),
+            Lookup::Load
+        ));
+        hot.put(1, vec![small.clone()], vec![batch(3)]);
+        match hot.lookup(1, std::slice::from_ref(&small)) {
+            Lookup::Held(b) => assert_eq!(b[0].num_rows(), 3),
+            _ => panic!("held after put"),
+        }
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl Store {
     }
 
     pub(crate) fn remove_table_dir(&self, id: u64) {
+        self.hot.forget(id);
         if let Err(e) = fs::remove_dir_all(self.table_dir(id))
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -33,6 +33,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::error::EngineError;
+use crate::hot_tables::Lookup;
 use crate::inspect::InspectExec;
 use crate::storage::ParquetFileWriter;
 use crate::store::Store;
@@ -134,11 +135,10 @@ impl DurableTable {
         files: &[PathBuf],
     ) -> Result<Option<Vec<RecordBatch>>> {
         let hot = self.store.hot();
-        if let Some(batches) = hot.get(files) {
-            return Ok(Some(batches));
-        }
-        if files.is_empty() || !crate::hot_tables::small_enough(files) {
-            return Ok(None);
+        match hot.lookup(self.id, files) {
+            Lookup::Held(batches) => return Ok(Some(batches)),
+            Lookup::TooLarge => return Ok(None),
+            Lookup::Load => {}
         }
         let Some(listing) = self.snapshot(files)? else {
             return Ok(None);

@@ -21,9 +21,14 @@ pub struct TestServer {
 impl TestServer {
     /// A fresh tiny world in a new temporary directory.
     pub fn start() -> TestServer {
+        Self::start_with_args(&[])
+    }
+
+    /// A fresh tiny world in a new temporary directory, served with extra arguments (e.g.
+    /// `--memory-mb 64`).
+    pub fn start_with_args(args: &[&str]) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("data");
-        let mut s = Self::start_in(&dir, &[]);
+        let mut s = Self::try_start(&tmp.path().join("data"), &[], args).expect("server starts");
         s._tmp = Some(tmp);
         s
     }

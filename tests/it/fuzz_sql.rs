@@ -149,9 +149,7 @@ async fn worker(url: String, pid: u32, worker: u64, seed: u64, until: Instant) -
 
 #[tokio::test]
 async fn random_sql_never_takes_the_server_down() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut server = TestServer::try_start(&tmp.path().join("data"), &[], &["--memory-mb", "256"])
-        .expect("server starts");
+    let mut server = TestServer::start_with_args(&["--memory-mb", "256"]);
     let client = server.connect().await;
     for sql in setup() {
         client.batch_execute(&sql).await.expect("scratch tables");

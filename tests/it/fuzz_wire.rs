@@ -166,9 +166,7 @@ async fn send(addr: std::net::SocketAddr, input: &[u8]) -> Outcome {
 
 #[tokio::test]
 async fn mutated_protocol_messages_never_take_the_server_down() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut server = TestServer::try_start(&tmp.path().join("data"), &[], &["--memory-mb", "256"])
-        .expect("server starts");
+    let mut server = TestServer::start_with_args(&["--memory-mb", "256"]);
     let corpus = corpus();
     let (seed, budget) = (seed(), budget());
     let started = Instant::now();

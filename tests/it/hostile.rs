@@ -348,9 +348,7 @@ async fn shutdown_tells_open_connections_why_they_end() {
 /// over more rows than `--memory-mb` allows they fail with 53200, and the server carries on.
 #[tokio::test]
 async fn relation_functions_stay_within_the_memory_limit() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::try_start(&tmp.path().join("data"), &[], &["--memory-mb", "16"])
-        .expect("server starts");
+    let server = TestServer::start_with_args(&["--memory-mb", "16"]);
     let client = server.connect().await;
     // 2 million demand-curve rows: far more than 16 MiB once collected.
     let big = "SELECT * FROM optimize_discounts((SELECT value AS item_id, 0.1 AS discount, \
@@ -522,9 +520,7 @@ async fn a_damaged_file_fails_its_table_alone_with_xx001() {
 /// server's memory grew by hundreds of MiB outside the pool.
 #[tokio::test]
 async fn a_large_result_streams_over_the_extended_protocol() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::try_start(&tmp.path().join("data"), &[], &["--memory-mb", "64"])
-        .expect("server starts");
+    let server = TestServer::start_with_args(&["--memory-mb", "64"]);
     let client = server.connect().await;
     client
         .batch_execute("SET statement_timeout = '20s'")

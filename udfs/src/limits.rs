@@ -30,6 +30,20 @@ use crate::error::FunctionError;
 /// still fit Arrow's 2 GiB per string array and the machine's memory.
 pub const MAX_RESULT_BYTES: u64 = 256 << 20;
 
+/// Refuses (54000) a batch of `what`'s results that would take more than
+/// [`MAX_RESULT_BYTES`].
+pub fn check_result_bytes(what: &str, bytes: u64) -> Result<()> {
+    if bytes > MAX_RESULT_BYTES {
+        return Err(FunctionError::TooLarge(format!(
+            "{what}: the result would take {} MiB, more than the {} MiB a batch of results may take",
+            bytes >> 20,
+            MAX_RESULT_BYTES >> 20
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// How a function's result size follows from its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Growth {
@@ -303,16 +317,10 @@ impl ScalarUDFImpl for SizeLimited {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // An empty batch (a filter can leave one) has nothing to size: its arrays have no
         // row 0 to read.
-        let bytes = self.result_bytes(&args.args, args.number_rows)?;
-        if bytes > MAX_RESULT_BYTES {
-            return Err(FunctionError::TooLarge(format!(
-                "{}(): the result would take {} MiB, more than the {} MiB a batch of results may take",
-                self.inner.name(),
-                bytes >> 20,
-                MAX_RESULT_BYTES >> 20
-            ))
-            .into());
-        }
+        check_result_bytes(
+            &format!("{}()", self.inner.name()),
+            self.result_bytes(&args.args, args.number_rows)?,
+        )?;
         let mut args = args;
         if self.growth == Growth::Pad
             && let Some(n) = args.args.get_mut(1)

@@ -4,7 +4,8 @@
 //! a batch at once, outside the memory pool. A long literal joined to every row of a batch
 //! (`left(s, k) || '<64 kB>'` over 8,192 rows) took half a gigabyte per batch and per
 //! session; PostgreSQL refuses a value over 1 GB ("requested length too large", 54000) and
-//! flashsql refuses a batch of results over [`MAX_RESULT_BYTES`]. So the SQL planner turns a
+//! flashsql refuses a batch of results over
+//! [`crate::limits::MAX_RESULT_BYTES`]. So the SQL planner turns a
 //! text `||` into this function, which sizes its result before building it. Array `||` is
 //! left to DataFusion's own planner, which runs first, and binary strings keep the built-in.
 //!
@@ -26,8 +27,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::error::FunctionError;
-use crate::limits::MAX_RESULT_BYTES;
+use crate::limits::check_result_bytes;
 
 /// The function a text `||` becomes (a name no one calls by hand).
 pub const NAME: &str = "text_concat";
@@ -122,15 +122,10 @@ impl ScalarUDFImpl for TextConcat {
                 "{NAME} takes 2 arguments"
             )));
         };
-        let bytes = text_bytes(left, rows).saturating_add(text_bytes(right, rows));
-        if bytes > MAX_RESULT_BYTES {
-            return Err(FunctionError::TooLarge(format!(
-                "||: the result would take {} MiB, more than the {} MiB a batch of results may take",
-                bytes >> 20,
-                MAX_RESULT_BYTES >> 20
-            ))
-            .into());
-        }
+        check_result_bytes(
+            "||",
+            text_bytes(left, rows).saturating_add(text_bytes(right, rows)),
+        )?;
         if let (ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)) = (left, right) {
             let text = |s: &ScalarValue| -> Result<Option<String>> {
                 Ok(match s.cast_to(&DataType::Utf8)? {
@@ -168,21 +163,9 @@ impl Default for TextConcatPlanner {
     }
 }
 
-fn is_text_or_scalar(t: &DataType) -> bool {
-    !matches!(
-        t,
-        DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(..)
-            | DataType::ListView(_)
-            | DataType::LargeListView(_)
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::FixedSizeBinary(_)
-            | DataType::Struct(_)
-            | DataType::Map(..)
-    )
+/// A type `||` casts to text: not a list, struct, map or binary string.
+fn casts_to_text(t: &DataType) -> bool {
+    !t.is_nested() && !t.is_binary()
 }
 
 impl ExprPlanner for TextConcatPlanner {
@@ -198,13 +181,10 @@ impl ExprPlanner for TextConcatPlanner {
             return Ok(PlannerResult::Original(expr));
         };
         // One side must be text (as the operator itself requires) and neither a list.
-        let text = |t: &DataType| {
-            matches!(
-                t,
-                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null
-            )
-        };
-        if !(text(&l) || text(&r)) || !is_text_or_scalar(&l) || !is_text_or_scalar(&r) {
+        if !(l.is_string() || l.is_null() || r.is_string() || r.is_null())
+            || !casts_to_text(&l)
+            || !casts_to_text(&r)
+        {
             return Ok(PlannerResult::Original(expr));
         }
         Ok(PlannerResult::Planned(Expr::ScalarFunction(
