@@ -62,7 +62,7 @@ pub fn register(ctx: &SessionContext) {
         ROW_CHECK,
         vec![DataType::Int64; 4],
         DataType::Boolean,
-        // Evaluated where it stands, above the windows that count the matches.
+        // Evaluated where it stands, above the aggregate that counts the matches.
         Volatility::Volatile,
         Arc::new(|args: &[ColumnarValue]| {
             let rows = args

@@ -376,27 +376,32 @@ fn build(
         // A target row joined to several source rows is one row: the copy a clause acts
         // on if there is one, else any. Two copies that act fail (MERGE); under ON
         // CONFLICT DO UPDATE, a proposal after the one that updated the row fails, as
-        // PostgreSQL takes proposals in order.
+        // PostgreSQL takes proposals in order. The copies are folded by a grouped
+        // aggregate, which holds one row per target row within the memory pool; window
+        // functions here would hold every joined pair outside it (a condition that
+        // matches every pair made a 3,000-row MERGE hold 9M rows).
         let acting = format!("{ACTION} IN ({}, {})", action::UPDATED, action::DELETED);
-        let w = "OVER (PARTITION BY __fsm_rid)";
         let repeats = match mode {
             Mode::DoUpdate => format!(
-                "CASE WHEN min(CASE WHEN {acting} THEN __fsm_pos END) {w} < max(__fsm_pos) {w} \
+                "CASE WHEN min(CASE WHEN {acting} THEN __fsm_pos END) < max(__fsm_pos) \
                  THEN 2 ELSE 1 END"
             ),
-            _ => format!("sum(CASE WHEN {acting} THEN 1 ELSE 0 END) {w}"),
+            _ => format!("sum(CASE WHEN {acting} THEN 1 ELSE 0 END)"),
         };
+        let chosen = (0..idents.len())
+            .map(|i| format!("first_value(__fsm_c{i} ORDER BY {ACTION} DESC) AS __fsm_c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "SELECT {outputs}, {ACTION} FROM (SELECT *, \
-             {repeats} AS __fsm_n, \
-             row_number() OVER (PARTITION BY __fsm_rid ORDER BY {ACTION} DESC) AS __fsm_k \
+            "SELECT {outputs}, {ACTION} FROM (SELECT {chosen}, \
+             max({ACTION}) AS {ACTION}, {repeats} AS __fsm_n \
              FROM (SELECT {cols}, CASE{act} ELSE {kept} END AS {ACTION}, \
              {t}.__fsm_rid AS __fsm_rid, {s}.__fsm_pos AS __fsm_pos \
              FROM (SELECT *, row_number() OVER () AS __fsm_rid FROM {target} AS {t}) AS {t} \
              LEFT JOIN (SELECT *, TRUE AS __fsm_hit, row_number() OVER () AS __fsm_pos \
-             FROM {source}) AS {s} ON ({on})) AS __fsm_j) \
+             FROM {source}) AS {s} ON ({on})) AS __fsm_j GROUP BY __fsm_rid) \
              AS __fsm WHERE {}",
-            check("__fsm_n", "__fsm_k"),
+            check("__fsm_n", "1"),
             cols = cols.join(", "),
             kept = action::KEPT,
         )

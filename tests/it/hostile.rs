@@ -559,3 +559,67 @@ async fn a_large_result_streams_over_the_extended_protocol() {
     let fresh = server.connect().await;
     assert_eq!(scalar_i64(&fresh, "SELECT 1::BIGINT").await, 1);
 }
+
+/// The server's peak resident memory in KiB since the last [`reset_peak`].
+fn peak_rss_kib(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("/proc status of the server");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM")
+}
+
+/// Starts a new peak for [`peak_rss_kib`] at the present resident size.
+fn reset_peak(server: &TestServer) {
+    std::fs::write(format!("/proc/{}/clear_refs", server.child.id()), "5")
+        .expect("reset the server's peak resident size");
+}
+
+/// A MERGE whose condition matches every target row to every source row (2,000 × 2,000
+/// pairs) fails with 21000 within the memory limit. Its repeated matches used to be
+/// counted by window functions that held every joined pair outside the pool: 3,000 rows
+/// each took the server from 158 to 992 MiB before the error.
+#[tokio::test]
+async fn a_merge_matching_every_pair_fails_within_the_memory_limit() {
+    let server = TestServer::start_with_args(&["--memory-mb", "64"]);
+    let client = server.connect().await;
+    for t in ["m1", "m2"] {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {t} (k BIGINT, s TEXT); \
+                 INSERT INTO {t} SELECT v, 'row ' || v FROM generate_series(1, 2000) AS g(v)"
+            ))
+            .await
+            .expect("setup");
+    }
+    let before = rss_kib(&server);
+    reset_peak(&server);
+    let sql = "MERGE INTO m2 t USING m1 s ON ('' ~ '') \
+               WHEN MATCHED AND t.k < 100 THEN DELETE \
+               WHEN MATCHED THEN UPDATE SET k = s.k \
+               WHEN NOT MATCHED THEN INSERT (k, s) VALUES (s.k, s.s)";
+    assert_eq!(
+        code_or_rows(&client, sql).await,
+        Err("21000".to_string()),
+        "every target row is matched 2,000 times"
+    );
+    let grown_mib = peak_rss_kib(&server).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 128,
+        "the MERGE took the server's peak {grown_mib} MiB above where it was"
+    );
+    // Nothing was written, and the same statement over one match per row succeeds.
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM m2").await, 2000);
+    let one = "MERGE INTO m2 t USING m1 s ON t.k = s.k \
+               WHEN MATCHED AND t.k < 100 THEN DELETE \
+               WHEN MATCHED THEN UPDATE SET s = 'new ' || s.k";
+    assert_eq!(client.execute(one, &[]).await.expect("merge"), 2000);
+    assert_eq!(scalar_i64(&client, "SELECT count(*) FROM m2").await, 1901);
+    assert_eq!(
+        scalar_i64(&client, "SELECT count(*) FROM m2 WHERE s LIKE 'new %'").await,
+        1901
+    );
+}
