@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::RecordBatch;
+
+use crate::key_index::KeyIndex;
 
 /// Tables whose files take more than this on disk are read from their files each time.
 pub const MAX_TABLE_FILE_BYTES: u64 = 8 << 20;
@@ -30,6 +34,8 @@ struct Entry {
     batches: Vec<RecordBatch>,
     bytes: u64,
     last_read: AtomicU64,
+    /// Key indexes over these batches, by column, built on the first lookup by each.
+    indexes: HashMap<usize, Arc<KeyIndex>>,
 }
 
 /// The decoded batches of small tables, by the files they were read from.
@@ -91,6 +97,39 @@ impl HotTables {
         Some(entry.batches.clone())
     }
 
+    /// The batches held for exactly `files` and the index of their column `column` (built
+    /// on the first call), or None when they are not held or the column cannot be indexed.
+    pub fn indexed(
+        &self,
+        files: &[PathBuf],
+        column: usize,
+    ) -> Option<(Vec<RecordBatch>, Arc<KeyIndex>)> {
+        let batches = {
+            let entries = self.entries.lock().ok()?;
+            let entry = entries.get(files)?;
+            entry.last_read.store(
+                self.clock.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            if let Some(index) = entry.indexes.get(&column) {
+                return Some((entry.batches.clone(), index.clone()));
+            }
+            entry.batches.clone()
+        };
+        // Built outside the lock: other tables' lookups go on meanwhile.
+        let index = Arc::new(KeyIndex::build(&batches, column)?);
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(files)
+        {
+            if let Some(existing) = entry.indexes.get(&column) {
+                return Some((batches, existing.clone()));
+            }
+            entry.bytes += index.bytes();
+            entry.indexes.insert(column, index.clone());
+        }
+        Some((batches, index))
+    }
+
     /// Keeps `batches`, read from `files` of table `table`, replacing that table's older
     /// entries; nothing is kept if they alone exceed the budget.
     pub fn put(&self, table: u64, files: Vec<PathBuf>, batches: Vec<RecordBatch>) {
@@ -126,6 +165,7 @@ impl HotTables {
                 batches,
                 bytes,
                 last_read: AtomicU64::new(now),
+                indexes: HashMap::new(),
             },
         );
     }

@@ -4,6 +4,7 @@
 //! One [`Engine`] per process owns the [`store::Store`]; every client connection gets its own
 //! [`Session`] (its own settings and temporary tables) over the same store.
 
+pub mod broadcast_limit;
 pub mod catalog;
 pub mod catalog_change;
 pub mod compaction;
@@ -15,6 +16,7 @@ pub mod hot_tables;
 pub mod information_schema;
 pub mod inspect;
 pub mod interrupt;
+pub mod key_index;
 pub mod load;
 pub mod manifest;
 pub mod merge;

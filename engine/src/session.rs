@@ -81,6 +81,7 @@ impl Session {
                 flashsql_udfs::checked_arithmetic::CheckedIntegerArithmetic::default(),
             ))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
+            .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(SessionCatalog::new(store.clone()));

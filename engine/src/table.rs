@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -153,6 +155,53 @@ impl DurableTable {
             .map_err(&damaged)?;
         hot.put(self.id, files.to_vec(), batches.clone());
         Ok(Some(batches))
+    }
+
+    /// The rows whose column `column` equals `key`, with the columns `projection`, found
+    /// through the key index of the table's batches held in memory (see
+    /// [`crate::key_index`]). None when this snapshot is not held, the column cannot be
+    /// indexed or `key` is of another type: the caller then plans a scan, which also
+    /// loads the table into memory for the next lookup.
+    pub fn lookup(
+        &self,
+        column: usize,
+        key: &ScalarValue,
+        projection: &[usize],
+    ) -> Result<Option<RecordBatch>> {
+        let schema = Arc::new(self.schema.project(projection)?);
+        let files = self.files()?;
+        if files.is_empty() {
+            return Ok(Some(RecordBatch::new_empty(schema)));
+        }
+        // A block's snapshot may name files of a table dropped since: the scan says so.
+        if self.tx.is_some() && files.iter().any(|f| !f.exists()) {
+            return Ok(None);
+        }
+        let Some((batches, index)) = self.store.hot().indexed(&files, column) else {
+            return Ok(None);
+        };
+        let Some(places) = index.find(key) else {
+            return Ok(None);
+        };
+        if places.is_empty() {
+            return Ok(Some(RecordBatch::new_empty(schema)));
+        }
+        let rows: Vec<(usize, usize)> = places
+            .iter()
+            .map(|&(b, r)| (b as usize, r as usize))
+            .collect();
+        let columns = projection
+            .iter()
+            .map(|&c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &rows)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        Ok(Some(RecordBatch::try_new_with_options(
+            schema, columns, &options,
+        )?))
     }
 
     /// The table's qualified name, for messages (its id if it was dropped meanwhile).

@@ -186,6 +186,24 @@ impl Connection {
             .await?
     }
 
+    /// Runs a prepared statement: a point lookup from memory where it can be answered so
+    /// (see [`crate::point_lookup`]), else as any statement.
+    async fn execute_prepared(
+        &self,
+        session: &Arc<PgSession>,
+        prepared: &Prepared,
+        statement: &datafusion::sql::parser::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<StatementResult, SqlError> {
+        if let (Some(lookup), Some(values)) = (&prepared.lookup, &params) {
+            session.check_block(statement)?;
+            if let Some(result) = session.point_lookup(lookup, values).await {
+                return Ok(result);
+            }
+        }
+        self.execute(session, statement.clone(), params).await
+    }
+
     /// Starts a statement: a fresh token, armed with `statement_timeout` if set.
     fn begin(&self, session: &PgSession) -> Guard {
         let guard = Guard {
@@ -742,6 +760,7 @@ impl ExtendedQueryHandler for Connection {
                     statement: None,
                     param_types: vec![],
                     columns: Some(columns),
+                    lookup: None,
                 };
                 let stored = StoredStatement::new(name.clone(), fetch, vec![]);
                 client
@@ -766,7 +785,7 @@ impl ExtendedQueryHandler for Connection {
     {
         let this = self.self_arc()?;
         let prepared = &portal.statement.statement;
-        let Some(statement) = prepared.statement.clone() else {
+        let Some(statement) = prepared.statement.as_ref() else {
             return Ok(Response::EmptyQuery);
         };
         debug!(sql = %prepared.sql, "extended query");
@@ -787,7 +806,10 @@ impl ExtendedQueryHandler for Connection {
             None
         };
         let guard = this.begin(&session);
-        let response = match guard.run(this.execute(&session, statement, params)).await {
+        let response = match guard
+            .run(this.execute_prepared(&session, prepared, statement, params))
+            .await
+        {
             Ok(result) => {
                 this.respond(client, result, &guard, &portal.result_column_format, false)
                     .await

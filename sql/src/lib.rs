@@ -20,6 +20,7 @@ pub mod named_arguments;
 pub mod parser;
 pub mod pg_catalog;
 pub mod pg_text;
+pub mod point_lookup;
 pub mod portal_stream;
 pub mod protocol_checks;
 pub mod read_only;

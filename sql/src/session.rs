@@ -26,6 +26,7 @@ use crate::cursors::{Cursors, fetch_count};
 use crate::errors::SqlError;
 use crate::merge::MergeQueries;
 use crate::parser::CompatParser;
+use crate::point_lookup::PointLookup;
 use crate::settings::{Settings, canonical};
 
 /// What one statement produced.
@@ -74,6 +75,8 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Result columns, when the statement returns rows.
     pub columns: Option<SchemaRef>,
+    /// Set when the statement is a point lookup that can be answered from memory.
+    pub lookup: Option<Arc<PointLookup>>,
 }
 
 /// One client's session.
@@ -409,12 +412,14 @@ impl PgSession {
                 statement: None,
                 param_types: vec![],
                 columns: None,
+                lookup: None,
             });
         };
         let kind = match &statement {
             DFStatement::Statement(s) => utility_kind(s),
             _ => Utility::Planned,
         };
+        let mut lookup = None;
         let (param_types, columns) = match kind {
             Utility::Show(name) => (
                 vec![],
@@ -464,6 +469,7 @@ impl PgSession {
             }
             Utility::Planned => {
                 let plan = self.plan_named(planned_form(statement.clone())).await?;
+                lookup = PointLookup::recognise(&plan).map(Arc::new);
                 let columns = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) => None,
                     p => Some(Arc::new(p.schema().as_arrow().clone())),
@@ -476,7 +482,28 @@ impl PgSession {
             statement: Some(statement),
             param_types,
             columns,
+            lookup,
         })
+    }
+
+    /// A point lookup's rows read from memory, or None when the statement must be planned
+    /// and run (see [`PointLookup`]).
+    pub async fn point_lookup(
+        &self,
+        lookup: &PointLookup,
+        params: &ParamValues,
+    ) -> Option<StatementResult> {
+        let table = self
+            .engine
+            .ctx()
+            .table_provider(lookup.table().clone())
+            .await
+            .ok()?;
+        let rows = lookup.answer(table.as_ref(), params)?;
+        Some(StatementResult::Batches(
+            lookup.schema().clone(),
+            vec![rows],
+        ))
     }
 
     /// Whether a statement only touches session state (SET, SHOW, BEGIN…) and so never needs

@@ -1,6 +1,7 @@
 //! Small tables are read from memory after their first scan (`engine/src/hot_tables.rs`);
 //! every write, in or out of a transaction block, is seen by the next read at once, and a
-//! block's uncommitted rows stay its own.
+//! block's uncommitted rows stay its own. Prepared point lookups answered from the key
+//! index of a held table (`sql/src/point_lookup.rs`) follow the same rules.
 
 use crate::common::{TestServer, scalar_i64};
 
@@ -61,4 +62,93 @@ async fn a_small_table_read_from_memory_sees_every_write_at_once() {
     .await
     .expect("again");
     assert_eq!(scalar_i64(&b, sum).await, 2);
+}
+
+/// The values of column 1 (`v`) a prepared lookup returns for `key`.
+async fn values_for(
+    client: &tokio_postgres::Client,
+    lookup: &tokio_postgres::Statement,
+    key: i64,
+) -> Vec<i64> {
+    client
+        .query(lookup, &[&key])
+        .await
+        .expect("lookup")
+        .iter()
+        .map(|r| r.get::<_, i64>(1))
+        .collect()
+}
+
+/// A prepared `SELECT … WHERE k = $1`, repeated as a service would, sees every write,
+/// only its own block's uncommitted rows, a table made again under its name, and refuses to
+/// run in a failed block.
+#[tokio::test]
+async fn prepared_point_lookups_see_every_write_at_once() {
+    let server = TestServer::start();
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute(
+        "CREATE TABLE plans (k BIGINT, v BIGINT, label TEXT); \
+         INSERT INTO plans VALUES (1, 10, 'a'), (2, 20, 'b'), (2, 21, 'c')",
+    )
+    .await
+    .expect("create");
+    let sql = "SELECT k, v, label FROM plans WHERE k = $1";
+    let (la, lb) = (
+        a.prepare(sql).await.expect("prepare"),
+        b.prepare(sql).await.expect("prepare"),
+    );
+    // The first run scans and holds the table; the next ones read its index.
+    for _ in 0..3 {
+        assert_eq!(values_for(&b, &lb, 2).await, vec![20, 21]);
+        assert_eq!(values_for(&b, &lb, 1).await, vec![10]);
+        assert_eq!(values_for(&b, &lb, 3).await, Vec::<i64>::new());
+    }
+    let labels: Vec<String> = b
+        .query(&lb, &[&2i64])
+        .await
+        .expect("lookup")
+        .iter()
+        .map(|r| r.get::<_, String>("label"))
+        .collect();
+    assert_eq!(labels, ["b", "c"]);
+    a.batch_execute("INSERT INTO plans VALUES (3, 30, 'd')")
+        .await
+        .expect("insert");
+    for _ in 0..2 {
+        assert_eq!(values_for(&b, &lb, 3).await, vec![30]);
+    }
+    a.batch_execute("UPDATE plans SET v = v + 1 WHERE k = 1")
+        .await
+        .expect("update");
+    for _ in 0..2 {
+        assert_eq!(values_for(&b, &lb, 1).await, vec![11]);
+    }
+    // A block sees its own rows; another session does not until it commits.
+    a.batch_execute("BEGIN; INSERT INTO plans VALUES (4, 40, 'e')")
+        .await
+        .expect("block");
+    for _ in 0..2 {
+        assert_eq!(values_for(&a, &la, 4).await, vec![40]);
+        assert_eq!(values_for(&b, &lb, 4).await, Vec::<i64>::new());
+    }
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(values_for(&b, &lb, 4).await, vec![40]);
+    // A failed block refuses the lookup too.
+    a.batch_execute("BEGIN").await.expect("begin");
+    assert!(a.batch_execute("SELECT 1/0").await.is_err());
+    let refused = a.query(&la, &[&1i64]).await.expect_err("failed block");
+    assert_eq!(crate::common::sqlstate(&refused), "25P02");
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    // A table made again under the name is the one read.
+    a.batch_execute(
+        "DROP TABLE plans; CREATE TABLE plans (k BIGINT, v BIGINT, label TEXT); \
+         INSERT INTO plans VALUES (1, 99, 'z')",
+    )
+    .await
+    .expect("again");
+    for _ in 0..2 {
+        assert_eq!(values_for(&b, &lb, 1).await, vec![99]);
+        assert_eq!(values_for(&b, &lb, 2).await, Vec::<i64>::new());
+    }
 }

@@ -1,0 +1,203 @@
+//! Large constant values copied down a result column, within the size a batch may take.
+//!
+//! DataFusion folds constant expressions when it plans: `array_repeat(-0.0, 55080)` becomes
+//! one 440 KB list, checked once by the function's own size limit. A projection then copies
+//! that value onto every row of each batch it outputs — 8,192 copies, 3.6 GB in one array,
+//! allocated outside the memory pool (the SQL fuzzer took a server capped at 256 MiB past
+//! 2.5 GiB with it). [`BroadcastLimitRule`] puts a size check in front of each large
+//! constant a projection outputs: a batch whose copies would take more than
+//! [`MAX_RESULT_BYTES`] fails with 54000, like the size-limited functions themselves.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::ColumnarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
+
+/// Constants smaller than this are copied without a check: even a batch of a million rows
+/// of them stays within [`MAX_RESULT_BYTES`].
+const CHECKED_FROM_BYTES: usize = (MAX_RESULT_BYTES >> 20) as usize;
+
+/// Checks the copies of large constants that projections output (see the module notes).
+#[derive(Debug, Default)]
+pub struct BroadcastLimitRule;
+
+impl PhysicalOptimizerRule for BroadcastLimitRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            if !projection.expr().iter().any(|e| large_constant(&e.expr)) {
+                return Ok(Transformed::no(node));
+            }
+            let exprs = projection
+                .expr()
+                .iter()
+                .map(|e| ProjectionExpr {
+                    expr: if large_constant(&e.expr) {
+                        Arc::new(CheckedConstant {
+                            inner: e.expr.clone(),
+                        })
+                    } else {
+                        e.expr.clone()
+                    },
+                    alias: e.alias.clone(),
+                })
+                .collect::<Vec<_>>();
+            Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
+                exprs,
+                projection.input().clone(),
+            )?) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "flashsql_broadcast_limit"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>()
+        .is_some_and(|l| l.value().size() >= CHECKED_FROM_BYTES)
+}
+
+/// A constant that fails (54000) where its copies for a batch would be too large.
+#[derive(Debug)]
+struct CheckedConstant {
+    inner: Arc<dyn PhysicalExpr>,
+}
+
+impl PartialEq for CheckedConstant {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.as_ref() == other.inner.as_ref()
+    }
+}
+
+impl Eq for CheckedConstant {}
+
+impl Hash for CheckedConstant {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.as_ref().hash(state);
+    }
+}
+
+impl fmt::Display for CheckedConstant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+impl PhysicalExpr for CheckedConstant {
+    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
+        self.inner.data_type(input_schema)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
+        self.inner.nullable(input_schema)
+    }
+
+    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
+        self.inner.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let value = self.inner.evaluate(batch)?;
+        if let ColumnarValue::Scalar(v) = &value {
+            let bytes = (v.size() as u64).saturating_mul(batch.num_rows() as u64);
+            check_result_bytes("a constant repeated on every row", bytes)?;
+        }
+        Ok(value)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.inner]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let inner = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("a checked constant has one child".into()))?;
+        Ok(Arc::new(Self { inner }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_sql(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::physical_plan::collect;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    fn context() -> SessionContext {
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(1))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(BroadcastLimitRule))
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> Result<usize> {
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        let batches = collect(plan, ctx.task_ctx()).await?;
+        Ok(batches.iter().map(|b| b.num_rows()).sum())
+    }
+
+    /// A 400 KB constant on 8,192 rows of a batch (3.2 GB) fails; on a few rows, and small
+    /// constants on many, it is answered.
+    #[tokio::test]
+    async fn copies_of_a_large_constant_are_size_checked() {
+        let ctx = context();
+        let big = "SELECT repeat('x', 400000) AS pad FROM generate_series(1, 8192)";
+        let err = run(&ctx, big).await.expect_err("3.2 GB of copies");
+        assert!(
+            err.to_string().contains("more than the 256 MiB"),
+            "unexpected error: {err}"
+        );
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT repeat('x', 400000) AS pad FROM generate_series(1, 10)"
+            )
+            .await
+            .expect("4 MB"),
+            10
+        );
+        assert_eq!(
+            run(&ctx, "SELECT 'small' AS s FROM generate_series(1, 100000)")
+                .await
+                .expect("small constants"),
+            100_000
+        );
+    }
+}
