@@ -14,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ pub const BUDGET_BYTES: u64 = 64 << 20;
 
 struct Entry {
     table: u64,
-    batches: Vec<RecordBatch>,
+    batches: Arc<Vec<RecordBatch>>,
     bytes: u64,
     last_read: AtomicU64,
     /// Key indexes over these batches, by column, built on the first lookup by each.
@@ -41,7 +41,8 @@ struct Entry {
 /// The decoded batches of small tables, by the files they were read from.
 #[derive(Default)]
 pub struct HotTables {
-    entries: Mutex<HashMap<Vec<PathBuf>, Entry>>,
+    /// Read by every scan and lookup at once; written when a table is loaded or dropped.
+    entries: RwLock<HashMap<Vec<PathBuf>, Entry>>,
     /// Per table, the last file list found too large: its scans skip the size check (a
     /// `stat` per file) until the table's files change.
     too_large: Mutex<HashMap<u64, Vec<PathBuf>>>,
@@ -60,7 +61,7 @@ pub enum Lookup {
 
 impl std::fmt::Debug for HotTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.entries.lock().map(|e| e.len()).unwrap_or(0);
+        let n = self.entries.read().map(|e| e.len()).unwrap_or(0);
         f.debug_struct("HotTables").field("entries", &n).finish()
     }
 }
@@ -88,13 +89,13 @@ impl HotTables {
 
     /// The batches read from exactly `files`, if they are held.
     fn get(&self, files: &[PathBuf]) -> Option<Vec<RecordBatch>> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.read().ok()?;
         let entry = entries.get(files)?;
         entry.last_read.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        Some(entry.batches.clone())
+        Some(entry.batches.as_ref().clone())
     }
 
     /// The batches held for exactly `files` and the index of their column `column` (built
@@ -103,9 +104,9 @@ impl HotTables {
         &self,
         files: &[PathBuf],
         column: usize,
-    ) -> Option<(Vec<RecordBatch>, Arc<KeyIndex>)> {
+    ) -> Option<(Arc<Vec<RecordBatch>>, Arc<KeyIndex>)> {
         let batches = {
-            let entries = self.entries.lock().ok()?;
+            let entries = self.entries.read().ok()?;
             let entry = entries.get(files)?;
             entry.last_read.store(
                 self.clock.fetch_add(1, Ordering::Relaxed),
@@ -118,7 +119,7 @@ impl HotTables {
         };
         // Built outside the lock: other tables' lookups go on meanwhile.
         let index = Arc::new(KeyIndex::build(&batches, column)?);
-        if let Ok(mut entries) = self.entries.lock()
+        if let Ok(mut entries) = self.entries.write()
             && let Some(entry) = entries.get_mut(files)
         {
             if let Some(existing) = entry.indexes.get(&column) {
@@ -140,7 +141,7 @@ impl HotTables {
         if bytes > BUDGET_BYTES {
             return;
         }
-        let Ok(mut entries) = self.entries.lock() else {
+        let Ok(mut entries) = self.entries.write() else {
             return;
         };
         entries.retain(|_, e| e.table != table);
@@ -162,7 +163,7 @@ impl HotTables {
             files,
             Entry {
                 table,
-                batches,
+                batches: Arc::new(batches),
                 bytes,
                 last_read: AtomicU64::new(now),
                 indexes: HashMap::new(),
@@ -172,7 +173,7 @@ impl HotTables {
 
     /// Forgets table `table`, whose files are gone (dropped).
     pub fn forget(&self, table: u64) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             entries.retain(|_, e| e.table != table);
         }
         if let Ok(mut too_large) = self.too_large.lock() {
@@ -183,7 +184,7 @@ impl HotTables {
     /// The decoded bytes held now.
     pub fn bytes(&self) -> u64 {
         self.entries
-            .lock()
+            .read()
             .map(|e| e.values().map(|e| e.bytes).sum())
             .unwrap_or(0)
     }

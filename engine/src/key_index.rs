@@ -87,13 +87,28 @@ impl KeyIndex {
         if value.is_null() {
             return Some(&[]);
         }
-        let value = if value.data_type() == self.data_type {
-            value.clone()
-        } else {
+        if value.data_type() != self.data_type {
             return None;
+        }
+        let key = match value {
+            ScalarValue::Int8(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::Int16(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::Int32(Some(v)) | ScalarValue::Date32(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::Int64(Some(v))
+            | ScalarValue::Date64(Some(v))
+            | ScalarValue::TimestampSecond(Some(v), _)
+            | ScalarValue::TimestampMillisecond(Some(v), _)
+            | ScalarValue::TimestampMicrosecond(Some(v), _)
+            | ScalarValue::TimestampNanosecond(Some(v), _) => Key::Int(*v),
+            ScalarValue::UInt8(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::UInt16(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::UInt32(Some(v)) => Key::Int((*v).into()),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Key::Text(s.clone()),
+            ScalarValue::Boolean(Some(b)) => Key::Bool(*b),
+            _ => return None,
         };
-        let array = value.to_array().ok()?;
-        let key = keys_of(array.as_ref())?.pop()??;
         Some(self.rows.get(&key).map_or(&[], Vec::as_slice))
     }
 

@@ -155,6 +155,17 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "SELECT repeat('x', 300000) FROM generate_series(1, 10000)",
             "54000",
         ),
+        // A folded 440 kB list copied onto every row of a batch: 3.6 GB outside the memory
+        // pool before the copies were size-checked (found by the SQL fuzzer).
+        (
+            "SELECT array_repeat(-0.0, 55080) FROM generate_series(1, 10000)",
+            "54000",
+        ),
+        // concat() of a 265 kB text with every row: 2.1 GB a batch (found by the fuzzer).
+        (
+            "SELECT k FROM generate_series(1, 10000) AS a(k) WHERE concat(repeat('ab', 132000), k) = ''",
+            "54000",
+        ),
         // `||` joining a long text to every row of a batch: 512 MiB a batch, built outside
         // the memory pool until the operator was size-limited (found by the SQL fuzzer).
         (

@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{
     DataType, FieldRef, Int64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
     TimestampMicrosecondType,
 };
+use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -60,6 +61,10 @@ enum Growth {
     /// `array_to_string(list, separator [, null_text])`: every element's text and a
     /// separator (or the NULL text) per element.
     Join,
+    /// `concat(a, …)`: every argument's text; `concat_ws(separator, a, …)`: and the
+    /// separator between them.
+    Concat,
+    ConcatWs,
 }
 
 impl Growth {
@@ -71,6 +76,8 @@ impl Growth {
             "array_resize" => Growth::Resize,
             "range" | "generate_series" => Growth::Series,
             "array_to_string" => Growth::Join,
+            "concat" => Growth::Concat,
+            "concat_ws" => Growth::ConcatWs,
             _ => return None,
         })
     }
@@ -123,6 +130,49 @@ fn byte_lengths(v: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
         &DataType::Int64,
         &CastOptions::default(),
     )?)
+}
+
+/// The bytes of text `v` takes over `rows` rows, without building a scalar's broadcast.
+pub(crate) fn text_bytes(v: &ColumnarValue, rows: usize) -> u64 {
+    match v {
+        ColumnarValue::Scalar(s) => match s {
+            ScalarValue::Utf8(Some(t))
+            | ScalarValue::Utf8View(Some(t))
+            | ScalarValue::LargeUtf8(Some(t)) => (t.len() as u64).saturating_mul(rows as u64),
+            _ => 0,
+        },
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Utf8 => {
+                let s = a.as_string::<i32>();
+                let offsets = s.value_offsets();
+                (offsets[offsets.len() - 1] - offsets[0]) as u64
+            }
+            DataType::LargeUtf8 => {
+                let s = a.as_string::<i64>();
+                let offsets = s.value_offsets();
+                (offsets[offsets.len() - 1] - offsets[0]) as u64
+            }
+            DataType::Utf8View => a
+                .as_string_view()
+                .views()
+                .iter()
+                .map(|v| u64::from(*v as u32))
+                .sum(),
+            _ => 0,
+        },
+    }
+}
+
+/// The text of `args` joined, over `rows` rows: their text, and at most 40 bytes a row for
+/// each argument that is not text (a number's or a date's text).
+fn concatenated_bytes(args: &[ColumnarValue], rows: usize) -> u64 {
+    args.iter().fold(0u64, |sum, a| {
+        let bytes = match a.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => text_bytes(a, rows),
+            _ => (rows as u64).saturating_mul(40),
+        };
+        sum.saturating_add(bytes)
+    })
 }
 
 /// Sum over rows of `per_row(i)`, saturating.
@@ -222,6 +272,13 @@ impl SizeLimited {
                     )));
                 }
                 total(rows, |i| count_at(&counts, i).saturating_mul(8))
+            }
+            (Growth::Concat, _, _) => concatenated_bytes(args, rows),
+            (Growth::ConcatWs, Some(separator), _) => {
+                let between = args.len().saturating_sub(2) as u64;
+                text_bytes(separator, rows)
+                    .saturating_mul(between)
+                    .saturating_add(concatenated_bytes(&args[1..], rows))
             }
             (Growth::Series, Some(start), Some(stop)) => {
                 self.series_bytes(args, start, stop, rows)?

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::kernels::concat_elements::concat_elements_utf8;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::DataType;
@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::limits::check_result_bytes;
+use crate::limits::{check_result_bytes, text_bytes};
 
 /// The function a text `||` becomes (a name no one calls by hand).
 pub const NAME: &str = "text_concat";
@@ -43,37 +43,6 @@ impl Default for TextConcat {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
         }
-    }
-}
-
-/// The bytes of text `v` takes over `rows` rows, without building a scalar's broadcast.
-fn text_bytes(v: &ColumnarValue, rows: usize) -> u64 {
-    match v {
-        ColumnarValue::Scalar(s) => match s {
-            ScalarValue::Utf8(Some(t))
-            | ScalarValue::Utf8View(Some(t))
-            | ScalarValue::LargeUtf8(Some(t)) => (t.len() as u64).saturating_mul(rows as u64),
-            _ => 0,
-        },
-        ColumnarValue::Array(a) => match a.data_type() {
-            DataType::Utf8 => {
-                let s = a.as_string::<i32>();
-                let offsets = s.value_offsets();
-                (offsets[offsets.len() - 1] - offsets[0]) as u64
-            }
-            DataType::LargeUtf8 => {
-                let s = a.as_string::<i64>();
-                let offsets = s.value_offsets();
-                (offsets[offsets.len() - 1] - offsets[0]) as u64
-            }
-            DataType::Utf8View => a
-                .as_string_view()
-                .views()
-                .iter()
-                .map(|v| u64::from(*v as u32))
-                .sum(),
-            _ => 0,
-        },
     }
 }
 
