@@ -91,7 +91,8 @@ def start_postgres(tmp):
 
 
 def copy_table(src, dst, table, key):
-    """Creates `table` in PostgreSQL with the source's column types and copies its rows."""
+    """Creates `table` in PostgreSQL with the source's column types and copies its rows;
+    `key`, if given, becomes its primary key."""
     cols = src.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
@@ -103,8 +104,10 @@ def copy_table(src, dst, table, key):
             dst.cursor().copy(f"COPY {table} FROM STDIN") as into:
         for data in out:
             into.write(data)
-    dst.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({key})")
     dst.execute(f"ANALYZE {table}")
+    if key is None:
+        return None
+    dst.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({key})")
     return src.execute(f"SELECT min({key}), max({key}), count(*) FROM {table}").fetchone()
 
 

@@ -11,7 +11,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::error::EngineError;
-use crate::manifest::{Manifest, RelationKind, schema_of};
+use crate::manifest::{Manifest, RelationKind};
 use crate::store::Store;
 use crate::table::DurableTable;
 use crate::transaction::Transaction;
@@ -81,7 +81,7 @@ impl SchemaProvider for DurableSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let m = self.manifest();
         if let Some(t) = m.table(&self.name, name) {
-            let schema = schema_of(&t.columns)?;
+            let schema = self.store.table_schema(t.id, &t.columns)?;
             return Ok(Some(Arc::new(DurableTable::new(
                 self.store.clone(),
                 t.id,

@@ -77,6 +77,9 @@ pub struct Store {
     next_block: AtomicU64,
     /// Small tables' decoded batches (see [`crate::hot_tables`]).
     hot: crate::hot_tables::HotTables,
+    /// Each table's Arrow schema, parsed once from the catalog's column types: a table's
+    /// columns never change under its id, and every statement that names a table asks.
+    schemas: RwLock<HashMap<u64, SchemaRef>>,
     /// An exclusive lock on `<data dir>/LOCK`, held while the store is open: two processes
     /// committing to one catalog would each overwrite the other's commits.
     _lock: fs::File,
@@ -160,6 +163,7 @@ impl Store {
             open_blocks: Mutex::new(std::collections::BTreeMap::new()),
             next_block: AtomicU64::new(0),
             hot: Default::default(),
+            schemas: Default::default(),
             _lock: lock,
         };
         store.collect_garbage()?;
@@ -173,6 +177,22 @@ impl Store {
     /// Small tables' decoded batches, shared by every session.
     pub fn hot(&self) -> &crate::hot_tables::HotTables {
         &self.hot
+    }
+
+    /// The Arrow schema of table `id`, whose catalog columns are `columns`.
+    pub fn table_schema(
+        &self,
+        id: u64,
+        columns: &[crate::manifest::ColumnDef],
+    ) -> Result<SchemaRef> {
+        if let Some(schema) = self.schemas.read().ok().and_then(|s| s.get(&id).cloned()) {
+            return Ok(schema);
+        }
+        let schema = crate::manifest::schema_of(columns)?;
+        if let Ok(mut schemas) = self.schemas.write() {
+            schemas.insert(id, schema.clone());
+        }
+        Ok(schema)
     }
 
     /// The current manifest (a consistent snapshot).
@@ -355,6 +375,9 @@ impl Store {
 
     pub(crate) fn remove_table_dir(&self, id: u64) {
         self.hot.forget(id);
+        if let Ok(mut schemas) = self.schemas.write() {
+            schemas.remove(&id);
+        }
         if let Err(e) = fs::remove_dir_all(self.table_dir(id))
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -61,8 +61,10 @@ where
                 rows += 1;
             }
             let tag = Tag::new(&command_tag).with_rows(rows);
+            // Written with the Sync's ReadyForQuery in one socket write, as the library's
+            // `send_execution_response` does: a point lookup pays one write, not two.
             client
-                .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                .feed(PgWireBackendMessage::CommandComplete(tag.into()))
                 .await?;
         }
         Response::EmptyQuery => {
