@@ -1,10 +1,10 @@
 """What an analyst waits on: eight queries over the behaviour log, flashsql against DuckDB and
 PostgreSQL on the same rows in the same run.
 
-Starts the release server on a generated world, exports each table once with flashsql's own
-`COPY … TO '….parquet'`, and runs every query on
+Starts the release server on a generated world and runs every query on
 - flashsql (over the wire, psycopg),
-- DuckDB (in process, over those Parquet files, as a new user would: `read_parquet` views),
+- DuckDB (in process, over flashsql's own Parquet files of each table, named by the data
+  directory's catalog, as a new user would: `read_parquet` views),
 - PostgreSQL 15 (a temp cluster, the same rows over COPY, indexed on the join and filter
   keys a DBA would add, ANALYZEd),
 warm: each query once to warm up, then the best of three. Each query's answer is compared
@@ -17,6 +17,7 @@ Usage: python3 benches/compare/analyst_queries.py [runs per query, default 3]
 Needs duckdb (pip), initdb/postgres 15 and psycopg.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -74,16 +75,26 @@ QUERIES = [
 ]
 
 
-def start_flashsql(tmp, export):
+def start_flashsql(tmp):
     port = free_port()
     server = subprocess.Popen(
         [BINARY, "serve", "--data-dir", os.path.join(tmp, "flashsql"), "--scale", SCALE,
-         "--listen", f"127.0.0.1:{port}", "--allow-path", export],
+         "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in server.stdout:
         if " is ready on " in line:
             break
     return server, port
+
+
+def table_files(data_dir, table):
+    """The Parquet files the catalog names for `table` (public schema)."""
+    with open(os.path.join(data_dir, "catalog.json")) as f:
+        catalog = json.load(f)
+    for t in catalog["tables"]:
+        if t["schema"] == "public" and t["name"] == table:
+            return [os.path.join(data_dir, "tables", f"t{t['id']}", f) for f in t["files"]]
+    raise KeyError(table)
 
 
 def fingerprint(rows):
@@ -111,10 +122,8 @@ def timed(run):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        export = os.path.join(tmp, "export")
-        os.makedirs(export)
         os.chmod(tmp, 0o755)
-        ours, our_port = start_flashsql(tmp, export)
+        ours, our_port = start_flashsql(tmp)
         pg, pg_port = start_postgres(tmp)
         try:
             src = psycopg.connect(f"host=127.0.0.1 port={our_port} user=flashsql dbname=flashsql",
@@ -123,9 +132,8 @@ def main():
                                   autocommit=True)
             duck = duckdb.connect()
             for t in TABLES:
-                path = os.path.join(export, f"{t}.parquet")
-                src.execute(f"COPY {t} TO '{path}' (FORMAT parquet)")
-                duck.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{path}')")
+                files = table_files(os.path.join(tmp, "flashsql"), t)
+                duck.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r})")
                 copy_table(src, dst, t, None)
             for index in ["events (user_id, ts)", "events (item_id)", "events (event_type)",
                           "exposures (user_id)", "items (item_id)"]:
