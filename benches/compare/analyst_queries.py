@@ -19,7 +19,6 @@ Needs duckdb (pip), initdb/postgres 15 and psycopg.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +27,8 @@ import duckdb
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from point_lookups import copy_table, start_postgres, free_port  # noqa: E402
+from point_lookups import copy_table, start_flashsql, start_postgres  # noqa: E402
 
-BINARY = os.environ.get("FLASHSQL_BINARY", "target/release/flashsql")
 SCALE = os.environ.get("FLASHSQL_SCALE", "small")
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 TABLES = ["events", "items", "users", "exposures"]
@@ -73,18 +71,6 @@ QUERIES = [
      "(PARTITION BY user_id ORDER BY ts, event_type, item_id) AS gap FROM events) AS g "
      "WHERE gap IS NOT NULL GROUP BY event_type ORDER BY event_type"),
 ]
-
-
-def start_flashsql(tmp):
-    port = free_port()
-    server = subprocess.Popen(
-        [BINARY, "serve", "--data-dir", os.path.join(tmp, "flashsql"), "--scale", SCALE,
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in server.stdout:
-        if " is ready on " in line:
-            break
-    return server, port
 
 
 def table_files(data_dir, table):

@@ -8,15 +8,12 @@
 //! constant a projection outputs: a batch whose copies would take more than
 //! [`MAX_RESULT_BYTES`] fails with 54000, like the size-limited functions themselves.
 
-use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
@@ -24,6 +21,8 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
+
+use crate::checked_expr::CheckedExpr;
 
 /// Constants smaller than this are copied without a check: even a batch of a million rows
 /// of them stays within [`MAX_RESULT_BYTES`].
@@ -51,9 +50,7 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                 .iter()
                 .map(|e| ProjectionExpr {
                     expr: if large_constant(&e.expr) {
-                        Arc::new(CheckedConstant {
-                            inner: e.expr.clone(),
-                        })
+                        Arc::new(CheckedExpr::new(e.expr.clone(), Arc::new(copies_fit)))
                     } else {
                         e.expr.clone()
                     },
@@ -77,77 +74,23 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
     }
 }
 
+/// Evaluates a large constant, failing (54000) where its copies for the batch would be
+/// too large.
+fn copies_fit(
+    batch: &RecordBatch,
+    evaluate: &dyn Fn() -> Result<ColumnarValue>,
+) -> Result<ColumnarValue> {
+    let value = evaluate()?;
+    if let ColumnarValue::Scalar(v) = &value {
+        let bytes = (v.size() as u64).saturating_mul(batch.num_rows() as u64);
+        check_result_bytes("a constant repeated on every row", bytes)?;
+    }
+    Ok(value)
+}
+
 fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
     expr.downcast_ref::<Literal>()
         .is_some_and(|l| l.value().size() >= CHECKED_FROM_BYTES)
-}
-
-/// A constant that fails (54000) where its copies for a batch would be too large.
-#[derive(Debug)]
-struct CheckedConstant {
-    inner: Arc<dyn PhysicalExpr>,
-}
-
-impl PartialEq for CheckedConstant {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.as_ref() == other.inner.as_ref()
-    }
-}
-
-impl Eq for CheckedConstant {}
-
-impl Hash for CheckedConstant {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.inner.as_ref().hash(state);
-    }
-}
-
-impl fmt::Display for CheckedConstant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.inner)
-    }
-}
-
-impl PhysicalExpr for CheckedConstant {
-    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
-        self.inner.data_type(input_schema)
-    }
-
-    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
-        self.inner.nullable(input_schema)
-    }
-
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        self.inner.return_field(input_schema)
-    }
-
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let value = self.inner.evaluate(batch)?;
-        if let ColumnarValue::Scalar(v) = &value {
-            let bytes = (v.size() as u64).saturating_mul(batch.num_rows() as u64);
-            check_result_bytes("a constant repeated on every row", bytes)?;
-        }
-        Ok(value)
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.inner]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let inner = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("a checked constant has one child".into()))?;
-        Ok(Arc::new(Self { inner }))
-    }
-
-    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_sql(f)
-    }
 }
 
 #[cfg(test)]

@@ -9,18 +9,12 @@
 //! loops run (join conditions, and the outputs of joins and unnest), so the work ends with
 //! an error at the next batch instead of running on for nobody.
 
-use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::ColumnarValue;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::error::Result;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
@@ -30,6 +24,7 @@ use datafusion::physical_plan::joins::{
 };
 use datafusion::physical_plan::unnest::UnnestExec;
 
+use crate::checked_expr::CheckedExpr;
 use crate::error::EngineError;
 use crate::inspect::InspectExec;
 
@@ -175,11 +170,15 @@ fn with_checked_filter(
     let Some(filter) = nlj.filter() else {
         return Ok(None);
     };
+    let interrupt = interrupt.clone();
     let checked = JoinFilter::new(
-        Arc::new(InterruptibleExpr {
-            inner: filter.expression().clone(),
-            interrupt: interrupt.clone(),
-        }),
+        Arc::new(CheckedExpr::new(
+            filter.expression().clone(),
+            Arc::new(move |_, evaluate| {
+                interrupt.check()?;
+                evaluate()
+            }),
+        )),
         filter.column_indices().to_vec(),
         filter.schema().clone(),
     );
@@ -190,80 +189,13 @@ fn with_checked_filter(
     )))
 }
 
-/// An expression that fails once its statement is interrupted, and is otherwise `inner`.
-#[derive(Debug)]
-struct InterruptibleExpr {
-    inner: Arc<dyn PhysicalExpr>,
-    interrupt: Interrupt,
-}
-
-impl PartialEq for InterruptibleExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.as_ref() == other.inner.as_ref()
-    }
-}
-
-impl Eq for InterruptibleExpr {}
-
-impl Hash for InterruptibleExpr {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.inner.as_ref().hash(state);
-    }
-}
-
-impl fmt::Display for InterruptibleExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.inner)
-    }
-}
-
-impl PhysicalExpr for InterruptibleExpr {
-    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
-        self.inner.data_type(input_schema)
-    }
-
-    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
-        self.inner.nullable(input_schema)
-    }
-
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        self.inner.return_field(input_schema)
-    }
-
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        self.interrupt.check()?;
-        self.inner.evaluate(batch)
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.inner]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let inner = children
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("interrupt check has one child".into()))?;
-        Ok(Arc::new(Self {
-            inner,
-            interrupt: self.interrupt.clone(),
-        }))
-    }
-
-    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_sql(f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::execution::session_state::SessionStateBuilder;
-    use datafusion::logical_expr::{Volatility, create_udf};
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext};
 

@@ -7,6 +7,7 @@
 pub mod broadcast_limit;
 pub mod catalog;
 pub mod catalog_change;
+pub mod checked_expr;
 pub mod compaction;
 pub mod dml;
 pub mod error;

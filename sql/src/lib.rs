@@ -35,3 +35,20 @@ pub mod wire;
 pub use errors::SqlError;
 pub use server::{ServeError, Server, ServerConfig};
 pub use session::{PgSession, StatementResult};
+
+/// An in-process session over an empty data directory, for the crate's own tests (with
+/// the engine, kept open as long as the caller holds it).
+#[cfg(test)]
+pub(crate) async fn test_session() -> (
+    tempfile::TempDir,
+    flashsql_engine::Engine,
+    session::PgSession,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = flashsql_engine::EngineConfig::new(dir.path().join("data"));
+    config.seed_world = None;
+    let engine = flashsql_engine::Engine::open(config).await.expect("engine");
+    let parser = std::sync::Arc::new(parser::CompatParser::new());
+    let session = session::PgSession::new(&engine, parser, "flashsql", None).expect("session");
+    (dir, engine, session)
+}

@@ -784,20 +784,11 @@ pub fn setup(ctx: &SessionContext, database: &str, settings: Arc<Settings>) -> R
 mod tests {
     use std::sync::Arc;
 
-    use flashsql_engine::{Engine, EngineConfig};
-
-    use crate::session::PgSession;
-
     /// A session that has planned a `pg_catalog` query is freed when it is dropped: nothing
     /// it registered keeps its catalog alive.
     #[tokio::test]
     async fn a_closed_session_frees_its_catalog() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = EngineConfig::new(dir.path().join("data"));
-        config.seed_world = None;
-        let engine = Engine::open(config).await.expect("engine");
-        let parser = Arc::new(crate::parser::CompatParser::new());
-        let session = PgSession::new(&engine, parser, "flashsql", None).expect("session");
+        let (_dir, _engine, session) = crate::test_session().await;
         for statement in session
             .parse("SELECT count(*) FROM pg_catalog.pg_class")
             .expect("parses")

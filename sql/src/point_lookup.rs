@@ -195,23 +195,10 @@ fn column_equals_parameter(predicate: &Expr) -> Option<(&Column, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::arrow::array::RecordBatch;
     use datafusion::common::{ParamValues, ScalarValue};
-    use flashsql_engine::{Engine, EngineConfig};
 
     use crate::session::{PgSession, StatementResult};
-
-    async fn session() -> (tempfile::TempDir, PgSession) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = EngineConfig::new(dir.path().join("data"));
-        config.seed_world = None;
-        let engine = Engine::open(config).await.expect("engine");
-        let parser = Arc::new(crate::parser::CompatParser::new());
-        let session = PgSession::new(&engine, parser, "flashsql", None).expect("session");
-        (dir, session)
-    }
 
     async fn run(session: &PgSession, sql: &str, params: Option<ParamValues>) -> Vec<RecordBatch> {
         let mut out = Vec::new();
@@ -243,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn recognises_a_projection_of_columns_over_one_key_equality() {
-        let (_dir, session) = session().await;
+        let (_dir, _engine, session) = crate::test_session().await;
         run(
             &session,
             "CREATE TABLE t (k BIGINT, name TEXT, x DOUBLE PRECISION)",
@@ -271,7 +258,7 @@ mod tests {
     /// keys across files, missing keys, NULL, another integer width, text keys.
     #[tokio::test]
     async fn answers_as_the_planned_statement_does() {
-        let (_dir, session) = session().await;
+        let (_dir, _engine, session) = crate::test_session().await;
         run(
             &session,
             "CREATE TABLE t (k BIGINT, name TEXT, x DOUBLE PRECISION); \
