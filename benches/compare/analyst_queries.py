@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from point_lookups import copy_table, start_flashsql, start_postgres  # noqa: E402
 
 SCALE = os.environ.get("FLASHSQL_SCALE", "small")
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+RUNS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 3
 TABLES = ["events", "items", "users", "exposures"]
 
 # (name, SQL run unchanged on all three engines)

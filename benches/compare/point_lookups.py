@@ -27,7 +27,8 @@ import psycopg
 
 BINARY = os.environ.get("FLASHSQL_BINARY", "target/release/flashsql")
 SCALE = os.environ.get("FLASHSQL_SCALE", "small")
-SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+# Read only when run as the script (the other comparisons import its helpers).
+SECONDS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 10
 CLIENTS = [1, 32]
 
 # (name, table, key column)
