@@ -15,7 +15,7 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Statement, Visit, Visitor};
 
 use crate::errors::SqlError;
 
@@ -30,6 +30,36 @@ use crate::errors::SqlError;
 /// take minutes). At 1,000 levels the worst chain plans in about 1.6 s; longer lists belong
 /// in `IN (…)`, an array or a table, which plan in linear time.
 pub const MAX_DEPTH: usize = 1_000;
+
+/// The most entries a SELECT list may have: PostgreSQL's limit (54011). It also bounds
+/// planning time, which nothing can interrupt: DataFusion plans a wide projection in time
+/// that grows with the square of its width (5,000 `item_id + n` columns took 5–10 s).
+pub const MAX_TARGET_LIST: usize = 1_664;
+
+/// Breaks at the first SELECT list longer than [`MAX_TARGET_LIST`].
+struct Targets;
+
+impl Visitor for Targets {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if widest(&query.body) > MAX_TARGET_LIST {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// The longest SELECT list of a query body (of each side of a UNION, …).
+fn widest(body: &SetExpr) -> usize {
+    match body {
+        SetExpr::Select(s) => s.projection.len(),
+        SetExpr::SetOperation { left, right, .. } => widest(left).max(widest(right)),
+        SetExpr::Query(q) => widest(&q.body),
+        _ => 0,
+    }
+}
 
 /// Counts nesting; breaks as soon as it exceeds the limit.
 struct Depth {
@@ -105,6 +135,17 @@ pub fn check<S>(
         .filter_map(&as_statement)
         .any(|s| deeper_than(s, MAX_DEPTH));
     if !too_deep {
+        // Within the depth limit, the walk is shallow enough for any stack.
+        if statements
+            .iter()
+            .filter_map(&as_statement)
+            .any(|s| s.visit(&mut Targets).is_break())
+        {
+            return Err(SqlError::coded(
+                "54011",
+                format!("target lists can have at most {MAX_TARGET_LIST} entries"),
+            ));
+        }
         return Ok(statements);
     }
     // Dropping a tree recurses once per level, a few hundred bytes each.
@@ -321,6 +362,34 @@ mod tests {
         let err = check(&sql, statements, |s| Some(s)).expect_err("refused");
         assert_eq!(crate::errors::classify_sql(&err).code, "54001");
         let sql = format!("SELECT 1{}", "+1".repeat(MAX_DEPTH / 2));
+        assert_eq!(
+            check(&sql, parse(&sql), |s| Some(s)).expect("kept").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_select_list_over_postgresqls_limit_is_refused_with_54011() {
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!("k + {i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for sql in [
+            format!("SELECT {} FROM t", list(MAX_TARGET_LIST + 1)),
+            format!("SELECT 1 UNION ALL SELECT {}", list(MAX_TARGET_LIST + 1)),
+            format!("SELECT * FROM (SELECT {} FROM t) AS s", list(2_000)),
+        ] {
+            let err = check(&sql, parse(&sql), |s| Some(s)).expect_err("refused");
+            assert_eq!(
+                crate::errors::classify_sql(&err).code,
+                "54011",
+                "{}",
+                &sql[..40]
+            );
+        }
+        let sql = format!("SELECT {} FROM t", list(MAX_TARGET_LIST));
         assert_eq!(
             check(&sql, parse(&sql), |s| Some(s)).expect("kept").len(),
             1
