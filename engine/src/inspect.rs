@@ -35,7 +35,17 @@ pub struct InspectExec {
     /// Shown in plans, and how rules recognise the operator.
     name: &'static str,
     input: Arc<dyn ExecutionPlan>,
-    inspect: Inspect,
+    inspect: Source,
+}
+
+/// Where each stream's inspection comes from.
+#[derive(Clone)]
+enum Source {
+    /// One inspection for every stream.
+    Shared(Inspect),
+    /// A fresh inspection per stream, made with the stream's task context (one that keeps
+    /// state, such as a memory reservation, for the stream's life).
+    PerStream(Arc<dyn Fn(&Arc<TaskContext>) -> Inspect + Send + Sync>),
 }
 
 impl InspectExec {
@@ -43,12 +53,29 @@ impl InspectExec {
         Self {
             name,
             input,
-            inspect,
+            inspect: Source::Shared(inspect),
+        }
+    }
+
+    /// Inspects each stream with a fresh inspection made from its task context.
+    pub fn per_stream(
+        name: &'static str,
+        input: Arc<dyn ExecutionPlan>,
+        make: Arc<dyn Fn(&Arc<TaskContext>) -> Inspect + Send + Sync>,
+    ) -> Self {
+        Self {
+            name,
+            input,
+            inspect: Source::PerStream(make),
         }
     }
 
     fn over(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-        Arc::new(Self::new(self.name, input, self.inspect.clone()))
+        Arc::new(Self {
+            name: self.name,
+            input,
+            inspect: self.inspect.clone(),
+        })
     }
 }
 
@@ -112,7 +139,10 @@ impl ExecutionPlan for InspectExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let inspect = self.inspect.clone();
+        let inspect = match &self.inspect {
+            Source::Shared(inspect) => inspect.clone(),
+            Source::PerStream(make) => make(&context),
+        };
         let stream = match self.input.execute(partition, context) {
             Ok(stream) => stream,
             Err(e) => return Err(inspect(Err(e)).err().unwrap_or_else(already_failed)),

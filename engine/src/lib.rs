@@ -27,6 +27,7 @@ pub mod storage;
 pub mod store;
 pub mod table;
 pub mod transaction;
+pub mod window_memory;
 
 use std::path::PathBuf;
 use std::sync::Arc;

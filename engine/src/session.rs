@@ -82,6 +82,7 @@ impl Session {
             ))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
+            .with_physical_optimizer_rule(Arc::new(crate::window_memory::WindowMemoryRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(SessionCatalog::new(store.clone()));
