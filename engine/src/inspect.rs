@@ -30,6 +30,9 @@ use futures::StreamExt;
 /// stream with an error of its own, or replace the input's error with a clearer one.
 pub type Inspect = Arc<dyn Fn(Result<RecordBatch>) -> Result<RecordBatch> + Send + Sync>;
 
+/// Makes a stream's inspection from its task context.
+pub type MakeInspect = Arc<dyn Fn(&Arc<TaskContext>) -> Inspect + Send + Sync>;
+
 /// Passes its input's results on through `inspect`.
 pub struct InspectExec {
     /// Shown in plans, and how rules recognise the operator.
@@ -45,7 +48,7 @@ enum Source {
     Shared(Inspect),
     /// A fresh inspection per stream, made with the stream's task context (one that keeps
     /// state, such as a memory reservation, for the stream's life).
-    PerStream(Arc<dyn Fn(&Arc<TaskContext>) -> Inspect + Send + Sync>),
+    PerStream(MakeInspect),
 }
 
 impl InspectExec {
@@ -61,7 +64,7 @@ impl InspectExec {
     pub fn per_stream(
         name: &'static str,
         input: Arc<dyn ExecutionPlan>,
-        make: Arc<dyn Fn(&Arc<TaskContext>) -> Inspect + Send + Sync>,
+        make: MakeInspect,
     ) -> Self {
         Self {
             name,
