@@ -20,14 +20,12 @@ Needs duckdb (pip), initdb/postgres 15 and psycopg.
 import json
 import os
 import sys
-import tempfile
 import time
 
 import duckdb
-import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from point_lookups import copy_table, start_flashsql, start_postgres  # noqa: E402
+from point_lookups import both_servers, copy_table  # noqa: E402
 
 SCALE = os.environ.get("FLASHSQL_SCALE", "small")
 RUNS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 3
@@ -107,54 +105,41 @@ def timed(run):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        ours, our_port = start_flashsql(tmp)
-        pg, pg_port = start_postgres(tmp)
-        try:
-            src = psycopg.connect(f"host=127.0.0.1 port={our_port} user=flashsql dbname=flashsql",
-                                  autocommit=True)
-            dst = psycopg.connect(f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
-                                  autocommit=True)
-            duck = duckdb.connect()
-            for t in TABLES:
-                files = table_files(os.path.join(tmp, "flashsql"), t)
-                duck.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r})")
-                copy_table(src, dst, t, None)
-            for index in ["events (user_id, ts)", "events (item_id)", "events (event_type)",
-                          "exposures (user_id)", "items (item_id)"]:
-                dst.execute(f"CREATE INDEX ON {index}")
-            dst.execute("ANALYZE")
-            dst.execute("SET max_parallel_workers_per_gather = 2")
-            n = src.execute("SELECT count(*) FROM events").fetchone()[0]
-            print(f"world {SCALE}: {n:,} events; warm, best of {RUNS}; times in seconds\n")
-            print("| query | flashsql | DuckDB | PostgreSQL | flashsql / DuckDB | flashsql / PostgreSQL |")
-            print("|---|---|---|---|---|---|")
-            totals = [0.0, 0.0, 0.0]
-            for name, sql in QUERIES:
-                engines = [
-                    lambda: src.execute(sql).fetchall(),
-                    lambda: duck.execute(sql).fetchall(),
-                    lambda: dst.execute(sql).fetchall(),
-                ]
-                times, prints = [], []
-                for run in engines:
-                    t, rows = timed(run)
-                    times.append(t)
-                    prints.append(fingerprint(rows))
-                agree = prints[0] == prints[1] == prints[2]
-                for i, t in enumerate(times):
-                    totals[i] += t
-                mark = "" if agree else f" (answers differ: {prints})"
-                print(f"| {name}{mark} | {times[0]:.3f} | {times[1]:.3f} | {times[2]:.3f} "
-                      f"| {times[0] / times[1]:.2f} | {times[0] / times[2]:.2f} |")
-            print(f"| **total** | {totals[0]:.3f} | {totals[1]:.3f} | {totals[2]:.3f} "
-                  f"| {totals[0] / totals[1]:.2f} | {totals[0] / totals[2]:.2f} |")
-        finally:
-            ours.terminate()
-            pg.terminate()
-            ours.wait()
-            pg.wait()
+    with both_servers() as (tmp, src, dst, _, _):
+        duck = duckdb.connect()
+        for t in TABLES:
+            files = table_files(os.path.join(tmp, "flashsql"), t)
+            duck.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r})")
+            copy_table(src, dst, t, None)
+        for index in ["events (user_id, ts)", "events (item_id)", "events (event_type)",
+                      "exposures (user_id)", "items (item_id)"]:
+            dst.execute(f"CREATE INDEX ON {index}")
+        dst.execute("ANALYZE")
+        dst.execute("SET max_parallel_workers_per_gather = 2")
+        n = src.execute("SELECT count(*) FROM events").fetchone()[0]
+        print(f"world {SCALE}: {n:,} events; warm, best of {RUNS}; times in seconds\n")
+        print("| query | flashsql | DuckDB | PostgreSQL | flashsql / DuckDB | flashsql / PostgreSQL |")
+        print("|---|---|---|---|---|---|")
+        totals = [0.0, 0.0, 0.0]
+        for name, sql in QUERIES:
+            engines = [
+                lambda: src.execute(sql).fetchall(),
+                lambda: duck.execute(sql).fetchall(),
+                lambda: dst.execute(sql).fetchall(),
+            ]
+            times, prints = [], []
+            for run in engines:
+                t, rows = timed(run)
+                times.append(t)
+                prints.append(fingerprint(rows))
+            agree = prints[0] == prints[1] == prints[2]
+            for i, t in enumerate(times):
+                totals[i] += t
+            mark = "" if agree else f" (answers differ: {prints})"
+            print(f"| {name}{mark} | {times[0]:.3f} | {times[1]:.3f} | {times[2]:.3f} "
+                  f"| {times[0] / times[1]:.2f} | {times[0] / times[2]:.2f} |")
+        print(f"| **total** | {totals[0]:.3f} | {totals[1]:.3f} | {totals[2]:.3f} "
+              f"| {totals[0] / totals[1]:.2f} | {totals[0] / totals[2]:.2f} |")
 
 
 if __name__ == "__main__":

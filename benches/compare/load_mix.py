@@ -19,18 +19,16 @@ Usage: python3 benches/compare/load_mix.py [seconds, default 60]
 
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from point_lookups import copy_table, start_flashsql, start_postgres  # noqa: E402
+from point_lookups import both_servers, copy_table, pgbench  # noqa: E402
 
-SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 60
+SECONDS = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else 60
 WRITERS = 16
 COPY_ROWS = 50
 
@@ -38,31 +36,6 @@ LOOKUP = "\\set id random(1, {items})\nSELECT * FROM items WHERE item_id = :id;\
 AGGREGATE = ("\\set u random(1, {users})\n"
              "SELECT event_type, count(*) FROM events WHERE user_id BETWEEN :u AND :u + 100 "
              "GROUP BY event_type;\n")
-
-
-def pgbench(port, user, db, script, clients, workdir, tag):
-    """Runs pgbench for SECONDS; returns (tps, p50 ms, p99 ms, failed transactions)."""
-    prefix = os.path.join(workdir, f"log_{tag}")
-    out = subprocess.run(
-        ["pgbench", "-n", "-M", "prepared", "-h", "127.0.0.1", "-p", str(port), "-U", user,
-         "-c", str(clients), "-j", "2", "-T", str(SECONDS), "-f", script,
-         "-l", "--log-prefix", prefix, db],
-        capture_output=True, text=True)
-    tps, failed = None, 0
-    for line in out.stdout.splitlines():
-        if line.startswith("tps = "):
-            tps = float(line.split()[2])
-        if line.startswith("number of failed transactions:"):
-            failed = int(line.split(":")[1].split()[0])
-    if tps is None:
-        raise RuntimeError(f"pgbench failed: {out.stdout}\n{out.stderr}")
-    latencies = []
-    for f in os.listdir(workdir):
-        if f.startswith(f"log_{tag}"):
-            with open(os.path.join(workdir, f)) as log:
-                latencies += [int(l.split()[2]) / 1000.0 for l in log if len(l.split()) >= 3]
-    latencies.sort()
-    return tps, statistics.median(latencies), latencies[int(0.99 * (len(latencies) - 1))], failed
 
 
 def writer(dsn, n, stop, result):
@@ -106,7 +79,8 @@ def run(port, user, db, workdir, items, users):
                for n in range(WRITERS)]
 
     def bench(name, clients):
-        benches[name] = pgbench(port, user, db, scripts[name], clients, workdir, name)
+        benches[name] = pgbench(port, user, db, scripts[name], clients, workdir,
+                                seconds=SECONDS, tag=f"pgbench_log_{name}")
 
     pg_threads = [threading.Thread(target=bench, args=("lookup", 32)),
                   threading.Thread(target=bench, args=("aggregate", 8))]
@@ -131,47 +105,33 @@ def run(port, user, db, workdir, items, users):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        ours, our_port = start_flashsql(tmp)
-        pg, pg_port = start_postgres(tmp)
-        try:
-            src = psycopg.connect(f"host=127.0.0.1 port={our_port} user=flashsql dbname=flashsql",
-                                  autocommit=True)
-            dst = psycopg.connect(f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
-                                  autocommit=True)
-            copy_table(src, dst, "items", "item_id")
-            copy_table(src, dst, "events", None)
-            dst.execute("CREATE INDEX ON events (user_id)")
-            dst.execute("ANALYZE")
-            items = src.execute("SELECT max(item_id) FROM items").fetchone()[0]
-            users = src.execute("SELECT max(user_id) FROM events").fetchone()[0]
-            out = {}
-            for name, port, user, db in [("flashsql", our_port, "flashsql", "flashsql"),
-                                         ("PostgreSQL", pg_port, "postgres", "postgres")]:
-                work = os.path.join(tmp, f"work_{name}")
-                os.makedirs(work)
-                os.chmod(work, 0o777)
-                out[name] = run(port, user, db, work, items, users)
-            print(f"{SECONDS} s, all at once: 32 lookup clients, 8 aggregate clients, "
-                  f"{WRITERS} writers (INSERT 1 row / COPY {COPY_ROWS} rows, each followed by a read)\n")
-            print("| workload | server | per s | p50 ms | p99 ms | errors |")
-            print("|---|---|---|---|---|---|")
-            for i, label in enumerate(["point lookups (32)", "aggregates (8)",
-                                       "writes + read-back (16)"]):
-                for name in out:
-                    tps, p50, p99, err = out[name][i]
-                    print(f"| {label} | {name} | {tps:,.0f} | {p50:.2f} | {p99:.2f} | {err} |")
-                ratio = out["flashsql"][i][0] / out["PostgreSQL"][i][0]
-                print(f"| {label} | flashsql / PostgreSQL | {ratio:.2f} | | | |")
+    with both_servers() as (tmp, src, dst, our_port, pg_port):
+        copy_table(src, dst, "items", "item_id")
+        copy_table(src, dst, "events", None)
+        dst.execute("CREATE INDEX ON events (user_id)")
+        dst.execute("ANALYZE")
+        items = src.execute("SELECT max(item_id) FROM items").fetchone()[0]
+        users = src.execute("SELECT max(user_id) FROM events").fetchone()[0]
+        out = {}
+        for name, port, user, db in [("flashsql", our_port, "flashsql", "flashsql"),
+                                     ("PostgreSQL", pg_port, "postgres", "postgres")]:
+            work = os.path.join(tmp, f"work_{name}")
+            os.makedirs(work)
+            out[name] = run(port, user, db, work, items, users)
+        print(f"{SECONDS} s, all at once: 32 lookup clients, 8 aggregate clients, "
+              f"{WRITERS} writers (INSERT 1 row / COPY {COPY_ROWS} rows, each followed by a read)\n")
+        print("| workload | server | per s | p50 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|")
+        for i, label in enumerate(["point lookups (32)", "aggregates (8)",
+                                   "writes + read-back (16)"]):
             for name in out:
-                _, _, _, acked, present, lost = out[name]
-                print(f"\n{name}: {acked:,} rows acknowledged, {present:,} present, {lost} lost")
-        finally:
-            ours.terminate()
-            pg.terminate()
-            ours.wait()
-            pg.wait()
+                tps, p50, p99, err = out[name][i]
+                print(f"| {label} | {name} | {tps:,.0f} | {p50:.2f} | {p99:.2f} | {err} |")
+            ratio = out["flashsql"][i][0] / out["PostgreSQL"][i][0]
+            print(f"| {label} | flashsql / PostgreSQL | {ratio:.2f} | | | |")
+        for name in out:
+            _, _, _, acked, present, lost = out[name]
+            print(f"\n{name}: {acked:,} rows acknowledged, {present:,} present, {lost} lost")
 
 
 if __name__ == "__main__":

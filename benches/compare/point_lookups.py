@@ -13,6 +13,7 @@ Usage: python3 benches/compare/point_lookups.py [seconds per run, default 10]
 Needs pgbench, initdb and postgres (PostgreSQL 15 or later) and psycopg.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -112,13 +113,17 @@ def copy_table(src, dst, table, key):
     return src.execute(f"SELECT min({key}), max({key}), count(*) FROM {table}").fetchone()
 
 
-def pgbench(port, user, db, script, clients, workdir):
-    for f in glob.glob(os.path.join(workdir, "pgbench_log.*")):
+def pgbench(port, user, db, script, clients, workdir, seconds=None, tag="pgbench_log"):
+    """Runs `script` with pgbench (`-M prepared`) for `seconds` (default: this script's);
+    returns (TPS, p50 ms, p99 ms, failed transactions) from its per-transaction log, which
+    it writes under `workdir` with the prefix `tag` (distinct tags run side by side)."""
+    prefix = os.path.join(workdir, tag)
+    for f in glob.glob(prefix + ".*"):
         os.remove(f)
     out = subprocess.run(
         ["pgbench", "-n", "-M", "prepared", "-h", "127.0.0.1", "-p", str(port), "-U", user,
-         "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(SECONDS), "-f", script,
-         "-l", "--log-prefix", os.path.join(workdir, "pgbench_log"), db],
+         "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds or SECONDS),
+         "-f", script, "-l", "--log-prefix", prefix, db],
         capture_output=True, text=True)
     tps = None
     for line in out.stdout.splitlines():
@@ -129,7 +134,7 @@ def pgbench(port, user, db, script, clients, workdir):
         if line.startswith("number of failed transactions:"):
             failed = int(line.split(":")[1].split()[0])
     latencies = []
-    for f in glob.glob(os.path.join(workdir, "pgbench_log.*")):
+    for f in glob.glob(prefix + ".*"):
         with open(f) as log:
             for line in log:
                 parts = line.split()
@@ -142,7 +147,11 @@ def pgbench(port, user, db, script, clients, workdir):
     return tps, statistics.median(latencies), p(0.99), failed
 
 
-def main():
+@contextlib.contextmanager
+def both_servers():
+    """The release flashsql on a generated world and a PostgreSQL, in one temp directory,
+    both stopped afterwards. Yields (tmp, flashsql connection, PostgreSQL connection,
+    flashsql port, PostgreSQL port); the connections are in autocommit."""
     tmp = tempfile.mkdtemp()
     os.chmod(tmp, 0o755)
     ours, our_port = start_flashsql(tmp)
@@ -152,6 +161,17 @@ def main():
                               autocommit=True)
         dst = psycopg.connect(f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
                               autocommit=True)
+        yield tmp, src, dst, our_port, pg_port
+    finally:
+        ours.terminate()
+        pg.terminate()
+        ours.wait()
+        pg.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    with both_servers() as (tmp, src, dst, our_port, pg_port):
         print(f"world {SCALE}; {SECONDS} s per run; pgbench -M prepared")
         print("| workload | clients | flashsql TPS | p50 / p99 ms | PostgreSQL TPS | "
               "p50 / p99 ms | TPS ratio |")
@@ -173,12 +193,6 @@ def main():
                       f"{f_tps / p_tps:.3f} |", flush=True)
                 if f_failed:
                     print(f"  flashsql: {f_failed} failed transactions")
-    finally:
-        ours.terminate()
-        pg.terminate()
-        ours.wait()
-        pg.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -95,32 +95,14 @@ fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::execution::session_state::SessionStateBuilder;
-    use datafusion::physical_plan::collect;
-    use datafusion::prelude::{SessionConfig, SessionContext};
-
     use super::*;
-
-    fn context() -> SessionContext {
-        let state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new().with_target_partitions(1))
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(BroadcastLimitRule))
-            .build();
-        SessionContext::new_with_state(state)
-    }
-
-    async fn run(ctx: &SessionContext, sql: &str) -> Result<usize> {
-        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
-        let batches = collect(plan, ctx.task_ctx()).await?;
-        Ok(batches.iter().map(|b| b.num_rows()).sum())
-    }
+    use crate::test_support::{context_with, rows as run};
 
     /// A 400 KB constant on 8,192 rows of a batch (3.2 GB) fails; on a few rows, and small
     /// constants on many, it is answered.
     #[tokio::test]
     async fn copies_of_a_large_constant_are_size_checked() {
-        let ctx = context();
+        let ctx = context_with(Arc::new(BroadcastLimitRule), None);
         let big = "SELECT repeat('x', 400000) AS pad FROM generate_series(1, 8192)";
         let err = run(&ctx, big).await.expect_err("3.2 GB of copies");
         assert!(

@@ -15,9 +15,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::arrow::array::RecordBatch;
 
@@ -87,14 +85,19 @@ impl HotTables {
         }
     }
 
-    /// The batches read from exactly `files`, if they are held.
-    fn get(&self, files: &[PathBuf]) -> Option<Vec<RecordBatch>> {
-        let entries = self.entries.read().ok()?;
-        let entry = entries.get(files)?;
+    /// Marks `entry` as read now, for the least-recently-read eviction.
+    fn touch(&self, entry: &Entry) {
         entry.last_read.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
+    }
+
+    /// The batches read from exactly `files`, if they are held.
+    fn get(&self, files: &[PathBuf]) -> Option<Vec<RecordBatch>> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(files)?;
+        self.touch(entry);
         Some(entry.batches.as_ref().clone())
     }
 
@@ -108,10 +111,7 @@ impl HotTables {
         let batches = {
             let entries = self.entries.read().ok()?;
             let entry = entries.get(files)?;
-            entry.last_read.store(
-                self.clock.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.touch(entry);
             if let Some(index) = entry.indexes.get(&column) {
                 return Some((entry.batches.clone(), index.clone()));
             }

@@ -194,20 +194,14 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use datafusion::arrow::datatypes::DataType;
-    use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     use datafusion::physical_plan::{collect, displayable};
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::prelude::SessionContext;
 
     use super::*;
 
     fn context() -> SessionContext {
-        let state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new().with_target_partitions(1))
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(InterruptRule))
-            .build();
-        SessionContext::new_with_state(state)
+        crate::test_support::context_with(Arc::new(InterruptRule), None)
     }
 
     /// A nested-loop join whose condition matches nothing computes inside one poll; once

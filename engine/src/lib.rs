@@ -26,6 +26,8 @@ pub mod session;
 pub mod storage;
 pub mod store;
 pub mod table;
+#[cfg(test)]
+mod test_support;
 pub mod transaction;
 pub mod window_memory;
 

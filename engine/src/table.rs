@@ -157,24 +157,24 @@ impl DurableTable {
         Ok(Some(batches))
     }
 
-    /// The rows whose column `column` equals `key`, with the columns `projection`, found
-    /// through the key index of the table's batches held in memory (see
-    /// [`crate::key_index`]). None when this snapshot is not held, the column cannot be
-    /// indexed or `key` is of another type: the caller then plans a scan, which also
-    /// loads the table into memory for the next lookup.
+    /// The rows whose column `column` equals `key`, with the columns `projection` under
+    /// `schema` (the caller's names for them), found through the key index of the table's
+    /// batches held in memory (see [`crate::key_index`]). None when this snapshot is not
+    /// held, the column cannot be indexed or `key` is of another type: the caller then
+    /// plans a scan, which also loads the table into memory for the next lookup.
     pub fn lookup(
         &self,
         column: usize,
         key: &ScalarValue,
         projection: &[usize],
+        schema: SchemaRef,
     ) -> Result<Option<RecordBatch>> {
-        let schema = Arc::new(self.schema.project(projection)?);
         let files = self.files()?;
         if files.is_empty() {
             return Ok(Some(RecordBatch::new_empty(schema)));
         }
-        // A block's snapshot may name files of a table dropped since: the scan says so.
-        if self.tx.is_some() && files.iter().any(|f| !f.exists()) {
+        // The scan says why (40001).
+        if self.block_lost_files(&files) {
             return Ok(None);
         }
         let Some((batches, index)) = self.store.hot().indexed(&files, column) else {
@@ -202,6 +202,13 @@ impl DurableTable {
         Ok(Some(RecordBatch::try_new_with_options(
             schema, columns, &options,
         )?))
+    }
+
+    /// Whether this is a transaction block's view naming files that are gone: the table was
+    /// dropped since the block began (outside a block the catalog's files are current, and
+    /// nothing is checked: a `stat` per file on every point lookup).
+    fn block_lost_files(&self, files: &[PathBuf]) -> bool {
+        self.tx.is_some() && files.iter().any(|f| !f.exists())
     }
 
     /// The table's qualified name, for messages (its id if it was dropped meanwhile).
@@ -235,7 +242,7 @@ impl DurableTable {
         // DataFusion would read a missing path as an empty folder, silently dropping rows:
         // that is a serialization failure (retry). Scans outside a block read the current
         // catalog and skip the check (a stat per file on every point lookup).
-        if self.tx.is_some() && files.iter().any(|f| !f.exists()) {
+        if self.block_lost_files(files) {
             return Err(EngineError::ConcurrentWrite(self.name()).into());
         }
         let urls = files

@@ -83,41 +83,16 @@ fn reserving(pool: &Arc<dyn datafusion::execution::memory_pool::MemoryPool>) -> 
 
 #[cfg(test)]
 mod tests {
-    use datafusion::execution::memory_pool::GreedyMemoryPool;
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::execution::session_state::SessionStateBuilder;
-    use datafusion::physical_plan::collect;
-    use datafusion::prelude::{SessionConfig, SessionContext};
-
     use datafusion::error::DataFusionError;
 
     use super::*;
-
-    fn context(pool_bytes: usize) -> SessionContext {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(pool_bytes)))
-            .build_arc()
-            .expect("runtime");
-        let state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new().with_target_partitions(1))
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(WindowMemoryRule))
-            .build();
-        SessionContext::new_with_state(state)
-    }
-
-    async fn run(ctx: &SessionContext, sql: &str) -> Result<usize> {
-        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
-        let batches = collect(plan, ctx.task_ctx()).await?;
-        Ok(batches.iter().map(|b| b.num_rows()).sum())
-    }
+    use crate::test_support::{context_with, rows as run};
 
     /// A whole-partition window over more rows than the pool holds fails with "resources
     /// exhausted"; a small one is answered, and the pool is empty afterwards.
     #[tokio::test]
     async fn a_whole_input_window_is_reserved_in_the_pool() {
-        let ctx = context(16 << 20);
+        let ctx = context_with(Arc::new(WindowMemoryRule), Some(16 << 20));
         let whole = "SELECT sum(value) OVER (PARTITION BY value % 3 ORDER BY 1 \
                      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) \
                      FROM generate_series(1, {n})";

@@ -10,7 +10,8 @@
 //! is not held yet or is too large, the transaction's view differs, the parameter has
 //! another type, the table was replaced by one of another shape), the statement is planned
 //! and run as any other, and the scan loads the table for the next lookup. Both give the
-//! same rows in the same order (`tests/it/point_lookups.rs` compares them).
+//! same rows in the same order (this module's tests compare them;
+//! `tests/it/hot_tables.rs` follows writes and transaction blocks over the wire).
 
 use std::sync::Arc;
 
@@ -104,14 +105,9 @@ impl PointLookup {
             .ok()?
             .value;
         let value = key_value(value, self.table_schema.field(self.key).data_type())?;
-        let rows = table.lookup(self.key, &value, &self.projection).ok()??;
-        RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            rows.columns().to_vec(),
-            &datafusion::arrow::array::RecordBatchOptions::new()
-                .with_row_count(Some(rows.num_rows())),
-        )
-        .ok()
+        table
+            .lookup(self.key, &value, &self.projection, self.schema.clone())
+            .ok()?
     }
 
     /// The table the lookup reads.
