@@ -1,16 +1,27 @@
-//! Large constant values copied down a result column, within the size a batch may take.
+//! Large constant values copied into result columns, within the size a batch may take.
 //!
 //! DataFusion folds constant expressions when it plans: `array_repeat(-0.0, 55080)` becomes
-//! one 440 KB list, checked once by the function's own size limit. A projection then copies
-//! that value onto every row of each batch it outputs — 8,192 copies, 3.6 GB in one array,
-//! allocated outside the memory pool (the SQL fuzzer took a server capped at 256 MiB past
-//! 2.5 GiB with it). [`BroadcastLimitRule`] puts a size check in front of each large
-//! constant a projection outputs: a batch whose copies would take more than
-//! [`MAX_RESULT_BYTES`] fails with 54000, like the size-limited functions themselves.
+//! one 440 KB list, checked once by the function's own size limit. Two things then copy it
+//! per row, outside the memory pool:
+//! - a projection outputs it on every row of each batch — 8,192 copies, 3.6 GB in one array
+//!   (the SQL fuzzer took a server capped at 256 MiB past 2.5 GiB with it);
+//! - an expression builds each row's value from it: `array_append(<711 KB list>, k)` makes a
+//!   new list per row, 5.8 GB a batch (11.7 GiB the next time the fuzzer found it).
+//!
+//! [`BroadcastLimitRule`] checks both, in projections and filters. A constant a projection
+//! outputs fails with 54000 when its copies for a batch would take more than
+//! [`MAX_RESULT_BYTES`], like the size-limited functions themselves. An expression with a
+//! large constant argument and a variable-size result (text, binary, lists) may copy it or
+//! not — `array_append` does, `substr` does not — so where the batch times the constant
+//! could pass the limit it is evaluated on slices of the batch small enough that each
+//! slice's copies are bounded, and fails with 54000 once its results pass the limit. Rows
+//! with small constants, or few rows, are evaluated as before, in one piece.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
@@ -19,6 +30,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
 
@@ -28,7 +40,11 @@ use crate::checked_expr::CheckedExpr;
 /// of them stays within [`MAX_RESULT_BYTES`].
 const CHECKED_FROM_BYTES: usize = (MAX_RESULT_BYTES >> 20) as usize;
 
-/// Checks the copies of large constants that projections output (see the module notes).
+/// At most this many bytes of a large constant's copies are built at once when an
+/// expression is evaluated slice by slice.
+const SLICE_BYTES: usize = 16 << 20;
+
+/// Checks the copies of large constants in projections and filters (see the module notes).
 #[derive(Debug, Default)]
 pub struct BroadcastLimitRule;
 
@@ -39,28 +55,44 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            if !projection.expr().iter().any(|e| large_constant(&e.expr)) {
-                return Ok(Transformed::no(node));
+            if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
+                let schema = projection.input().schema();
+                let mut changed = false;
+                let mut exprs = Vec::with_capacity(projection.expr().len());
+                for e in projection.expr() {
+                    let mut expr = slice_large_constant_work(e.expr.clone(), &schema)?;
+                    if large_constant(&expr) {
+                        expr = Arc::new(CheckedExpr::new(expr, Arc::new(copies_fit)));
+                    }
+                    changed |= !Arc::ptr_eq(&expr, &e.expr);
+                    exprs.push(ProjectionExpr {
+                        expr,
+                        alias: e.alias.clone(),
+                    });
+                }
+                if !changed {
+                    return Ok(Transformed::no(node));
+                }
+                return Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
+                    exprs,
+                    projection.input().clone(),
+                )?)
+                    as Arc<dyn ExecutionPlan>));
             }
-            let exprs = projection
-                .expr()
-                .iter()
-                .map(|e| ProjectionExpr {
-                    expr: if large_constant(&e.expr) {
-                        Arc::new(CheckedExpr::new(e.expr.clone(), Arc::new(copies_fit)))
-                    } else {
-                        e.expr.clone()
-                    },
-                    alias: e.alias.clone(),
-                })
-                .collect::<Vec<_>>();
-            Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
-                exprs,
-                projection.input().clone(),
-            )?) as Arc<dyn ExecutionPlan>))
+            if let Some(filter) = node.downcast_ref::<FilterExec>() {
+                let predicate = slice_large_constant_work(
+                    filter.predicate().clone(),
+                    &filter.input().schema(),
+                )?;
+                if Arc::ptr_eq(&predicate, filter.predicate()) {
+                    return Ok(Transformed::no(node));
+                }
+                let rebuilt = FilterExecBuilder::from(filter)
+                    .with_predicate(predicate)
+                    .build()?;
+                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
+            }
+            Ok(Transformed::no(node))
         })
         .map(|t| t.data)
     }
@@ -78,9 +110,9 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
 /// too large.
 fn copies_fit(
     batch: &RecordBatch,
-    evaluate: &dyn Fn() -> Result<ColumnarValue>,
+    evaluate: &dyn Fn(&RecordBatch) -> Result<ColumnarValue>,
 ) -> Result<ColumnarValue> {
-    let value = evaluate()?;
+    let value = evaluate(batch)?;
     if let ColumnarValue::Scalar(v) = &value {
         let bytes = (v.size() as u64).saturating_mul(batch.num_rows() as u64);
         check_result_bytes("a constant repeated on every row", bytes)?;
@@ -91,6 +123,90 @@ fn copies_fit(
 fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
     expr.downcast_ref::<Literal>()
         .is_some_and(|l| l.value().size() >= CHECKED_FROM_BYTES)
+}
+
+/// `expr` with each sub-expression that builds variable-size values from a large constant
+/// evaluated through [`sliced`].
+fn slice_large_constant_work(
+    expr: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    expr.transform_up(|e| {
+        if e.downcast_ref::<CheckedExpr>().is_some() || e.downcast_ref::<Literal>().is_some() {
+            return Ok(Transformed::no(e));
+        }
+        let constant_bytes: usize = e
+            .children()
+            .iter()
+            .filter_map(|c| c.downcast_ref::<Literal>())
+            .map(|l| l.value().size())
+            .filter(|&size| size >= CHECKED_FROM_BYTES)
+            .sum();
+        if constant_bytes == 0 || !variable_size(&e.data_type(schema)?) {
+            return Ok(Transformed::no(e));
+        }
+        let rows_per_slice = (SLICE_BYTES / constant_bytes).max(1);
+        Ok(Transformed::yes(Arc::new(CheckedExpr::new(
+            e,
+            Arc::new(move |batch, evaluate| {
+                sliced(batch, evaluate, constant_bytes, rows_per_slice)
+            }),
+        )) as Arc<dyn PhysicalExpr>))
+    })
+    .map(|t| t.data)
+}
+
+/// Whether values of `dt` can be as large as the constants they are built from.
+fn variable_size(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::FixedSizeList(_, _)
+            | DataType::Struct(_)
+            | DataType::Map(_, _)
+            | DataType::Union(_, _)
+            | DataType::Dictionary(_, _)
+    )
+}
+
+/// Evaluates in one piece where a copy of the constants per row fits the limit, else slice
+/// by slice, failing (54000) once the results pass [`MAX_RESULT_BYTES`].
+fn sliced(
+    batch: &RecordBatch,
+    evaluate: &dyn Fn(&RecordBatch) -> Result<ColumnarValue>,
+    constant_bytes: usize,
+    rows_per_slice: usize,
+) -> Result<ColumnarValue> {
+    let rows = batch.num_rows();
+    if (rows as u64).saturating_mul(constant_bytes as u64) <= MAX_RESULT_BYTES {
+        return evaluate(batch);
+    }
+    let mut pieces: Vec<ArrayRef> = Vec::new();
+    let mut bytes = 0u64;
+    let mut offset = 0;
+    while offset < rows {
+        let len = rows_per_slice.min(rows - offset);
+        let piece = match evaluate(&batch.slice(offset, len))? {
+            // All arguments constant: one value for the whole batch.
+            ColumnarValue::Scalar(v) if offset == 0 => return Ok(ColumnarValue::Scalar(v)),
+            value => value.into_array(len)?,
+        };
+        bytes = bytes.saturating_add(piece.get_array_memory_size() as u64);
+        check_result_bytes("an expression over a large constant", bytes)?;
+        pieces.push(piece);
+        offset += len;
+    }
+    let refs: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+    Ok(ColumnarValue::Array(concat(&refs)?))
 }
 
 #[cfg(test)]
@@ -123,6 +239,44 @@ mod tests {
                 .await
                 .expect("small constants"),
             100_000
+        );
+    }
+
+    /// `array_append` over a 711 KB constant builds a new list per row: 5.8 GB for a batch
+    /// of 8,192 rows, in a projection or a filter, fails; `substr` over a 400 KB constant
+    /// copies little and is answered on every row, as is a large constant on a few rows.
+    #[tokio::test]
+    async fn values_built_from_a_large_constant_are_size_checked() {
+        let ctx = context_with(Arc::new(BroadcastLimitRule), None);
+        for sql in [
+            "SELECT array_append(array_repeat(CAST(NULL AS BIGINT), 88941), x) AS a \
+             FROM generate_series(1, 8192) t(x)",
+            "SELECT x FROM generate_series(1, 8192) t(x) \
+             WHERE cardinality(array_append(array_repeat(1, 100000), x)) > 0",
+        ] {
+            let err = run(&ctx, sql).await.expect_err("gigabytes of copies");
+            assert!(
+                err.to_string().contains("more than the 256 MiB"),
+                "unexpected error for {sql}: {err}"
+            );
+        }
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT substr(repeat('x', 400000), x, 3) AS s FROM generate_series(1, 8192) t(x)"
+            )
+            .await
+            .expect("small results"),
+            8192
+        );
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT array_append(array_repeat(1, 100000), x) AS a FROM generate_series(1, 20) t(x)"
+            )
+            .await
+            .expect("16 MB"),
+            20
         );
     }
 }

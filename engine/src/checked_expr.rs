@@ -2,7 +2,8 @@
 //!
 //! Physical rules put such checks into plans where DataFusion has no hook of its own: an
 //! interrupt check in a join condition ([`crate::interrupt`]), a size check on a constant
-//! copied down a column ([`crate::broadcast_limit`]). The wrapper is otherwise its inner
+//! copied down a column or
+//! into every row's result ([`crate::broadcast_limit`]). The wrapper is otherwise its inner
 //! expression: same type, nullability, display and identity.
 
 use std::fmt;
@@ -16,9 +17,11 @@ use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
 /// Evaluates a batch: gets the batch and the inner expression's evaluation, to call (or not)
-/// and check around.
+/// and check around — on the batch or on slices of it.
 pub type Check = Arc<
-    dyn Fn(&RecordBatch, &dyn Fn() -> Result<ColumnarValue>) -> Result<ColumnarValue> + Send + Sync,
+    dyn Fn(&RecordBatch, &dyn Fn(&RecordBatch) -> Result<ColumnarValue>) -> Result<ColumnarValue>
+        + Send
+        + Sync,
 >;
 
 /// `inner`, evaluated through `check`.
@@ -75,7 +78,7 @@ impl PhysicalExpr for CheckedExpr {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        (self.check)(batch, &|| self.inner.evaluate(batch))
+        (self.check)(batch, &|b| self.inner.evaluate(b))
     }
 
     fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {

@@ -174,9 +174,9 @@ fn with_checked_filter(
     let checked = JoinFilter::new(
         Arc::new(CheckedExpr::new(
             filter.expression().clone(),
-            Arc::new(move |_, evaluate| {
+            Arc::new(move |batch, evaluate| {
                 interrupt.check()?;
-                evaluate()
+                evaluate(batch)
             }),
         )),
         filter.column_indices().to_vec(),

@@ -385,7 +385,7 @@ fn rows_response(
         .map(move |b| {
             let b = b
                 .and_then(|b| as_described(&described, b))
-                .and_then(|b| decimal_lists_fit(&b).map(|()| b));
+                .and_then(|b| crate::sendable::values_fit(&b).map(|()| b));
             let it: Box<
                 dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync,
             > = match (b, &times) {
@@ -445,41 +445,6 @@ fn as_described(schema: &SchemaRef, batch: RecordBatch) -> datafusion::error::Re
         Arc::new(Schema::new(fields)),
         columns,
     )?)
-}
-
-/// The protocol library encodes a list of decimals through a 96-bit decimal type and panics
-/// (cutting the connection mid-result) on an element beyond it; such a result fails with
-/// 22003 instead. Lone decimals are encoded without the panic.
-fn decimal_lists_fit(batch: &RecordBatch) -> datafusion::error::Result<()> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Decimal128Type;
-    const MAX_MANTISSA: u128 = (1u128 << 96) - 1;
-    for column in batch.columns() {
-        let values = match column.data_type() {
-            DataType::List(f) | DataType::LargeList(f)
-                if matches!(f.data_type(), DataType::Decimal128(..)) =>
-            {
-                match column.data_type() {
-                    DataType::List(_) => column.as_list::<i32>().values().clone(),
-                    _ => column.as_list::<i64>().values().clone(),
-                }
-            }
-            _ => continue,
-        };
-        let decimals = values.as_primitive::<Decimal128Type>();
-        let too_big = decimals.scale() > 28
-            || decimals
-                .iter()
-                .flatten()
-                .any(|v| v.unsigned_abs() > MAX_MANTISSA);
-        if too_big {
-            return Err(DataFusionError::External(Box::new(SqlError::coded(
-                "22003",
-                "a numeric array element is too large to send (more than 28 digits)",
-            ))));
-        }
-    }
-    Ok(())
 }
 
 fn error_response(e: SqlError) -> Response {

@@ -26,6 +26,7 @@ pub mod protocol_checks;
 pub mod read_only;
 pub mod rewrite;
 pub mod scalar_subquery;
+pub mod sendable;
 pub mod server;
 pub mod session;
 pub mod settings;

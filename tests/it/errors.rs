@@ -166,6 +166,15 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "SELECT k FROM generate_series(1, 10000) AS a(k) WHERE concat(repeat('ab', 132000), k) = ''",
             "54000",
         ),
+        // A new list per row built from a folded 711 kB list: 5.8 GB a batch (found by the
+        // SQL fuzzer at 11.7 GiB).
+        (
+            "SELECT array_append(array_repeat(CAST(NULL AS BIGINT), 88941), k) FROM generate_series(1, 10000) AS a(k)",
+            "54000",
+        ),
+        // A 240 MB array, within array_repeat's bound, whose encoding for the client would
+        // take more than a gigabyte outside the memory pool (found by the SQL fuzzer).
+        ("SELECT array_repeat(30228, 30000000)", "54000"),
         // `||` joining a long text to every row of a batch: 512 MiB a batch, built outside
         // the memory pool until the operator was size-limited (found by the SQL fuzzer).
         (

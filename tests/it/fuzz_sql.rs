@@ -9,6 +9,7 @@
 //! prints the statement and its worker, seed and index, so it can be replayed.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -80,7 +81,18 @@ async fn session(server_url: &str) -> Client {
     client
 }
 
-async fn worker(url: String, pid: u32, worker: u64, seed: u64, until: Instant) -> Tally {
+/// What each worker is running now: growth of the server's shared peak is seen by whichever
+/// worker looks, so a growth names every worker's statement of the moment.
+type Running = Arc<Mutex<Vec<String>>>;
+
+async fn worker(
+    url: String,
+    pid: u32,
+    worker: u64,
+    seed: u64,
+    until: Instant,
+    running: Running,
+) -> Tally {
     let mut generator = SqlGen::new(seed.wrapping_mul(1_000).wrapping_add(worker));
     let mut client = session(&url).await;
     let mut tally = Tally::default();
@@ -93,6 +105,16 @@ async fn worker(url: String, pid: u32, worker: u64, seed: u64, until: Instant) -
         }
         tally.inputs += 1;
         let extended = index.is_multiple_of(3);
+        let label = || {
+            let shown: String = sql.chars().take(400).collect();
+            format!(
+                "worker {worker} input {index} ({}): {shown}",
+                if extended { "extended" } else { "simple" }
+            )
+        };
+        if let Ok(mut now) = running.lock() {
+            now[worker as usize] = label();
+        }
         let peak_before = peak_rss_mib(pid);
         let answer = tokio::time::timeout(ANSWER_WITHIN, async {
             if extended {
@@ -102,18 +124,22 @@ async fn worker(url: String, pid: u32, worker: u64, seed: u64, until: Instant) -
             }
         })
         .await;
-        let label = || {
-            let shown: String = sql.chars().take(400).collect();
-            format!(
-                "worker {worker} input {index} ({}): {shown}",
-                if extended { "extended" } else { "simple" }
-            )
-        };
         let peak_after = peak_rss_mib(pid);
         if peak_after > peak_before + 256 {
-            tally
-                .grew
-                .push(format!("{peak_before} -> {peak_after} MiB: {}", label()));
+            let others = running
+                .lock()
+                .map(|now| {
+                    now.iter()
+                        .enumerate()
+                        .filter(|(w, _)| *w as u64 != worker)
+                        .map(|(_, s)| format!("\n    while {s}"))
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            tally.grew.push(format!(
+                "{peak_before} -> {peak_after} MiB: {}{others}",
+                label()
+            ));
         }
         match answer {
             Ok(Ok(())) => tally.ok += 1,
@@ -158,8 +184,18 @@ async fn random_sql_never_takes_the_server_down() {
     let started = Instant::now();
     let until = started + budget;
     let url = server.url();
+    let running: Running = Arc::new(Mutex::new(vec![String::new(); 2]));
     let workers: Vec<_> = (0..2)
-        .map(|w| tokio::spawn(worker(url.clone(), server.child.id(), w, seed, until)))
+        .map(|w| {
+            tokio::spawn(worker(
+                url.clone(),
+                server.child.id(),
+                w,
+                seed,
+                until,
+                running.clone(),
+            ))
+        })
         .collect();
     let mut total = Tally::default();
     for w in workers {
