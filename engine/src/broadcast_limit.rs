@@ -8,8 +8,12 @@
 //! - an expression builds each row's value from it: `array_append(<711 KB list>, k)` makes a
 //!   new list per row, 5.8 GB a batch (11.7 GiB the next time the fuzzer found it).
 //!
-//! [`BroadcastLimitRule`] checks both, in projections and filters. A constant a projection
-//! outputs fails with 54000 when its copies for a batch would take more than
+//! - an aggregate's argument is evaluated into a column before it is accumulated:
+//!   `string_agg(<300 KB text>, …)` over a 2,000-row batch allocated 586 MB before the
+//!   aggregate's memory reservation saw it.
+//!
+//! [`BroadcastLimitRule`] checks all three, in projections, filters and aggregates'
+//! arguments. A constant a projection outputs or an aggregate reads fails with 54000 when its copies for a batch would take more than
 //! [`MAX_RESULT_BYTES`], like the size-limited functions themselves. An expression with a
 //! large constant argument and a variable-size result (text, binary, lists) may copy it or
 //! not — `array_append` does, `substr` does not — so where the batch times the constant
@@ -30,6 +34,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
@@ -44,7 +49,8 @@ const CHECKED_FROM_BYTES: usize = (MAX_RESULT_BYTES >> 20) as usize;
 /// expression is evaluated slice by slice.
 const SLICE_BYTES: usize = 16 << 20;
 
-/// Checks the copies of large constants in projections and filters (see the module notes).
+/// Checks the copies of large constants in projections, filters and aggregates' arguments
+/// (see the module notes).
 #[derive(Debug, Default)]
 pub struct BroadcastLimitRule;
 
@@ -60,10 +66,7 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                 let mut changed = false;
                 let mut exprs = Vec::with_capacity(projection.expr().len());
                 for e in projection.expr() {
-                    let mut expr = slice_large_constant_work(e.expr.clone(), &schema)?;
-                    if large_constant(&expr) {
-                        expr = Arc::new(CheckedExpr::new(expr, Arc::new(copies_fit)));
-                    }
+                    let expr = guarded(&e.expr, &schema)?;
                     changed |= !Arc::ptr_eq(&expr, &e.expr);
                     exprs.push(ProjectionExpr {
                         expr,
@@ -78,6 +81,36 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                     projection.input().clone(),
                 )?)
                     as Arc<dyn ExecutionPlan>));
+            }
+            if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+                let schema = aggregate.input().schema();
+                let mut changed = false;
+                let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
+                for a in aggregate.aggr_expr() {
+                    let all = a.all_expressions();
+                    let args = all
+                        .args
+                        .iter()
+                        .map(|arg| guarded(arg, &schema))
+                        .collect::<Result<Vec<_>>>()?;
+                    if args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o)) {
+                        aggregates.push(a.clone());
+                        continue;
+                    }
+                    match a.with_new_expressions(args, all.order_by_exprs) {
+                        Some(rewritten) => {
+                            changed = true;
+                            aggregates.push(Arc::new(rewritten));
+                        }
+                        None => aggregates.push(a.clone()),
+                    }
+                }
+                if !changed {
+                    return Ok(Transformed::no(node));
+                }
+                return Ok(Transformed::yes(
+                    Arc::new(aggregate.with_new_aggr_exprs(aggregates)) as Arc<dyn ExecutionPlan>,
+                ));
             }
             if let Some(filter) = node.downcast_ref::<FilterExec>() {
                 let predicate = slice_large_constant_work(
@@ -118,6 +151,17 @@ fn copies_fit(
         check_result_bytes("a constant repeated on every row", bytes)?;
     }
     Ok(value)
+}
+
+/// `expr` with its copies of large constants checked: the constant itself where `expr` is
+/// one, each sub-expression building values from one otherwise.
+fn guarded(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+    let expr = slice_large_constant_work(expr.clone(), schema)?;
+    Ok(if large_constant(&expr) {
+        Arc::new(CheckedExpr::new(expr, Arc::new(copies_fit)))
+    } else {
+        expr
+    })
 }
 
 fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
@@ -253,6 +297,9 @@ mod tests {
              FROM generate_series(1, 8192) t(x)",
             "SELECT x FROM generate_series(1, 8192) t(x) \
              WHERE cardinality(array_append(array_repeat(1, 100000), x)) > 0",
+            "SELECT string_agg(repeat('x', 300000), ',') AS s FROM generate_series(1, 8192) t(x)",
+            "SELECT x % 2 AS g, string_agg(concat(repeat('x', 300000), x), ',') AS s \
+             FROM generate_series(1, 8192) t(x) GROUP BY 1",
         ] {
             let err = run(&ctx, sql).await.expect_err("gigabytes of copies");
             assert!(

@@ -172,9 +172,9 @@ async fn errors_carry_the_right_sqlstate_and_the_connection_survives() {
             "SELECT array_append(array_repeat(CAST(NULL AS BIGINT), 88941), k) FROM generate_series(1, 10000) AS a(k)",
             "54000",
         ),
-        // A 240 MB array, within array_repeat's bound, whose encoding for the client would
-        // take more than a gigabyte outside the memory pool (found by the SQL fuzzer).
-        ("SELECT array_repeat(30228, 30000000)", "54000"),
+        // A 120 MB array, within array_repeat's bound, whose encoding for the client could
+        // take nearly a gigabyte outside the memory pool (found by the SQL fuzzer).
+        ("SELECT array_repeat(30228, 15000000)", "54000"),
         // `||` joining a long text to every row of a batch: 512 MiB a batch, built outside
         // the memory pool until the operator was size-limited (found by the SQL fuzzer).
         (

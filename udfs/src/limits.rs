@@ -175,6 +175,43 @@ fn concatenated_bytes(args: &[ColumnarValue], rows: usize) -> u64 {
     })
 }
 
+/// The bytes one copy of row `i`'s value of `v` takes in a repeated list, with the 8-byte
+/// index the copy is taken through (array_repeat builds its values with `take`): a
+/// constant's size, a text's or binary's bytes, the average row of any other column.
+fn element_bytes(v: &ColumnarValue, rows: usize) -> Box<dyn Fn(usize) -> u64 + '_> {
+    const INDEX: u64 = 8;
+    let data_type = v.data_type();
+    if let Some(width) = data_type.primitive_width() {
+        let size = width as u64 + INDEX;
+        return Box::new(move |_| size);
+    }
+    let text = matches!(
+        data_type,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+    );
+    match v {
+        ColumnarValue::Array(a) if text => match byte_lengths(v, rows) {
+            Ok(lengths) => Box::new(move |i| count_at(&lengths, i).saturating_add(16 + INDEX)),
+            Err(_) => {
+                let average = (a.get_array_memory_size() / a.len().max(1)) as u64 + INDEX;
+                Box::new(move |_| average)
+            }
+        },
+        ColumnarValue::Array(a) => {
+            let average = (a.get_array_memory_size() / a.len().max(1)) as u64 + 1 + INDEX;
+            Box::new(move |_| average)
+        }
+        ColumnarValue::Scalar(s) => {
+            let size = s.size() as u64 + INDEX;
+            Box::new(move |_| size)
+        }
+    }
+}
+
 /// Sum over rows of `per_row(i)`, saturating.
 fn total(rows: usize, per_row: impl Fn(usize) -> u64) -> u64 {
     (0..rows).fold(0u64, |acc, i| acc.saturating_add(per_row(i)))
@@ -271,7 +308,8 @@ impl SizeLimited {
                         "array_resize(): the new size must not be negative, got {bad}"
                     )));
                 }
-                total(rows, |i| count_at(&counts, i).saturating_mul(8))
+                let element = element_bytes(arg(0).expect("matched"), rows);
+                total(rows, |i| count_at(&counts, i).saturating_mul(element(i)))
             }
             (Growth::Concat, _, _) => concatenated_bytes(args, rows),
             (Growth::ConcatWs, Some(separator), _) => {
@@ -502,6 +540,10 @@ mod tests {
             "SELECT repeat('x', 1000000 + value % 2) FROM range(1000)",
             // The SQL fuzzer's (seed 10): arrow's 2 GiB string column panicked.
             "SELECT array_to_string([value, 2, 3, 4, 5], repeat('x', 300000)) FROM range(1000)",
+            // Each copy is a copy of the element's bytes (300 MB), and its take index.
+            "SELECT array_repeat(repeat('x', 1000), 300000)",
+            "SELECT array_repeat(CAST(value AS TEXT) || repeat('x', 1000), 3000) FROM range(100)",
+            "SELECT array_repeat(30228, 30000000)",
         ] {
             assert_eq!(code_of(&ctx, sql).await, Some("54000"), "{sql}");
         }
@@ -513,6 +555,7 @@ mod tests {
             "SELECT rpad(left('限时抢购', n), -1 * n) FROM (VALUES (1), (2), (3)) t(n)",
             "SELECT rpad(x, n, 'z') FROM (VALUES ('ab', -1), ('c', 2)) t(x, n)",
             "SELECT array_repeat(1, 3)",
+            "SELECT array_repeat('abc', 1000), array_repeat([1, 2], 1000)",
             "SELECT range(0, 10, 2)",
             "SELECT range(10, 0, 1)",
             "SELECT generate_series(DATE '2024-01-01', DATE '2024-02-01', INTERVAL '1 day')",
