@@ -12,9 +12,12 @@
 //!   `string_agg(<300 KB text>, …)` over a 2,000-row batch allocated 586 MB before the
 //!   aggregate's memory reservation saw it.
 //!
+//! A scalar subquery is such a constant too, of a size known only when it runs:
+//! `cuped_ttest((SELECT <65 KB text>), …)` over 40,000 rows took the server past 2 GB.
+//!
 //! [`BroadcastLimitRule`] checks all three, in projections, filters and aggregates'
-//! arguments. A constant a projection outputs or an aggregate reads fails with 54000 when its copies for a batch would take more than
-//! [`MAX_RESULT_BYTES`], like the size-limited functions themselves. An expression with a
+//! arguments. A constant a projection outputs or an aggregate reads fails with 54000 when
+//! its copies for a batch would take more than [`MAX_RESULT_BYTES`], like the size-limited functions themselves. An expression with a
 //! large constant argument and a variable-size result (text, binary, lists) may copy it or
 //! not — `array_append` does, `substr` does not — so where the batch times the constant
 //! could pass the limit it is evaluated on slices of the batch small enough that each
@@ -32,9 +35,10 @@ use datafusion::error::Result;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
@@ -82,8 +86,17 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                 )?)
                     as Arc<dyn ExecutionPlan>));
             }
-            if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
-                let schema = aggregate.input().schema();
+            if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
+                && matches!(
+                    aggregate.mode(),
+                    AggregateMode::Partial
+                        | AggregateMode::Single
+                        | AggregateMode::SinglePartitioned
+                )
+            {
+                // The arguments read the rows the first stage aggregates (a final stage's
+                // input is the first stage's states).
+                let schema = aggregate.input_schema();
                 let mut changed = false;
                 let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
                 for a in aggregate.aggr_expr() {
@@ -154,14 +167,23 @@ fn copies_fit(
 }
 
 /// `expr` with its copies of large constants checked: the constant itself where `expr` is
-/// one, each sub-expression building values from one otherwise.
+/// one — a large literal, or an expression of no column whose value is known only when it
+/// runs (a scalar subquery's) — each sub-expression building values from one otherwise.
 fn guarded(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
     let expr = slice_large_constant_work(expr.clone(), schema)?;
-    Ok(if large_constant(&expr) {
+    Ok(if large_constant(&expr) || runtime_constant(&expr) {
         Arc::new(CheckedExpr::new(expr, Arc::new(copies_fit)))
     } else {
         expr
     })
+}
+
+/// An expression that reads no column and is not a literal: it may evaluate to one value
+/// for the whole batch, of a size seen only then.
+fn runtime_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>().is_none()
+        && expr.downcast_ref::<CheckedExpr>().is_none()
+        && collect_columns(expr).is_empty()
 }
 
 fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
@@ -256,7 +278,7 @@ fn sliced(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{context_with, rows as run};
+    use crate::test_support::{context_with, context_with_partitions, rows as run};
 
     /// A 400 KB constant on 8,192 rows of a batch (3.2 GB) fails; on a few rows, and small
     /// constants on many, it is answered.
@@ -300,6 +322,11 @@ mod tests {
             "SELECT string_agg(repeat('x', 300000), ',') AS s FROM generate_series(1, 8192) t(x)",
             "SELECT x % 2 AS g, string_agg(concat(repeat('x', 300000), x), ',') AS s \
              FROM generate_series(1, 8192) t(x) GROUP BY 1",
+            // A scalar subquery's value, known only when it runs.
+            "SELECT string_agg((SELECT max(repeat('x', 300000)) FROM generate_series(1, 2)), ',') \
+             AS s FROM generate_series(1, 8192) t(x)",
+            "SELECT (SELECT max(repeat('x', 300000)) FROM generate_series(1, 2)) AS s \
+             FROM generate_series(1, 8192) t(x)",
         ] {
             let err = run(&ctx, sql).await.expect_err("gigabytes of copies");
             assert!(
@@ -307,6 +334,19 @@ mod tests {
                 "unexpected error for {sql}: {err}"
             );
         }
+        // A two-stage aggregate: its final stage holds the same arguments, over the first
+        // stage's input (the SQL fuzzer's XX000 when they were typed against the states).
+        let two = context_with_partitions(Arc::new(BroadcastLimitRule), None, 2);
+        assert_eq!(
+            run(
+                &two,
+                "SELECT max(CASE WHEN repeat('x', 300) < s THEN x ELSE 0 END) AS n \
+                 FROM (SELECT x, CAST(x AS TEXT) AS s FROM generate_series(1, 100000) t(x)) q"
+            )
+            .await
+            .expect("a two-stage aggregate"),
+            1
+        );
         assert_eq!(
             run(
                 &ctx,

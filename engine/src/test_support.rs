@@ -17,12 +17,21 @@ pub fn context_with(
     rule: Arc<dyn PhysicalOptimizerRule + Send + Sync>,
     pool_bytes: Option<usize>,
 ) -> SessionContext {
+    context_with_partitions(rule, pool_bytes, 1)
+}
+
+/// [`context_with`], planning for `partitions` partitions (two-stage aggregates, repartitions).
+pub fn context_with_partitions(
+    rule: Arc<dyn PhysicalOptimizerRule + Send + Sync>,
+    pool_bytes: Option<usize>,
+    partitions: usize,
+) -> SessionContext {
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(bytes) = pool_bytes {
         runtime = runtime.with_memory_pool(Arc::new(GreedyMemoryPool::new(bytes)));
     }
     let state = SessionStateBuilder::new()
-        .with_config(SessionConfig::new().with_target_partitions(1))
+        .with_config(SessionConfig::new().with_target_partitions(partitions))
         .with_runtime_env(runtime.build_arc().expect("runtime"))
         .with_default_features()
         .with_physical_optimizer_rule(rule)
