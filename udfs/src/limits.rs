@@ -308,7 +308,20 @@ impl SizeLimited {
                         "array_resize(): the new size must not be negative, got {bad}"
                     )));
                 }
-                let element = element_bytes(arg(0).expect("matched"), rows);
+                let element: Box<dyn Fn(usize) -> u64> = match self.growth {
+                    Growth::Resize => {
+                        let width = match arg(0).map(ColumnarValue::data_type) {
+                            Some(
+                                DataType::List(f)
+                                | DataType::LargeList(f)
+                                | DataType::FixedSizeList(f, _),
+                            ) => f.data_type().primitive_width().unwrap_or(16) as u64,
+                            _ => 16,
+                        };
+                        Box::new(move |_| width + 8)
+                    }
+                    _ => element_bytes(arg(0).expect("matched"), rows),
+                };
                 total(rows, |i| count_at(&counts, i).saturating_mul(element(i)))
             }
             (Growth::Concat, _, _) => concatenated_bytes(args, rows),
@@ -411,10 +424,22 @@ impl ScalarUDFImpl for SizeLimited {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // An empty batch (a filter can leave one) has nothing to size: its arrays have no
-        // row 0 to read.
+        // row 0 to read. Constant arguments make one value whatever the batch, even an
+        // empty one: a constant IN list is evaluated once on an empty batch when it is
+        // planned, and `5 IN (cardinality(array_resize([1], 2147483647)))` built 17 GB
+        // there, past the statement's cancellation.
+        let constant = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if constant {
+            args.number_rows.max(1)
+        } else {
+            args.number_rows
+        };
         check_result_bytes(
             &format!("{}()", self.inner.name()),
-            self.result_bytes(&args.args, args.number_rows)?,
+            self.result_bytes(&args.args, rows)?,
         )?;
         let mut args = args;
         if self.growth == Growth::Pad
@@ -544,6 +569,9 @@ mod tests {
             "SELECT array_repeat(repeat('x', 1000), 300000)",
             "SELECT array_repeat(CAST(value AS TEXT) || repeat('x', 1000), 3000) FROM range(100)",
             "SELECT array_repeat(30228, 30000000)",
+            // Constant arguments on an empty batch: a constant IN list when it is planned.
+            "SELECT 5 IN (46993, cardinality(array_resize([1], 40000000)))",
+            "SELECT 5 IN (1, cardinality(array_repeat(1, 40000000)), length(repeat('x', 400000000)))",
         ] {
             assert_eq!(code_of(&ctx, sql).await, Some("54000"), "{sql}");
         }
@@ -556,6 +584,7 @@ mod tests {
             "SELECT rpad(x, n, 'z') FROM (VALUES ('ab', -1), ('c', 2)) t(x, n)",
             "SELECT array_repeat(1, 3)",
             "SELECT array_repeat('abc', 1000), array_repeat([1, 2], 1000)",
+            "SELECT cardinality(array_resize([value], 1000000)) FROM range(10)",
             "SELECT range(0, 10, 2)",
             "SELECT range(10, 0, 1)",
             "SELECT generate_series(DATE '2024-01-01', DATE '2024-02-01', INTERVAL '1 day')",
