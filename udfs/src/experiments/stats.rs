@@ -10,8 +10,6 @@
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
-use statrs::function::beta::beta_reg;
-
 /// Count, mean and variance (ddof = 1) of one variant's values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -209,7 +207,7 @@ pub fn beta_comparison(control: (f64, f64), treatment: (f64, f64)) -> BetaCompar
     let hi = (mean_t + 40.0 * sd_t).min(1.0);
     const STEPS: usize = 4000;
     let h = (hi - lo) / STEPS as f64;
-    let ln_norm = statrs::function::beta::ln_beta(at, bt);
+    let ln_norm = statrs::function::beta::checked_ln_beta(at, bt).unwrap_or(f64::NAN);
     let density = |x: f64| {
         if x <= 0.0 || x >= 1.0 {
             // The ends carry no mass unless a shape is below 1, where Simpson's rule would
@@ -249,6 +247,12 @@ pub fn beta_comparison(control: (f64, f64), treatment: (f64, f64)) -> BetaCompar
     }
 }
 
+/// statrs's regularised incomplete beta, NaN where its arguments are out of its domain
+/// (a NaN or infinite statistic): the unchecked one panics there, failing the statement.
+fn beta_reg(a: f64, b: f64, x: f64) -> f64 {
+    statrs::function::beta::checked_beta_reg(a, b, x).unwrap_or(f64::NAN)
+}
+
 fn t_sf(x: f64, df: f64) -> f64 {
     // sf(x) = ½ I_{df/(df+x²)}(df/2, ½) for x ≥ 0: accurate far into the tail, where
     // 1 − cdf would round to 0.
@@ -263,7 +267,7 @@ fn chi_square_sf(x: f64, df: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
-    statrs::function::gamma::gamma_ur(df / 2.0, x / 2.0)
+    statrs::function::gamma::checked_gamma_ur(df / 2.0, x / 2.0).unwrap_or(f64::NAN)
 }
 
 /// The p-quantile of Student's t (p ≥ ½), polished by Newton steps on the CDF.
@@ -351,6 +355,21 @@ mod tests {
         }
         assert!(close(normal_sf(1.959963984540054), 0.025, 1e-14));
         assert!(close(normal_sf(9.0), 1.1285884059538324e-19, 1e-13));
+    }
+
+    /// Statistics out of the distributions' domain (NaN, a negative degree of freedom) give
+    /// NaN, not a panic (the SQL fuzzer's `sequential_test` over `power(x, x)`).
+    #[test]
+    fn tails_outside_the_domain_are_nan() {
+        assert!(t_sf(f64::NAN, 10.0).is_nan());
+        assert!(t_sf(1.0, f64::NAN).is_nan());
+        assert!(t_sf(1.0, -3.0).is_nan());
+        assert!(chi_square_sf(1.0, -1.0).is_nan());
+        assert!(
+            beta_comparison((0.0, 1.0), (-1.0, 2.0))
+                .chance_to_win
+                .is_nan()
+        );
     }
 
     /// Quantiles against scipy.stats (t.ppf, norm.ppf), 1e-12 relative.
