@@ -62,7 +62,7 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
@@ -70,7 +70,7 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                 let mut changed = false;
                 let mut exprs = Vec::with_capacity(projection.expr().len());
                 for e in projection.expr() {
-                    let expr = guarded(&e.expr, &schema)?;
+                    let expr = guarded(&e.expr, &schema, CHECKED_FROM_BYTES)?;
                     changed |= !Arc::ptr_eq(&expr, &e.expr);
                     exprs.push(ProjectionExpr {
                         expr,
@@ -97,6 +97,12 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                 // The arguments read the rows the first stage aggregates (a final stage's
                 // input is the first stage's states).
                 let schema = aggregate.input_schema();
+                // Aggregates read some arguments as literals when they are planned
+                // (`srm_test`'s variants, `string_agg`'s delimiter): a literal stays one
+                // unless a batch of its copies could pass the limit.
+                let aggregate_literal_from = (MAX_RESULT_BYTES as usize
+                    / config.execution.batch_size.get())
+                .max(CHECKED_FROM_BYTES);
                 let mut changed = false;
                 let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
                 for a in aggregate.aggr_expr() {
@@ -104,7 +110,7 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
                     let args = all
                         .args
                         .iter()
-                        .map(|arg| guarded(arg, &schema))
+                        .map(|arg| guarded(arg, &schema, aggregate_literal_from))
                         .collect::<Result<Vec<_>>>()?;
                     if args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o)) {
                         aggregates.push(a.clone());
@@ -169,9 +175,16 @@ fn copies_fit(
 /// `expr` with its copies of large constants checked: the constant itself where `expr` is
 /// one — a large literal, or an expression of no column whose value is known only when it
 /// runs (a scalar subquery's) — each sub-expression building values from one otherwise.
-fn guarded(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+fn guarded(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+    literal_from: usize,
+) -> Result<Arc<dyn PhysicalExpr>> {
     let expr = slice_large_constant_work(expr.clone(), schema)?;
-    Ok(if large_constant(&expr) || runtime_constant(&expr) {
+    let large_literal = expr
+        .downcast_ref::<Literal>()
+        .is_some_and(|l| l.value().size() >= literal_from);
+    Ok(if large_literal || runtime_constant(&expr) {
         Arc::new(CheckedExpr::new(expr, Arc::new(copies_fit)))
     } else {
         expr
@@ -184,11 +197,6 @@ fn runtime_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
     expr.downcast_ref::<Literal>().is_none()
         && expr.downcast_ref::<CheckedExpr>().is_none()
         && collect_columns(expr).is_empty()
-}
-
-fn large_constant(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.downcast_ref::<Literal>()
-        .is_some_and(|l| l.value().size() >= CHECKED_FROM_BYTES)
 }
 
 /// `expr` with each sub-expression that builds variable-size values from a large constant
@@ -334,6 +342,16 @@ mod tests {
                 "unexpected error for {sql}: {err}"
             );
         }
+        // An aggregate reading an argument as a literal when it is planned keeps it one.
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT string_agg(CAST(x AS TEXT), repeat('-', 1000)) AS s FROM generate_series(1, 10) t(x)"
+            )
+            .await
+            .expect("a 1 kB delimiter"),
+            1
+        );
         // A two-stage aggregate: its final stage holds the same arguments, over the first
         // stage's input (the SQL fuzzer's XX000 when they were typed against the states).
         let two = context_with_partitions(Arc::new(BroadcastLimitRule), None, 2);

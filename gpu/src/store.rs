@@ -198,8 +198,11 @@ impl ModelStore {
                 .flatten()
             {
                 let file = entry.file_name().to_string_lossy().to_string();
-                if file.starts_with(".writing-") || file == format!(".{DEPLOYMENT}.tmp") {
+                if file.starts_with(".writing-") {
                     let _ = fs::remove_dir_all(entry.path());
+                } else if file == format!(".{DEPLOYMENT}.tmp") {
+                    // A file: `remove_dir_all` leaves it (the crash test found one).
+                    let _ = fs::remove_file(entry.path());
                 } else if let Ok(version) = file.parse::<u32>() {
                     let manifest = read_manifest(&entry.path().join(MANIFEST))?;
                     index
@@ -579,5 +582,27 @@ impl ModelStore {
             sync_dir(&base)?;
         }
         Ok(doomed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a process killed while writing leaves — a reserved version folder and a
+    /// deployment record's temporary file — is gone when the store is opened again.
+    #[test]
+    fn opening_removes_what_a_killed_writer_left() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let model = dir.path().join("m");
+        fs::create_dir_all(model.join(".writing-3")).expect("reservation");
+        fs::write(model.join(format!(".{DEPLOYMENT}.tmp")), "[").expect("record");
+        ModelStore::open(dir.path()).expect("open");
+        let left: Vec<String> = fs::read_dir(&model)
+            .expect("model dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }

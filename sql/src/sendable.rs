@@ -6,10 +6,10 @@
 //!   Lone decimals are encoded without the panic.
 //! - An array value is encoded through a vector of its elements and then its text, both
 //!   outside the memory pool: `array_repeat(30228, 30584837)` (a 245 MB list, within the
-//!   size-limited function's bound) took the server from 140 MB to 1.3 GB on its way to the
-//!   client. An array whose encoding could take more than
-//! [`MAX_RESULT_BYTES`](flashsql_udfs::limits::MAX_RESULT_BYTES) fails with
-//!   54000 before it is encoded, like the functions whose results are too large.
+//!   size-limited function's bound then) took the server from 140 MB to 1.3 GB on its way
+//!   to the client. An array whose encoding could take more than the functions' bound,
+//!   [`MAX_RESULT_BYTES`](flashsql_udfs::limits::MAX_RESULT_BYTES), fails with 54000
+//!   before it is encoded.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type};
