@@ -1,14 +1,13 @@
 //! Large constant values copied into result columns, within the size a batch may take.
 //!
 //! DataFusion folds constant expressions when it plans: `array_repeat(-0.0, 55080)` becomes
-//! one 440 KB list, checked once by the function's own size limit. Two things then copy it
+//! one 440 KB list, checked once by the function's own size limit. Three things then copy it
 //! per row, outside the memory pool:
 //! - a projection outputs it on every row of each batch — 8,192 copies, 3.6 GB in one array
 //!   (the SQL fuzzer took a server capped at 256 MiB past 2.5 GiB with it);
 //! - an expression builds each row's value from it: `array_append(<711 KB list>, k)` makes a
-//!   new list per row, 5.8 GB a batch (11.7 GiB the next time the fuzzer found it).
-//!
-//! - an aggregate's argument is evaluated into a column before it is accumulated:
+//!   new list per row, 5.8 GB a batch (11.7 GiB the next time the fuzzer found it);
+//! - an aggregate evaluates its argument into a column before accumulating it:
 //!   `string_agg(<300 KB text>, …)` over a 2,000-row batch allocated 586 MB before the
 //!   aggregate's memory reservation saw it.
 //!
@@ -17,12 +16,13 @@
 //!
 //! [`BroadcastLimitRule`] checks all three, in projections, filters and aggregates'
 //! arguments. A constant a projection outputs or an aggregate reads fails with 54000 when
-//! its copies for a batch would take more than [`MAX_RESULT_BYTES`], like the size-limited functions themselves. An expression with a
-//! large constant argument and a variable-size result (text, binary, lists) may copy it or
-//! not — `array_append` does, `substr` does not — so where the batch times the constant
-//! could pass the limit it is evaluated on slices of the batch small enough that each
-//! slice's copies are bounded, and fails with 54000 once its results pass the limit. Rows
-//! with small constants, or few rows, are evaluated as before, in one piece.
+//! its copies for a batch would take more than [`MAX_RESULT_BYTES`], like the size-limited
+//! functions themselves. An expression with a large constant argument and a variable-size
+//! result (text, binary, lists) may copy it or not — `array_append` does, `substr` does
+//! not — so where the batch times the constant could pass the limit it is evaluated on
+//! slices of the batch small enough that each slice's copies are bounded, and fails with
+//! 54000 once its results pass the limit. Small constants, or few rows, are evaluated as
+//! before, in one piece.
 
 use std::sync::Arc;
 
@@ -65,86 +65,19 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
-                let schema = projection.input().schema();
-                let mut changed = false;
-                let mut exprs = Vec::with_capacity(projection.expr().len());
-                for e in projection.expr() {
-                    let expr = guarded(&e.expr, &schema, CHECKED_FROM_BYTES)?;
-                    changed |= !Arc::ptr_eq(&expr, &e.expr);
-                    exprs.push(ProjectionExpr {
-                        expr,
-                        alias: e.alias.clone(),
-                    });
-                }
-                if !changed {
-                    return Ok(Transformed::no(node));
-                }
-                return Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
-                    exprs,
-                    projection.input().clone(),
-                )?)
-                    as Arc<dyn ExecutionPlan>));
-            }
-            if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
-                && matches!(
-                    aggregate.mode(),
-                    AggregateMode::Partial
-                        | AggregateMode::Single
-                        | AggregateMode::SinglePartitioned
-                )
-            {
-                // The arguments read the rows the first stage aggregates (a final stage's
-                // input is the first stage's states).
-                let schema = aggregate.input_schema();
-                // Aggregates read some arguments as literals when they are planned
-                // (`srm_test`'s variants, `string_agg`'s delimiter): a literal stays one
-                // unless a batch of its copies could pass the limit.
-                let aggregate_literal_from = (MAX_RESULT_BYTES as usize
-                    / config.execution.batch_size.get())
-                .max(CHECKED_FROM_BYTES);
-                let mut changed = false;
-                let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
-                for a in aggregate.aggr_expr() {
-                    let all = a.all_expressions();
-                    let args = all
-                        .args
-                        .iter()
-                        .map(|arg| guarded(arg, &schema, aggregate_literal_from))
-                        .collect::<Result<Vec<_>>>()?;
-                    if args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o)) {
-                        aggregates.push(a.clone());
-                        continue;
-                    }
-                    match a.with_new_expressions(args, all.order_by_exprs) {
-                        Some(rewritten) => {
-                            changed = true;
-                            aggregates.push(Arc::new(rewritten));
-                        }
-                        None => aggregates.push(a.clone()),
-                    }
-                }
-                if !changed {
-                    return Ok(Transformed::no(node));
-                }
-                return Ok(Transformed::yes(
-                    Arc::new(aggregate.with_new_aggr_exprs(aggregates)) as Arc<dyn ExecutionPlan>,
-                ));
-            }
-            if let Some(filter) = node.downcast_ref::<FilterExec>() {
-                let predicate = slice_large_constant_work(
-                    filter.predicate().clone(),
-                    &filter.input().schema(),
-                )?;
-                if Arc::ptr_eq(&predicate, filter.predicate()) {
-                    return Ok(Transformed::no(node));
-                }
-                let rebuilt = FilterExecBuilder::from(filter)
-                    .with_predicate(predicate)
-                    .build()?;
-                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
-            }
-            Ok(Transformed::no(node))
+            let rewritten = if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
+                guard_projection(projection)?
+            } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+                guard_aggregate(aggregate, config.execution.batch_size.get())?
+            } else if let Some(filter) = node.downcast_ref::<FilterExec>() {
+                guard_filter(filter)?
+            } else {
+                None
+            };
+            Ok(match rewritten {
+                Some(plan) => Transformed::yes(plan),
+                None => Transformed::no(node),
+            })
         })
         .map(|t| t.data)
     }
@@ -156,6 +89,80 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// `projection` with its expressions guarded, or `None` where nothing needs a check.
+fn guard_projection(projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let schema = projection.input().schema();
+    let mut changed = false;
+    let mut exprs = Vec::with_capacity(projection.expr().len());
+    for e in projection.expr() {
+        let expr = guarded(&e.expr, &schema, CHECKED_FROM_BYTES)?;
+        changed |= !Arc::ptr_eq(&expr, &e.expr);
+        exprs.push(ProjectionExpr {
+            expr,
+            alias: e.alias.clone(),
+        });
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let plan = ProjectionExec::try_new(exprs, projection.input().clone())?;
+    Ok(Some(Arc::new(plan)))
+}
+
+/// `aggregate` with its arguments guarded, in the stage that evaluates them (a final
+/// stage's input is the first stage's states), or `None` where nothing needs a check.
+fn guard_aggregate(
+    aggregate: &AggregateExec,
+    batch_size: usize,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if !matches!(
+        aggregate.mode(),
+        AggregateMode::Partial | AggregateMode::Single | AggregateMode::SinglePartitioned
+    ) {
+        return Ok(None);
+    }
+    let schema = aggregate.input_schema();
+    // Aggregates read some arguments as literals when they are planned (`srm_test`'s
+    // variants, `string_agg`'s delimiter): a literal stays one unless a batch of its copies
+    // could pass the limit.
+    let literal_from = (MAX_RESULT_BYTES as usize / batch_size.max(1)).max(CHECKED_FROM_BYTES);
+    let mut changed = false;
+    let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
+    for a in aggregate.aggr_expr() {
+        let all = a.all_expressions();
+        let args = all
+            .args
+            .iter()
+            .map(|arg| guarded(arg, &schema, literal_from))
+            .collect::<Result<Vec<_>>>()?;
+        let same = args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o));
+        match (same, a.with_new_expressions(args, all.order_by_exprs)) {
+            (false, Some(rewritten)) => {
+                changed = true;
+                aggregates.push(Arc::new(rewritten));
+            }
+            _ => aggregates.push(a.clone()),
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(aggregate.with_new_aggr_exprs(aggregates))))
+}
+
+/// `filter` with its predicate's work over large constants sliced, or `None`.
+fn guard_filter(filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let predicate =
+        slice_large_constant_work(filter.predicate().clone(), &filter.input().schema())?;
+    if Arc::ptr_eq(&predicate, filter.predicate()) {
+        return Ok(None);
+    }
+    let plan = FilterExecBuilder::from(filter)
+        .with_predicate(predicate)
+        .build()?;
+    Ok(Some(Arc::new(plan)))
 }
 
 /// Evaluates a large constant, failing (54000) where its copies for the batch would be
