@@ -226,12 +226,9 @@ fn slice_large_constant_work(
         if constant_bytes == 0 || !variable_size(&e.data_type(schema)?) {
             return Ok(Transformed::no(e));
         }
-        let rows_per_slice = (SLICE_BYTES / constant_bytes).max(1);
         Ok(Transformed::yes(Arc::new(CheckedExpr::new(
             e,
-            Arc::new(move |batch, evaluate| {
-                sliced(batch, evaluate, constant_bytes, rows_per_slice)
-            }),
+            Arc::new(move |batch, evaluate| sliced(batch, evaluate, constant_bytes)),
         )) as Arc<dyn PhysicalExpr>))
     })
     .map(|t| t.data)
@@ -265,12 +262,12 @@ fn sliced(
     batch: &RecordBatch,
     evaluate: &dyn Fn(&RecordBatch) -> Result<ColumnarValue>,
     constant_bytes: usize,
-    rows_per_slice: usize,
 ) -> Result<ColumnarValue> {
     let rows = batch.num_rows();
     if (rows as u64).saturating_mul(constant_bytes as u64) <= MAX_RESULT_BYTES {
         return evaluate(batch);
     }
+    let rows_per_slice = (SLICE_BYTES / constant_bytes).max(1);
     let mut pieces: Vec<ArrayRef> = Vec::new();
     let mut bytes = 0u64;
     let mut offset = 0;

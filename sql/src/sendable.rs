@@ -20,36 +20,60 @@ use crate::errors::SqlError;
 
 /// Fails (22003, 54000) where a value of `batch` cannot be sent (see the module notes).
 pub fn values_fit(batch: &RecordBatch) -> Result<()> {
-    decimal_lists_fit(batch)?;
-    arrays_fit(batch)
+    for column in batch.columns() {
+        let rows = column.len();
+        let Some((values, _, _)) = elements(column.as_ref(), 0, rows) else {
+            continue;
+        };
+        if matches!(values.data_type(), DataType::Decimal128(..)) {
+            decimals_fit(values)?;
+        }
+        for i in 0..rows {
+            if let Some((values, start, end)) = elements(column.as_ref(), i, i + 1) {
+                check_result_bytes(
+                    "an array value sent to the client",
+                    encoded_bytes(values, start, end),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
-fn decimal_lists_fit(batch: &RecordBatch) -> Result<()> {
-    const MAX_MANTISSA: u128 = (1u128 << 96) - 1;
-    for column in batch.columns() {
-        let values = match column.data_type() {
-            DataType::List(f) | DataType::LargeList(f)
-                if matches!(f.data_type(), DataType::Decimal128(..)) =>
-            {
-                match column.data_type() {
-                    DataType::List(_) => column.as_list::<i32>().values().clone(),
-                    _ => column.as_list::<i64>().values().clone(),
-                }
-            }
-            _ => continue,
-        };
-        let decimals = values.as_primitive::<Decimal128Type>();
-        let too_big = decimals.scale() > 28
-            || decimals
-                .iter()
-                .flatten()
-                .any(|v| v.unsigned_abs() > MAX_MANTISSA);
-        if too_big {
-            return Err(DataFusionError::External(Box::new(SqlError::coded(
-                "22003",
-                "a numeric array element is too large to send (more than 28 digits)",
-            ))));
+/// For a list array, its elements and the range of them that rows `start..end` hold.
+fn elements(list: &dyn Array, start: usize, end: usize) -> Option<(&ArrayRef, usize, usize)> {
+    match list.data_type() {
+        DataType::List(_) => {
+            let list = list.as_list::<i32>();
+            let o = list.value_offsets();
+            Some((list.values(), o[start] as usize, o[end] as usize))
         }
+        DataType::LargeList(_) => {
+            let list = list.as_list::<i64>();
+            let o = list.value_offsets();
+            Some((list.values(), o[start] as usize, o[end] as usize))
+        }
+        DataType::FixedSizeList(_, n) => {
+            let n = *n as usize;
+            Some((list.as_fixed_size_list().values(), start * n, end * n))
+        }
+        _ => None,
+    }
+}
+
+fn decimals_fit(values: &ArrayRef) -> Result<()> {
+    const MAX_MANTISSA: u128 = (1u128 << 96) - 1;
+    let decimals = values.as_primitive::<Decimal128Type>();
+    let too_big = decimals.scale() > 28
+        || decimals
+            .iter()
+            .flatten()
+            .any(|v| v.unsigned_abs() > MAX_MANTISSA);
+    if too_big {
+        return Err(DataFusionError::External(Box::new(SqlError::coded(
+            "22003",
+            "a numeric array element is too large to send (more than 28 digits)",
+        ))));
     }
     Ok(())
 }
@@ -59,84 +83,38 @@ fn decimal_lists_fit(batch: &RecordBatch) -> Result<()> {
 /// time zone, the longest, is 33).
 const ELEMENT_BYTES: u64 = 64;
 
-fn arrays_fit(batch: &RecordBatch) -> Result<()> {
-    for column in batch.columns() {
-        let rows = column.len();
-        let per_row: Box<dyn Fn(usize) -> u64> = match column.data_type() {
-            DataType::List(_) => {
-                let list = column.as_list::<i32>();
-                let offsets = list.value_offsets();
-                let values = list.values();
-                Box::new(move |i| {
-                    encoded_bytes(values, offsets[i] as usize, offsets[i + 1] as usize)
-                })
-            }
-            DataType::LargeList(_) => {
-                let list = column.as_list::<i64>();
-                let offsets = list.value_offsets();
-                let values = list.values();
-                Box::new(move |i| {
-                    encoded_bytes(values, offsets[i] as usize, offsets[i + 1] as usize)
-                })
-            }
-            DataType::FixedSizeList(_, n) => {
-                let n = *n as usize;
-                let values = column.as_fixed_size_list().values();
-                Box::new(move |i| encoded_bytes(values, i * n, (i + 1) * n))
-            }
-            _ => continue,
-        };
-        for i in 0..rows {
-            check_result_bytes("an array value sent to the client", per_row(i))?;
-        }
-    }
-    Ok(())
-}
-
 /// An upper bound on the memory the encoding of elements `start..end` of `values` takes.
 fn encoded_bytes(values: &ArrayRef, start: usize, end: usize) -> u64 {
     let n = end.saturating_sub(start) as u64;
+    if let Some((inner, s, e)) = elements(values.as_ref(), start, end) {
+        return (n * ELEMENT_BYTES).saturating_add(encoded_bytes(inner, s, e));
+    }
     // Text and binary are escaped (at most doubled: `"` and `\` take a backslash, bytes
     // two hex digits) and quoted.
-    let text = |bytes: u64| bytes.saturating_mul(2).saturating_add(n * ELEMENT_BYTES);
-    match values.data_type() {
+    let bytes = match values.data_type() {
         DataType::Utf8 => {
             let o = values.as_string::<i32>().value_offsets();
-            text((o[end] - o[start]) as u64)
+            (o[end] - o[start]) as u64
         }
         DataType::LargeUtf8 => {
             let o = values.as_string::<i64>().value_offsets();
-            text((o[end] - o[start]) as u64)
+            (o[end] - o[start]) as u64
         }
         DataType::Binary => {
             let o = values.as_binary::<i32>().value_offsets();
-            text((o[end] - o[start]) as u64)
+            (o[end] - o[start]) as u64
         }
         DataType::LargeBinary => {
             let o = values.as_binary::<i64>().value_offsets();
-            text((o[end] - o[start]) as u64)
+            (o[end] - o[start]) as u64
         }
         DataType::Utf8View => {
             let views = values.as_string_view();
-            text((start..end).map(|i| views.value(i).len() as u64).sum())
+            (start..end).map(|i| views.value(i).len() as u64).sum()
         }
-        DataType::List(_) => {
-            let o = values.as_list::<i32>().value_offsets();
-            let inner = values.as_list::<i32>().values();
-            n * ELEMENT_BYTES + encoded_bytes(inner, o[start] as usize, o[end] as usize)
-        }
-        DataType::LargeList(_) => {
-            let o = values.as_list::<i64>().value_offsets();
-            let inner = values.as_list::<i64>().values();
-            n * ELEMENT_BYTES + encoded_bytes(inner, o[start] as usize, o[end] as usize)
-        }
-        DataType::FixedSizeList(_, size) => {
-            let size = *size as usize;
-            let inner = values.as_fixed_size_list().values();
-            n * ELEMENT_BYTES + encoded_bytes(inner, start * size, end * size)
-        }
-        _ => n * ELEMENT_BYTES,
-    }
+        _ => 0,
+    };
+    bytes.saturating_mul(2).saturating_add(n * ELEMENT_BYTES)
 }
 
 #[cfg(test)]

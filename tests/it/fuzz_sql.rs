@@ -105,15 +105,13 @@ async fn worker(
         }
         tally.inputs += 1;
         let extended = index.is_multiple_of(3);
-        let label = || {
-            let shown: String = sql.chars().take(400).collect();
-            format!(
-                "worker {worker} input {index} ({}): {shown}",
-                if extended { "extended" } else { "simple" }
-            )
-        };
+        let shown: String = sql.chars().take(400).collect();
+        let label = format!(
+            "worker {worker} input {index} ({}): {shown}",
+            if extended { "extended" } else { "simple" }
+        );
         if let Ok(mut now) = running.lock() {
-            now[worker as usize] = label();
+            now[worker as usize].clone_from(&label);
         }
         let peak_before = peak_rss_mib(pid);
         let answer = tokio::time::timeout(ANSWER_WITHIN, async {
@@ -137,8 +135,7 @@ async fn worker(
                 })
                 .unwrap_or_default();
             tally.grew.push(format!(
-                "{peak_before} -> {peak_after} MiB: {}{others}",
-                label()
+                "{peak_before} -> {peak_after} MiB: {label}{others}"
             ));
         }
         match answer {
@@ -148,7 +145,10 @@ async fn worker(
                     let code = db.code().code().to_string();
                     if code == "XX000" {
                         let key: String = db.message().chars().take(160).collect();
-                        let entry = tally.internal.entry(key).or_insert((0, label()));
+                        let entry = tally
+                            .internal
+                            .entry(key)
+                            .or_insert_with(|| (0, label.clone()));
                         entry.0 += 1;
                     }
                     if code == "25P02" {
@@ -160,12 +160,12 @@ async fn worker(
                 // checks itself): the connection is fine.
                 None if !client.is_closed() => {}
                 None => {
-                    tally.lost.push(format!("{}: {e}", label()));
+                    tally.lost.push(format!("{label}: {e}"));
                     client = session(&url).await;
                 }
             },
             Err(_) => {
-                tally.hung.push(label());
+                tally.hung.push(label.clone());
                 client = session(&url).await;
             }
         }

@@ -175,41 +175,52 @@ fn concatenated_bytes(args: &[ColumnarValue], rows: usize) -> u64 {
     })
 }
 
-/// The bytes one copy of row `i`'s value of `v` takes in a repeated list, with the 8-byte
-/// index the copy is taken through (array_repeat builds its values with `take`): a
-/// constant's size, a text's or binary's bytes, the average row of any other column.
-fn element_bytes(v: &ColumnarValue, rows: usize) -> Box<dyn Fn(usize) -> u64 + '_> {
-    const INDEX: u64 = 8;
-    let data_type = v.data_type();
-    if let Some(width) = data_type.primitive_width() {
-        let size = width as u64 + INDEX;
-        return Box::new(move |_| size);
+/// The 8-byte `take` index each element of a repeated or resized list is copied through.
+const TAKE_INDEX: u64 = 8;
+
+/// The bytes one copy of row `i`'s value of `v` takes in a repeated list, with its take
+/// index (array_repeat builds its values with `take`): a fixed width, a constant's size, a
+/// text's or binary's bytes with its offset and view, the average row of any other column.
+fn element_bytes(v: &ColumnarValue, rows: usize) -> Result<Box<dyn Fn(usize) -> u64>> {
+    if let Some(width) = v.data_type().primitive_width() {
+        let size = width as u64 + TAKE_INDEX;
+        return Ok(Box::new(move |_| size));
     }
-    let text = matches!(
-        data_type,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Binary
-            | DataType::LargeBinary
-    );
-    match v {
-        ColumnarValue::Array(a) if text => match byte_lengths(v, rows) {
-            Ok(lengths) => Box::new(move |i| count_at(&lengths, i).saturating_add(16 + INDEX)),
-            Err(_) => {
-                let average = (a.get_array_memory_size() / a.len().max(1)) as u64 + INDEX;
-                Box::new(move |_| average)
-            }
-        },
-        ColumnarValue::Array(a) => {
-            let average = (a.get_array_memory_size() / a.len().max(1)) as u64 + 1 + INDEX;
-            Box::new(move |_| average)
-        }
+    Ok(match v {
         ColumnarValue::Scalar(s) => {
-            let size = s.size() as u64 + INDEX;
+            let size = s.size() as u64 + TAKE_INDEX;
             Box::new(move |_| size)
         }
-    }
+        ColumnarValue::Array(a)
+            if matches!(
+                a.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Binary
+                    | DataType::LargeBinary
+            ) =>
+        {
+            let lengths = byte_lengths(v, rows)?;
+            Box::new(move |i| count_at(&lengths, i).saturating_add(16 + TAKE_INDEX))
+        }
+        ColumnarValue::Array(a) => {
+            let average = (a.get_array_memory_size() / a.len().max(1)) as u64 + 1 + TAKE_INDEX;
+            Box::new(move |_| average)
+        }
+    })
+}
+
+/// The bytes each element of a resized list takes: its element type's width (16 where the
+/// width varies), and its take index.
+fn list_element_bytes(list: &ColumnarValue) -> u64 {
+    let width = match list.data_type() {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            f.data_type().primitive_width().unwrap_or(16) as u64
+        }
+        _ => 16,
+    };
+    width + TAKE_INDEX
 }
 
 /// Sum over rows of `per_row(i)`, saturating.
@@ -293,7 +304,8 @@ impl SizeLimited {
                 let counts = int64s(n, rows)?;
                 total(rows, |i| count_at(&counts, i).saturating_mul(4))
             }
-            (Growth::ArrayRepeat, Some(_), Some(n)) | (Growth::Resize, Some(_), Some(n)) => {
+            (Growth::ArrayRepeat, Some(value), Some(n))
+            | (Growth::Resize, Some(value), Some(n)) => {
                 let counts = int64s(n, rows)?;
                 // array_resize cannot shrink below nothing (the function itself reports a
                 // negative size as an internal error).
@@ -308,19 +320,11 @@ impl SizeLimited {
                         "array_resize(): the new size must not be negative, got {bad}"
                     )));
                 }
-                let element: Box<dyn Fn(usize) -> u64> = match self.growth {
-                    Growth::Resize => {
-                        let width = match arg(0).map(ColumnarValue::data_type) {
-                            Some(
-                                DataType::List(f)
-                                | DataType::LargeList(f)
-                                | DataType::FixedSizeList(f, _),
-                            ) => f.data_type().primitive_width().unwrap_or(16) as u64,
-                            _ => 16,
-                        };
-                        Box::new(move |_| width + 8)
-                    }
-                    _ => element_bytes(arg(0).expect("matched"), rows),
+                let element: Box<dyn Fn(usize) -> u64> = if self.growth == Growth::Resize {
+                    let size = list_element_bytes(value);
+                    Box::new(move |_| size)
+                } else {
+                    element_bytes(value, rows)?
                 };
                 total(rows, |i| count_at(&counts, i).saturating_mul(element(i)))
             }
