@@ -18,6 +18,7 @@ pub mod privacy;
 pub mod relation;
 pub mod sale;
 pub mod sequence;
+pub mod string_agg;
 pub mod string_concat;
 pub mod uplift;
 pub mod vectors;
@@ -66,6 +67,7 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         ctx.register_udaf(udaf);
     }
     ctx.register_udaf(sequence::udaf());
+    ctx.register_udaf(string_agg::udaf());
     for udaf in experiments::all() {
         ctx.register_udaf(udaf);
     }
