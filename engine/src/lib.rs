@@ -28,6 +28,7 @@ pub mod store;
 pub mod table;
 #[cfg(test)]
 mod test_support;
+pub mod text_views;
 pub mod transaction;
 pub mod window_memory;
 

@@ -137,13 +137,15 @@ impl Manifest {
     }
 }
 
+/// The catalog's columns for a new table of `schema` (text views, which scans produce, are
+/// stored in their contiguous forms: see [`crate::text_views`]).
 pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
     schema
         .fields()
         .iter()
         .map(|f| ColumnDef {
             name: f.name().clone(),
-            data_type: f.data_type().to_string(),
+            data_type: crate::text_views::stored_type(f.data_type()).to_string(),
             nullable: f.is_nullable(),
         })
         .collect()

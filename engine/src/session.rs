@@ -296,7 +296,8 @@ impl Session {
                     return Err(EngineError::SchemaNotFound(schema).into());
                 }
                 let df = self.ctx.execute_logical_plan((*c.input).clone()).await?;
-                let arrow_schema = Arc::new(df.schema().as_arrow().clone());
+                let arrow_schema =
+                    crate::text_views::stored_schema(&Arc::new(df.schema().as_arrow().clone()));
                 check_unique_columns(&arrow_schema)?;
                 let stream = df.execute_stream().await?;
                 let id = self.store.allocate_table()?;

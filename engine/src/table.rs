@@ -46,7 +46,11 @@ use crate::transaction::Transaction;
 pub struct DurableTable {
     store: Arc<Store>,
     id: u64,
+    /// The schema the files and the catalog hold (text as `Utf8`); writes are cast to it.
     schema: SchemaRef,
+    /// The schema scans produce and the planner sees (text as views, see
+    /// [`crate::text_views`]).
+    scan: SchemaRef,
     /// When set, scans read exactly these files instead of the catalog's current list (a
     /// DELETE reads the snapshot it will replace).
     pinned: Option<Vec<PathBuf>>,
@@ -78,6 +82,7 @@ impl DurableTable {
         Self {
             store,
             id,
+            scan: crate::text_views::scan_schema(&schema),
             schema,
             pinned: None,
             tx,
@@ -100,6 +105,7 @@ impl DurableTable {
             store: self.store.clone(),
             id: self.id,
             schema: self.schema.clone(),
+            scan: self.scan.clone(),
             pinned: Some(
                 files
                     .iter()
@@ -253,7 +259,7 @@ impl DurableTable {
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
-            .with_schema(self.schema.clone());
+            .with_schema(self.scan.clone());
         Ok(Some(ListingTable::try_new(config)?))
     }
 }
@@ -261,7 +267,7 @@ impl DurableTable {
 #[async_trait]
 impl TableProvider for DurableTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.scan.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -286,7 +292,7 @@ impl TableProvider for DurableTable {
         let files = self.files()?;
         if let Some(batches) = self.hot_batches(state, &files).await? {
             let source =
-                MemorySourceConfig::try_new(&[batches], self.schema.clone(), projection.cloned())?
+                MemorySourceConfig::try_new(&[batches], self.scan.clone(), projection.cloned())?
                     .with_limit(limit);
             return Ok(DataSourceExec::from_data_source(source));
         }
@@ -305,8 +311,8 @@ impl TableProvider for DurableTable {
             }
             None => {
                 let schema = match projection {
-                    Some(p) => Arc::new(self.schema.project(p)?),
-                    None => self.schema.clone(),
+                    Some(p) => Arc::new(self.scan.project(p)?),
+                    None => self.scan.clone(),
                 };
                 Ok(Arc::new(EmptyExec::new(schema)))
             }
@@ -327,7 +333,7 @@ impl TableProvider for DurableTable {
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         let (files, rows) = self.snapshot_files()?;
-        let nothing = Arc::new(EmptyExec::new(self.schema.clone()));
+        let nothing = Arc::new(EmptyExec::new(self.scan.clone()));
         Ok(self.sink(
             nothing,
             Mode::Replace {
@@ -481,15 +487,16 @@ fn damaged_file(store: Arc<Store>, id: u64) -> impl Fn(DataFusionError) -> DataF
     }
 }
 
-/// Checks a batch against a table's schema (column count, types, NOT NULL) and relabels it
-/// with that schema.
+/// Checks a batch against a table's stored schema (column count, types, NOT NULL) and
+/// relabels it with that schema, text views cast to their stored form.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(EngineError::NotNullViolation(field.name().clone()).into());
         }
     }
-    RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+    let columns = crate::text_views::batch_to_stored(batch, schema)?;
+    RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| DataFusionError::External(Box::new(EngineError::InvalidInput(e.to_string()))))
 }
 

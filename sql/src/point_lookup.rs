@@ -131,6 +131,13 @@ fn key_value(value: ScalarValue, key: &DataType) -> Option<ScalarValue> {
         let back = cast.cast_to(&value.data_type()).ok()?;
         return (back == value).then_some(cast);
     }
+    // Text compares as text whichever of its forms each side has (tables scan text as
+    // views, parameters arrive as `Utf8`).
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    if text(&value.data_type()) && text(key) {
+        return value.cast_to(key).ok();
+    }
     None
 }
 
