@@ -198,15 +198,8 @@ fn is_subquery(e: &Expr) -> bool {
 mod tests {
     use datafusion::physical_plan::collect;
 
-    use crate::{Engine, EngineConfig, Output};
-
-    async fn engine() -> (tempfile::TempDir, Engine) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = EngineConfig::new(dir.path().join("data"));
-        config.seed_world = None;
-        let engine = Engine::open(config).await.expect("engine");
-        (dir, engine)
-    }
+    use crate::Output;
+    use crate::test_support::engine;
 
     async fn count(session: &crate::session::Session, sql: &str) -> i64 {
         let Output::Rows(df) = session.sql(sql).await.expect("query") else {

@@ -1,5 +1,5 @@
-//! What the physical rules' unit tests share: a one-partition context with the rule
-//! under test, and a query's row count.
+//! What the engine's unit tests share: a one-partition context with a physical rule under
+//! test, a query's row count, and an engine over an empty data directory.
 
 use std::sync::Arc;
 
@@ -44,4 +44,14 @@ pub async fn rows(ctx: &SessionContext, sql: &str) -> Result<usize> {
     let plan = ctx.sql(sql).await?.create_physical_plan().await?;
     let batches = collect(plan, ctx.task_ctx()).await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+/// An engine over a new, empty data directory (no generated world); the directory lives as
+/// long as the returned guard.
+pub async fn engine() -> (tempfile::TempDir, crate::Engine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::EngineConfig::new(dir.path().join("data"));
+    config.seed_world = None;
+    let engine = crate::Engine::open(config).await.expect("engine");
+    (dir, engine)
 }

@@ -116,8 +116,10 @@ impl AggregateUDFImpl for LimitedStringAgg {
 fn append(into: &mut Option<String>, delimiter: &str, value: &str) -> Result<usize> {
     let Some(joined) = into else {
         check_length(value.len())?;
-        *into = Some(value.to_string());
-        return Ok(into.as_ref().map_or(0, String::capacity));
+        let first = value.to_string();
+        let held = first.capacity();
+        *into = Some(first);
+        return Ok(held);
     };
     let needed = joined.len() + delimiter.len() + value.len();
     check_length(needed)?;
