@@ -21,6 +21,7 @@ pub mod key_index;
 pub mod load;
 pub mod manifest;
 pub mod merge;
+pub mod merge_fold;
 pub mod pg_types;
 pub mod session;
 pub mod storage;

@@ -16,7 +16,7 @@ use datafusion::common::TableReference;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Volatility, cast, col, create_udf,
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Volatility, cast, create_udf,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -49,8 +49,8 @@ pub mod mode {
 }
 
 /// `__flashsql_merge_row(n, k, action, mode)`: whether a row of a query belongs to the new
-/// contents. Several rows of a query can stand for one target row (one per source row it
-/// matched) or one proposed key; `k` is this row's place among them, `n` how many of them
+/// contents. Several rows of a query can stand for one proposed key (the target's rows,
+/// one per source row matched, are folded by [`crate::merge_fold`] under the same rule); `k` is this row's place among them, `n` how many of them
 /// change the row (MERGE) or how many there are (ON CONFLICT). More than one fails the
 /// statement (21000) where the row is changed or under `ON CONFLICT DO UPDATE`; otherwise
 /// the first is kept, unless it is deleted.
@@ -89,53 +89,95 @@ pub fn register(ctx: &SessionContext) {
             );
             let mut keep = Vec::with_capacity(rows);
             for i in 0..rows {
-                let (n, k, act, mode) = (n.value(i), k.value(i), act.value(i), mode.value(i));
-                let changes = act == action::UPDATED || act == action::DELETED;
-                if n > 1 && (changes || mode == mode::ON_CONFLICT_DO_UPDATE) {
-                    return Err(EngineError::RowChangedTwice {
-                        on_conflict: mode != mode::MERGE,
-                    }
-                    .into());
-                }
-                keep.push(k == 1 && act != action::DELETED);
+                keep.push(row_stays(
+                    n.value(i),
+                    k.value(i),
+                    act.value(i),
+                    mode.value(i),
+                )?);
             }
             Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(keep))))
         }),
     ));
 }
 
-/// Runs a MERGE of `table` (named `name` in the queries): `parts` are the planned queries,
-/// each with the table's columns in order and [`ACTION`] last. Returns the count.
+/// The columns a query whose rows are folded ([`MergePlans::fold`]) has after the action:
+/// the target row's number and the matched source row's number (NULL where none matched).
+pub const ROW_ID: &str = "__fsm_rid";
+pub const SOURCE_ROW: &str = "__fsm_pos";
+
+/// The planned queries of one MERGE, each with the table's columns in order and [`ACTION`]
+/// after them.
+pub struct MergePlans {
+    /// The target's rows.
+    pub kept: LogicalPlan,
+    /// Set (to the statement's [`mode`]) where `kept` yields a target row once per source
+    /// row it matched, followed by [`ROW_ID`] and [`SOURCE_ROW`]: the copies are folded into
+    /// one ([`crate::merge_fold`]).
+    pub fold: Option<i64>,
+    /// The source rows inserted.
+    pub inserted: Option<LogicalPlan>,
+}
+
+/// The rule of [`ROW_CHECK`], which the fold of the target's rows applies too: whether
+/// the `k`th of `n` rows standing for one target row or key stays, or the error of a row
+/// changed twice.
+pub(crate) fn row_stays(n: i64, k: i64, act: i64, mode: i64) -> Result<bool, EngineError> {
+    let changes = act == action::UPDATED || act == action::DELETED;
+    if n > 1 && (changes || mode == mode::ON_CONFLICT_DO_UPDATE) {
+        return Err(EngineError::RowChangedTwice {
+            on_conflict: mode != mode::MERGE,
+        });
+    }
+    Ok(k == 1 && act != action::DELETED)
+}
+
+/// Runs a MERGE of `table` (named `name` in the queries). Returns the count.
 pub async fn execute(
     state: &SessionState,
     table: &DurableTable,
     name: &TableReference,
-    parts: Vec<LogicalPlan>,
+    queries: MergePlans,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let (files, rows_before) = table.snapshot_files()?;
     let pinned = table.pinned(&files);
     let schema = datafusion::catalog::TableProvider::schema(table);
-    let mut plans = Vec::with_capacity(parts.len());
-    for part in parts {
+    let width = schema.fields().len();
+    let folds = queries.fold.is_some();
+    let parts = std::iter::once((queries.kept, folds)).chain(queries.inserted.map(|p| (p, false)));
+    let mut plans = Vec::with_capacity(2);
+    for (part, folded) in parts {
         let part = crate::dml::pin_target(part, name, pinned.clone())?;
         let found = part.schema().fields().len();
-        if found != schema.fields().len() + 1 {
+        let extra = if folded { 3 } else { 1 };
+        if found != width + extra {
             return Err(DataFusionError::Internal(format!(
-                "a MERGE query with {found} columns for a table of {}",
-                schema.fields().len()
+                "a MERGE query with {found} columns for a table of {width}"
             )));
         }
-        // Each column as the table's type, under the table's name; the action last.
-        let mut exprs: Vec<Expr> = part
-            .schema()
-            .columns()
-            .into_iter()
+        // Each column as the table's type, under the table's name; the action (and the
+        // row numbers of a folded query) as Int64 after them.
+        let columns = part.schema().columns();
+        let mut exprs: Vec<Expr> = columns
+            .iter()
             .zip(schema.fields())
-            .map(|(c, f)| cast(Expr::Column(c), f.data_type().clone()).alias(f.name()))
+            .map(|(c, f)| cast(Expr::Column(c.clone()), f.data_type().clone()).alias(f.name()))
             .collect();
-        exprs.push(cast(col(ACTION), DataType::Int64).alias(ACTION));
+        let mut tail = vec![ACTION];
+        if folded {
+            tail.extend([ROW_ID, SOURCE_ROW]);
+        }
+        for (c, name) in columns[width..].iter().zip(tail) {
+            exprs.push(cast(Expr::Column(c.clone()), DataType::Int64).alias(name));
+        }
         let part = LogicalPlanBuilder::from(part).project(exprs)?.build()?;
-        plans.push(state.create_physical_plan(&part).await?);
+        let plan = state.create_physical_plan(&part).await?;
+        plans.push(match (folded, queries.fold) {
+            (true, Some(mode)) => {
+                Arc::new(crate::merge_fold::MergeFoldExec::new(plan, width, mode)?) as _
+            }
+            _ => plan,
+        });
     }
     let rows = match plans.len() {
         1 => plans.remove(0),
@@ -146,7 +188,6 @@ pub async fn execute(
     let untouched = Arc::new(AtomicU64::new(0));
     let inserted = Arc::new(AtomicU64::new(0));
     let (u, i) = (untouched.clone(), inserted.clone());
-    let width = schema.fields().len();
     let counted = Arc::new(InspectExec::new(
         "MergeCountExec",
         rows,

@@ -249,7 +249,7 @@ impl Session {
     pub async fn merge(
         &self,
         target: &TableReference,
-        parts: Vec<LogicalPlan>,
+        parts: crate::merge::MergePlans,
         tag: &str,
     ) -> Result<Output> {
         if self.temp_table(target).is_some() {

@@ -6,9 +6,10 @@
 //! rows the statement inserts. The engine writes both in place of the snapshot of the
 //! target they read, in one commit, as it does for UPDATE and DELETE
 //! (`flashsql_engine::merge`). Each query ends with the action column the engine counts
-//! the statement's rows by, and filters its rows through the engine's row check, which
-//! drops deleted rows and repeated matches and fails (21000) where PostgreSQL would change
-//! one row twice.
+//! the statement's rows by. The target's rows come once per source row matched, with
+//! their row numbers, for the engine to fold into one; the inserted rows pass the
+//! engine's row check. Both drop deleted rows and repeated matches and fail (21000) where
+//! PostgreSQL would change one row twice.
 //!
 //! `INSERT … ON CONFLICT (key) DO UPDATE | DO NOTHING` is the MERGE of its rows (as the
 //! source `excluded`) on equal keys. flashsql has no unique indexes: the columns named in
@@ -23,7 +24,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use flashsql_engine::merge::{ACTION, ROW_CHECK, action, mode};
+use flashsql_engine::merge::{ACTION, ROW_CHECK, ROW_ID, SOURCE_ROW, action, mode};
 
 use crate::SqlError;
 
@@ -33,6 +34,9 @@ use crate::SqlError;
 pub struct MergeQueries {
     pub target: ObjectName,
     pub kept: String,
+    /// The statement's mode where `kept` yields each target row once per source row it
+    /// matched, for the engine to fold (`flashsql_engine::merge::MergePlans::fold`).
+    pub fold: Option<i64>,
     pub inserted: Option<String>,
 }
 
@@ -324,18 +328,19 @@ fn build(
         .collect::<Vec<_>>()
         .join(", ");
 
-    // The target's rows: each row once, with what the first clause that holds does to it.
-    let kept = if matched.is_empty() && unmatched_target.is_empty() {
+    // The target's rows, with what the first clause that holds does to each.
+    let (kept, fold) = if matched.is_empty() && unmatched_target.is_empty() {
         let cols = idents
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{t}.{c} AS __fsm_c{i}"))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
+        let kept = format!(
             "SELECT {cols}, {} AS {ACTION} FROM {target} AS {t}",
             action::KEPT
-        )
+        );
+        (kept, None)
     } else {
         let hit = format!("{s}.__fsm_hit IS NOT NULL");
         let missed = format!("{s}.__fsm_hit IS NULL");
@@ -373,38 +378,24 @@ fn build(
                 cols.push(format!("{old} AS __fsm_c{i}"));
             }
         }
-        // A target row joined to several source rows is one row: the copy a clause acts
-        // on if there is one, else any. Two copies that act fail (MERGE); under ON
-        // CONFLICT DO UPDATE, a proposal after the one that updated the row fails, as
-        // PostgreSQL takes proposals in order. The copies are folded by a grouped
-        // aggregate, which holds one row per target row within the memory pool; window
-        // functions here would hold every joined pair outside it (a condition that
-        // matches every pair made a 3,000-row MERGE hold 9M rows).
-        let acting = format!("{ACTION} IN ({}, {})", action::UPDATED, action::DELETED);
-        let repeats = match mode {
-            Mode::DoUpdate => format!(
-                "CASE WHEN min(CASE WHEN {acting} THEN __fsm_pos END) < max(__fsm_pos) \
-                 THEN 2 ELSE 1 END"
-            ),
-            _ => format!("sum(CASE WHEN {acting} THEN 1 ELSE 0 END)"),
-        };
-        let chosen = (0..idents.len())
-            .map(|i| format!("first_value(__fsm_c{i} ORDER BY {ACTION} DESC) AS __fsm_c{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "SELECT {outputs}, {ACTION} FROM (SELECT {chosen}, \
-             max({ACTION}) AS {ACTION}, {repeats} AS __fsm_n \
-             FROM (SELECT {cols}, CASE{act} ELSE {kept} END AS {ACTION}, \
-             {t}.__fsm_rid AS __fsm_rid, {s}.__fsm_pos AS __fsm_pos \
-             FROM (SELECT *, row_number() OVER () AS __fsm_rid FROM {target} AS {t}) AS {t} \
-             LEFT JOIN (SELECT *, TRUE AS __fsm_hit, row_number() OVER () AS __fsm_pos \
-             FROM {source}) AS {s} ON ({on})) AS __fsm_j GROUP BY __fsm_rid) \
-             AS __fsm WHERE {}",
-            check("__fsm_n", "1"),
+        // A target row joined to several source rows comes out once per match: the engine
+        // folds the copies into the one a clause acts on (or any), by the target row's
+        // number, and fails where two copies act (MERGE) or, under ON CONFLICT DO UPDATE,
+        // where a proposal follows the one that updated the row, as PostgreSQL takes
+        // proposals in order. The source is written first, so that without statistics
+        // saying otherwise the join holds it (usually the smaller side: a batch of changes)
+        // and streams the target past it.
+        let kept = format!(
+            "SELECT {cols}, CASE{act} ELSE {kept} END AS {ACTION}, \
+             {t}.{ROW_ID} AS {ROW_ID}, {s}.{SOURCE_ROW} AS {SOURCE_ROW} \
+             FROM (SELECT *, TRUE AS __fsm_hit, row_number() OVER () AS {SOURCE_ROW} \
+             FROM {source}) AS {s} \
+             RIGHT JOIN (SELECT *, row_number() OVER () AS {ROW_ID} FROM {target} AS {t}) AS {t} \
+             ON ({on})",
             cols = cols.join(", "),
             kept = action::KEPT,
-        )
+        );
+        (kept, Some(mode.code()))
     };
 
     // The source rows no target row matches, inserted by the first clause that holds.
@@ -448,14 +439,14 @@ fn build(
                 format!("CASE WHEN {null} THEN 1 ELSE count(*) OVER (PARTITION BY {by}) END"),
                 format!(
                     "CASE WHEN {null} THEN 1 ELSE row_number() OVER (PARTITION BY {by} \
-                     ORDER BY {s}.__fsm_pos) END"
+                     ORDER BY {s}.{SOURCE_ROW}) END"
                 ),
             )
         };
         Some(format!(
             "SELECT {outputs}, {ACTION} FROM (SELECT {cols}, {inserted} AS {ACTION}, \
              {n} AS __fsm_n, {k} AS __fsm_k \
-             FROM (SELECT {s}.* FROM (SELECT *, row_number() OVER () AS __fsm_pos FROM {source}) AS {s} \
+             FROM (SELECT {s}.* FROM (SELECT *, row_number() OVER () AS {SOURCE_ROW} FROM {source}) AS {s} \
              LEFT JOIN (SELECT *, TRUE AS __fsm_thit FROM {target} AS {t}) AS {t} ON ({on}) \
              WHERE {t}.__fsm_thit IS NULL) AS {s} WHERE {filter}) AS __fsm WHERE {}",
             check("__fsm_n", "__fsm_k"),
@@ -466,6 +457,7 @@ fn build(
     Ok(MergeQueries {
         target,
         kept,
+        fold,
         inserted,
     })
 }

@@ -28,6 +28,7 @@ use crate::merge::MergeQueries;
 use crate::parser::CompatParser;
 use crate::point_lookup::PointLookup;
 use crate::settings::{Settings, canonical};
+use flashsql_engine::merge::MergePlans;
 
 /// What one statement produced.
 pub enum StatementResult {
@@ -789,7 +790,8 @@ impl PgSession {
             .collect())
     }
 
-    /// The planned queries of a MERGE (see `merge`).
+    /// The planned queries of a MERGE (see `merge`): the target's rows, then the inserted
+    /// ones if the statement inserts.
     async fn plan_merge(&self, queries: &MergeQueries) -> Result<Vec<LogicalPlan>, SqlError> {
         let mut plans = Vec::new();
         for sql in std::iter::once(&queries.kept).chain(queries.inserted.iter()) {
@@ -819,6 +821,15 @@ impl PgSession {
                 None => plan,
             });
         }
+        let mut plans = plans.into_iter();
+        let kept = plans
+            .next()
+            .ok_or_else(|| SqlError::syntax("MERGE: no query for the target's rows"))?;
+        let plans = MergePlans {
+            kept,
+            fold: queries.fold,
+            inserted: plans.next(),
+        };
         let target = object_name_to_ref(&queries.target);
         Ok(self.engine.merge(&target, plans, tag).await?.into())
     }
