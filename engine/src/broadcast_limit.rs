@@ -15,7 +15,7 @@
 //! `cuped_ttest((SELECT <65 KB text>), …)` over 40,000 rows took the server past 2 GB.
 //!
 //! [`BroadcastLimitRule`] checks all three, in projections, filters and aggregates'
-//! arguments. A constant a projection outputs or an aggregate reads fails with 54000 when
+//! arguments and group keys. A constant a projection outputs or an aggregate reads fails with 54000 when
 //! its copies for a batch would take more than [`MAX_RESULT_BYTES`], like the size-limited
 //! functions themselves. An expression with a large constant argument and a variable-size
 //! result (text, binary, lists) may copy it or not — `array_append` does, `substr` does
@@ -38,7 +38,7 @@ use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
@@ -145,6 +145,36 @@ fn guard_aggregate(
             }
             _ => aggregates.push(a.clone()),
         }
+    }
+    // Group keys are evaluated into a column per batch too: `GROUP BY <95 kB literal>` over
+    // a batch of 8,192 rows built 780 MB before the grouping saw it.
+    let group_by = aggregate.group_expr();
+    let keys = group_by
+        .expr()
+        .iter()
+        .map(|(e, name)| Ok((guarded(e, &schema, literal_from)?, name.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let keys_changed = keys
+        .iter()
+        .zip(group_by.expr())
+        .any(|((n, _), (o, _))| !Arc::ptr_eq(n, o));
+    if keys_changed {
+        let group_by = PhysicalGroupBy::new(
+            keys,
+            group_by.null_expr().to_vec(),
+            group_by.groups().to_vec(),
+            group_by.has_grouping_set(),
+        );
+        let plan = AggregateExec::try_new(
+            *aggregate.mode(),
+            group_by,
+            aggregates,
+            aggregate.filter_expr().to_vec(),
+            aggregate.input().clone(),
+            schema,
+        )?
+        .with_limit_options(aggregate.limit_options());
+        return Ok(Some(Arc::new(plan)));
     }
     if !changed {
         return Ok(None);
@@ -339,6 +369,9 @@ mod tests {
              AS s FROM generate_series(1, 8192) t(x)",
             "SELECT (SELECT max(repeat('x', 300000)) FROM generate_series(1, 2)) AS s \
              FROM generate_series(1, 8192) t(x)",
+            // A large constant group key (the fuzzer's seed 12).
+            "SELECT repeat('x', 95131) AS g, count(*) AS n FROM generate_series(1, 8192) t(x) \
+             GROUP BY 1",
         ] {
             let err = run(&ctx, sql).await.expect_err("gigabytes of copies");
             assert!(
@@ -346,6 +379,17 @@ mod tests {
                 "unexpected error for {sql}: {err}"
             );
         }
+        // The same group key over a few rows is answered: one group.
+        assert_eq!(
+            run(
+                &ctx,
+                "SELECT repeat('x', 95131) AS g, count(*) AS n FROM generate_series(1, 10) t(x) \
+                 GROUP BY 1"
+            )
+            .await
+            .expect("1 MB of keys"),
+            1
+        );
         // An aggregate reading an argument as a literal when it is planned keeps it one.
         assert_eq!(
             run(
