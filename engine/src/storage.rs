@@ -6,10 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::error::EngineError;
 
@@ -71,12 +72,21 @@ fn write_bytes_atomic_with(
 }
 
 /// The writer properties of every table file: zstd, statistics on, 64k-row groups at most
-/// 128k rows so scans can prune and parallelise.
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// 128k rows so scans can prune and parallelise. Timestamps are written plain: in a
+/// behaviour log nearly every one is distinct, so a dictionary fills its page limit and
+/// falls back, leaving each column chunk in two encodings (the events' `ts` took 25.3 MB
+/// that way against 20.1 MB plain, as DuckDB writes it).
+fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(131_072))
-        .build()
+        .set_max_row_group_row_count(Some(131_072));
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    builder.build()
 }
 
 /// Streams record batches into a Parquet file that becomes visible under its final name only
@@ -93,7 +103,8 @@ impl ParquetFileWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, EngineError> {
         let tmp = tmp_path(path);
         let file = File::create(&tmp)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+        let properties = writer_properties(&schema);
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))?;
         Ok(Self {
             final_path: path.to_path_buf(),
             tmp,
@@ -177,5 +188,42 @@ mod atomic_write_tests {
             other => panic!("expected a failure before the rename, got {other:?}"),
         }
         assert_eq!(fs::read(&path).expect("read"), b"new");
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
+
+    /// Timestamps are written without a dictionary, other columns with one.
+    #[test]
+    fn timestamps_are_written_plain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..10_000)),
+                Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 7))),
+            ],
+        )
+        .expect("batch");
+        write_parquet(&path, schema, &[batch]).expect("write");
+        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("read");
+        let group = reader.metadata().row_group(0);
+        assert!(group.column(0).dictionary_page_offset().is_none(), "ts");
+        assert!(group.column(1).dictionary_page_offset().is_some(), "k");
     }
 }
