@@ -15,9 +15,9 @@
 //! `cuped_ttest((SELECT <65 KB text>), …)` over 40,000 rows took the server past 2 GB.
 //!
 //! [`BroadcastLimitRule`] checks all three, in projections, filters and aggregates'
-//! arguments and group keys. A constant a projection outputs or an aggregate reads fails with 54000 when
-//! its copies for a batch would take more than [`MAX_RESULT_BYTES`], like the size-limited
-//! functions themselves. An expression with a large constant argument and a variable-size
+//! arguments and group keys. A constant a projection outputs or an aggregate reads fails
+//! with 54000 when its copies for a batch would take more than [`MAX_RESULT_BYTES`], like
+//! the size-limited functions themselves. An expression with a large constant argument and a variable-size
 //! result (text, binary, lists) may copy it or not — `array_append` does, `substr` does
 //! not — so where the batch times the constant could pass the limit it is evaluated on
 //! slices of the batch small enough that each slice's copies are bounded, and fails with

@@ -50,8 +50,9 @@ pub mod mode {
 
 /// `__flashsql_merge_row(n, k, action, mode)`: whether a row of a query belongs to the new
 /// contents. Several rows of a query can stand for one proposed key (the target's rows,
-/// one per source row matched, are folded by [`crate::merge_fold`] under the same rule); `k` is this row's place among them, `n` how many of them
-/// change the row (MERGE) or how many there are (ON CONFLICT). More than one fails the
+/// one per source row matched, are folded by [`crate::merge_fold`] under the same rule);
+/// `k` is this row's place among them, `n` how many of them change the row (MERGE) or how
+/// many there are (ON CONFLICT). More than one fails the
 /// statement (21000) where the row is changed or under `ON CONFLICT DO UPDATE`; otherwise
 /// the first is kept, unless it is deleted.
 pub const ROW_CHECK: &str = "__flashsql_merge_row";
@@ -143,13 +144,13 @@ pub async fn execute(
     let pinned = table.pinned(&files);
     let schema = datafusion::catalog::TableProvider::schema(table);
     let width = schema.fields().len();
-    let folds = queries.fold.is_some();
-    let parts = std::iter::once((queries.kept, folds)).chain(queries.inserted.map(|p| (p, false)));
+    let parts =
+        std::iter::once((queries.kept, queries.fold)).chain(queries.inserted.map(|p| (p, None)));
     let mut plans = Vec::with_capacity(2);
-    for (part, folded) in parts {
+    for (part, fold) in parts {
         let part = crate::dml::pin_target(part, name, pinned.clone())?;
         let found = part.schema().fields().len();
-        let extra = if folded { 3 } else { 1 };
+        let extra = if fold.is_some() { 3 } else { 1 };
         if found != width + extra {
             return Err(DataFusionError::Internal(format!(
                 "a MERGE query with {found} columns for a table of {width}"
@@ -164,7 +165,7 @@ pub async fn execute(
             .map(|(c, f)| cast(Expr::Column(c.clone()), f.data_type().clone()).alias(f.name()))
             .collect();
         let mut tail = vec![ACTION];
-        if folded {
+        if fold.is_some() {
             tail.extend([ROW_ID, SOURCE_ROW]);
         }
         for (c, name) in columns[width..].iter().zip(tail) {
@@ -172,11 +173,9 @@ pub async fn execute(
         }
         let part = LogicalPlanBuilder::from(part).project(exprs)?.build()?;
         let plan = state.create_physical_plan(&part).await?;
-        plans.push(match (folded, queries.fold) {
-            (true, Some(mode)) => {
-                Arc::new(crate::merge_fold::MergeFoldExec::new(plan, width, mode)?) as _
-            }
-            _ => plan,
+        plans.push(match fold {
+            Some(mode) => Arc::new(crate::merge_fold::MergeFoldExec::new(plan, width, mode)?) as _,
+            None => plan,
         });
     }
     let rows = match plans.len() {

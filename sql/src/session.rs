@@ -452,7 +452,8 @@ impl PgSession {
                     _ => Vec::new(),
                 };
                 if let Some((queries, _)) = self.merge_queries(statement).await? {
-                    for plan in self.plan_merge(&queries).await? {
+                    let plans = self.plan_merge(&queries).await?;
+                    for plan in std::iter::once(&plans.kept).chain(plans.inserted.as_ref()) {
                         for (i, t) in parameter_types(&plan)?.into_iter().enumerate() {
                             if i >= types.len() {
                                 types.push(t);
@@ -790,19 +791,27 @@ impl PgSession {
             .collect())
     }
 
-    /// The planned queries of a MERGE (see `merge`): the target's rows, then the inserted
-    /// ones if the statement inserts.
-    async fn plan_merge(&self, queries: &MergeQueries) -> Result<Vec<LogicalPlan>, SqlError> {
-        let mut plans = Vec::new();
-        for sql in std::iter::once(&queries.kept).chain(queries.inserted.iter()) {
-            let statement =
-                datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql)
-                    .map_err(|e| SqlError::syntax(format!("MERGE: {e}")))?
-                    .pop()
-                    .ok_or_else(|| SqlError::syntax("MERGE: an empty query"))?;
-            plans.push(self.plan(statement).await?);
-        }
-        Ok(plans)
+    /// The planned queries of a MERGE (see `merge`).
+    async fn plan_merge(&self, queries: &MergeQueries) -> Result<MergePlans, SqlError> {
+        let kept = self.plan_merge_query(&queries.kept).await?;
+        let inserted = match &queries.inserted {
+            Some(sql) => Some(self.plan_merge_query(sql).await?),
+            None => None,
+        };
+        Ok(MergePlans {
+            kept,
+            fold: queries.fold,
+            inserted,
+        })
+    }
+
+    async fn plan_merge_query(&self, sql: &str) -> Result<LogicalPlan, SqlError> {
+        let statement =
+            datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .map_err(|e| SqlError::syntax(format!("MERGE: {e}")))?
+                .pop()
+                .ok_or_else(|| SqlError::syntax("MERGE: an empty query"))?;
+        self.plan(statement).await
     }
 
     async fn merge(
@@ -811,25 +820,17 @@ impl PgSession {
         tag: &'static str,
         params: Option<ParamValues>,
     ) -> Result<StatementResult, SqlError> {
-        let mut plans = Vec::new();
-        for plan in self.plan_merge(&queries).await? {
-            plans.push(match &params {
-                Some(p) => flashsql_udfs::relation::parameters::bind(
+        let mut plans = self.plan_merge(&queries).await?;
+        if let Some(p) = &params {
+            let bind = |plan: LogicalPlan| -> Result<LogicalPlan, SqlError> {
+                Ok(flashsql_udfs::relation::parameters::bind(
                     plan.replace_params_with_values(p)?,
                     p,
-                )?,
-                None => plan,
-            });
+                )?)
+            };
+            plans.kept = bind(plans.kept)?;
+            plans.inserted = plans.inserted.map(bind).transpose()?;
         }
-        let mut plans = plans.into_iter();
-        let kept = plans
-            .next()
-            .ok_or_else(|| SqlError::syntax("MERGE: no query for the target's rows"))?;
-        let plans = MergePlans {
-            kept,
-            fold: queries.fold,
-            inserted: plans.next(),
-        };
         let target = object_name_to_ref(&queries.target);
         Ok(self.engine.merge(&target, plans, tag).await?.into())
     }
