@@ -454,7 +454,7 @@ impl PgSession {
                 if let Some((queries, _)) = self.merge_queries(statement).await? {
                     let plans = self.plan_merge(&queries).await?;
                     for plan in std::iter::once(&plans.kept).chain(plans.inserted.as_ref()) {
-                        for (i, t) in parameter_types(&plan)?.into_iter().enumerate() {
+                        for (i, t) in parameter_types(plan)?.into_iter().enumerate() {
                             if i >= types.len() {
                                 types.push(t);
                             } else if types[i].is_none() {
