@@ -11,6 +11,10 @@
 //!   the CPU runs;
 //! - [`train`]: the training loop; [`metrics`]: AUC and log loss;
 //! - [`calibration`]: Platt scaling of a trained model's logits;
+//! - [`tabular`]: a model's inputs as named numeric columns, for the learners that read a
+//!   table (hand-made sequence counts included); [`logistic`]: L2 logistic regression on
+//!   them; [`learner`]: every kind behind one face for the store and scoring;
+//! - [`importance`]: permutation importance of a model's inputs (`explain_model`);
 //! - [`store`]: versioned models on disk, cached per process.
 
 pub mod affinity;
@@ -18,12 +22,16 @@ pub mod calibration;
 pub mod device;
 pub mod encoder;
 pub mod frozen;
+pub mod importance;
 pub mod init;
+pub mod learner;
+pub mod logistic;
 pub mod metrics;
 pub mod purchase;
 pub mod scorer;
 pub mod simd;
 pub mod store;
+pub mod tabular;
 pub mod train;
 
 /// Errors of the model layer.

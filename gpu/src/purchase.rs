@@ -25,6 +25,7 @@ use crate::affinity::{AFFINITY, TokenLayout};
 use crate::calibration::Platt;
 use crate::encoder::{EncoderConfig, SequenceEncoder};
 use crate::init::{glorot, named_tensor, zeros};
+use crate::tabular::TabularSpec;
 
 /// Dense offer features after the embeddings: z(ln price), time_left, sin and cos of the hour.
 pub const DENSE: usize = 4;
@@ -102,6 +103,10 @@ pub struct PurchaseConfig {
     /// ([`crate::affinity`]; purchase models with the sequence encoder).
     #[serde(default)]
     pub affinity: Option<TokenLayout>,
+    /// The learner when it is not the network: which one, and how it reads the sequence
+    /// ([`crate::tabular`]). Models stored before there were such learners are networks.
+    #[serde(default)]
+    pub tabular: Option<TabularSpec>,
 }
 
 impl PurchaseConfig {

@@ -12,16 +12,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
 use crate::device::DeviceChoice;
-use crate::purchase::{PurchaseConfig, PurchaseModel};
-use crate::scorer::Scorer;
+use crate::importance::Importance;
+use crate::learner::{Learned, ModelScorer};
+use crate::purchase::PurchaseConfig;
 use crate::train::EpochReport;
 
-const WEIGHTS: &str = "weights.safetensors";
 const MANIFEST: &str = "manifest.json";
 const DEPLOYMENT: &str = "deployment.json";
 /// Deployments remembered per name (for rollbacks and the record of why).
@@ -69,6 +68,10 @@ pub struct Manifest {
     pub split: String,
     pub best_epoch: usize,
     pub epochs: Vec<EpochReport>,
+    /// How much each input matters, measured on the validation rows after training
+    /// (`explain_model`); empty for models stored before it was measured.
+    #[serde(default)]
+    pub importance: Vec<Importance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +105,7 @@ impl Drop for Reservation {
 #[derive(Debug)]
 pub struct LoadedModel {
     pub manifest: Manifest,
-    pub scorer: Scorer,
+    pub scorer: ModelScorer,
 }
 
 #[derive(Debug)]
@@ -428,11 +431,10 @@ impl ModelStore {
             .and_then(|versions| versions.get(&key.1))
             .cloned();
         let manifest = found.ok_or_else(|| self.unknown(spec))?;
-        let path = self.dir.join(&key.0).join(key.1.to_string()).join(WEIGHTS);
-        let named: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)?;
-        let model = PurchaseModel::from_named(manifest.config.clone(), &named)?;
+        let dir = self.dir.join(&key.0).join(key.1.to_string());
+        let model = Learned::read(&dir, &manifest.config)?;
         let loaded = Arc::new(LoadedModel {
-            scorer: Scorer::new(&model)?,
+            scorer: ModelScorer::new(&model)?,
             manifest,
         });
         self.lock_cache().insert(key, loaded.clone());
@@ -494,7 +496,7 @@ impl ModelStore {
         &self,
         mut reservation: Reservation,
         mut manifest: Manifest,
-        model: &PurchaseModel,
+        model: &Learned,
     ) -> Result<u32, GpuError> {
         let (version, tmp) = (reservation.version, reservation.dir.clone());
         manifest.name = reservation.name.clone();
@@ -502,14 +504,13 @@ impl ModelStore {
         // The weights' own shape and calibration: a manifest can never disagree with them.
         manifest.config = model.config().clone();
         let base = self.dir.join(&manifest.name);
-        let weights: HashMap<String, Tensor> = model.named_tensors()?.into_iter().collect();
-        let wpath = tmp.join(WEIGHTS);
-        candle_core::safetensors::save(&weights, &wpath)?;
+        let mut files = model.write(&tmp)?;
         let mpath = tmp.join(MANIFEST);
         let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| GpuError::Io(format!("manifest: {e}")))?;
         fs::write(&mpath, text).map_err(|e| io(&mpath, e))?;
-        for p in [&wpath, &mpath] {
+        files.push(mpath);
+        for p in &files {
             fs::File::open(p)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| io(p, e))?;

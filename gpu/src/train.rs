@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::calibration::Platt;
 use crate::device::{self, DeviceChoice};
+use crate::importance::{Importance, permutation};
 use crate::init::{FNV_OFFSET, fnv1a};
 use crate::metrics::{self, auc, log_loss};
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows, bce_with_logits};
@@ -80,8 +81,8 @@ pub struct EpochReport {
 
 /// A trained model (on the CPU) and how training went.
 #[derive(Debug)]
-pub struct Trained {
-    pub model: PurchaseModel,
+pub struct Trained<M = PurchaseModel> {
+    pub model: M,
     pub reports: Vec<EpochReport>,
     pub best_epoch: usize,
     pub device: DeviceChoice,
@@ -91,6 +92,26 @@ pub struct Trained {
     pub fingerprint: String,
     /// The validation log loss before and after calibration, when the model is calibrated.
     pub calibrated: Option<(f64, f64)>,
+    /// Permutation importance of each input on the validation rows (and, for a logistic
+    /// model, its coefficients).
+    pub importance: Vec<Importance>,
+}
+
+impl<M> Trained<M> {
+    /// The same training record around another form of the model.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> Trained<N> {
+        Trained {
+            model: f(self.model),
+            reports: self.reports,
+            best_epoch: self.best_epoch,
+            device: self.device,
+            train_rows: self.train_rows,
+            valid_rows: self.valid_rows,
+            fingerprint: self.fingerprint,
+            calibrated: self.calibrated,
+            importance: self.importance,
+        }
+    }
 }
 
 /// Row indices for training and for validation.
@@ -220,24 +241,17 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
     }
 }
 
-/// The model with a Platt calibration fitted on its validation logits `z` (whose log loss
-/// is `before`), when one lowers that loss; and the log loss before and after.
-fn calibrate(
-    model: PurchaseModel,
-    z: &[f64],
-    before: f64,
-    labels: &[f32],
-) -> (PurchaseModel, Option<(f64, f64)>) {
-    let Some(platt) = Platt::fit(z, labels) else {
-        return (model, None);
-    };
+/// A Platt calibration fitted on validation logits `z` (whose log loss is `before`), when
+/// one lowers that loss; with the log loss before and after.
+pub(crate) fn calibration(z: &[f64], before: f64, labels: &[f32]) -> Option<(Platt, f64, f64)> {
+    let platt = Platt::fit(z, labels)?;
     let scaled: Vec<f64> = z.iter().map(|&v| platt.apply(v)).collect();
     let after = metrics::bce_with_logits(labels, &scaled);
     if after < before {
         tracing::info!(a = platt.a, b = platt.b, before, after, "calibrated");
-        (model.with_calibration(Some(platt)), Some((before, after)))
+        Some((platt, before, after))
     } else {
-        (model, None)
+        None
     }
 }
 
@@ -250,16 +264,27 @@ fn snapshot(config: &PurchaseConfig, vars: &[(String, Var)]) -> Result<PurchaseM
     PurchaseModel::from_named(config.clone(), &named)
 }
 
-/// Trains a model; `on_epoch` sees each epoch's report as soon as it is known and
-/// may stop training by returning an error.
-pub fn train(
-    config: PurchaseConfig,
+/// The training rows put in an order of their own content (a query returns rows in
+/// whatever order its parallel plan produced, and the same rows must give the same model),
+/// their fingerprint, and the seeded split.
+pub(crate) struct Prepared {
+    pub rows: Rows,
+    pub labels: Vec<f32>,
+    pub fingerprint: String,
+    pub train_idx: Vec<usize>,
+    pub valid_idx: Vec<usize>,
+    pub valid_rows: Rows,
+    pub valid_labels: Vec<f32>,
+}
+
+/// Checks the rows against the config and prepares them for training ([`Prepared`]).
+pub(crate) fn prepare(
+    config: &PurchaseConfig,
     rows: &Rows,
     labels: &[f32],
     keys: &SplitKeys,
     opts: &TrainOptions,
-    on_epoch: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
-) -> Result<Trained, GpuError> {
+) -> Result<Prepared, GpuError> {
     if labels.len() != rows.len() {
         return Err(GpuError::Shape("one label per row is needed".into()));
     }
@@ -269,20 +294,7 @@ pub fn train(
             config.seq_len
         )));
     }
-    rows.check(&config)?;
-    if config.inputs() == 0 {
-        return Err(GpuError::Data(
-            "the model has no inputs: give it a sequence (sequence => true) or features".into(),
-        ));
-    }
-    if opts.batch_size == 0 || opts.epochs == 0 {
-        return Err(GpuError::Shape(
-            "epochs and batch_size must be positive".into(),
-        ));
-    }
-    let (dev, used) = device::open(opts.device)?;
-    // Rows are put in an order of their own content first: a query returns rows in whatever
-    // order its parallel plan produced, and the same rows must give the same model.
+    rows.check(config)?;
     let len = config.seq_len;
     let hashes = row_hashes(rows, labels, keys, len);
     let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -294,10 +306,10 @@ pub fn train(
             .iter()
             .fold(FNV_OFFSET, |h, &r| fnv1a(h, &hashes[r].to_le_bytes()))
     );
-    let rows = &subset(rows, &order, len);
+    let rows = subset(rows, &order, len);
     let labels: Vec<f32> = order.iter().map(|&r| labels[r]).collect();
-    let keys = &keys.permuted(&order);
-    let (mut train_idx, valid_idx) = split(keys, opts.valid_share, opts.seed);
+    let keys = keys.permuted(&order);
+    let (train_idx, valid_idx) = split(&keys, opts.valid_share, opts.seed);
     if train_idx.is_empty() || valid_idx.is_empty() {
         return Err(GpuError::Data(format!(
             "the split leaves {} training and {} validation rows: both need at least one",
@@ -305,8 +317,50 @@ pub fn train(
             valid_idx.len()
         )));
     }
-    let valid_rows = subset(rows, &valid_idx, config.seq_len);
+    let valid_rows = subset(&rows, &valid_idx, len);
     let valid_labels: Vec<f32> = valid_idx.iter().map(|&r| labels[r]).collect();
+    Ok(Prepared {
+        rows,
+        labels,
+        fingerprint,
+        train_idx,
+        valid_idx,
+        valid_rows,
+        valid_labels,
+    })
+}
+
+/// Trains a model; `on_epoch` sees each epoch's report as soon as it is known and
+/// may stop training by returning an error.
+pub fn train(
+    config: PurchaseConfig,
+    rows: &Rows,
+    labels: &[f32],
+    keys: &SplitKeys,
+    opts: &TrainOptions,
+    on_epoch: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
+) -> Result<Trained, GpuError> {
+    if config.inputs() == 0 {
+        return Err(GpuError::Data(
+            "the model has no inputs: give it a sequence (sequence => true) or features".into(),
+        ));
+    }
+    if opts.batch_size == 0 || opts.epochs == 0 {
+        return Err(GpuError::Shape(
+            "epochs and batch_size must be positive".into(),
+        ));
+    }
+    let Prepared {
+        rows,
+        labels,
+        fingerprint,
+        mut train_idx,
+        valid_idx,
+        valid_rows,
+        valid_labels,
+    } = prepare(&config, rows, labels, keys, opts)?;
+    let rows = &rows;
+    let (dev, used) = device::open(opts.device)?;
 
     let init = PurchaseModel::seeded(config.clone(), opts.seed, &dev)?;
     let mut vars = Vec::new();
@@ -384,11 +438,24 @@ pub fn train(
     }
     let (best_loss, best_epoch, model, logits) =
         best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
-    let (model, calibrated) = if opts.calibrate {
-        calibrate(model, &logits, best_loss, &valid_labels)
-    } else {
-        (model, None)
+    let (model, calibrated) = match opts
+        .calibrate
+        .then(|| calibration(&logits, best_loss, &valid_labels))
+        .flatten()
+    {
+        Some((platt, before, after)) => {
+            (model.with_calibration(Some(platt)), Some((before, after)))
+        }
+        None => (model, None),
     };
+    let scorer = Scorer::new(&model)?;
+    let importance = permutation(
+        model.config(),
+        &valid_rows,
+        &valid_labels,
+        opts.seed,
+        &|r| scorer.logits(r),
+    )?;
     Ok(Trained {
         model,
         calibrated,
@@ -398,5 +465,6 @@ pub fn train(
         train_rows: train_idx.len(),
         valid_rows: valid_idx.len(),
         fingerprint,
+        importance,
     })
 }

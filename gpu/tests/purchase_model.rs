@@ -44,6 +44,7 @@ fn config(categories: Vec<i64>, use_sequence: bool) -> PurchaseConfig {
         features: Vec::new(),
         calibration: None,
         affinity: None,
+        tabular: None,
     }
 }
 
@@ -341,6 +342,7 @@ fn manifest(name: &str, config: PurchaseConfig) -> Manifest {
         split: "user".into(),
         best_epoch: 1,
         epochs: Vec::new(),
+        importance: Vec::new(),
     }
 }
 
@@ -361,13 +363,21 @@ fn the_store_versions_models() {
     drop(store.reserve("churn").unwrap());
     assert_eq!(
         store
-            .save(r1, manifest("churn", m1.config().clone()), &m1)
+            .save(
+                r1,
+                manifest("churn", m1.config().clone()),
+                &m1.clone().into()
+            )
             .unwrap(),
         1
     );
     assert_eq!(
         store
-            .save(r2, manifest("churn", m2.config().clone()), &m2)
+            .save(
+                r2,
+                manifest("churn", m2.config().clone()),
+                &m2.clone().into()
+            )
             .unwrap(),
         2
     );

@@ -8,7 +8,10 @@
 //! - off-policy evaluation (`ope_ips`, `ope_snips`, `ope_dm`, `ope_dr`, `ope_switch_dr`)
 //!   against the Open Bandit Pipeline's formulas on its Open Bandit Dataset sample, 1e-9;
 //! - uplift (`qini_auc`, `uplift_auc`, `qini_curve`, `uplift_curve`) against scikit-uplift
-//!   on Hillstrom, 1e-9.
+//!   on Hillstrom, 1e-9;
+//! - `train_model(kind => 'logistic')` against scikit-learn's `LogisticRegression` on seeded
+//!   rows (features, an offer with the discount held non-negative, sequence counts):
+//!   coefficients 1e-6, probabilities 1e-9.
 //!
 //! Each skips (saying so) without its Python libraries unless FLASHSQL_REQUIRE_CLIENTS=1.
 
@@ -79,6 +82,16 @@ fn preprocessing_functions_agree_with_scikit_learn() {
         &[],
         "numpy, sklearn, psycopg",
         "preprocessing: ok",
+    );
+}
+
+#[test]
+fn logistic_models_agree_with_scikit_learn() {
+    run_reference(
+        "logistic_vs_sklearn.py",
+        &[],
+        "numpy, sklearn, psycopg",
+        "logistic: ok",
     );
 }
 

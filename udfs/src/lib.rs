@@ -111,5 +111,8 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         Arc::new(models::catalog::DeployModel {
             store: models.clone(),
         }),
+        Arc::new(models::catalog::ExplainModel {
+            store: models.clone(),
+        }),
     ])))
 }

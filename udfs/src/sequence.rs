@@ -37,6 +37,8 @@ pub const EVENT_TYPES: [&str; 5] = ["view", "search", "fav", "cart", "purchase"]
 pub const CATEGORY_BUCKETS: i64 = 64;
 /// Upper ends (seconds) of the gap buckets; beyond the last is bucket 6, the first event 7.
 const GAP_LIMITS: [i64; 6] = [60, 600, 3_600, 21_600, 86_400, 604_800];
+/// The gap buckets below each limit, as the names of the tabular models' count horizons.
+pub const HORIZONS: [&str; 6] = ["1min", "10min", "1h", "6h", "1d", "7d"];
 pub const GAP_BUCKETS: i64 = 8;
 /// Tokens run from 1 to VOCABULARY − 1; 0 is padding.
 pub const VOCABULARY: i64 = 1 + GAP_BUCKETS * EVENT_TYPES.len() as i64 * CATEGORY_BUCKETS;

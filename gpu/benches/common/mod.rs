@@ -47,6 +47,7 @@ pub fn purchase_config() -> PurchaseConfig {
             events: 5,
             purchase: 4,
         }),
+        tabular: None,
     }
 }
 

@@ -221,6 +221,7 @@ mod tests {
                 events: 5,
                 purchase: 4,
             }),
+            tabular: None,
         };
         let model = PurchaseModel::seeded(config.clone(), 4, &candle_core::Device::Cpu).unwrap();
         let scorer = Scorer::new(&model).unwrap();

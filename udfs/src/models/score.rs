@@ -305,7 +305,7 @@ impl ScalarUDFImpl for UserEmbedding {
             .map_err(|e| model_error("user_embedding", e))?
             .ok_or_else(|| {
                 user_error(format!(
-                    "user_embedding: model {spec} was trained without the sequence encoder (sequence => false)"
+                    "user_embedding: model {spec} has no sequence encoder (a tabular kind, or trained with sequence => false)"
                 ))
             })?;
         let d = config.encoder.dim;
@@ -326,7 +326,7 @@ fn latest_encoder(store: &ModelStore) -> Result<String> {
     store
         .list()
         .iter()
-        .filter(|m| m.config.use_sequence)
+        .filter(|m| m.config.use_sequence && m.config.tabular.is_none())
         .max_by_key(|m| (m.created_at_us, m.version))
         .map(|m| format!("{}@{}", m.name, m.version))
         .ok_or_else(|| {

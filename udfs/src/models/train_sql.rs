@@ -1,6 +1,11 @@
-//! `train_model(name, (SELECT …), kind => 'purchase'|'propensity', epochs =>, …)`: trains a
-//! model from the rows of a query, streams one row per epoch as training goes, and stores the
-//! kept (best) epoch's weights as the next version of `name`.
+//! `train_model(name, (SELECT …), kind => 'purchase'|'propensity'|'logistic', …)`: trains a
+//! model from the rows of a query, streams one row per epoch (a Newton step for a logistic
+//! model) as training goes, and stores the kept weights as the next version of `name`.
+//!
+//! `purchase` and `propensity` are the network for each task; a tabular kind (`logistic`)
+//! does either task — a purchase model when the rows carry an offer (`discount`), else a
+//! propensity model, or as `target =>` says — and reads the same columns, the sequence as
+//! hand-made counts.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,9 +18,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
+use flashsql_gpu::learner::Learned;
 use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
 use flashsql_gpu::store::{DeployTarget, Manifest, Metrics, ModelStore};
-use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, split, train};
+use flashsql_gpu::tabular::{SequenceCounts, TabularLearner, TabularSpec};
+use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, Trained, split, train};
 
 use super::features::{
     Features, check_offer, feature_matrix, floats, ints, model_error, scoring_arguments,
@@ -26,7 +33,7 @@ use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, us
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity', epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -37,7 +44,15 @@ pub struct TrainModel {
 #[derive(Debug, Clone)]
 struct Plan {
     name: String,
-    kind: ModelKind,
+    /// The task: what the model predicts and so which inputs it reads; `None` for a tabular
+    /// kind without `target =>`: a purchase model when the rows have a discount.
+    kind: Option<ModelKind>,
+    /// `None`: the network.
+    learner: Option<TabularLearner>,
+    /// The L2 penalty of a logistic model (scikit-learn's 1 / C).
+    l2: f64,
+    /// Whether a tabular model reads the sequence as counts.
+    sequence_counts: bool,
     options: TrainOptions,
     embed_dim: usize,
     max_len: usize,
@@ -77,6 +92,9 @@ impl RelationFunction for TrainModel {
         &[
             "name",
             "kind",
+            "target",
+            "l2",
+            "sequence_counts",
             "epochs",
             "batch_size",
             "learning_rate",
@@ -112,13 +130,54 @@ impl RelationFunction for TrainModel {
             .text("name")?
             .ok_or_else(|| user_error(format!("{NAME}: a model name is needed; write {USAGE}")))?;
         flashsql_gpu::store::check_name(&name).map_err(|e| model_error(NAME, e))?;
-        let kind = o.choice(
-            "kind",
-            &[
-                ("purchase", ModelKind::Purchase),
-                ("propensity", ModelKind::Propensity),
-            ],
-        )?;
+        // Network kinds name their task; a tabular kind takes it from `target =>` or, without
+        // one, from the input (see `task`).
+        let (kind, learner) = match o.text("kind")?.as_deref() {
+            None => (None, None),
+            Some("purchase") => (Some(ModelKind::Purchase), None),
+            Some("propensity") => (Some(ModelKind::Propensity), None),
+            Some("logistic") => (None, Some(TabularLearner::Logistic)),
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NAME}: kind '{other}' is not known: use 'purchase', 'propensity', 'logistic'"
+                )));
+            }
+        };
+        let target = match o.text("target")?.as_deref() {
+            None => None,
+            Some("purchase") => Some(ModelKind::Purchase),
+            Some("propensity") => Some(ModelKind::Propensity),
+            Some(other) => {
+                return Err(user_error(format!(
+                    "{NAME}: target '{other}' is not known: use 'purchase', 'propensity'"
+                )));
+            }
+        };
+        let kind = match (kind, target) {
+            (Some(k), Some(t)) if k != t => {
+                return Err(user_error(format!(
+                    "{NAME}: kind => '{}' predicts {}, not target => '{}'",
+                    k.name(),
+                    k.name(),
+                    t.name()
+                )));
+            }
+            (Some(k), _) => Some(k),
+            (None, Some(t)) => Some(t),
+            // The network's default task.
+            (None, None) if learner.is_none() => Some(ModelKind::Purchase),
+            (None, None) => None,
+        };
+        let l2 = match o.number("l2")? {
+            None => 1.0,
+            Some(v) if v.is_finite() && v >= 0.0 => v,
+            Some(v) => {
+                return Err(user_error(format!(
+                    "{NAME}: l2 must be a number ≥ 0, got {v}"
+                )));
+            }
+        };
+        let sequence_counts = o.flag("sequence_counts")?.unwrap_or(true);
         let d = TrainOptions::default();
         let positive = |o: &mut Options, key: &str, default: usize, max: u64| -> Result<usize> {
             match o.count(key)? {
@@ -148,7 +207,8 @@ impl RelationFunction for TrainModel {
         let by_time = o.choice("split", &[("user", false), ("time", true)])?;
         let use_sequence = o.flag("sequence")?.unwrap_or(true);
         let affinity = o.flag("affinity")?.unwrap_or(true);
-        let calibrate = o.flag("calibrate")?.unwrap_or(true);
+        // A logistic model is fitted on the log loss itself: calibrated unless asked.
+        let calibrate = o.flag("calibrate")?.unwrap_or(learner.is_none());
         let seed = o.count("seed")?.unwrap_or(d.seed);
         let device = match o.text("device")? {
             Some(s) => s.parse().map_err(|e: GpuError| model_error(NAME, e))?,
@@ -166,6 +226,9 @@ impl RelationFunction for TrainModel {
         let plan = Plan {
             name,
             kind,
+            learner,
+            l2,
+            sequence_counts,
             options: TrainOptions {
                 epochs,
                 batch_size,
@@ -268,8 +331,20 @@ struct TrainingInput {
     keys: SplitKeys,
 }
 
+/// The task a plan trains for on these rows: its own, else a purchase model when the rows
+/// carry an offer.
+fn task(plan: &Plan, input: &RecordBatch) -> ModelKind {
+    plan.kind
+        .unwrap_or(if input.schema().index_of("discount").is_ok() {
+            ModelKind::Purchase
+        } else {
+            ModelKind::Propensity
+        })
+}
+
 fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
     let n = input.num_rows();
+    let kind = task(plan, input);
     // Labels: boolean, or numbers that are 0 or 1.
     let labels: Vec<f32> = required(&floats(NAME, "label", &column(input, "label")?)?, "label")?
         .into_iter()
@@ -323,7 +398,7 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
             .collect(),
         None => Vec::new(),
     };
-    let offer = match plan.kind {
+    let offer = match kind {
         ModelKind::Purchase => Some(offer_columns(input)?),
         ModelKind::Propensity => None,
     };
@@ -336,7 +411,7 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         )?)
     };
     let mut config = PurchaseConfig {
-        kind: plan.kind,
+        kind,
         encoder,
         seq_len,
         use_sequence: plan.use_sequence,
@@ -350,8 +425,12 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         features: scales,
         calibration: None,
         // Only a purchase model with the sequence reads it.
-        affinity: (plan.affinity && plan.use_sequence && plan.kind == ModelKind::Purchase)
+        affinity: (plan.affinity && plan.use_sequence && kind == ModelKind::Purchase)
             .then_some(crate::sequence::TOKEN_LAYOUT),
+        tabular: plan.learner.map(|learner| TabularSpec {
+            learner,
+            counts: (plan.use_sequence && plan.sequence_counts).then(sequence_counts),
+        }),
     };
     let mut rows = Rows {
         sequences,
@@ -384,6 +463,16 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         labels,
         keys,
     })
+}
+
+/// The counts a tabular model reads from `behavior_sequence`'s tokens.
+fn sequence_counts() -> SequenceCounts {
+    SequenceCounts {
+        layout: crate::sequence::TOKEN_LAYOUT,
+        events: crate::sequence::EVENT_TYPES.map(String::from).to_vec(),
+        gaps: crate::sequence::GAP_BUCKETS as u32,
+        horizons: crate::sequence::HORIZONS.map(String::from).to_vec(),
+    }
 }
 
 fn run(
@@ -432,14 +521,27 @@ fn run(
         let batch = epoch_batch(schema, &label, r).map_err(|e| GpuError::Data(e.to_string()))?;
         emit(batch).map_err(|e| GpuError::Data(e.to_string()))
     };
-    let trained = train(
-        config.clone(),
-        &rows,
-        &labels,
-        &keys,
-        &plan.options,
-        &mut on_epoch,
-    )
+    let trained: Trained<Learned> = match plan.learner {
+        None => train(
+            config.clone(),
+            &rows,
+            &labels,
+            &keys,
+            &plan.options,
+            &mut on_epoch,
+        )
+        .map(|t| t.map(Learned::Network)),
+        Some(TabularLearner::Logistic) => flashsql_gpu::logistic::train(
+            config.clone(),
+            &rows,
+            &labels,
+            &keys,
+            &plan.options,
+            plan.l2,
+            &mut on_epoch,
+        )
+        .map(|t| t.map(Learned::Logistic)),
+    }
     .map_err(|e| model_error(NAME, e))?;
     let kept = &trained.reports[trained.best_epoch - 1];
     let manifest = Manifest {
@@ -467,6 +569,7 @@ fn run(
         split: if plan.by_time { "time" } else { "user" }.into(),
         best_epoch: trained.best_epoch,
         epochs: trained.reports.clone(),
+        importance: trained.importance.clone(),
     };
     let version = store
         .save(reservation, manifest, &trained.model)
