@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use crate::GpuError;
+use crate::gbdt::GbdtModel;
 use crate::logistic::LogisticModel;
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 use crate::scorer::Scorer;
+use crate::tabular::TabularLearner;
 
 /// The network's weights file in a version's directory.
 pub const WEIGHTS: &str = "weights.safetensors";
@@ -23,6 +25,7 @@ pub const PARAMETERS: &str = "model.json";
 pub enum Learned {
     Network(PurchaseModel),
     Logistic(LogisticModel),
+    Gbdt(GbdtModel),
 }
 
 impl From<PurchaseModel> for Learned {
@@ -36,6 +39,7 @@ impl Learned {
         match self {
             Learned::Network(m) => m.config(),
             Learned::Logistic(m) => &m.config,
+            Learned::Gbdt(m) => &m.config,
         }
     }
 
@@ -49,6 +53,7 @@ impl Learned {
         match self {
             Learned::Network(m) => Scorer::new(m)?.logits(rows),
             Learned::Logistic(m) => m.logits(rows),
+            Learned::Gbdt(m) => m.logits(rows),
         }
     }
 
@@ -62,14 +67,12 @@ impl Learned {
                 candle_core::safetensors::save(&weights, &path)?;
                 Ok(vec![path])
             }
-            Learned::Logistic(m) => {
-                let path = dir.join(PARAMETERS);
-                let text = serde_json::to_string_pretty(m)
-                    .map_err(|e| GpuError::Io(format!("model parameters: {e}")))?;
-                fs::write(&path, text)
-                    .map_err(|e| GpuError::Io(format!("{}: {e}", path.display())))?;
-                Ok(vec![path])
-            }
+            Learned::Logistic(m) => write_parameters(
+                dir,
+                serde_json::to_string_pretty(m)
+                    .map_err(|e| GpuError::Io(format!("model parameters: {e}")))?,
+            ),
+            Learned::Gbdt(m) => write_parameters(dir, m.to_json()?),
         }
     }
 
@@ -84,17 +87,31 @@ impl Learned {
                     &named,
                 )?))
             }
-            Some(_) => {
+            Some(spec) => {
                 let path = dir.join(PARAMETERS);
                 let text = fs::read_to_string(&path)
                     .map_err(|e| GpuError::Io(format!("{}: {e}", path.display())))?;
-                let m: LogisticModel = serde_json::from_str(&text).map_err(|e| {
+                let bad = |e: String| {
                     GpuError::Io(format!("{}: not a model's parameters: {e}", path.display()))
-                })?;
-                Ok(Learned::Logistic(m))
+                };
+                match spec.learner {
+                    TabularLearner::Logistic => Ok(Learned::Logistic(
+                        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?,
+                    )),
+                    TabularLearner::Gbdt => Ok(Learned::Gbdt(
+                        GbdtModel::from_json(&text).map_err(|e| bad(e.to_string()))?,
+                    )),
+                }
             }
         }
     }
+}
+
+/// Writes a tabular model's parameters file; returns it.
+fn write_parameters(dir: &Path, text: String) -> Result<Vec<PathBuf>, GpuError> {
+    let path = dir.join(PARAMETERS);
+    fs::write(&path, text).map_err(|e| GpuError::Io(format!("{}: {e}", path.display())))?;
+    Ok(vec![path])
 }
 
 /// "network", or the tabular learner's name.
@@ -110,6 +127,7 @@ pub fn learner_name(config: &PurchaseConfig) -> &'static str {
 pub enum ModelScorer {
     Network(Box<Scorer>),
     Logistic(Box<LogisticModel>),
+    Gbdt(Box<GbdtModel>),
 }
 
 impl ModelScorer {
@@ -117,6 +135,7 @@ impl ModelScorer {
         Ok(match model {
             Learned::Network(m) => ModelScorer::Network(Box::new(Scorer::new(m)?)),
             Learned::Logistic(m) => ModelScorer::Logistic(Box::new(m.clone())),
+            Learned::Gbdt(m) => ModelScorer::Gbdt(Box::new(m.clone())),
         })
     }
 
@@ -124,6 +143,7 @@ impl ModelScorer {
         match self {
             ModelScorer::Network(s) => s.config(),
             ModelScorer::Logistic(m) => &m.config,
+            ModelScorer::Gbdt(m) => &m.config,
         }
     }
 
@@ -132,7 +152,7 @@ impl ModelScorer {
     pub fn user_vectors(&self, sequences: &[u32]) -> Result<Option<Vec<f32>>, GpuError> {
         match self {
             ModelScorer::Network(s) => s.user_vectors(sequences),
-            ModelScorer::Logistic(_) => Ok(None),
+            ModelScorer::Logistic(_) | ModelScorer::Gbdt(_) => Ok(None),
         }
     }
 
@@ -141,6 +161,7 @@ impl ModelScorer {
         match self {
             ModelScorer::Network(s) => s.logits(rows),
             ModelScorer::Logistic(m) => m.logits(rows),
+            ModelScorer::Gbdt(m) => m.logits(rows),
         }
     }
 

@@ -13,7 +13,7 @@
 //! - [`calibration`]: Platt scaling of a trained model's logits;
 //! - [`tabular`]: a model's inputs as named numeric columns, for the learners that read a
 //!   table (hand-made sequence counts included); [`logistic`]: L2 logistic regression on
-//!   them; [`learner`]: every kind behind one face for the store and scoring;
+//!   them; [`gbdt`]: gradient-boosted trees on them; [`learner`]: every kind behind one face for the store and scoring;
 //! - [`importance`]: permutation importance of a model's inputs (`explain_model`);
 //! - [`store`]: versioned models on disk, cached per process.
 
@@ -22,6 +22,7 @@ pub mod calibration;
 pub mod device;
 pub mod encoder;
 pub mod frozen;
+pub mod gbdt;
 pub mod importance;
 pub mod init;
 pub mod learner;

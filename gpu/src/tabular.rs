@@ -20,12 +20,15 @@ use crate::purchase::{PurchaseConfig, Rows};
 pub enum TabularLearner {
     /// L2-regularised logistic regression on standardised columns ([`crate::logistic`]).
     Logistic,
+    /// Gradient-boosted trees ([`crate::gbdt`]).
+    Gbdt,
 }
 
 impl TabularLearner {
     pub fn name(self) -> &'static str {
         match self {
             TabularLearner::Logistic => "logistic",
+            TabularLearner::Gbdt => "gbdt",
         }
     }
 }
@@ -129,7 +132,8 @@ impl SequenceCounts {
 }
 
 /// The columns a tabular model with this config reads, in order: for a purchase model
-/// ln(price), discount, then time_left and the hour as sine and cosine when given; the
+/// ln(price), discount, then time_left and the hour as sine and cosine when given (and, for
+/// trees, the category's index in the model's vocabulary, 0 when unknown); the
 /// category affinity (when read); the sequence counts (when read); the extra features.
 pub fn column_names(config: &PurchaseConfig, spec: &TabularSpec) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
@@ -140,6 +144,9 @@ pub fn column_names(config: &PurchaseConfig, spec: &TabularSpec) -> Vec<String> 
         }
         if config.hour {
             names.extend(["hour_sin".into(), "hour_cos".into()]);
+        }
+        if reads_category(spec) {
+            names.push("category_id".into());
         }
     }
     if config.affinity_layout().is_some() {
@@ -154,6 +161,12 @@ pub fn column_names(config: &PurchaseConfig, spec: &TabularSpec) -> Vec<String> 
     }
     names.extend((1..=config.features.len()).map(|k| format!("feature_{k}")));
     names
+}
+
+/// Whether the learner reads the category itself (trees can split its index into groups; a
+/// linear model could only weigh it as a number).
+fn reads_category(spec: &TabularSpec) -> bool {
+    spec.learner == TabularLearner::Gbdt
 }
 
 /// The index of the discount column (purchase models), which must not lower the logit.
@@ -192,6 +205,10 @@ pub fn design(config: &PurchaseConfig, spec: &TabularSpec, rows: &Rows) -> Vec<f
                 out[k] = a.sin();
                 out[k + 1] = a.cos();
                 k += 2;
+            }
+            if reads_category(spec) {
+                out[k] = f64::from(rows.category[r]);
+                k += 1;
             }
         }
         let s = rows.seq_of_row[r] as usize;

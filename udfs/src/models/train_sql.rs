@@ -1,9 +1,10 @@
-//! `train_model(name, (SELECT …), kind => 'purchase'|'propensity'|'logistic', …)`: trains a
+//! `train_model(name, (SELECT …), kind => 'purchase'|'propensity'|'logistic'|'gbdt', …)`: trains a
 //! model from the rows of a query, streams one row per epoch (a Newton step for a logistic
-//! model) as training goes, and stores the kept weights as the next version of `name`.
+//! model, every 10 trees for a gbdt one) as training goes, and stores the kept weights as the
+//! next version of `name`.
 //!
-//! `purchase` and `propensity` are the network for each task; a tabular kind (`logistic`)
-//! does either task — a purchase model when the rows carry an offer (`discount`), else a
+//! `purchase` and `propensity` are the network for each task; a tabular kind (`logistic`,
+//! `gbdt`) does either task — a purchase model when the rows carry an offer (`discount`), else a
 //! propensity model, or as `target =>` says — and reads the same columns, the sequence as
 //! hand-made counts.
 
@@ -18,6 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
+use flashsql_gpu::gbdt::GbdtParams;
 use flashsql_gpu::learner::Learned;
 use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
 use flashsql_gpu::store::{DeployTarget, Manifest, Metrics, ModelStore};
@@ -33,7 +35,7 @@ use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, us
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, trees => 1000, max_depth => 6, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -53,6 +55,8 @@ struct Plan {
     l2: f64,
     /// Whether a tabular model reads the sequence as counts.
     sequence_counts: bool,
+    /// A gbdt model's booster settings.
+    gbdt: GbdtParams,
     options: TrainOptions,
     embed_dim: usize,
     max_len: usize,
@@ -95,6 +99,8 @@ impl RelationFunction for TrainModel {
             "target",
             "l2",
             "sequence_counts",
+            "trees",
+            "max_depth",
             "epochs",
             "batch_size",
             "learning_rate",
@@ -137,9 +143,10 @@ impl RelationFunction for TrainModel {
             Some("purchase") => (Some(ModelKind::Purchase), None),
             Some("propensity") => (Some(ModelKind::Propensity), None),
             Some("logistic") => (None, Some(TabularLearner::Logistic)),
+            Some("gbdt") => (None, Some(TabularLearner::Gbdt)),
             Some(other) => {
                 return Err(user_error(format!(
-                    "{NAME}: kind '{other}' is not known: use 'purchase', 'propensity', 'logistic'"
+                    "{NAME}: kind '{other}' is not known: use 'purchase', 'propensity', 'logistic', 'gbdt'"
                 )));
             }
         };
@@ -192,7 +199,17 @@ impl RelationFunction for TrainModel {
         let batch_size = positive(&mut o, "batch_size", d.batch_size, 1 << 20)?;
         let embed_dim = positive(&mut o, "embed_dim", 32, 1024)?;
         let max_len = positive(&mut o, "max_len", 64, 4096)?;
-        let patience = positive(&mut o, "patience", d.patience, 1000)?;
+        let g = GbdtParams::default();
+        let trees = positive(&mut o, "trees", g.trees, 100_000)?;
+        let max_depth = positive(&mut o, "max_depth", g.max_depth, 64)?;
+        // Trees stop after many more rounds without improvement than epochs do.
+        let gbdt = learner == Some(TabularLearner::Gbdt);
+        let patience = positive(
+            &mut o,
+            "patience",
+            if gbdt { g.patience } else { d.patience },
+            100_000,
+        )?;
         let rate = |o: &mut Options, key: &str, default: f64| -> Result<f64> {
             match o.number(key)? {
                 None => Ok(default),
@@ -202,7 +219,15 @@ impl RelationFunction for TrainModel {
                 ))),
             }
         };
-        let learning_rate = rate(&mut o, "learning_rate", d.learning_rate)?;
+        let learning_rate = rate(
+            &mut o,
+            "learning_rate",
+            if gbdt {
+                f64::from(g.learning_rate)
+            } else {
+                d.learning_rate
+            },
+        )?;
         let weight_decay = rate(&mut o, "weight_decay", d.weight_decay)?;
         let by_time = o.choice("split", &[("user", false), ("time", true)])?;
         let use_sequence = o.flag("sequence")?.unwrap_or(true);
@@ -229,6 +254,14 @@ impl RelationFunction for TrainModel {
             learner,
             l2,
             sequence_counts,
+            gbdt: GbdtParams {
+                trees,
+                learning_rate: learning_rate as f32,
+                max_depth,
+                l2: l2 as f32,
+                patience,
+                ..g
+            },
             options: TrainOptions {
                 epochs,
                 batch_size,
@@ -541,6 +574,16 @@ fn run(
             &mut on_epoch,
         )
         .map(|t| t.map(Learned::Logistic)),
+        Some(TabularLearner::Gbdt) => flashsql_gpu::gbdt::train(
+            config.clone(),
+            &rows,
+            &labels,
+            &keys,
+            &plan.options,
+            &plan.gbdt,
+            &mut on_epoch,
+        )
+        .map(|t| t.map(Learned::Gbdt)),
     }
     .map_err(|e| model_error(NAME, e))?;
     let kept = &trained.reports[trained.best_epoch - 1];
