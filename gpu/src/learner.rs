@@ -156,6 +156,27 @@ impl ModelScorer {
         }
     }
 
+    /// The columns a tabular model reads, each row's values of them and its contributions to
+    /// the logit (one per column, then the bias; they sum to the logit); `None` for the
+    /// network, whose inputs do not add up that way.
+    #[allow(clippy::type_complexity)]
+    pub fn contributions(
+        &self,
+        rows: &Rows,
+    ) -> Result<Option<(Vec<String>, Vec<f64>, Vec<f64>)>, GpuError> {
+        Ok(match self {
+            ModelScorer::Network(_) => None,
+            ModelScorer::Logistic(m) => {
+                let (x, c) = m.contributions(rows)?;
+                Some((m.columns.clone(), x, c))
+            }
+            ModelScorer::Gbdt(m) => {
+                let (x, c) = m.contributions(rows)?;
+                Some((m.columns.clone(), x, c))
+            }
+        })
+    }
+
     /// The logit of every row.
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         match self {

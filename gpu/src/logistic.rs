@@ -60,6 +60,27 @@ impl LogisticModel {
             .collect())
     }
 
+    /// Each row's design values (`columns` wide) and its contributions: `coef × (x − mean) /
+    /// sd` per column then the intercept (`columns + 1` wide), in the calibrated logit's units
+    /// when the model is calibrated — they sum to the logit `purchase_prob` turns into P.
+    pub fn contributions(&self, rows: &Rows) -> Result<(Vec<f64>, Vec<f64>), GpuError> {
+        rows.check(&self.config)?;
+        let d = self.columns.len();
+        let x = design(&self.config, self.spec()?, rows);
+        let (a, b) = self
+            .config
+            .calibration
+            .map_or((1.0, 0.0), |p| (f64::from(p.a), f64::from(p.b)));
+        let mut out = Vec::with_capacity(rows.len() * (d + 1));
+        for row in x.chunks(d.max(1)).take(rows.len()) {
+            for (j, &v) in row.iter().enumerate() {
+                out.push(a * self.coef[j] * (v - self.mean[j]) / self.sd[j]);
+            }
+            out.push(a * self.intercept + b);
+        }
+        Ok((x, out))
+    }
+
     /// The uncalibrated logit of one design row.
     pub fn raw_logit(&self, row: &[f64]) -> f64 {
         let mut z = self.intercept;

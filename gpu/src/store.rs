@@ -82,6 +82,19 @@ pub struct Metrics {
     /// Before calibration, when the model is calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncalibrated_logloss: Option<f64>,
+    /// `kind => 'auto'`: every learner trained on the same split, and which was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
+}
+
+/// One learner `kind => 'auto'` trained, on the same rows and split as the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub learner: String,
+    pub valid_auc: Option<f64>,
+    pub valid_logloss: f64,
+    pub training_seconds: f64,
+    pub chosen: bool,
 }
 
 /// A version claimed for a model being trained.

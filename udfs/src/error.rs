@@ -22,6 +22,9 @@ pub enum FunctionError {
     /// A result larger than the server builds (SQLSTATE 54000, program_limit_exceeded).
     #[error("{0}")]
     TooLarge(String),
+    /// Something this kind of object cannot do (SQLSTATE 0A000, feature_not_supported).
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl FunctionError {
@@ -33,6 +36,7 @@ impl FunctionError {
             FunctionError::UndefinedObject(_) => "42704",
             FunctionError::Storage(_) => "58030",
             FunctionError::TooLarge(_) => "54000",
+            FunctionError::NotSupported(_) => "0A000",
         }
     }
 }

@@ -111,7 +111,10 @@ pub fn register_all(ctx: &SessionContext, models: &Arc<ModelStore>) -> Result<()
         Arc::new(models::catalog::DeployModel {
             store: models.clone(),
         }),
-        Arc::new(models::catalog::ExplainModel {
+        Arc::new(models::explain::ExplainModel {
+            store: models.clone(),
+        }),
+        Arc::new(models::explain::ExplainPrediction {
             store: models.clone(),
         }),
     ])))

@@ -1,6 +1,6 @@
 //! The models as SQL sees them: the `flashsql_models` table (read from the store at every
-//! scan, so a model trained in one session is listed in all), `drop_model(name [, version])`,
-//! `deploy_model(name, version | strategy)` and `explain_model(name)`.
+//! scan, so a model trained in one session is listed in all), `drop_model(name [, version])`
+//! and `deploy_model(name, version | strategy)`.
 
 use std::sync::Arc;
 
@@ -302,110 +302,6 @@ impl RelationFunction for DeployModel {
                     Arc::new(Int32Array::from(vec![before as i32])),
                     Arc::new(Int32Array::from(vec![now.version as i32])),
                     Arc::new(StringArray::from(vec![now.reason])),
-                ],
-            )?)
-        }))
-    }
-}
-
-/// The SQL name of [`ExplainModel`].
-pub const EXPLAIN_MODEL: &str = "explain_model";
-
-/// `explain_model(name)`: how much each input matters to a stored model, measured on its
-/// validation rows when it was trained — permutation importance for every kind (the rise of
-/// the validation log loss when the input is shuffled) and, for a logistic model, each
-/// column's coefficient on the standardised scale. Most important first within a measure.
-#[derive(Debug)]
-pub struct ExplainModel {
-    pub store: Arc<ModelStore>,
-}
-
-impl RelationFunction for ExplainModel {
-    fn name(&self) -> &'static str {
-        EXPLAIN_MODEL
-    }
-
-    fn usage(&self) -> &'static str {
-        "explain_model('name[@version]')"
-    }
-
-    fn takes_input(&self) -> bool {
-        false
-    }
-
-    fn positional(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn option_names(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("model", DataType::Utf8, false),
-            Field::new("measure", DataType::Utf8, false),
-            Field::new("rank", DataType::Int32, false),
-            Field::new("feature", DataType::Utf8, false),
-            Field::new("importance", DataType::Float64, false),
-            Field::new("coefficient", DataType::Float64, true),
-        ]))
-    }
-
-    fn bind(&self, mut o: Options) -> Result<Compute> {
-        let name = o.text("name")?.ok_or_else(|| {
-            user_error(format!(
-                "{EXPLAIN_MODEL}: write explain_model('name[@version]')"
-            ))
-        })?;
-        o.finish()?;
-        let store = self.store.clone();
-        let schema = self.schema();
-        Ok(all_at_once(move |_: &[RecordBatch]| {
-            let (model, version) = store
-                .resolve(&name)
-                .map_err(|e| model_error(EXPLAIN_MODEL, e))?;
-            let manifest = store
-                .list()
-                .into_iter()
-                .find(|m| m.name == model && m.version == version)
-                .ok_or_else(|| user_error(format!("{EXPLAIN_MODEL}: {name} was just dropped")))?;
-            let mut rows = manifest.importance.clone();
-            // Measures in their order of first appearance; most important first within each.
-            let mut measures: Vec<String> = Vec::new();
-            for r in &rows {
-                if !measures.contains(&r.measure) {
-                    measures.push(r.measure.clone());
-                }
-            }
-            rows.sort_by(|a, b| {
-                let m = |x: &str| measures.iter().position(|v| v == x);
-                m(&a.measure)
-                    .cmp(&m(&b.measure))
-                    .then(b.value.total_cmp(&a.value))
-                    .then(a.feature.cmp(&b.feature))
-            });
-            let mut rank = Vec::with_capacity(rows.len());
-            for (k, r) in rows.iter().enumerate() {
-                let first = k == 0 || rows[k - 1].measure != r.measure;
-                rank.push(if first { 1 } else { rank[k - 1] + 1 });
-            }
-            let label = format!("{model}@{version}");
-            Ok(RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|_| label.clone()),
-                    )),
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.measure.clone()),
-                    )),
-                    Arc::new(Int32Array::from(rank)),
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.feature.clone()),
-                    )),
-                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
-                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.coefficient))),
                 ],
             )?)
         }))

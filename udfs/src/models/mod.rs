@@ -2,6 +2,7 @@
 //! table and `drop_model`, all over one [`ModelStore`] shared by every session.
 
 pub mod catalog;
+pub mod explain;
 pub mod features;
 pub mod score;
 pub mod train_sql;

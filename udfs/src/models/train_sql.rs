@@ -22,7 +22,7 @@ use flashsql_gpu::encoder::EncoderConfig;
 use flashsql_gpu::gbdt::GbdtParams;
 use flashsql_gpu::learner::Learned;
 use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
-use flashsql_gpu::store::{DeployTarget, Manifest, Metrics, ModelStore};
+use flashsql_gpu::store::{Candidate, DeployTarget, Manifest, Metrics, ModelStore};
 use flashsql_gpu::tabular::{SequenceCounts, TabularLearner, TabularSpec};
 use flashsql_gpu::train::{EpochReport, SplitKeys, TrainOptions, Trained, split, train};
 
@@ -35,7 +35,7 @@ use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, us
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, trees => 1000, max_depth => 6, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt'|'auto', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, trees => 1000, max_depth => 6, max_leaves => 31, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -49,21 +49,64 @@ struct Plan {
     /// The task: what the model predicts and so which inputs it reads; `None` for a tabular
     /// kind without `target =>`: a purchase model when the rows have a discount.
     kind: Option<ModelKind>,
-    /// `None`: the network.
-    learner: Option<TabularLearner>,
+    /// The learners to train (`None`: the network): one, or for `kind => 'auto'` every one,
+    /// simplest first; the best on the validation rows is kept.
+    learners: Vec<Option<TabularLearner>>,
     /// The L2 penalty of a logistic model (scikit-learn's 1 / C).
     l2: f64,
     /// Whether a tabular model reads the sequence as counts.
     sequence_counts: bool,
     /// A gbdt model's booster settings.
     gbdt: GbdtParams,
+    /// The network's options; a tabular learner's are [`Plan::options_for`].
     options: TrainOptions,
+    /// What the call said, where each learner has its own default.
+    given: Given,
     embed_dim: usize,
     max_len: usize,
     by_time: bool,
     use_sequence: bool,
     affinity: bool,
     deploy: Deploy,
+}
+
+/// Options whose defaults depend on the learner, as the call gave them.
+#[derive(Debug, Clone, Copy)]
+struct Given {
+    learning_rate: Option<f64>,
+    patience: Option<usize>,
+    calibrate: Option<bool>,
+}
+
+impl Plan {
+    /// The training options of one learner: a logistic or gbdt model is fitted on the log
+    /// loss itself and is not calibrated unless asked; trees take their own rate and patience.
+    fn options_for(&self, learner: Option<TabularLearner>) -> (TrainOptions, GbdtParams) {
+        let g = GbdtParams::default();
+        let d = TrainOptions::default();
+        let tree = learner == Some(TabularLearner::Gbdt);
+        let options = TrainOptions {
+            calibrate: self.given.calibrate.unwrap_or(learner.is_none()),
+            ..self.options.clone()
+        };
+        let gbdt = GbdtParams {
+            learning_rate: self
+                .given
+                .learning_rate
+                .map_or(g.learning_rate, |r| r as f32),
+            patience: self
+                .given
+                .patience
+                .unwrap_or(if tree { g.patience } else { d.patience }),
+            ..self.gbdt
+        };
+        (options, gbdt)
+    }
+}
+
+/// "network", or the tabular learner's name.
+fn learner_name(learner: Option<TabularLearner>) -> &'static str {
+    learner.map_or("network", |l| l.name())
 }
 
 /// Whether the new version becomes what the bare name means.
@@ -101,6 +144,7 @@ impl RelationFunction for TrainModel {
             "sequence_counts",
             "trees",
             "max_depth",
+            "max_leaves",
             "epochs",
             "batch_size",
             "learning_rate",
@@ -138,18 +182,27 @@ impl RelationFunction for TrainModel {
         flashsql_gpu::store::check_name(&name).map_err(|e| model_error(NAME, e))?;
         // Network kinds name their task; a tabular kind takes it from `target =>` or, without
         // one, from the input (see `task`).
-        let (kind, learner) = match o.text("kind")?.as_deref() {
-            None => (None, None),
-            Some("purchase") => (Some(ModelKind::Purchase), None),
-            Some("propensity") => (Some(ModelKind::Propensity), None),
-            Some("logistic") => (None, Some(TabularLearner::Logistic)),
-            Some("gbdt") => (None, Some(TabularLearner::Gbdt)),
+        let (kind, learners) = match o.text("kind")?.as_deref() {
+            None => (None, vec![None]),
+            Some("purchase") => (Some(ModelKind::Purchase), vec![None]),
+            Some("propensity") => (Some(ModelKind::Propensity), vec![None]),
+            Some("logistic") => (None, vec![Some(TabularLearner::Logistic)]),
+            Some("gbdt") => (None, vec![Some(TabularLearner::Gbdt)]),
+            Some("auto") => (
+                None,
+                vec![
+                    Some(TabularLearner::Logistic),
+                    Some(TabularLearner::Gbdt),
+                    None,
+                ],
+            ),
             Some(other) => {
                 return Err(user_error(format!(
-                    "{NAME}: kind '{other}' is not known: use 'purchase', 'propensity', 'logistic', 'gbdt'"
+                    "{NAME}: kind '{other}' is not known: use 'purchase', 'propensity', 'logistic', 'gbdt', 'auto'"
                 )));
             }
         };
+        let network_only = learners == [None];
         let target = match o.text("target")?.as_deref() {
             None => None,
             Some("purchase") => Some(ModelKind::Purchase),
@@ -172,7 +225,7 @@ impl RelationFunction for TrainModel {
             (Some(k), _) => Some(k),
             (None, Some(t)) => Some(t),
             // The network's default task.
-            (None, None) if learner.is_none() => Some(ModelKind::Purchase),
+            (None, None) if network_only => Some(ModelKind::Purchase),
             (None, None) => None,
         };
         let l2 = match o.number("l2")? {
@@ -202,38 +255,40 @@ impl RelationFunction for TrainModel {
         let g = GbdtParams::default();
         let trees = positive(&mut o, "trees", g.trees, 100_000)?;
         let max_depth = positive(&mut o, "max_depth", g.max_depth, 64)?;
+        let max_leaves = positive(&mut o, "max_leaves", g.max_leaves, 1 << 20)?;
         // Trees stop after many more rounds without improvement than epochs do.
-        let gbdt = learner == Some(TabularLearner::Gbdt);
-        let patience = positive(
-            &mut o,
-            "patience",
-            if gbdt { g.patience } else { d.patience },
-            100_000,
-        )?;
+        let given_patience = match o.count("patience")? {
+            None => None,
+            Some(v) if (1..=100_000).contains(&v) => Some(v as usize),
+            Some(v) => {
+                return Err(user_error(format!(
+                    "{NAME}: patience must be between 1 and 100000, got {v}"
+                )));
+            }
+        };
         let rate = |o: &mut Options, key: &str, default: f64| -> Result<f64> {
             match o.number(key)? {
                 None => Ok(default),
-                Some(v) if v > 0.0 && v < 10.0 || key == "weight_decay" && v == 0.0 => Ok(v),
+                Some(v) if v > 0.0 && v < 10.0 || v == 0.0 => Ok(v),
                 Some(v) => Err(user_error(format!(
                     "{NAME}: {key} must be positive and below 10, got {v}"
                 ))),
             }
         };
-        let learning_rate = rate(
-            &mut o,
-            "learning_rate",
-            if gbdt {
-                f64::from(g.learning_rate)
-            } else {
-                d.learning_rate
-            },
-        )?;
+        let given_rate = match o.number("learning_rate")? {
+            None => None,
+            Some(v) if v > 0.0 && v < 10.0 => Some(v),
+            Some(v) => {
+                return Err(user_error(format!(
+                    "{NAME}: learning_rate must be positive and below 10, got {v}"
+                )));
+            }
+        };
         let weight_decay = rate(&mut o, "weight_decay", d.weight_decay)?;
         let by_time = o.choice("split", &[("user", false), ("time", true)])?;
         let use_sequence = o.flag("sequence")?.unwrap_or(true);
         let affinity = o.flag("affinity")?.unwrap_or(true);
-        // A logistic model is fitted on the log loss itself: calibrated unless asked.
-        let calibrate = o.flag("calibrate")?.unwrap_or(learner.is_none());
+        let given_calibrate = o.flag("calibrate")?;
         let seed = o.count("seed")?.unwrap_or(d.seed);
         let device = match o.text("device")? {
             Some(s) => s.parse().map_err(|e: GpuError| model_error(NAME, e))?,
@@ -251,27 +306,30 @@ impl RelationFunction for TrainModel {
         let plan = Plan {
             name,
             kind,
-            learner,
+            learners,
             l2,
             sequence_counts,
             gbdt: GbdtParams {
                 trees,
-                learning_rate: learning_rate as f32,
                 max_depth,
+                max_leaves,
                 l2: l2 as f32,
-                patience,
                 ..g
             },
             options: TrainOptions {
                 epochs,
                 batch_size,
-                learning_rate,
+                learning_rate: given_rate.unwrap_or(d.learning_rate),
                 weight_decay,
-                patience,
+                patience: given_patience.unwrap_or(d.patience),
                 seed,
                 device,
-                calibrate,
                 ..d
+            },
+            given: Given {
+                learning_rate: given_rate,
+                patience: given_patience,
+                calibrate: given_calibrate,
             },
             embed_dim,
             max_len,
@@ -460,10 +518,8 @@ fn training_input(plan: &Plan, input: &RecordBatch) -> Result<TrainingInput> {
         // Only a purchase model with the sequence reads it.
         affinity: (plan.affinity && plan.use_sequence && kind == ModelKind::Purchase)
             .then_some(crate::sequence::TOKEN_LAYOUT),
-        tabular: plan.learner.map(|learner| TabularSpec {
-            learner,
-            counts: (plan.use_sequence && plan.sequence_counts).then(sequence_counts),
-        }),
+        // Set per learner by `run`.
+        tabular: None,
     };
     let mut rows = Rows {
         sequences,
@@ -549,43 +605,85 @@ fn run(
     let reservation = store
         .reserve(&plan.name)
         .map_err(|e| model_error(NAME, e))?;
-    let label = format!("{}@{}", reservation.name, reservation.version);
-    let mut on_epoch = |r: &EpochReport| -> std::result::Result<(), GpuError> {
-        let batch = epoch_batch(schema, &label, r).map_err(|e| GpuError::Data(e.to_string()))?;
-        emit(batch).map_err(|e| GpuError::Data(e.to_string()))
-    };
-    let trained: Trained<Learned> = match plan.learner {
-        None => train(
-            config.clone(),
-            &rows,
-            &labels,
-            &keys,
-            &plan.options,
-            &mut on_epoch,
-        )
-        .map(|t| t.map(Learned::Network)),
-        Some(TabularLearner::Logistic) => flashsql_gpu::logistic::train(
-            config.clone(),
-            &rows,
-            &labels,
-            &keys,
-            &plan.options,
-            plan.l2,
-            &mut on_epoch,
-        )
-        .map(|t| t.map(Learned::Logistic)),
-        Some(TabularLearner::Gbdt) => flashsql_gpu::gbdt::train(
-            config.clone(),
-            &rows,
-            &labels,
-            &keys,
-            &plan.options,
-            &plan.gbdt,
-            &mut on_epoch,
-        )
-        .map(|t| t.map(Learned::Gbdt)),
+    let auto = plan.learners.len() > 1;
+    let mut candidates: Vec<(Option<TabularLearner>, Trained<Learned>, f64)> = Vec::new();
+    for &learner in &plan.learners {
+        let t0 = Instant::now();
+        // Under `auto` each candidate's rows say which it is.
+        let label = if auto {
+            format!(
+                "{}@{} ({})",
+                reservation.name,
+                reservation.version,
+                learner_name(learner)
+            )
+        } else {
+            format!("{}@{}", reservation.name, reservation.version)
+        };
+        let mut on_epoch = |r: &EpochReport| -> std::result::Result<(), GpuError> {
+            let batch =
+                epoch_batch(schema, &label, r).map_err(|e| GpuError::Data(e.to_string()))?;
+            emit(batch).map_err(|e| GpuError::Data(e.to_string()))
+        };
+        let config = PurchaseConfig {
+            tabular: learner.map(|learner| TabularSpec {
+                learner,
+                counts: (plan.use_sequence && plan.sequence_counts).then(sequence_counts),
+            }),
+            ..config.clone()
+        };
+        let (options, gbdt) = plan.options_for(learner);
+        let trained = match learner {
+            None => train(config, &rows, &labels, &keys, &options, &mut on_epoch)
+                .map(|t| t.map(Learned::Network)),
+            Some(TabularLearner::Logistic) => flashsql_gpu::logistic::train(
+                config,
+                &rows,
+                &labels,
+                &keys,
+                &options,
+                plan.l2,
+                &mut on_epoch,
+            )
+            .map(|t| t.map(Learned::Logistic)),
+            Some(TabularLearner::Gbdt) => flashsql_gpu::gbdt::train(
+                config,
+                &rows,
+                &labels,
+                &keys,
+                &options,
+                &gbdt,
+                &mut on_epoch,
+            )
+            .map(|t| t.map(Learned::Gbdt)),
+        }
+        .map_err(|e| model_error(NAME, e))?;
+        candidates.push((learner, trained, t0.elapsed().as_secs_f64()));
     }
-    .map_err(|e| model_error(NAME, e))?;
+    let comparison: Vec<Candidate> = candidates
+        .iter()
+        .map(|(learner, t, seconds)| {
+            let kept = &t.reports[t.best_epoch - 1];
+            Candidate {
+                learner: learner_name(*learner).into(),
+                valid_auc: kept.valid_auc,
+                valid_logloss: t.calibrated.map_or(kept.valid_logloss, |(_, after)| after),
+                training_seconds: *seconds,
+                chosen: false,
+            }
+        })
+        .collect();
+    let chosen = choose(&comparison);
+    let (_, trained, _) = candidates.swap_remove(chosen);
+    let comparison: Vec<Candidate> = comparison
+        .into_iter()
+        .enumerate()
+        .map(|(k, c)| Candidate {
+            chosen: k == chosen,
+            ..c
+        })
+        .collect();
+    let label = format!("{}@{}", reservation.name, reservation.version);
     let kept = &trained.reports[trained.best_epoch - 1];
     let manifest = Manifest {
         name: plan.name.clone(),
@@ -602,6 +700,7 @@ fn run(
                 .calibrated
                 .map_or(kept.valid_logloss, |(_, after)| after),
             uncalibrated_logloss: trained.calibrated.map(|(before, _)| before),
+            candidates: if auto { comparison } else { Vec::new() },
         },
         seed: plan.options.seed,
         device: trained.device.to_string(),
@@ -661,6 +760,31 @@ fn run(
             .map_err(|e| model_error(NAME, e))?;
     }
     Ok(())
+}
+
+/// AUC within this of the best counts as a tie, which the simpler learner wins.
+const AUTO_TIE: f64 = 0.001;
+
+/// The candidate `kind => 'auto'` keeps: the highest validation AUC, unless a simpler one
+/// (earlier in the list) is within [`AUTO_TIE`] of it; without an AUC (one class in the
+/// validation rows), the lowest log loss.
+fn choose(candidates: &[Candidate]) -> usize {
+    let best_auc = candidates
+        .iter()
+        .filter_map(|c| c.valid_auc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if best_auc.is_finite()
+        && let Some(k) = candidates
+            .iter()
+            .position(|c| c.valid_auc.is_some_and(|a| a >= best_auc - AUTO_TIE))
+    {
+        return k;
+    }
+    candidates
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.valid_logloss.total_cmp(&b.1.valid_logloss))
+        .map_or(0, |(k, _)| k)
 }
 
 fn shown(auc: Option<f64>) -> String {
@@ -730,4 +854,42 @@ fn epoch_batch(schema: &SchemaRef, model: &str, r: &EpochReport) -> Result<Recor
             Arc::new(BooleanArray::from(vec![r.improved])),
         ],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(learner: &str, auc: Option<f64>, logloss: f64) -> Candidate {
+        Candidate {
+            learner: learner.into(),
+            valid_auc: auc,
+            valid_logloss: logloss,
+            training_seconds: 0.0,
+            chosen: false,
+        }
+    }
+
+    /// The best AUC wins; a simpler learner within the tie margin wins over it; without
+    /// AUCs, the lowest log loss.
+    #[test]
+    fn auto_keeps_the_best_and_breaks_ties_by_simplicity() {
+        let c = |a: f64, b: f64, n: f64| {
+            choose(&[
+                candidate("logistic", Some(a), 0.5),
+                candidate("gbdt", Some(b), 0.5),
+                candidate("network", Some(n), 0.5),
+            ])
+        };
+        assert_eq!(c(0.70, 0.78, 0.77), 1);
+        assert_eq!(c(0.70, 0.77, 0.78), 2);
+        assert_eq!(c(0.7795, 0.78, 0.7801), 0);
+        assert_eq!(c(0.70, 0.7795, 0.7801), 1);
+        let no_auc = [
+            candidate("logistic", None, 0.52),
+            candidate("gbdt", None, 0.50),
+            candidate("network", None, 0.51),
+        ];
+        assert_eq!(choose(&no_auc), 1);
+    }
 }
