@@ -33,8 +33,8 @@ use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
 use crate::metrics::{auc, bce_with_logits, log_loss};
 use crate::purchase::{PurchaseConfig, Rows};
-use crate::tabular::{TabularSpec, column_names, design, discount_column};
-use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration, prepare};
+use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
+use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration};
 
 /// The booster's settings (LightGBM's names where they differ).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,31 +213,22 @@ pub fn train(
     params: &GbdtParams,
     on_report: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
 ) -> Result<Trained<GbdtModel>, GpuError> {
-    let spec = config
-        .tabular
-        .clone()
-        .ok_or_else(|| GpuError::Shape("a gbdt model needs its tabular spec".into()))?;
-    if let Some(c) = &spec.counts {
-        c.check(config.encoder.vocab)?;
-    }
-    let columns = column_names(&config, &spec);
+    let TabularTraining {
+        spec,
+        columns,
+        x,
+        prepared:
+            Prepared {
+                rows: _,
+                labels,
+                fingerprint,
+                train_idx,
+                valid_idx,
+                valid_rows,
+                valid_labels,
+            },
+    } = prepare_tabular(&config, rows, labels, keys, opts)?;
     let d = columns.len();
-    if d == 0 {
-        return Err(GpuError::Data(
-            "the model has no inputs: give it a sequence (sequence => true), an offer or features"
-                .into(),
-        ));
-    }
-    let Prepared {
-        rows,
-        labels,
-        fingerprint,
-        train_idx,
-        valid_idx,
-        valid_rows,
-        valid_labels,
-    } = prepare(&config, rows, labels, keys, opts)?;
-    let x = design(&config, &spec, &rows);
     let (xt, xv) = (
         column_major(&x, d, &train_idx),
         column_major(&x, d, &valid_idx),
@@ -331,12 +322,7 @@ pub fn train(
         let dv = design(&model.config, &spec, &valid_rows);
         dv.chunks(d).map(|row| model.raw_logit(row)).collect()
     };
-    let before = bce_with_logits(&valid_labels, &zv);
-    let calibrated = match opts
-        .calibrate
-        .then(|| calibration(&zv, before, &valid_labels))
-        .flatten()
-    {
+    let calibrated = match calibration(opts, &zv, &valid_labels) {
         Some((platt, before, after)) => {
             model.config.calibration = Some(platt);
             Some((before, after))

@@ -20,8 +20,8 @@ use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
 use crate::metrics::{auc, bce_with_logits, log_loss};
 use crate::purchase::{PurchaseConfig, Rows};
-use crate::tabular::{TabularSpec, column_names, design, discount_column};
-use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration, prepare};
+use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
+use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration};
 
 /// A fitted logistic model: how to read and standardise its columns, and its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,31 +104,22 @@ pub fn train(
     l2: f64,
     on_report: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
 ) -> Result<Trained<LogisticModel>, GpuError> {
-    let spec = config
-        .tabular
-        .clone()
-        .ok_or_else(|| GpuError::Shape("a logistic model needs its tabular spec".into()))?;
-    if let Some(c) = &spec.counts {
-        c.check(config.encoder.vocab)?;
-    }
-    let columns = column_names(&config, &spec);
+    let TabularTraining {
+        spec: _,
+        columns,
+        x,
+        prepared:
+            Prepared {
+                rows: _,
+                labels,
+                fingerprint,
+                train_idx,
+                valid_idx,
+                valid_rows,
+                valid_labels,
+            },
+    } = prepare_tabular(&config, rows, labels, keys, opts)?;
     let d = columns.len();
-    if d == 0 {
-        return Err(GpuError::Data(
-            "the model has no inputs: give it a sequence (sequence => true), an offer or features"
-                .into(),
-        ));
-    }
-    let Prepared {
-        rows,
-        labels,
-        fingerprint,
-        train_idx,
-        valid_idx,
-        valid_rows,
-        valid_labels,
-    } = prepare(&config, rows, labels, keys, opts)?;
-    let x = design(&config, &spec, &rows);
     let (mean, sd) = standardisation(&x, d, &train_idx);
     let standardised = |idx: &[usize]| -> Vec<f64> {
         let mut out = Vec::with_capacity(idx.len() * d);
@@ -184,12 +175,7 @@ pub fn train(
         l2,
     };
     let zv = logits_of(&xv, &model.coef, model.intercept);
-    let before = bce_with_logits(&valid_labels, &zv);
-    let calibrated = match opts
-        .calibrate
-        .then(|| calibration(&zv, before, &valid_labels))
-        .flatten()
-    {
+    let calibrated = match calibration(opts, &zv, &valid_labels) {
         Some((platt, before, after)) => {
             model.config.calibration = Some(platt);
             Some((before, after))

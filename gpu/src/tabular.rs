@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::affinity::{AFFINITY, TokenLayout};
 use crate::purchase::{PurchaseConfig, Rows};
+use crate::train::{Prepared, SplitKeys, TrainOptions, prepare};
 
 /// Which tabular learner a model is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +234,48 @@ pub fn design(config: &PurchaseConfig, spec: &TabularSpec, rows: &Rows) -> Vec<f
         }
     }
     x
+}
+
+/// What every tabular learner trains on: the rows prepared as every kind prepares them
+/// ([`prepare`]: content order, fingerprint, seeded split) and their design matrix.
+pub(crate) struct TabularTraining {
+    pub spec: TabularSpec,
+    pub columns: Vec<String>,
+    /// Row-major, one row per prepared row.
+    pub x: Vec<f64>,
+    pub prepared: Prepared,
+}
+
+/// Checks a tabular config and prepares its rows ([`TabularTraining`]).
+pub(crate) fn prepare_tabular(
+    config: &PurchaseConfig,
+    rows: &Rows,
+    labels: &[f32],
+    keys: &SplitKeys,
+    opts: &TrainOptions,
+) -> Result<TabularTraining, GpuError> {
+    let spec = config
+        .tabular
+        .clone()
+        .ok_or_else(|| GpuError::Shape("a tabular model needs its tabular spec".into()))?;
+    if let Some(c) = &spec.counts {
+        c.check(config.encoder.vocab)?;
+    }
+    let columns = column_names(config, &spec);
+    if columns.is_empty() {
+        return Err(GpuError::Data(
+            "the model has no inputs: give it a sequence (sequence => true), an offer or features"
+                .into(),
+        ));
+    }
+    let prepared = prepare(config, rows, labels, keys, opts)?;
+    let x = design(config, &spec, &prepared.rows);
+    Ok(TabularTraining {
+        spec,
+        columns,
+        x,
+        prepared,
+    })
 }
 
 #[cfg(test)]

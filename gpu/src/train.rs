@@ -241,9 +241,17 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
     }
 }
 
-/// A Platt calibration fitted on validation logits `z` (whose log loss is `before`), when
-/// one lowers that loss; with the log loss before and after.
-pub(crate) fn calibration(z: &[f64], before: f64, labels: &[f32]) -> Option<(Platt, f64, f64)> {
+/// A Platt calibration fitted on validation logits `z`, when `opts` asks for one and it
+/// lowers their log loss; with the log loss before and after.
+pub(crate) fn calibration(
+    opts: &TrainOptions,
+    z: &[f64],
+    labels: &[f32],
+) -> Option<(Platt, f64, f64)> {
+    if !opts.calibrate {
+        return None;
+    }
+    let before = metrics::bce_with_logits(labels, z);
     let platt = Platt::fit(z, labels)?;
     let scaled: Vec<f64> = z.iter().map(|&v| platt.apply(v)).collect();
     let after = metrics::bce_with_logits(labels, &scaled);
@@ -436,13 +444,9 @@ pub fn train(
             }
         }
     }
-    let (best_loss, best_epoch, model, logits) =
+    let (_, best_epoch, model, logits) =
         best.ok_or_else(|| GpuError::Data("no epoch finished".into()))?;
-    let (model, calibrated) = match opts
-        .calibrate
-        .then(|| calibration(&logits, best_loss, &valid_labels))
-        .flatten()
-    {
+    let (model, calibrated) = match calibration(opts, &logits, &valid_labels) {
         Some((platt, before, after)) => {
             (model.with_calibration(Some(platt)), Some((before, after)))
         }
