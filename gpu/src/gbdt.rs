@@ -31,10 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
-use crate::metrics::{auc, bce_with_logits, log_loss};
+use crate::metrics::bce_with_logits;
 use crate::purchase::{PurchaseConfig, Rows};
 use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
-use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration};
+use crate::train::{
+    EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibrate_config, ranking,
+};
 
 /// The booster's settings (LightGBM's names where they differ).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,8 +74,7 @@ impl Default for GbdtParams {
 pub struct GbdtModel {
     pub config: PurchaseConfig,
     pub columns: Vec<String>,
-    /// Trees used for prediction (the best iteration's; the rest were grown past it).
-    pub trees: usize,
+    /// Only the kept trees (those grown past the best count are dropped after training).
     pub booster: Arc<GradientBooster>,
 }
 
@@ -81,7 +82,7 @@ impl std::fmt::Debug for GbdtModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GbdtModel")
             .field("columns", &self.columns.len())
-            .field("trees", &self.trees)
+            .field("trees", &self.booster.trees.len())
             .finish()
     }
 }
@@ -91,7 +92,6 @@ impl std::fmt::Debug for GbdtModel {
 struct Stored {
     config: PurchaseConfig,
     columns: Vec<String>,
-    trees: usize,
     booster: String,
 }
 
@@ -100,7 +100,6 @@ impl GbdtModel {
         let stored = Stored {
             config: self.config.clone(),
             columns: self.columns.clone(),
-            trees: self.trees,
             booster: self
                 .booster
                 .json_dump()
@@ -114,17 +113,9 @@ impl GbdtModel {
             .map_err(|e| GpuError::Io(format!("not a gbdt model's parameters: {e}")))?;
         let booster = GradientBooster::from_json(&s.booster)
             .map_err(|e| GpuError::Io(format!("not a gbdt booster: {e}")))?;
-        if s.trees > booster.trees.len() {
-            return Err(GpuError::Io(format!(
-                "gbdt: {} trees used of {} stored",
-                s.trees,
-                booster.trees.len()
-            )));
-        }
         Ok(GbdtModel {
             config: s.config,
             columns: s.columns,
-            trees: s.trees,
             booster: Arc::new(booster),
         })
     }
@@ -140,7 +131,9 @@ impl GbdtModel {
     pub fn raw_logit(&self, row: &[f64]) -> f64 {
         let missing = self.booster.missing;
         self.booster.base_score
-            + self.booster.trees[..self.trees]
+            + self
+                .booster
+                .trees
                 .iter()
                 .map(|t| t.predict_row_from_row_slice(row, &missing))
                 .sum::<f64>()
@@ -214,7 +207,6 @@ pub fn train(
     on_report: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
 ) -> Result<Trained<GbdtModel>, GpuError> {
     let TabularTraining {
-        spec,
         columns,
         x,
         prepared:
@@ -265,19 +257,21 @@ pub fn train(
         .map_err(|e| GpuError::Data(format!("gbdt: {e}")))?;
     let seconds = started.elapsed().as_secs_f64();
     let grown = booster.trees.len();
-    let kept = booster
-        .prediction_iteration
-        .unwrap_or(grown)
-        .clamp(1, grown.max(1));
     if grown == 0 {
         return Err(GpuError::Data("gbdt: no tree was grown".into()));
     }
-    // Margins tree by tree, for one report every 10 trees and at the kept count.
+    let kept = booster
+        .prediction_iteration
+        .unwrap_or(grown)
+        .clamp(1, grown);
+    // Margins tree by tree, for one report every 10 trees and at the kept count; each report
+    // carries its share of the fit's time.
     let missing = booster.missing;
+    let yt32: Vec<f32> = yt.iter().map(|&y| y as f32).collect();
     let mut zt = vec![booster.base_score; yt.len()];
     let mut zv = vec![booster.base_score; yv.len()];
+    let mut kept_zv = Vec::new();
     let mut reports: Vec<EpochReport> = Vec::new();
-    let mut best_epoch = 1;
     for (k, tree) in booster.trees.iter().enumerate() {
         for (z, p) in zt.iter_mut().zip(tree.predict(&mt, true, &missing)) {
             *z += p;
@@ -290,44 +284,33 @@ pub fn train(
             continue;
         }
         let valid_loss = bce_with_logits(&valid_labels, &zv);
-        let probs: Vec<f64> = zv.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
-        let mut pairs: Vec<(f64, f64)> = probs.iter().copied().zip(yv.iter().copied()).collect();
-        let yt32: Vec<f32> = yt.iter().map(|&y| y as f32).collect();
+        let (valid_auc, valid_logloss) = ranking(&valid_labels, &zv);
+        let since = reports.last().map_or(0, |r| r.epoch);
         let report = EpochReport {
             epoch: count,
             train_loss: bce_with_logits(&yt32, &zt),
             valid_loss,
-            valid_auc: auc(&mut pairs),
-            valid_logloss: log_loss(&valid_labels, &probs),
-            seconds: seconds * count as f64 / grown as f64,
+            valid_auc,
+            valid_logloss,
+            seconds: seconds * (count - since) as f64 / grown as f64,
             improved: reports.iter().all(|r| valid_loss < r.valid_loss - 1e-7),
         };
         on_report(&report)?;
         reports.push(report);
         if count == kept {
-            best_epoch = reports.len();
+            kept_zv = zv.clone();
         }
     }
     // The trees grown past the best count are never used: not stored.
     booster.trees.truncate(kept);
     booster.prediction_iteration = Some(kept);
     let gain = booster.calculate_feature_importance(ImportanceMethod::Gain, true);
-    let mut model = GbdtModel {
+    let mut config = config;
+    let calibrated = calibrate_config(opts, &mut config, &kept_zv, &valid_labels);
+    let model = GbdtModel {
         config,
         columns,
-        trees: kept,
         booster: Arc::new(booster),
-    };
-    let zv: Vec<f64> = {
-        let dv = design(&model.config, &spec, &valid_rows);
-        dv.chunks(d).map(|row| model.raw_logit(row)).collect()
-    };
-    let calibrated = match calibration(opts, &zv, &valid_labels) {
-        Some((platt, before, after)) => {
-            model.config.calibration = Some(platt);
-            Some((before, after))
-        }
-        None => None,
     };
     let mut importance = permutation(&model.config, &valid_rows, &valid_labels, opts.seed, &|r| {
         model.logits(r)
@@ -339,7 +322,7 @@ pub fn train(
         coefficient: None,
     }));
     Ok(Trained {
-        best_epoch,
+        best_epoch: kept,
         reports,
         model,
         device: DeviceChoice::Cpu,

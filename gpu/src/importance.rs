@@ -31,48 +31,72 @@ pub struct Importance {
     pub coefficient: Option<f64>,
 }
 
-/// The inputs a model reads, as its scoring function takes them.
-fn inputs(config: &PurchaseConfig) -> Vec<String> {
+/// An input of a model, as its scoring function takes it.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Seq,
+    Category,
+    Price,
+    Discount,
+    TimeLeft,
+    Hour,
+    /// `features[k]`, from 0.
+    Feature(usize),
+}
+
+impl Input {
+    /// Its name in SQL.
+    fn name(self) -> String {
+        match self {
+            Input::Seq => "seq".into(),
+            Input::Category => "category_id".into(),
+            Input::Price => "price".into(),
+            Input::Discount => "discount".into(),
+            Input::TimeLeft => "time_left".into(),
+            Input::Hour => "hour".into(),
+            Input::Feature(k) => format!("features[{}]", k + 1),
+        }
+    }
+}
+
+/// The inputs a model reads.
+fn inputs(config: &PurchaseConfig) -> Vec<Input> {
     let mut v = Vec::new();
     if config.use_sequence {
-        v.push("seq".to_string());
+        v.push(Input::Seq);
     }
     if config.has_offer() {
-        v.extend(["category_id", "price", "discount"].map(String::from));
+        v.extend([Input::Category, Input::Price, Input::Discount]);
         if config.time_left {
-            v.push("time_left".into());
+            v.push(Input::TimeLeft);
         }
         if config.hour {
-            v.push("hour".into());
+            v.push(Input::Hour);
         }
     }
-    v.extend((1..=config.features.len()).map(|k| format!("features[{k}]")));
+    v.extend((0..config.features.len()).map(Input::Feature));
     v
 }
 
-/// `rows` with input `name` shuffled across rows by `order`.
-fn shuffled(rows: &Rows, name: &str, order: &[usize]) -> Rows {
+/// `rows` with `input` shuffled across rows by `order`.
+fn shuffled(rows: &Rows, input: Input, order: &[usize]) -> Rows {
+    fn permute<T: Copy>(v: &[T], order: &[usize]) -> Vec<T> {
+        order.iter().map(|&r| v[r]).collect()
+    }
     let mut out = rows.clone();
-    let permute = |v: &[f32]| -> Vec<f32> { order.iter().map(|&r| v[r]).collect() };
-    match name {
-        "seq" => out.seq_of_row = order.iter().map(|&r| rows.seq_of_row[r]).collect(),
-        "category_id" => {
-            out.category = order.iter().map(|&r| rows.category[r]).collect();
+    match input {
+        Input::Seq => out.seq_of_row = permute(&rows.seq_of_row, order),
+        Input::Category => {
+            out.category = permute(&rows.category, order);
             if !rows.category_bucket.is_empty() {
-                out.category_bucket = order.iter().map(|&r| rows.category_bucket[r]).collect();
+                out.category_bucket = permute(&rows.category_bucket, order);
             }
         }
-        "price" => out.price = permute(&rows.price),
-        "discount" => out.discount = permute(&rows.discount),
-        "time_left" => out.time_left = permute(&rows.time_left),
-        "hour" => out.hour = permute(&rows.hour),
-        feature => {
-            let k: usize = feature
-                .trim_start_matches("features[")
-                .trim_end_matches(']')
-                .parse::<usize>()
-                .unwrap_or(1)
-                - 1;
+        Input::Price => out.price = permute(&rows.price, order),
+        Input::Discount => out.discount = permute(&rows.discount, order),
+        Input::TimeLeft => out.time_left = permute(&rows.time_left, order),
+        Input::Hour => out.hour = permute(&rows.hour, order),
+        Input::Feature(k) => {
             let w = rows.feature_width();
             for (r, &src) in order.iter().enumerate() {
                 out.features[r * w + k] = rows.features[src * w + k];
@@ -93,17 +117,17 @@ pub fn permutation(
 ) -> Result<Vec<Importance>, GpuError> {
     let base = bce_with_logits(labels, &logits(rows)?);
     let mut out = Vec::new();
-    for (k, name) in inputs(config).into_iter().enumerate() {
+    for (k, input) in inputs(config).into_iter().enumerate() {
         let mut total = 0.0;
         for repeat in 0..REPEATS {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(0x7065_726d ^ ((k as u64) << 8) ^ repeat);
             let mut order: Vec<usize> = (0..rows.len()).collect();
             order.shuffle(&mut rng);
-            total += bce_with_logits(labels, &logits(&shuffled(rows, &name, &order))?) - base;
+            total += bce_with_logits(labels, &logits(&shuffled(rows, input, &order))?) - base;
         }
         out.push(Importance {
-            feature: name,
+            feature: input.name(),
             measure: "permutation".into(),
             value: total / REPEATS as f64,
             coefficient: None,

@@ -43,20 +43,6 @@ impl Learned {
         }
     }
 
-    /// The learner's name, as `flashsql_models` shows it.
-    pub fn learner(&self) -> &'static str {
-        learner_name(self.config())
-    }
-
-    /// The logits of `rows`, as the stored model will score them.
-    pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
-        match self {
-            Learned::Network(m) => Scorer::new(m)?.logits(rows),
-            Learned::Logistic(m) => m.logits(rows),
-            Learned::Gbdt(m) => m.logits(rows),
-        }
-    }
-
     /// Writes the model's files into `dir`; returns them (to be synced).
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, GpuError> {
         match self {
@@ -114,12 +100,9 @@ fn write_parameters(dir: &Path, text: String) -> Result<Vec<PathBuf>, GpuError> 
     Ok(vec![path])
 }
 
-/// "network", or the tabular learner's name.
-pub fn learner_name(config: &PurchaseConfig) -> &'static str {
-    config
-        .tabular
-        .as_ref()
-        .map_or("network", |t| t.learner.name())
+/// "network", or the tabular learner's name, as `flashsql_models` shows it.
+pub fn learner_name(learner: Option<TabularLearner>) -> &'static str {
+    learner.map_or("network", |l| l.name())
 }
 
 /// A stored model ready to score, whatever its kind.

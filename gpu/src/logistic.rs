@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
-use crate::metrics::{auc, bce_with_logits, log_loss};
+use crate::metrics::bce_with_logits;
 use crate::purchase::{PurchaseConfig, Rows};
 use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
-use crate::train::{EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibration};
+use crate::train::{
+    EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibrate_config, ranking,
+};
 
 /// A fitted logistic model: how to read and standardise its columns, and its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +107,6 @@ pub fn train(
     on_report: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
 ) -> Result<Trained<LogisticModel>, GpuError> {
     let TabularTraining {
-        spec: _,
         columns,
         x,
         prepared:
@@ -140,18 +141,13 @@ pub fn train(
     let mut on_iteration = |w: &[f64], b: f64| -> Result<(), GpuError> {
         let zv = logits_of(&xv, w, b);
         let valid_loss = bce_with_logits(&valid_labels, &zv);
-        let probs: Vec<f64> = zv.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
-        let mut pairs: Vec<(f64, f64)> = probs
-            .iter()
-            .zip(&valid_labels)
-            .map(|(&p, &y)| (p, f64::from(y)))
-            .collect();
+        let (valid_auc, valid_logloss) = ranking(&valid_labels, &zv);
         let report = EpochReport {
             epoch: reports.len() + 1,
             train_loss: bce_with_logits(&yt, &logits_of(&xt, w, b)),
             valid_loss,
-            valid_auc: auc(&mut pairs),
-            valid_logloss: log_loss(&valid_labels, &probs),
+            valid_auc,
+            valid_logloss,
             seconds: t0.elapsed().as_secs_f64(),
             improved: reports.iter().all(|r| valid_loss < r.valid_loss - 1e-7),
         };
@@ -175,13 +171,7 @@ pub fn train(
         l2,
     };
     let zv = logits_of(&xv, &model.coef, model.intercept);
-    let calibrated = match calibration(opts, &zv, &valid_labels) {
-        Some((platt, before, after)) => {
-            model.config.calibration = Some(platt);
-            Some((before, after))
-        }
-        None => None,
-    };
+    let calibrated = calibrate_config(opts, &mut model.config, &zv, &valid_labels);
     let mut importance = permutation(&model.config, &valid_rows, &valid_labels, opts.seed, &|r| {
         model.logits(r)
     })?;

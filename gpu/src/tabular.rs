@@ -239,7 +239,6 @@ pub fn design(config: &PurchaseConfig, spec: &TabularSpec, rows: &Rows) -> Vec<f
 /// What every tabular learner trains on: the rows prepared as every kind prepares them
 /// ([`prepare`]: content order, fingerprint, seeded split) and their design matrix.
 pub(crate) struct TabularTraining {
-    pub spec: TabularSpec,
     pub columns: Vec<String>,
     /// Row-major, one row per prepared row.
     pub x: Vec<f64>,
@@ -271,7 +270,6 @@ pub(crate) fn prepare_tabular(
     let prepared = prepare(config, rows, labels, keys, opts)?;
     let x = design(config, &spec, &prepared.rows);
     Ok(TabularTraining {
-        spec,
         columns,
         x,
         prepared,

@@ -84,6 +84,7 @@ pub struct EpochReport {
 pub struct Trained<M = PurchaseModel> {
     pub model: M,
     pub reports: Vec<EpochReport>,
+    /// The kept report's `epoch`: an epoch, a Newton step, or a number of trees.
     pub best_epoch: usize,
     pub device: DeviceChoice,
     pub train_rows: usize,
@@ -98,6 +99,14 @@ pub struct Trained<M = PurchaseModel> {
 }
 
 impl<M> Trained<M> {
+    /// The report of the kept weights.
+    pub fn kept(&self) -> &EpochReport {
+        self.reports
+            .iter()
+            .find(|r| r.epoch == self.best_epoch)
+            .unwrap_or(&self.reports[self.reports.len() - 1])
+    }
+
     /// The same training record around another form of the model.
     pub fn map<N>(self, f: impl FnOnce(M) -> N) -> Trained<N> {
         Trained {
@@ -239,6 +248,31 @@ fn subset(rows: &Rows, idx: &[usize], len: usize) -> Rows {
             .flat_map(|&r| rows.features[r * width..(r + 1) * width].iter().copied())
             .collect(),
     }
+}
+
+/// The AUC of validation `logits` against their `labels`, and the log loss of their
+/// probabilities: what every kind reports per epoch besides the loss it stops on.
+pub(crate) fn ranking(labels: &[f32], logits: &[f64]) -> (Option<f64>, f64) {
+    let probs: Vec<f64> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    let mut pairs: Vec<(f64, f64)> = probs
+        .iter()
+        .zip(labels)
+        .map(|(&p, &y)| (p, f64::from(y)))
+        .collect();
+    (auc(&mut pairs), log_loss(labels, &probs))
+}
+
+/// Calibrates a tabular model's `config` on its validation logits `z` when `opts` asks and
+/// it helps ([`calibration`]); the log loss before and after when it did.
+pub(crate) fn calibrate_config(
+    opts: &TrainOptions,
+    config: &mut PurchaseConfig,
+    z: &[f64],
+    labels: &[f32],
+) -> Option<(f64, f64)> {
+    let (platt, before, after) = calibration(opts, z, labels)?;
+    config.calibration = Some(platt);
+    Some((before, after))
 }
 
 /// A Platt calibration fitted on validation logits `z`, when `opts` asks for one and it
@@ -415,19 +449,14 @@ pub fn train(
                 "training diverged at epoch {epoch} (validation loss {valid_loss}): lower learning_rate"
             )));
         }
-        let probs: Vec<f64> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
-        let mut pairs: Vec<(f64, f64)> = probs
-            .iter()
-            .zip(&valid_labels)
-            .map(|(&p, &y)| (p, f64::from(y)))
-            .collect();
         let improved = best.as_ref().is_none_or(|(b, ..)| valid_loss < b - 1e-7);
+        let (valid_auc, valid_logloss) = ranking(&valid_labels, &logits);
         let report = EpochReport {
             epoch,
             train_loss: total / train_idx.len() as f64,
             valid_loss,
-            valid_auc: auc(&mut pairs),
-            valid_logloss: log_loss(&valid_labels, &probs),
+            valid_auc,
+            valid_logloss,
             seconds: t0.elapsed().as_secs_f64(),
             improved,
         };

@@ -576,7 +576,7 @@ fn tabular_kinds_learn_store_and_stay_monotone() {
             .unwrap()
             .map(Learned::Gbdt),
         };
-        let auc = trained.reports[trained.best_epoch - 1].valid_auc.unwrap();
+        let auc = trained.kept().valid_auc.unwrap();
         assert!(auc > 0.75, "{learner:?}: validation AUC {auc}");
         assert!(
             trained
@@ -584,7 +584,10 @@ fn tabular_kinds_learn_store_and_stay_monotone() {
                 .iter()
                 .any(|i| i.measure == "permutation")
         );
-        let want = trained.model.logits(&rows).unwrap();
+        let want = flashsql_gpu::learner::ModelScorer::new(&trained.model)
+            .unwrap()
+            .logits(&rows)
+            .unwrap();
         let name = format!("tab_{}", learner.name());
         let r = store.reserve(&name).unwrap();
         store

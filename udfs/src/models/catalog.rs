@@ -80,7 +80,12 @@ impl ModelsTable {
                     models.iter().map(|m| m.version as i32),
                 )),
                 s(&|m| m.kind.clone()),
-                s(&|m| flashsql_gpu::learner::learner_name(&m.config).to_string()),
+                s(&|m| {
+                    flashsql_gpu::learner::learner_name(
+                        m.config.tabular.as_ref().map(|t| t.learner),
+                    )
+                    .to_string()
+                }),
                 Arc::new(
                     TimestampMicrosecondArray::from_iter_values(
                         models.iter().map(|m| m.created_at_us),

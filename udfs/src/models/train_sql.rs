@@ -20,7 +20,7 @@ use datafusion::error::Result;
 use flashsql_gpu::GpuError;
 use flashsql_gpu::encoder::EncoderConfig;
 use flashsql_gpu::gbdt::GbdtParams;
-use flashsql_gpu::learner::Learned;
+use flashsql_gpu::learner::{Learned, learner_name};
 use flashsql_gpu::purchase::{ModelKind, PurchaseConfig, Rows, Scale, category_vocabulary};
 use flashsql_gpu::store::{Candidate, DeployTarget, Manifest, Metrics, ModelStore};
 use flashsql_gpu::tabular::{SequenceCounts, TabularLearner, TabularSpec};
@@ -102,11 +102,6 @@ impl Plan {
         };
         (options, gbdt)
     }
-}
-
-/// "network", or the tabular learner's name.
-fn learner_name(learner: Option<TabularLearner>) -> &'static str {
-    learner.map_or("network", |l| l.name())
 }
 
 /// Whether the new version becomes what the bare name means.
@@ -663,7 +658,7 @@ fn run(
     let comparison: Vec<Candidate> = candidates
         .iter()
         .map(|(learner, t, seconds)| {
-            let kept = &t.reports[t.best_epoch - 1];
+            let kept = t.kept();
             Candidate {
                 learner: learner_name(*learner).into(),
                 valid_auc: kept.valid_auc,
@@ -684,7 +679,7 @@ fn run(
         })
         .collect();
     let label = format!("{}@{}", reservation.name, reservation.version);
-    let kept = &trained.reports[trained.best_epoch - 1];
+    let kept = trained.kept();
     let manifest = Manifest {
         name: plan.name.clone(),
         version: reservation.version,
