@@ -139,23 +139,25 @@ impl ModelScorer {
         }
     }
 
-    /// The columns a tabular model reads, each row's values of them and its contributions to
-    /// the logit (one per column, then the bias; they sum to the logit); `None` for the
-    /// network, whose inputs do not add up that way.
+    /// The columns a model reads, each row's values of them (`None` where an input is not
+    /// one number: a network's sequence) and its contributions to the logit (one per column,
+    /// then the bias; they sum to the logit): exact for a logistic model, TreeSHAP for trees,
+    /// integrated gradients for the network.
     #[allow(clippy::type_complexity)]
     pub fn contributions(
         &self,
         rows: &Rows,
-    ) -> Result<Option<(Vec<String>, Vec<f64>, Vec<f64>)>, GpuError> {
+    ) -> Result<(Vec<String>, Vec<Option<f64>>, Vec<f64>), GpuError> {
+        let known = |x: Vec<f64>| x.into_iter().map(Some).collect();
         Ok(match self {
-            ModelScorer::Network(_) => None,
+            ModelScorer::Network(s) => s.contributions(rows)?,
             ModelScorer::Logistic(m) => {
                 let (x, c) = m.contributions(rows)?;
-                Some((m.columns.clone(), x, c))
+                (m.columns.clone(), known(x), c)
             }
             ModelScorer::Gbdt(m) => {
                 let (x, c) = m.contributions(rows)?;
-                Some((m.columns.clone(), x, c))
+                (m.columns.clone(), known(x), c)
             }
         })
     }

@@ -11,6 +11,8 @@
 
 use super::Weights;
 use crate::GpuError;
+
+mod attribution;
 use crate::calibration::Platt;
 use crate::purchase::{PurchaseConfig, Rows};
 
@@ -22,6 +24,8 @@ pub(super) struct Network {
     offer: bool,
     outputs: usize,
     calibration: Option<Platt>,
+    /// `[H1]`, kept apart for the explanations' baseline (`attribution.rs`).
+    b1: Vec<f32>,
     /// `[categories + 1, H1]`: each category's embedding times its rows of W1, plus b1 (for
     /// a propensity model one row, b1).
     cat_h1: Vec<f32>,
@@ -100,6 +104,7 @@ impl Network {
             offer: config.has_offer(),
             outputs: config.outputs(),
             calibration: config.calibration,
+            b1,
             cat_h1,
             w1_dense: w1[(user + cd) * h1..(user + cd + config.dense_dim()) * h1].to_vec(),
             w2: weights.get("mlp.hidden2.weight")?,

@@ -13,7 +13,6 @@ use datafusion::error::Result;
 use flashsql_gpu::store::ModelStore;
 
 use super::features::{model_error, scoring_arguments, scoring_rows};
-use crate::error::FunctionError;
 use crate::relation::{Compute, Options, RelationFunction, all_at_once, named_column, user_error};
 
 /// The SQL name of [`ExplainModel`].
@@ -125,10 +124,11 @@ pub const EXPLAIN_PREDICTION: &str = "explain_prediction";
 const PREDICTION_USAGE: &str = "explain_prediction('name[@version]', (SELECT seq, category_id, price, discount [, time_left, hour] [, features] …))";
 
 /// `explain_prediction(name, (SELECT …))`: for each input row (the columns the scoring
-/// function takes, by name), how much each of the model's columns added to its logit — a
-/// logistic model's `coefficient × standardised value`, a gbdt model's exact TreeSHAP values —
-/// and a `(bias)` row; per input row they sum to `ln(p / (1 − p))` of the probability
-/// `purchase_prob` / `propensity` give it. Rows the scoring function scores NULL give none.
+/// function takes, by name), how much each of the model's inputs added to its logit — a
+/// logistic model's `coefficient × standardised value`, a gbdt model's exact TreeSHAP values,
+/// a network's integrated gradients from the all-zero input — and a `(bias)` row; per input
+/// row they sum to `ln(p / (1 − p))` of the probability `purchase_prob` / `propensity` give
+/// it (a network's to its f32 rounding). Rows the scoring function scores NULL give none.
 #[derive(Debug)]
 pub struct ExplainPrediction {
     pub store: Arc<ModelStore>,
@@ -199,13 +199,7 @@ impl RelationFunction for ExplainPrediction {
             let (columns, values, contributions) = model
                 .scorer
                 .contributions(&scored.rows)
-                .map_err(|e| model_error(EXPLAIN_PREDICTION, e))?
-                .ok_or_else(|| {
-                    FunctionError::NotSupported(format!(
-                        "{EXPLAIN_PREDICTION}: {}@{} is a network; per-row contributions are given for logistic and gbdt models (explain_model lists a network's permutation importance)",
-                        model.manifest.name, model.manifest.version
-                    ))
-                })?;
+                .map_err(|e| model_error(EXPLAIN_PREDICTION, e))?;
             let d = columns.len();
             let (mut row, mut feature, mut value, mut contribution) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -213,7 +207,7 @@ impl RelationFunction for ExplainPrediction {
                 for j in 0..=d {
                     row.push(r as i64 + 1);
                     feature.push(columns.get(j).map_or("(bias)", |c| c.as_str()));
-                    value.push(columns.get(j).map(|_| values[k * d + j]));
+                    value.push(columns.get(j).and_then(|_| values[k * d + j]));
                     contribution.push(contributions[k * (d + 1) + j]);
                 }
             }
