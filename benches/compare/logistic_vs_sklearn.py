@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`train_model(kind => 'logistic')` against scikit-learn's LogisticRegression on the same rows.
 
-Three seeded data sets are loaded over SQL and trained with `split => 'time'` (the latest 20 %
+Four seeded data sets are loaded over SQL and trained with `split => 'time'` (the latest 20 %
 of rows by `ts` held out, which this script reproduces exactly):
 
 - a propensity model of numeric `features` alone (one column constant), at l2 0.01, 1 and 10;
@@ -10,7 +10,10 @@ of rows by `ts` held out, which this script reproduces exactly):
   fall in the discount), and the other coefficients must then equal scikit-learn's fit
   without the discount column;
 - a propensity model of behaviour sequences (`behavior_sequence` tokens) read as hand-made
-  counts, which this script computes independently from the tokens.
+  counts, which this script computes independently from the tokens;
+- a propensity model of 30 mostly-noise features on 400 rows trained without `l2`: the
+  penalty flashsql chooses on the validation rows must be the one scikit-learn's validation
+  log loss picks from the same grid (the coefficients are compared at it).
 
 scikit-learn fits `LogisticRegression(C = 1 / l2, solver='newton-cholesky', tol=1e-12)` on
 the training rows standardised with `StandardScaler` (fitted on the training rows); inputs
@@ -62,6 +65,10 @@ def insert(conn, table, columns, rows):
     for k in range(0, len(rows), 500):
         values = ", ".join("(" + ", ".join(lit(v) for v in r) + ")" for r in rows[k:k + 500])
         conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}")
+
+
+# `train_model`'s penalties when none is given (gpu/src/logistic.rs, L2_GRID).
+L2_GRID = (100.0, 10.0, 1.0, 0.1, 0.01)
 
 
 def split(n):
@@ -164,7 +171,7 @@ def main():
                  [float(v) for v in feats[i]], i) for i in range(n)])
         conn.execute(
             "SELECT count(*) FROM train_model('lr_offers', 'lr_offers', kind => 'logistic', "
-            "sequence => false, split => 'time', seed => 1)")
+            "sequence => false, split => 'time', l2 => 1, seed => 1)")
         kind = conn.execute("SELECT kind FROM flashsql_models WHERE name = 'lr_offers'").fetchone()[0]
         assert kind == "purchase", kind
         have = coefficients(conn, "lr_offers", ["ln_price", "discount", "feature_1", "feature_2"])
@@ -199,7 +206,7 @@ def main():
         insert(conn, "lr_seqs", ["label", "seq", "ts"], [(labels[i], seqs[i], i) for i in range(n)])
         conn.execute(
             "SELECT count(*) FROM train_model('lr_seqs', 'lr_seqs', kind => 'logistic', "
-            "split => 'time', seed => 1)")
+            "split => 'time', l2 => 1, seed => 1)")
         names = count_names()
         have = coefficients(conn, "lr_seqs", names)
         x = np.array([counts(s) for s in seqs])
@@ -207,6 +214,37 @@ def main():
         want, _, want_p = sklearn_fit(x, np.array(labels), train, 1.0)
         p = [r[0] for r in conn.execute("SELECT propensity('lr_seqs', seq) FROM lr_seqs ORDER BY ts").fetchall()]
         compare("sequence counts", have, want, p, want_p, worst)
+
+        # 4. No l2 given: the penalty is chosen on the validation rows as one would with
+        # scikit-learn — each of the grid's penalties fitted on the training rows, the lowest
+        # validation log loss kept (the larger penalty on a tie). Few rows and many noise
+        # columns, so the choice is a larger penalty than the default.
+        n, k = 400, 30
+        x = f32(rng.normal(0, 1, (n, k)))
+        y = rng.random(n) < sigmoid(1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.3 * x[:, 2])
+        conn.execute("DROP TABLE IF EXISTS lr_wide")
+        conn.execute("CREATE TABLE lr_wide (label BOOLEAN, features DOUBLE PRECISION[], ts BIGINT)")
+        insert(conn, "lr_wide", ["label", "features", "ts"],
+               [(bool(y[i]), [float(v) for v in x[i]], i) for i in range(n)])
+        train, valid = split(n)
+        losses = {}
+        for l2 in L2_GRID:
+            _, _, pv = sklearn_fit(x, y, train, l2)
+            pv = np.clip(pv[valid], 1e-15, 1 - 1e-15)
+            losses[l2] = -np.mean(y[valid] * np.log(pv) + (1 - y[valid]) * np.log(1 - pv))
+        chosen = min(L2_GRID, key=lambda l2: (losses[l2], -l2))
+        # Inside the grid, and not 1 (the old fixed default), so a fixed penalty would fail.
+        assert min(L2_GRID) < chosen < max(L2_GRID) and chosen != 1.0, losses
+        conn.execute(
+            "SELECT count(*) FROM train_model('lr_wide', 'lr_wide', kind => 'logistic', "
+            "sequence => false, split => 'time', seed => 1)")
+        have = coefficients(conn, "lr_wide", [f"feature_{j + 1}" for j in range(k)])
+        want, _, _ = sklearn_fit(x, y, train, chosen)
+        dc = np.max(np.abs(have - want))
+        print(f"penalty chosen: scikit-learn's validation log loss picks l2 {chosen:g} "
+              f"({', '.join(f'{l:g}: {v:.4f}' for l, v in losses.items())}); max |coef diff| {dc:.1e}")
+        assert dc <= COEF_TOLERANCE, ("chosen penalty", have, want)
+        worst[0] = max(worst[0], dc)
 
     print(f"worst coefficient difference {worst[0]:.1e} (tolerance {COEF_TOLERANCE:g}), "
           f"worst probability difference {worst[1]:.1e} (tolerance {PROB_TOLERANCE:g})")

@@ -53,6 +53,20 @@ def design(rows):
     return np.array(out, dtype=np.float64), names
 
 
+def split_rows(conn):
+    """Builds `train_rows` and returns its rows by exposure_id — (exposure_id, label, seq,
+    category_id, price, discount, time_left, hour, in the validation split, true_prob) — and
+    the time split's cut-off, as `train_model(…, split => 'time')` computes it."""
+    conn.execute(TRAIN_ROWS)
+    n = conn.execute("SELECT count(*) FROM train_rows").fetchone()[0]
+    cut = conn.execute(
+        f"SELECT ts FROM train_rows ORDER BY ts, exposure_id LIMIT 1 OFFSET {int(0.8 * n)}").fetchone()[0]
+    rows = conn.execute(
+        "SELECT exposure_id, label, seq, category_id, price, discount, time_left, hour, ts >= %s, true_prob "
+        "FROM train_rows ORDER BY exposure_id", (cut,)).fetchall()
+    return rows, cut
+
+
 def ece(y, p, bins=10):
     idx = np.minimum((p * bins).astype(int), bins - 1)
     return sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).sum() for b in range(bins) if (idx == b).any()) / len(y)
@@ -82,13 +96,7 @@ def main():
         proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", args.scale))
         try:
             conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql", autocommit=True)
-            conn.execute(TRAIN_ROWS)
-            n = conn.execute("SELECT count(*) FROM train_rows").fetchone()[0]
-            cut = conn.execute(
-                f"SELECT ts FROM train_rows ORDER BY ts, exposure_id LIMIT 1 OFFSET {int(0.8 * n)}").fetchone()[0]
-            rows = conn.execute(
-                "SELECT exposure_id, label, seq, category_id, price, discount, time_left, hour, ts >= %s, true_prob "
-                "FROM train_rows ORDER BY exposure_id", (cut,)).fetchall()
+            rows, cut = split_rows(conn)
             y = np.array([float(r[1]) for r in rows])
             valid = np.array([r[8] for r in rows])
             truth = np.array([r[9] for r in rows])

@@ -11,9 +11,9 @@ logistic regression and gradient-boosted trees (`kind => 'logistic'`, `'gbdt'`, 
 the sequence as hand-made counts). The baselines fit the same `features` lists with
 scikit-learn and lightgbm; their settings are chosen on day 5 after fitting days 0–4 (a
 time-respecting validation), then refit on days 0–5. Printed: test AUC of each, and a
-paired bootstrap of flashsql − LightGBM.
+paired bootstrap of flashsql − LightGBM and flashsql − logistic regression.
 
-    cargo build --release && python3 benches/compare/taobao_next_day.py [--seeds 5]
+    cargo build --release && python3 benches/compare/taobao_next_day.py [--seeds 5] [--only logistic]
 
 Needs psycopg, numpy, scikit-learn and lightgbm. The data: ../shared/data/taobao, or the
 directory FLASHSQL_REAL_DATA names. FLASHSQL_BINARY overrides the server binary.
@@ -101,6 +101,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--only", default="", help="run only the flashsql variants whose title contains this")
     args = ap.parse_args()
     csv = data_file()
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,12 +133,16 @@ def main():
                 ("flashsql: sequence only", "seq", "seq", network),
                 ("flashsql: counts only (MLP)", "features", "NULL, features", network + ", sequence => false"),
                 ("flashsql: logistic (counts + sequence counts)", "seq, features", "seq, features", "kind => 'logistic'"),
+                ("flashsql: logistic (counts only)", "features", "NULL, features",
+                 "kind => 'logistic', sequence => false"),
                 ("flashsql: gbdt (counts + sequence counts)", "seq, features", "seq, features", "kind => 'gbdt'"),
                 ("flashsql: gbdt (counts only)", "features", "NULL, features",
                  "kind => 'gbdt', sequence => false"),
             )
             order = "ORDER BY day, user_id"
             for title, columns, call, extra in variants:
+                if args.only not in title:
+                    continue
                 runs = []
                 for seed in range(1, args.seeds + 1):
                     name = f"taobao_{len(scores)}_{seed}"
@@ -161,15 +166,19 @@ def main():
                           f"(mean of {len(aucs)} seeds: {', '.join(f'{a:.3f}' for a in aucs)}) |")
                 else:
                     print(f"| {title} | {roc_auc_score(yt, s):.4f} |")
-            gbm = roc_auc_score(yt, scores["LightGBM on counts"])
             print()
-            for title in ("flashsql: sequence + counts", "flashsql: logistic (counts + sequence counts)",
-                          "flashsql: gbdt (counts + sequence counts)", "flashsql: gbdt (counts only)"):
-                ours = np.mean(scores[title], axis=0)
-                lo, hi = paired_bootstrap(yt, ours, scores["LightGBM on counts"])
-                mean = roc_auc_score(yt, ours)
-                print(f"{title} (the {args.seeds} seeds' scores averaged: AUC {mean:.4f}) − LightGBM "
-                      f"({gbm:.4f}) = {mean - gbm:+.4f}, paired bootstrap 95 % interval [{lo:+.4f}, {hi:+.4f}]")
+            for peer in ("LightGBM on counts", "logistic regression on counts"):
+                theirs = roc_auc_score(yt, scores[peer])
+                for title in ("flashsql: sequence + counts", "flashsql: logistic (counts + sequence counts)",
+                              "flashsql: logistic (counts only)", "flashsql: gbdt (counts + sequence counts)",
+                              "flashsql: gbdt (counts only)"):
+                    if title not in scores:
+                        continue
+                    ours = np.mean(scores[title], axis=0)
+                    lo, hi = paired_bootstrap(yt, ours, scores[peer])
+                    mean = roc_auc_score(yt, ours)
+                    print(f"{title} (the {args.seeds} seeds' scores averaged: AUC {mean:.4f}) − {peer} "
+                          f"({theirs:.4f}) = {mean - theirs:+.4f}, paired bootstrap 95 % interval [{lo:+.4f}, {hi:+.4f}]")
         finally:
             proc.terminate()
             proc.wait()

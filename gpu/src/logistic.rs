@@ -93,17 +93,23 @@ impl LogisticModel {
     }
 }
 
+/// The penalties tried when `train_model` is given none, largest first: the one with the
+/// lowest validation log loss is kept, the larger on a tie. Five decades around
+/// scikit-learn's default (C = 1) cover what its users tune over.
+pub const L2_GRID: [f64; 5] = [100.0, 10.0, 1.0, 0.1, 0.01];
+
 /// Trains a logistic model on the rows `config` describes (its `tabular` spec names the
 /// learner and the sequence counts): the same seeded split and row order as the network,
-/// one report per Newton step (the last is kept: it is the optimum), and the discount's
-/// coefficient held non-negative for a purchase model.
+/// and the discount's coefficient held non-negative for a purchase model. With `l2` given,
+/// one report per Newton step (the last is kept: it is the optimum); without, one report per
+/// penalty of [`L2_GRID`] at its optimum, and the best on the validation rows kept.
 pub fn train(
     config: PurchaseConfig,
     rows: &Rows,
     labels: &[f32],
     keys: &SplitKeys,
     opts: &TrainOptions,
-    l2: f64,
+    l2: Option<f64>,
     on_report: &mut dyn FnMut(&EpochReport) -> Result<(), GpuError>,
 ) -> Result<Trained<LogisticModel>, GpuError> {
     let TabularTraining {
@@ -157,7 +163,39 @@ pub fn train(
         Ok(())
     };
     let nonnegative = discount_column(&config);
-    let f = fit(&xt, d, &yt, l2, nonnegative, &mut on_iteration)?;
+    let (f, l2, kept) = match l2 {
+        Some(l2) => {
+            let f = fit(&xt, d, &yt, l2, nonnegative, &mut on_iteration)?;
+            (f, l2, None)
+        }
+        None => {
+            // (fit, penalty, validation loss, its report's number)
+            let mut best: Option<(Fit, f64, f64, usize)> = None;
+            let (mut last_error, mut made) = (None, 0);
+            for &l2 in &L2_GRID {
+                // A small penalty may not converge on separable rows; the others still can.
+                let f = match fit(&xt, d, &yt, l2, nonnegative, &mut |_, _| Ok(())) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        last_error = Some(e);
+                        continue;
+                    }
+                };
+                let loss = bce_with_logits(&valid_labels, &logits_of(&xv, &f.coef, f.intercept));
+                on_iteration(&f.coef, f.intercept)?;
+                made += 1;
+                if best.as_ref().is_none_or(|b| loss < b.2 - 1e-9) {
+                    best = Some((f, l2, loss, made));
+                }
+            }
+            let Some((f, l2, _, k)) = best else {
+                return Err(last_error
+                    .unwrap_or_else(|| GpuError::Data("no penalty could be fitted".into())));
+            };
+            tracing::info!(l2, "logistic: penalty chosen on the validation rows");
+            (f, l2, Some(k))
+        }
+    };
     if f.constrained {
         tracing::info!("logistic: the discount's coefficient is held at 0 (it fitted negative)");
     }
@@ -188,7 +226,7 @@ pub fn train(
             }),
     );
     Ok(Trained {
-        best_epoch: reports.len(),
+        best_epoch: kept.unwrap_or(reports.len()),
         reports,
         model,
         device: DeviceChoice::Cpu,

@@ -555,7 +555,7 @@ fn tabular_kinds_learn_store_and_stay_monotone() {
                 &labels,
                 &keys,
                 &opts,
-                1.0,
+                None,
                 &mut |_| Ok(()),
             )
             .unwrap()

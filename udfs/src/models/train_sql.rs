@@ -35,7 +35,7 @@ use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, us
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt'|'auto', target => 'purchase'|'propensity', l2 => 1.0, sequence_counts => true, trees => 1000, max_depth => 6, max_leaves => 31, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt'|'auto', target => 'purchase'|'propensity', l2 => (chosen on validation), sequence_counts => true, trees => 1000, max_depth => 6, max_leaves => 31, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -52,8 +52,9 @@ struct Plan {
     /// The learners to train (`None`: the network): one, or for `kind => 'auto'` every one,
     /// simplest first; the best on the validation rows is kept.
     learners: Vec<Option<TabularLearner>>,
-    /// The L2 penalty of a logistic model (scikit-learn's 1 / C).
-    l2: f64,
+    /// The L2 penalty of a logistic model (scikit-learn's 1 / C) and the trees' λ; `None`:
+    /// chosen on the validation rows for a logistic model, 1 for trees.
+    l2: Option<f64>,
     /// Whether a tabular model reads the sequence as counts.
     sequence_counts: bool,
     /// A gbdt model's booster settings.
@@ -224,8 +225,8 @@ impl RelationFunction for TrainModel {
             (None, None) => None,
         };
         let l2 = match o.number("l2")? {
-            None => 1.0,
-            Some(v) if v.is_finite() && v >= 0.0 => v,
+            None => None,
+            Some(v) if v.is_finite() && v >= 0.0 => Some(v),
             Some(v) => {
                 return Err(user_error(format!(
                     "{NAME}: l2 must be a number ≥ 0, got {v}"
@@ -308,7 +309,7 @@ impl RelationFunction for TrainModel {
                 trees,
                 max_depth,
                 max_leaves,
-                l2: l2 as f32,
+                l2: l2.map_or(g.l2, |v| v as f32),
                 ..g
             },
             options: TrainOptions {
