@@ -169,31 +169,32 @@ pub fn train(
             (f, l2, None)
         }
         None => {
-            // (fit, penalty, validation loss, its report's number)
-            let mut best: Option<(Fit, f64, f64, usize)> = None;
-            let (mut last_error, mut made) = (None, 0);
+            let (mut fits, mut last_error) = (Vec::new(), None);
             for &l2 in &L2_GRID {
                 // A small penalty may not converge on separable rows; the others still can.
-                let f = match fit(&xt, d, &yt, l2, nonnegative, &mut |_, _| Ok(())) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        last_error = Some(e);
-                        continue;
+                match fit(&xt, d, &yt, l2, nonnegative, &mut |_, _| Ok(())) {
+                    Ok(f) => {
+                        on_iteration(&f.coef, f.intercept)?;
+                        fits.push((f, l2));
                     }
-                };
-                let loss = bce_with_logits(&valid_labels, &logits_of(&xv, &f.coef, f.intercept));
-                on_iteration(&f.coef, f.intercept)?;
-                made += 1;
-                if best.as_ref().is_none_or(|b| loss < b.2 - 1e-9) {
-                    best = Some((f, l2, loss, made));
+                    Err(e) => last_error = Some(e),
                 }
             }
-            let Some((f, l2, _, k)) = best else {
+            // One report per fitted penalty, in grid order: the lowest validation loss wins,
+            // the earlier (larger penalty) on a tie.
+            let mut k: Option<usize> = None;
+            for (i, r) in reports.iter().enumerate() {
+                if k.is_none_or(|b| r.valid_loss < reports[b].valid_loss - 1e-9) {
+                    k = Some(i);
+                }
+            }
+            let Some(k) = k else {
                 return Err(last_error
                     .unwrap_or_else(|| GpuError::Data("no penalty could be fitted".into())));
             };
+            let (f, l2) = fits.swap_remove(k);
             tracing::info!(l2, "logistic: penalty chosen on the validation rows");
-            (f, l2, Some(k))
+            (f, l2, Some(k + 1))
         }
     };
     if f.constrained {

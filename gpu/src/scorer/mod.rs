@@ -164,6 +164,8 @@ impl Scorer {
         let h1 = config.hidden[0];
         let seq_h1 = self.sequence_parts(&rows.sequences, &rows.sequence_hashes)?;
         let slots = dense_slots(config);
+        let (f, bias) = (config.features.len(), self.network.baseline());
+        let features_from = config.dense_dim() - f;
         let mut columns: Vec<String> = slots.iter().map(|(_, name)| name.clone()).collect();
         if config.has_offer() {
             columns.push("category_id".into());
@@ -182,10 +184,8 @@ impl Scorer {
                     rows.dense(config, r, dense);
                     let mut parts: Vec<f64> = Vec::with_capacity(columns.len() * h1);
                     let mut values: Vec<Option<f64>> = Vec::with_capacity(columns.len());
-                    let f = config.features.len();
                     for &(j, _) in &slots {
                         parts.extend(self.network.dense_part(j, dense[j]));
-                        let features_from = config.dense_dim() - f;
                         values.push(Some(if config.has_offer() && j == 0 {
                             f64::from(rows.price[r].max(1e-6).ln())
                         } else if j >= features_from {
@@ -212,9 +212,8 @@ impl Scorer {
                     if config.has_offer() {
                         values.push(Some(discount));
                     }
-                    let a = self.network.attribute(&parts, discount);
-                    let mut contributions = a.contributions;
-                    contributions.push(a.bias);
+                    let mut contributions = self.network.attribute(&parts, discount);
+                    contributions.push(bias);
                     (values, contributions)
                 },
             )
@@ -303,14 +302,11 @@ mod tests {
     use crate::purchase::{ModelKind, pad_sequence};
     use rand::{Rng, SeedableRng};
 
-    /// Every build of the per-row network gives the same bits: the AVX2 build and the
-    /// baseline build, the default shape's two-rows-at-a-time kernel and the one for any
-    /// shape (an odd number of rows, so the last row is paired with itself; a calibration,
-    /// so that step is covered too; with category affinity).
-    #[test]
-    fn every_build_of_the_network_gives_the_same_bits() {
-        let config = PurchaseConfig {
-            kind: ModelKind::Purchase,
+    /// A small config as `train_model` builds one: calibrated, with category affinity;
+    /// `features` extra numeric features.
+    fn small_config(kind: ModelKind, features: usize) -> PurchaseConfig {
+        PurchaseConfig {
+            kind,
             encoder: EncoderConfig::default(),
             seq_len: 16,
             use_sequence: true,
@@ -320,8 +316,8 @@ mod tests {
             log_price_mean: 3.0,
             log_price_sd: 0.5,
             time_left: true,
-            hour: true,
-            features: Vec::new(),
+            hour: kind == ModelKind::Purchase,
+            features: vec![crate::purchase::Scale { mean: 1.0, sd: 2.0 }; features],
             calibration: Some(crate::calibration::Platt { a: 0.8, b: -0.3 }),
             affinity: Some(crate::affinity::TokenLayout {
                 category_buckets: 64,
@@ -329,23 +325,50 @@ mod tests {
                 purchase: 4,
             }),
             tabular: None,
-        };
+        }
+    }
+
+    /// `n` rows, each with its own random 10-token sequence, and for a purchase model random
+    /// offers (discounts below `max_discount`), for a propensity model random features.
+    fn random_rows(
+        rng: &mut rand_chacha::ChaCha8Rng,
+        config: &PurchaseConfig,
+        n: usize,
+        max_discount: f32,
+    ) -> Rows {
+        let mut rows = Rows::default();
+        for _ in 0..n {
+            let seq: Vec<u32> = (0..10).map(|_| rng.random_range(1..2561)).collect();
+            pad_sequence(&seq, config.seq_len, &mut rows.sequences);
+        }
+        rows.seq_of_row = (0..n as u32).collect();
+        if config.has_offer() {
+            rows.category = (0..n).map(|_| rng.random_range(0..4)).collect();
+            rows.category_bucket = rows.category.iter().map(|&c| c * 3).collect();
+            rows.price = (0..n).map(|_| rng.random_range(5.0..50.0)).collect();
+            rows.discount = (0..n)
+                .map(|_| rng.random_range(0.0..max_discount))
+                .collect();
+            rows.time_left = (0..n).map(|_| rng.random()).collect();
+            rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
+        }
+        let f = config.features.len();
+        rows.features = (0..f * n).map(|_| rng.random_range(-3.0..5.0)).collect();
+        rows
+    }
+
+    /// Every build of the per-row network gives the same bits: the AVX2 build and the
+    /// baseline build, the default shape's two-rows-at-a-time kernel and the one for any
+    /// shape (an odd number of rows, so the last row is paired with itself; a calibration,
+    /// so that step is covered too; with category affinity).
+    #[test]
+    fn every_build_of_the_network_gives_the_same_bits() {
+        let config = small_config(ModelKind::Purchase, 0);
         let model = PurchaseModel::seeded(config.clone(), 4, &candle_core::Device::Cpu).unwrap();
         let scorer = Scorer::new(&model).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
         let n = 301;
-        let mut rows = Rows::default();
-        for _ in 0..n {
-            let seq: Vec<u32> = (0..10).map(|_| rng.random_range(1..2561)).collect();
-            pad_sequence(&seq, 16, &mut rows.sequences);
-        }
-        rows.seq_of_row = (0..n as u32).collect();
-        rows.category = (0..n).map(|_| rng.random_range(0..4)).collect();
-        rows.category_bucket = rows.category.iter().map(|&c| c * 3).collect();
-        rows.price = (0..n).map(|_| rng.random_range(5.0..50.0)).collect();
-        rows.discount = (0..n).map(|_| rng.random_range(0.0..0.5)).collect();
-        rows.time_left = (0..n).map(|_| rng.random()).collect();
-        rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
+        let rows = random_rows(&mut rng, &config, n, 0.5);
         let seq_h1 = scorer.sequence_parts(&rows.sequences, &[]).unwrap();
         let x = Inputs {
             config: &config,
@@ -382,59 +405,16 @@ mod tests {
     fn integrated_gradients_add_up_and_match_a_brute_force_integral() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for kind in [ModelKind::Purchase, ModelKind::Propensity] {
-            let config = PurchaseConfig {
-                kind,
-                encoder: EncoderConfig::default(),
-                seq_len: 16,
-                use_sequence: true,
-                categories: vec![1, 2, 3],
-                category_dim: 8,
-                hidden: [64, 32],
-                log_price_mean: 3.0,
-                log_price_sd: 0.5,
-                time_left: true,
-                hour: kind == ModelKind::Purchase,
-                features: if kind == ModelKind::Purchase {
-                    Vec::new()
-                } else {
-                    vec![crate::purchase::Scale { mean: 1.0, sd: 2.0 }; 2]
-                },
-                calibration: Some(crate::calibration::Platt { a: 0.8, b: -0.3 }),
-                affinity: Some(crate::affinity::TokenLayout {
-                    category_buckets: 64,
-                    events: 5,
-                    purchase: 4,
-                }),
-                tabular: None,
-            };
+            let features = if kind == ModelKind::Purchase { 0 } else { 2 };
+            let config = small_config(kind, features);
             let model =
                 PurchaseModel::seeded(config.clone(), 9, &candle_core::Device::Cpu).unwrap();
             let scorer = Scorer::new(&model).unwrap();
             let n = 12;
-            let mut rows = Rows::default();
-            for _ in 0..n {
-                let seq: Vec<u32> = (0..10).map(|_| rng.random_range(1..2561)).collect();
-                pad_sequence(&seq, 16, &mut rows.sequences);
-            }
-            rows.seq_of_row = (0..n as u32).collect();
-            if kind == ModelKind::Purchase {
-                rows.category = (0..n).map(|_| rng.random_range(0..4)).collect();
-                rows.category_bucket = rows.category.iter().map(|&c| c * 3).collect();
-                rows.price = (0..n).map(|_| rng.random_range(5.0..50.0)).collect();
-                // Row 0 at no discount: its discount contributes nothing.
-                rows.discount = (0..n)
-                    .map(|r| {
-                        if r == 0 {
-                            0.0
-                        } else {
-                            rng.random_range(0.0..0.9)
-                        }
-                    })
-                    .collect();
-                rows.time_left = (0..n).map(|_| rng.random()).collect();
-                rows.hour = (0..n).map(|_| rng.random_range(0.0..24.0)).collect();
-            } else {
-                rows.features = (0..2 * n).map(|_| rng.random_range(-3.0..5.0)).collect();
+            let mut rows = random_rows(&mut rng, &config, n, 0.9);
+            // Row 0 at no discount: its discount contributes nothing.
+            if let Some(d) = rows.discount.first_mut() {
+                *d = 0.0;
             }
             let (columns, values, contributions) = scorer.contributions(&rows).unwrap();
             let d = columns.len();

@@ -22,16 +22,6 @@
 use super::Network;
 use crate::calibration::Platt;
 
-/// One row's integrated gradients.
-#[derive(Debug, Clone, PartialEq)]
-pub(in crate::scorer) struct Attribution {
-    /// Each input part's contribution, in the order given, then the discount's (purchase
-    /// models only).
-    pub contributions: Vec<f64>,
-    /// The logit at the baseline; bias + Σ contributions is the row's logit.
-    pub bias: f64,
-}
-
 /// 8-point Gauss–Legendre nodes and weights on [−1, 1].
 const GAUSS_LEGENDRE: [(f64, f64); 8] = [
     (-0.960_289_856_497_536_3, 0.101_228_536_290_376_26),
@@ -150,9 +140,16 @@ impl Network {
         calibrate(self.calibration.as_ref(), z)
     }
 
+    /// The logit at the baseline (the first layer `b1`, no discount): every row's bias.
+    pub(in crate::scorer) fn baseline(&self) -> f64 {
+        self.logit_f64(&[], 0.0)
+    }
+
     /// The integrated gradients of one row whose first layer is `b1 + Σ parts` (`parts`:
-    /// H1 values each, concatenated) at `discount`, from the baseline `b1` at no discount.
-    pub(in crate::scorer) fn attribute(&self, parts: &[f64], discount: f64) -> Attribution {
+    /// H1 values each, concatenated) at `discount`, from [`Network::baseline`]: each part's
+    /// contribution in the order given, then the discount's (purchase models only);
+    /// [`Network::baseline`] + their sum is the row's logit.
+    pub(in crate::scorer) fn attribute(&self, parts: &[f64], discount: f64) -> Vec<f64> {
         let (h1, h2, outputs) = (self.h1, self.h2, self.outputs);
         let b1 = Self::widen(&self.b1);
         let mut delta = vec![0.0f64; h1];
@@ -225,10 +222,7 @@ impl Network {
         if self.offer {
             contributions.push(scale * discount * level);
         }
-        Attribution {
-            contributions,
-            bias: self.logit_f64(&[], 0.0),
-        }
+        contributions
     }
 }
 
