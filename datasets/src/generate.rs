@@ -48,6 +48,9 @@ pub struct GeneratedTable {
     pub name: &'static str,
     pub arrow_schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// The columns the rows are generated in order of (ascending), declared as the table's
+    /// sort order: events come out per user, in time.
+    pub sort_by: &'static [&'static str],
 }
 
 impl GeneratedTable {
@@ -532,6 +535,7 @@ fn draw_histories(
         name: "events",
         arrow_schema: schema,
         batches: out.finish()?,
+        sort_by: &["user_id", "ts"],
     })
 }
 
@@ -641,6 +645,7 @@ fn single(
         name,
         arrow_schema,
         batches: vec![batch],
+        sort_by: &[],
     })
 }
 

@@ -87,6 +87,7 @@ impl SchemaProvider for DurableSchema {
                 t.id,
                 schema,
                 self.tx.clone(),
+                &t.sort_by,
             ))));
         }
         if m.relation_kind(&self.name, name).is_none() {

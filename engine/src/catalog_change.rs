@@ -353,6 +353,7 @@ mod tests {
             files: vec![format!("f{id}")],
             rows: 1,
             comment: None,
+            sort_by: vec![],
         }
     }
 

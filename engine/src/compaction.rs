@@ -13,10 +13,14 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use tracing::{debug, warn};
 
 use crate::error::{EngineError, Result};
@@ -111,24 +115,18 @@ impl Store {
         }
         let dir = self.table_dir(id);
         let (name, path) = self.new_file(id);
-        let mut writer: Option<ParquetFileWriter> = None;
-        for f in &small {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join(f))?)?;
-            let schema = reader.schema().clone();
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(ParquetFileWriter::create(&path, schema.clone())?),
-            };
-            for batch in reader.build()? {
-                let batch = batch?;
-                if batch.schema() != schema {
-                    return Err(EngineError::InvalidInput(format!(
-                        "file {f} has a different schema from the table's other files"
-                    )));
-                }
-                w.write(&batch)?;
-            }
-        }
+        let manifest = self.manifest();
+        let table = manifest
+            .tables
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
+        let writer = if table.sort_by.is_empty() {
+            concatenate(&dir, &small, &path)?
+        } else {
+            let schema = self.table_schema(id, &table.columns)?;
+            Some(merge_sorted(&dir, &small, &path, schema, &table.sort_by)?)
+        };
         let Some(writer) = writer else {
             return Ok(0);
         };
@@ -166,6 +164,71 @@ impl Store {
         self.retire(small.iter().map(|f| dir.join(f)));
         Ok(n)
     }
+}
+
+/// The rows of `files` one file after another, written to a new file at `path` (None if
+/// there were no files).
+fn concatenate(dir: &Path, files: &[String], path: &Path) -> Result<Option<ParquetFileWriter>> {
+    let mut writer: Option<ParquetFileWriter> = None;
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join(f))?)?;
+        let schema = reader.schema().clone();
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(ParquetFileWriter::create(path, schema.clone())?),
+        };
+        for batch in reader.build()? {
+            let batch = batch?;
+            if batch.schema() != schema {
+                return Err(EngineError::InvalidInput(format!(
+                    "file {f} has a different schema from the table's other files"
+                )));
+            }
+            w.write(&batch)?;
+        }
+    }
+    Ok(writer)
+}
+
+/// The rows of `files`, each sorted by `sort_by`, merged in that order into a new file at
+/// `path`: DataFusion's sort-preserving merge over one partition per file, which holds one
+/// batch per file (were a file not sorted, its ordering is not trusted and the rows are
+/// sorted instead, within an unbounded pool: compaction only reads small files).
+fn merge_sorted(
+    dir: &Path,
+    files: &[String],
+    path: &Path,
+    schema: SchemaRef,
+    sort_by: &[String],
+) -> Result<ParquetFileWriter> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = SessionConfig::new()
+            .with_target_partitions(files.len().max(1))
+            .with_repartition_file_scans(false);
+        let ctx = SessionContext::new_with_config(config);
+        let urls: Vec<String> = files
+            .iter()
+            .map(|f| dir.join(f).to_string_lossy().into_owned())
+            .collect();
+        let order = crate::sort_order::sort_exprs(sort_by);
+        let options = ParquetReadOptions::default()
+            .schema(&schema)
+            .file_sort_order(vec![order.clone()]);
+        let mut stream = ctx
+            .read_parquet(urls, options)
+            .await?
+            .sort(order)?
+            .execute_stream()
+            .await?;
+        let mut writer = ParquetFileWriter::create(path, schema.clone())?;
+        while let Some(batch) = stream.next().await {
+            writer.write(&batch?)?;
+        }
+        Ok(writer)
+    })
 }
 
 #[cfg(test)]
@@ -217,5 +280,45 @@ mod tests {
         assert_eq!(values, expected);
         // Nothing more to merge.
         assert_eq!(store.compact(id).expect("compact"), 0);
+    }
+
+    /// A table declaring an order gets its small files merged in that order, not one
+    /// after another: each file holds every residue of its own range, so only a merge
+    /// interleaving them all is sorted.
+    #[test]
+    fn sorted_tables_merge_in_order() {
+        let (_dir, store, id) = crate::store::store_with_empty_table_sorted_by(vec!["x".into()]);
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let n = COMPACT_AT as i64 + 2;
+        for i in 0..n {
+            let (name, path) = store.new_file(id);
+            let values: Vec<i64> = (0..50).map(|k| k * n + i).collect();
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .expect("batch");
+            crate::storage::write_parquet(&path, schema.clone(), &[batch]).expect("write");
+            store.append_files(id, vec![name], 50).expect("append");
+        }
+        assert_eq!(store.compact(id).expect("compact"), n as usize);
+        let (files, rows) = store.table_files(id).expect("files");
+        assert_eq!((files.len(), rows), (1, 50 * n as u64));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(store.table_dir(id).join(&files[0])).expect("open"),
+        )
+        .expect("reader")
+        .build()
+        .expect("build");
+        let values: Vec<i64> = reader
+            .flat_map(|b| {
+                let b = b.expect("batch");
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, (0..50 * n).collect::<Vec<_>>());
     }
 }

@@ -106,7 +106,7 @@ pub async fn plan(
         }
         _ => return Err(internal("not a DELETE or UPDATE")),
     };
-    Ok(table.rewrite(rows, files, count))
+    table.rewrite(rows, files, count)
 }
 
 /// `plan` with every scan of table `name` (its own and any in its subqueries) reading

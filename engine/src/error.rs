@@ -30,6 +30,8 @@ pub enum EngineError {
     Interrupted,
     #[error("savepoint \"{0}\" does not exist")]
     SavepointNotFound(String),
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
     #[error("{0} is not supported")]

@@ -110,6 +110,15 @@ impl Source {
         !matches!(self, Source::Taobao)
     }
 
+    /// The order a new table of this source declares (see [`crate::sort_order`]): behaviour
+    /// logs per user, in time, as the generated world's `events`.
+    fn sort_by(self) -> Vec<String> {
+        match self {
+            Source::Taobao | Source::Rees46 => vec!["user_id".into(), "ts".into()],
+            Source::Obd | Source::Hillstrom | Source::Csv | Source::Parquet => vec![],
+        }
+    }
+
     /// The select list that maps the file's columns onto the data model.
     fn mapping(self) -> &'static str {
         match self {
@@ -343,14 +352,16 @@ async fn load_file(
         src.to_quoted_string()
     );
     let result = async {
-        let sql = if target.append {
+        if target.append {
             same_columns(session, &table, &select).await?;
-            format!("INSERT INTO {} {select}", table.to_quoted_string())
+            let sql = format!("INSERT INTO {} {select}", table.to_quoted_string());
+            let plan = ctx.state().create_logical_plan(&sql).await?;
+            session.execute_plan(plan, false).await
         } else {
-            format!("CREATE TABLE {} AS {select}", table.to_quoted_string())
-        };
-        let plan = ctx.state().create_logical_plan(&sql).await?;
-        session.execute_plan(plan, false).await
+            let sql = format!("CREATE TABLE {} AS {select}", table.to_quoted_string());
+            let plan = ctx.state().create_logical_plan(&sql).await?;
+            Ok(session.create_table(plan, false, &source.sort_by()).await?)
+        }
     }
     .await;
     let _ = ctx.deregister_table(src);

@@ -37,6 +37,11 @@ pub struct TableDef {
     pub rows: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Columns every file of the table is sorted by, ascending with NULLs last (`WITH
+    /// (sort_by = …)`): scans declare that order, so windows and merges per user skip their
+    /// sort, and row groups cover narrow key ranges that statistics prune.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sort_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -220,7 +220,7 @@ pub async fn execute(
         })
         .collect::<Vec<_>>();
     let rows = Arc::new(ProjectionExec::try_new(projection, counted)?);
-    Ok(table.rewrite(
+    table.rewrite(
         rows,
         files,
         Count::Merged {
@@ -228,5 +228,5 @@ pub async fn execute(
             untouched,
             inserted,
         },
-    ))
+    )
 }

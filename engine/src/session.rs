@@ -80,6 +80,7 @@ impl Session {
             .with_analyzer_rule(Arc::new(
                 flashsql_udfs::checked_arithmetic::CheckedIntegerArithmetic::default(),
             ))
+            .with_physical_optimizer_rules(crate::presorted::physical_rules())
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
             .with_physical_optimizer_rule(Arc::new(crate::window_memory::WindowMemoryRule))
@@ -185,7 +186,7 @@ impl Session {
     /// Runs a planned statement. `temporary` marks a `CREATE TEMPORARY TABLE|VIEW`.
     pub async fn execute_plan(&self, plan: LogicalPlan, temporary: bool) -> Result<Output> {
         match plan {
-            LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl, temporary).await,
+            LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl, temporary, &[]).await,
             LogicalPlan::Dml(DmlStatement {
                 op: WriteOp::Insert(_),
                 ..
@@ -274,11 +275,44 @@ impl Session {
         })
     }
 
-    async fn execute_ddl(&self, ddl: DdlStatement, temporary: bool) -> Result<Output> {
+    /// Runs a planned `CREATE TABLE [AS]` whose files are all sorted by `sort_by` (see
+    /// [`crate::sort_order`]).
+    pub async fn create_table(
+        &self,
+        plan: LogicalPlan,
+        temporary: bool,
+        sort_by: &[String],
+    ) -> Result<Output> {
+        match plan {
+            LogicalPlan::Ddl(ddl @ DdlStatement::CreateMemoryTable(_)) => {
+                self.execute_ddl(ddl, temporary, sort_by).await
+            }
+            other => Err(EngineError::NotSupported(format!(
+                "{} with {}",
+                other.display(),
+                crate::sort_order::PARAMETER
+            ))
+            .into()),
+        }
+    }
+
+    async fn execute_ddl(
+        &self,
+        ddl: DdlStatement,
+        temporary: bool,
+        sort_by: &[String],
+    ) -> Result<Output> {
         match ddl {
             DdlStatement::CreateMemoryTable(c) => {
                 let is_ctas = !matches!(c.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
                 let (schema, name) = self.resolve(&c.name)?;
+                if !sort_by.is_empty() && (temporary || schema == TEMP_SCHEMA) {
+                    return Err(EngineError::NotSupported(format!(
+                        "{} on a temporary table",
+                        crate::sort_order::PARAMETER
+                    ))
+                    .into());
+                }
                 if temporary || schema == TEMP_SCHEMA {
                     return self
                         .create_temp_table(&name, (*c.input).clone(), c.if_not_exists, c.or_replace)
@@ -299,6 +333,12 @@ impl Session {
                 let arrow_schema =
                     crate::text_views::stored_schema(&Arc::new(df.schema().as_arrow().clone()));
                 check_unique_columns(&arrow_schema)?;
+                crate::sort_order::check(sort_by, &arrow_schema)?;
+                let df = if sort_by.is_empty() {
+                    df
+                } else {
+                    df.sort(crate::sort_order::sort_exprs(sort_by))?
+                };
                 let stream = df.execute_stream().await?;
                 let id = self.store.allocate_table()?;
                 let (file, path) = self.store.new_file(id);
@@ -311,7 +351,13 @@ impl Session {
                 };
                 let files = if rows > 0 { vec![file] } else { vec![] };
                 self.change_catalog(CatalogChange::PublishTable {
-                    def: TableData { id, files, rows }.into_def(&schema, &name, &arrow_schema),
+                    def: TableData {
+                        id,
+                        files,
+                        rows,
+                        sort_by: sort_by.to_vec(),
+                    }
+                    .into_def(&schema, &name, &arrow_schema),
                     replace: c.or_replace,
                 })?;
                 Ok(if is_ctas {

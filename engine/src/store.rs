@@ -36,6 +36,8 @@ pub struct TableData {
     pub id: u64,
     pub files: Vec<String>,
     pub rows: u64,
+    /// The columns every file is sorted by (see [`TableDef::sort_by`]).
+    pub sort_by: Vec<String>,
 }
 
 impl TableData {
@@ -49,6 +51,7 @@ impl TableData {
             files: self.files,
             rows: self.rows,
             comment: None,
+            sort_by: self.sort_by,
         }
     }
 }
@@ -562,6 +565,15 @@ impl Store {
                     if_not_exists: true,
                 })?;
             }
+            let sort_by: Vec<String> = t.sort_by.iter().map(|k| k.to_string()).collect();
+            if !crate::sort_order::is_sorted(&t.batches, &sort_by, &t.arrow_schema)? {
+                return Err(EngineError::InvalidInput(format!(
+                    "generated table {}.{} is not in the order it declares ({})",
+                    t.schema,
+                    t.name,
+                    sort_by.join(", ")
+                )));
+            }
             let id = self.allocate_table()?;
             let (file, path) = self.new_file(id);
             let rows = crate::storage::write_parquet(&path, t.arrow_schema.clone(), &t.batches)?;
@@ -570,6 +582,7 @@ impl Store {
                 id,
                 files: vec![file],
                 rows,
+                sort_by,
             };
             self.publish_table(t.schema, t.name, &t.arrow_schema, data)?;
             info!(table = %format!("{}.{}", t.schema, t.name), rows, "table written");
@@ -584,6 +597,14 @@ impl Store {
 /// returns the folder (removed when dropped), the store and the table's id.
 #[cfg(test)]
 pub(crate) fn store_with_empty_table() -> (tempfile::TempDir, Arc<Store>, u64) {
+    store_with_empty_table_sorted_by(vec![])
+}
+
+/// [`store_with_empty_table`], the table declaring `sort_by` (see [`crate::sort_order`]).
+#[cfg(test)]
+pub(crate) fn store_with_empty_table_sorted_by(
+    sort_by: Vec<String>,
+) -> (tempfile::TempDir, Arc<Store>, u64) {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Store::open(tmp.path()).expect("store");
@@ -593,6 +614,7 @@ pub(crate) fn store_with_empty_table() -> (tempfile::TempDir, Arc<Store>, u64) {
         id,
         files: vec![],
         rows: 0,
+        sort_by,
     };
     store
         .publish_table("public", "t", &schema, data)

@@ -57,11 +57,26 @@ pub struct DurableTable {
     /// The session's open transaction block: reads see its view of the table and writes
     /// go into it instead of the catalog.
     tx: Option<Arc<Transaction>>,
+    /// The columns every file is sorted by (see [`crate::sort_order`]).
+    sort_by: Arc<[String]>,
 }
 
 impl DurableTable {
-    /// The plan that writes `input`'s rows to this table.
-    fn sink(&self, input: Arc<dyn ExecutionPlan>, mode: Mode) -> Arc<dyn ExecutionPlan> {
+    /// The plan that writes `input`'s rows to this table: one stream of every partition (a
+    /// plan DataFusion's own planner wraps gets this from its physical optimizer, a rewrite
+    /// does not), sorted first if the table declares an order.
+    fn sink(&self, input: Arc<dyn ExecutionPlan>, mode: Mode) -> Result<Arc<dyn ExecutionPlan>> {
+        let (input, requirement) =
+            match crate::sort_order::lex_ordering(&self.sort_by, &self.schema)? {
+                Some(ordering) => (
+                    crate::sort_order::sorted(input, &ordering)?,
+                    Some(ordering.into()),
+                ),
+                None if input.output_partitioning().partition_count() > 1 => {
+                    (Arc::new(CoalescePartitionsExec::new(input)) as _, None)
+                }
+                None => (input, None),
+            };
         let sink = TableSink {
             store: self.store.clone(),
             epoch: self.tx.as_ref().map_or(0, |t| t.epoch()),
@@ -70,7 +85,11 @@ impl DurableTable {
             schema: self.schema.clone(),
             mode,
         };
-        Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
+        Ok(Arc::new(DataSinkExec::new(
+            input,
+            Arc::new(sink),
+            requirement,
+        )))
     }
 
     pub fn new(
@@ -78,6 +97,7 @@ impl DurableTable {
         id: u64,
         schema: SchemaRef,
         tx: Option<Arc<Transaction>>,
+        sort_by: &[String],
     ) -> Self {
         Self {
             store,
@@ -86,6 +106,7 @@ impl DurableTable {
             schema,
             pinned: None,
             tx,
+            sort_by: sort_by.into(),
         }
     }
 
@@ -113,6 +134,7 @@ impl DurableTable {
                     .collect(),
             ),
             tx: self.tx.clone(),
+            sort_by: self.sort_by.clone(),
         })
     }
 
@@ -124,14 +146,7 @@ impl DurableTable {
         rows: Arc<dyn ExecutionPlan>,
         expected: Vec<String>,
         count: Count,
-    ) -> Arc<dyn ExecutionPlan> {
-        // The sink writes one stream: every partition of the rows, not only the first (a
-        // plan DataFusion's own planner wraps gets this from its physical optimizer).
-        let rows: Arc<dyn ExecutionPlan> = if rows.output_partitioning().partition_count() > 1 {
-            Arc::new(CoalescePartitionsExec::new(rows))
-        } else {
-            rows
-        };
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         self.sink(rows, Mode::Replace { expected, count })
     }
 
@@ -156,9 +171,14 @@ impl DurableTable {
             .scan(state, None, &[], None)
             .await
             .map_err(&damaged)?;
-        let batches = datafusion::physical_plan::collect(plan, state.task_ctx())
-            .await
-            .map_err(&damaged)?;
+        // Partition after partition: the files' order, which a declared sort order needs.
+        let batches: Vec<RecordBatch> =
+            datafusion::physical_plan::collect_partitioned(plan, state.task_ctx())
+                .await
+                .map_err(&damaged)?
+                .into_iter()
+                .flatten()
+                .collect();
         hot.put(self.id, files.to_vec(), batches.clone());
         Ok(Some(batches))
     }
@@ -255,8 +275,18 @@ impl DurableTable {
             .iter()
             .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
             .collect::<Result<Vec<_>>>()?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        // The declared order is told to the scan only over a single file. DataFusion splits
+        // an ordered scan's files into byte ranges only while it has fewer files than
+        // partitions, so a large file and a small appended one would be read as two uneven
+        // partitions by every query; unordered, it balances the ranges over both.
+        let order = if self.sort_by.is_empty() || files.len() != 1 {
+            vec![]
+        } else {
+            vec![crate::sort_order::sort_exprs(&self.sort_by)]
+        };
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_file_sort_order(order);
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(self.scan.clone());
@@ -291,9 +321,25 @@ impl TableProvider for DurableTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let files = self.files()?;
         if let Some(batches) = self.hot_batches(state, &files).await? {
-            let source =
-                MemorySourceConfig::try_new(&[batches], self.scan.clone(), projection.cloned())?
+            // Held in the one file's order (see `snapshot` for why only one), declared over
+            // contiguous runs of batches, one per partition: DataFusion's own split of a
+            // memory source forgets its order.
+            let ordering = match files.len() {
+                1 => crate::sort_order::lex_ordering(&self.sort_by, &self.scan)?,
+                _ => None,
+            };
+            let partitions = match &ordering {
+                Some(_) => {
+                    contiguous_runs(batches, state.config_options().execution.target_partitions)
+                }
+                None => vec![batches],
+            };
+            let mut source =
+                MemorySourceConfig::try_new(&partitions, self.scan.clone(), projection.cloned())?
                     .with_limit(limit);
+            if let Some(ordering) = ordering {
+                source = source.try_with_sort_information(vec![ordering])?;
+            }
             return Ok(DataSourceExec::from_data_source(source));
         }
         match self.snapshot(&files)? {
@@ -328,20 +374,39 @@ impl TableProvider for DurableTable {
         if insert_op != InsertOp::Append {
             return Err(EngineError::NotSupported(format!("INSERT with mode {insert_op}")).into());
         }
-        Ok(self.sink(input, Mode::Append))
+        self.sink(input, Mode::Append)
     }
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         let (files, rows) = self.snapshot_files()?;
         let nothing = Arc::new(EmptyExec::new(self.scan.clone()));
-        Ok(self.sink(
+        self.sink(
             nothing,
             Mode::Replace {
                 expected: files,
                 count: Count::Removed { rows_before: rows },
             },
-        ))
+        )
     }
+}
+
+/// `batches` cut into at most `n` runs of consecutive batches with about equal rows.
+fn contiguous_runs(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let per_run = total.div_ceil(n.max(1)).max(1);
+    let mut runs: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut in_run = 0;
+    for batch in batches {
+        if in_run >= per_run {
+            runs.push(Vec::new());
+            in_run = 0;
+        }
+        in_run += batch.num_rows();
+        if let Some(run) = runs.last_mut() {
+            run.push(batch);
+        }
+    }
+    runs
 }
 
 /// How a statement's rows reach the table.

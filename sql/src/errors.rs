@@ -110,6 +110,7 @@ fn classify_engine(e: &EngineError) -> Classified {
         EngineError::NotATable(_) | EngineError::NotAView(_) => c("42809", e.to_string()),
         EngineError::NotSupported(_) => c("0A000", e.to_string()),
         EngineError::DuplicateColumn(_) => c("42701", e.to_string()),
+        EngineError::UndefinedColumn(_) => c("42703", e.to_string()),
         EngineError::PermissionDenied(_) => c("42501", e.to_string()),
         EngineError::ReadOnlyExternal(_) => c("42809", e.to_string()),
         EngineError::ConcurrentWrite(_) => c("40001", e.to_string()),

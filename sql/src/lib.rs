@@ -30,6 +30,7 @@ pub mod sendable;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod storage_params;
 pub mod users;
 pub mod wire;
 

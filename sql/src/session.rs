@@ -13,8 +13,9 @@ use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    AlterTableOperation, CloseCursor, CommentObject, CopySource, CopyTarget, Expr as SqlExpr,
-    Insert, ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement, TableObject, Value,
+    AlterTableOperation, CloseCursor, CommentObject, CopySource, CopyTarget, CreateTableOptions,
+    Expr as SqlExpr, Insert, ObjectName, RenameTableNameKind, Reset, SchemaName, Set, Statement,
+    TableObject, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use flashsql_engine::{Engine, Output};
@@ -730,10 +731,20 @@ impl PgSession {
                 };
                 Ok(self.engine.create_schema(&schema, if_not_exists)?.into())
             }
-            Statement::CreateTable(mut ct) if ct.temporary => {
-                ct.temporary = false;
+            Statement::CreateTable(mut ct)
+                if ct.temporary || !matches!(ct.table_options, CreateTableOptions::None) =>
+            {
+                let sort_by = crate::storage_params::take_sort_by(&mut ct)?;
+                let temporary = std::mem::take(&mut ct.temporary);
                 let plan = self.plan(Statement::CreateTable(ct)).await?;
-                self.run_plan(plan, params, true).await
+                if sort_by.is_empty() {
+                    return self.run_plan(plan, params, temporary).await;
+                }
+                Ok(self
+                    .engine
+                    .create_table(plan, temporary, &sort_by)
+                    .await?
+                    .into())
             }
             other => {
                 let plan = self
@@ -1197,8 +1208,10 @@ fn utility_kind(s: &Statement) -> Utility {
 fn planned_form(s: DFStatement) -> DFStatement {
     match s {
         DFStatement::Statement(inner) => match *inner {
-            Statement::CreateTable(mut ct) if ct.temporary => {
+            Statement::CreateTable(mut ct) => {
                 ct.temporary = false;
+                // Storage parameters are the executor's (see `storage_params`).
+                ct.table_options = CreateTableOptions::None;
                 DFStatement::Statement(Box::new(Statement::CreateTable(ct)))
             }
             other => DFStatement::Statement(Box::new(other)),

@@ -106,6 +106,11 @@ async fn flashsql_load_taobao_feeds_sequences_and_training() {
         0,
         "no generated world in a loaded data directory"
     );
+    // A loaded behaviour log is stored per user in time, as the generated events are.
+    assert_eq!(
+        crate::storage_layout::assert_files_sorted(&data, "tb_events"),
+        61161
+    );
 
     // Sequences from the loaded table equal those from the raw file read directly.
     client

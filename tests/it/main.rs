@@ -27,6 +27,7 @@ mod references;
 mod sessions;
 mod slt;
 mod sql_grammar;
+mod storage_layout;
 mod tls;
 mod transactions;
 mod wire_faults;

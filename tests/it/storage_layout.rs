@@ -1,0 +1,353 @@
+//! Tables declared sorted (`CREATE TABLE … WITH (sort_by = 'user_id, ts')`, see
+//! `engine/src/sort_order.rs`): every writer keeps each file in that order — checked by
+//! reading the files themselves — scans declare it, windows per user sort only ties, and
+//! answers equal those computed with a full sort over an unsorted copy.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::{SinkExt, pin_mut};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio_postgres::Client;
+
+use crate::common::{TestServer, scalar_i64, sqlstate};
+
+/// The data files the catalog names for `public.<table>`.
+fn table_files(data: &Path, table: &str) -> Vec<PathBuf> {
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog.json"))
+            .expect("catalog parses");
+    let t = catalog["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["schema"] == "public" && t["name"] == table)
+        .unwrap_or_else(|| panic!("{table} in the catalog"));
+    let id = t["id"].as_u64().expect("id");
+    t["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            data.join("tables")
+                .join(format!("t{id}"))
+                .join(f.as_str().expect("file name"))
+        })
+        .collect()
+}
+
+/// The (user_id, ts) keys of one file, in file order; NULL as None.
+fn keys_of(file: &Path) -> Vec<(Option<i64>, Option<i64>)> {
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).expect("open file"))
+            .expect("parquet")
+            .build()
+            .expect("reader");
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let users = batch
+            .column_by_name("user_id")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .expect("user_id BIGINT")
+            .clone();
+        // Any timestamp unit, as its integer count.
+        let ts = cast(batch.column_by_name("ts").expect("ts"), &DataType::Int64)
+            .expect("ts as an integer");
+        let ts = ts
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64")
+            .clone();
+        for i in 0..batch.num_rows() {
+            keys.push((
+                users.is_valid(i).then(|| users.value(i)),
+                ts.is_valid(i).then(|| ts.value(i)),
+            ));
+        }
+    }
+    keys
+}
+
+/// Ascending with NULLs last, as the table declares.
+fn nulls_last(k: Option<i64>) -> (bool, i64) {
+    (k.is_none(), k.unwrap_or(0))
+}
+
+/// Asserts every file of `table` is sorted by (user_id, ts); returns the rows in them.
+pub(crate) fn assert_files_sorted(data: &Path, table: &str) -> usize {
+    let mut rows = 0;
+    for file in table_files(data, table) {
+        let keys = keys_of(&file);
+        for pair in keys.windows(2) {
+            let a = (nulls_last(pair[0].0), nulls_last(pair[0].1));
+            let b = (nulls_last(pair[1].0), nulls_last(pair[1].1));
+            assert!(a <= b, "{} is out of order at {pair:?}", file.display());
+        }
+        rows += keys.len();
+    }
+    rows
+}
+
+async fn plan(client: &Client, sql: &str) -> String {
+    client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every row of `sql` as text, for comparing answers.
+async fn answer(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .expect("query")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A window per user ordered past the stored keys, and its answer's fingerprint.
+const WINDOW: &str = "SELECT user_id, ts, kind, v, \
+    lag(v) OVER (PARTITION BY user_id ORDER BY ts, kind, v) AS prev, \
+    row_number() OVER (PARTITION BY user_id ORDER BY ts, kind, v) AS r \
+    FROM {t} ORDER BY user_id NULLS LAST, r";
+
+/// `n` rows in random order: 40 users (and a few NULL users and times), times over a day.
+fn scrambled_rows(rng: &mut ChaCha8Rng, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let user = if rng.random_bool(0.03) {
+                "NULL".to_string()
+            } else {
+                rng.random_range(1..=40).to_string()
+            };
+            let ts = if rng.random_bool(0.03) {
+                "NULL".to_string()
+            } else {
+                format!(
+                    "TIMESTAMP '2026-11-11 00:00:00' + INTERVAL '{} seconds'",
+                    rng.random_range(0..86_400)
+                )
+            };
+            let kind = ["view", "cart", "purchase"][rng.random_range(0..3)];
+            format!("({user}, {ts}, '{kind}', {})", rng.random_range(0..1000))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_writer_keeps_a_declared_order_and_windows_use_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+
+    c.batch_execute(
+        "CREATE TABLE log (user_id BIGINT, ts TIMESTAMP, kind TEXT, v BIGINT) \
+         WITH (sort_by = 'user_id, ts')",
+    )
+    .await
+    .expect("create sorted table");
+    // INSERT … VALUES, in three statements of scrambled rows.
+    for _ in 0..3 {
+        let rows = scrambled_rows(&mut rng, 300).join(", ");
+        c.batch_execute(&format!("INSERT INTO log VALUES {rows}"))
+            .await
+            .expect("insert");
+    }
+    // INSERT … SELECT over two partitions of generated rows.
+    c.batch_execute(
+        "INSERT INTO log SELECT (x * 7919) % 37 + 1, \
+         CAST('2026-11-12' AS TIMESTAMP) + CAST(((x * 104729) % 86400) || ' seconds' AS INTERVAL), \
+         'view', x FROM generate_series(1, 2000) AS g(x)",
+    )
+    .await
+    .expect("insert select");
+    // COPY FROM STDIN.
+    let mut text = String::new();
+    for i in 0..500 {
+        text.push_str(&format!(
+            "{}\t2026-11-13 {:02}:{:02}:00\tcart\t{i}\n",
+            (i * 13) % 41 + 1,
+            (i * 7) % 24,
+            (i * 11) % 60
+        ));
+    }
+    let sink = c.copy_in("COPY log FROM STDIN").await.expect("copy starts");
+    pin_mut!(sink);
+    sink.send(Bytes::from(text)).await.expect("copy data");
+    assert_eq!(sink.finish().await.expect("copy ends"), 500);
+    assert_eq!(assert_files_sorted(&data, "log"), 900 + 2000 + 500);
+
+    // UPDATE and DELETE rewrite the table: still sorted, rows as expected.
+    c.batch_execute("UPDATE log SET user_id = 41 - user_id WHERE kind = 'cart'")
+        .await
+        .expect("update");
+    c.batch_execute("DELETE FROM log WHERE v % 10 = 3")
+        .await
+        .expect("delete");
+    let left = scalar_i64(&c, "SELECT count(*) FROM log").await;
+    assert_eq!(assert_files_sorted(&data, "log") as i64, left);
+
+    // MERGE rewrites it too.
+    c.batch_execute(
+        "MERGE INTO log AS t USING (SELECT 5 AS u, 9999 AS v) AS s ON t.user_id = s.u \
+         AND t.v = 0 WHEN NOT MATCHED THEN INSERT VALUES (s.u, TIMESTAMP '2026-11-10', 'fav', s.v)",
+    )
+    .await
+    .expect("merge");
+    assert_eq!(
+        assert_files_sorted(&data, "log") as i64,
+        scalar_i64(&c, "SELECT count(*) FROM log").await
+    );
+
+    // The same window over an unsorted copy (a full sort) gives the same answer.
+    c.batch_execute("CREATE TABLE log_plain AS SELECT * FROM log ORDER BY v DESC")
+        .await
+        .expect("plain copy");
+    let sorted = answer(&c, &WINDOW.replace("{t}", "log")).await;
+    let plain = answer(&c, &WINDOW.replace("{t}", "log_plain")).await;
+    assert_eq!(sorted.len() as i64, left + 1);
+    assert_eq!(sorted, plain);
+
+    // CREATE TABLE … AS with the parameter sorts the query's rows into one file, whose
+    // order the scan declares and the window uses: only ties on (user_id, ts) are sorted.
+    c.batch_execute(
+        "CREATE TABLE log_sorted WITH (sort_by = 'user_id, ts') AS SELECT * FROM log_plain",
+    )
+    .await
+    .expect("ctas sorted");
+    assert_files_sorted(&data, "log_sorted");
+    let shown = plan(&c, &WINDOW.replace("{t}", "log_sorted")).await;
+    assert!(
+        shown.contains("output_ordering=")
+            && shown.contains("user_id@0 ASC NULLS LAST, ts@1 ASC NULLS LAST"),
+        "{shown}"
+    );
+    assert!(shown.contains("PartialSortExec"), "{shown}");
+    assert_eq!(
+        answer(&c, &WINDOW.replace("{t}", "log_sorted")).await,
+        plain
+    );
+
+    // Mistakes are refused with PostgreSQL's codes and nothing is created.
+    for (sql, code) in [
+        ("CREATE TABLE bad (a INT) WITH (sort_by = 'b')", "42703"),
+        ("CREATE TABLE bad (a INT) WITH (sortby = 'a')", "22023"),
+        (
+            "CREATE TABLE bad (a INT) WITH (sort_by = 'a DESC')",
+            "22023",
+        ),
+        ("CREATE TABLE bad (a INT) WITH (sort_by = 'a, a')", "42701"),
+        (
+            "CREATE TEMP TABLE bad (a INT) WITH (sort_by = 'a')",
+            "0A000",
+        ),
+        (
+            "CREATE TABLE bad WITH (sort_by = 'b') AS SELECT 1 AS a",
+            "42703",
+        ),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e:?}");
+    }
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'bad'"
+        )
+        .await,
+        0
+    );
+
+    // The declaration is durable: after a restart scans still declare it.
+    drop(c);
+    server.stop();
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    let shown = plan(&c, "SELECT * FROM log_sorted").await;
+    assert!(
+        shown.contains("output_ordering=") && shown.contains("user_id@0 ASC NULLS LAST"),
+        "{shown}"
+    );
+}
+
+/// A table fed row by row collects small files; the background merge keeps the order.
+#[tokio::test]
+async fn merging_small_files_keeps_the_order() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE drip (user_id BIGINT, ts TIMESTAMP, kind TEXT, v BIGINT) \
+         WITH (sort_by = 'user_id, ts')",
+    )
+    .await
+    .expect("create");
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..20 {
+        let rows = scrambled_rows(&mut rng, 5).join(", ");
+        c.batch_execute(&format!("INSERT INTO drip VALUES {rows}"))
+            .await
+            .expect("insert");
+    }
+    // 16 small files are merged into one; the last 4 inserts stay as they are.
+    let started = Instant::now();
+    while table_files(&data, "drip").len() > 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the small files were not merged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(assert_files_sorted(&data, "drip"), 100);
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM drip").await, 100);
+}
+
+/// The generated world's events are stored per user in time and say so (a loaded behaviour
+/// log is checked in `loading`).
+#[tokio::test]
+async fn event_logs_declare_user_and_time_order() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    assert!(assert_files_sorted(&data, "events") > 0);
+    let shown = plan(
+        &c,
+        "SELECT user_id, lag(ts) OVER (PARTITION BY user_id ORDER BY ts, event_type) FROM events",
+    )
+    .await;
+    assert!(
+        shown.contains("output_ordering=") && shown.contains("user_id@0 ASC NULLS LAST, ts@"),
+        "{shown}"
+    );
+    assert!(shown.contains("PartialSortExec"), "{shown}");
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("SortExec: expr=[user_id")),
+        "{shown}"
+    );
+}
