@@ -237,6 +237,25 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
+    /// The first (BIGINT) column of the Parquet file at `path`, in file order.
+    fn first_column(path: &Path) -> Vec<i64> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
+            .expect("reader")
+            .build()
+            .expect("build");
+        reader
+            .flat_map(|b| {
+                let b = b.expect("batch");
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
     #[test]
     fn small_files_merge_into_one_without_losing_rows() {
         let (_dir, store, id) = crate::store::store_with_empty_table();
@@ -255,23 +274,7 @@ mod tests {
         let (files, rows) = store.table_files(id).expect("files");
         assert_eq!(files.len(), 1);
         assert_eq!(rows, 2 * (COMPACT_AT as u64 + 3));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(store.table_dir(id).join(&files[0])).expect("open"),
-        )
-        .expect("reader")
-        .build()
-        .expect("build");
-        let mut values: Vec<i64> = reader
-            .flat_map(|b| {
-                let b = b.expect("batch");
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("int64")
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let mut values = first_column(&store.table_dir(id).join(&files[0]));
         values.sort();
         let mut expected: Vec<i64> = (0..(COMPACT_AT as i64 + 3))
             .flat_map(|i| [i, i + 100])
@@ -302,23 +305,7 @@ mod tests {
         assert_eq!(store.compact(id).expect("compact"), n as usize);
         let (files, rows) = store.table_files(id).expect("files");
         assert_eq!((files.len(), rows), (1, 50 * n as u64));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(store.table_dir(id).join(&files[0])).expect("open"),
-        )
-        .expect("reader")
-        .build()
-        .expect("build");
-        let values: Vec<i64> = reader
-            .flat_map(|b| {
-                let b = b.expect("batch");
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("int64")
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let values = first_column(&store.table_dir(id).join(&files[0]));
         assert_eq!(values, (0..50 * n).collect::<Vec<_>>());
     }
 }
