@@ -190,10 +190,9 @@ fn concatenate(dir: &Path, files: &[String], path: &Path) -> Result<Option<Parqu
     Ok(writer)
 }
 
-/// The rows of `files`, each sorted by `sort_by`, merged in that order into a new file at
-/// `path`: DataFusion's sort-preserving merge over one partition per file, which holds one
-/// batch per file (were a file not sorted, its ordering is not trusted and the rows are
-/// sorted instead, within an unbounded pool: compaction only reads small files).
+/// The rows of `files`, each sorted by `sort_by` (every writer of such a table sorts),
+/// merged in that order into a new file at `path`: one partition per file, so DataFusion
+/// plans a sort-preserving merge, which holds one batch per file.
 fn merge_sorted(
     dir: &Path,
     files: &[String],

@@ -352,14 +352,16 @@ async fn load_file(
         src.to_quoted_string()
     );
     let result = async {
-        if target.append {
+        let sql = if target.append {
             same_columns(session, &table, &select).await?;
-            let sql = format!("INSERT INTO {} {select}", table.to_quoted_string());
-            let plan = ctx.state().create_logical_plan(&sql).await?;
+            format!("INSERT INTO {} {select}", table.to_quoted_string())
+        } else {
+            format!("CREATE TABLE {} AS {select}", table.to_quoted_string())
+        };
+        let plan = ctx.state().create_logical_plan(&sql).await?;
+        if target.append {
             session.execute_plan(plan, false).await
         } else {
-            let sql = format!("CREATE TABLE {} AS {select}", table.to_quoted_string());
-            let plan = ctx.state().create_logical_plan(&sql).await?;
             Ok(session.create_table(plan, false, &source.sort_by()).await?)
         }
     }

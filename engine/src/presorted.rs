@@ -34,8 +34,8 @@ use datafusion::physical_plan::sorts::partial_sort::PartialSortExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 
-/// Replaces a full per-partition sort above a hash repartition of presorted rows (see the
-/// module notes).
+/// Replaces a full sort of presorted rows, directly or above a hash repartition, by a sort
+/// of their ties (see the module notes).
 #[derive(Debug, Default)]
 pub struct PresortedRule;
 
@@ -123,8 +123,9 @@ pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules
 }
 
-/// The cheaper form of `node` if it is a per-partition sort (no limit) of a hash
-/// repartition whose input is already ordered on a prefix of the sort's keys.
+/// The cheaper form of `node` if it is a sort (no limit) of rows already ordered on a
+/// prefix of its keys: directly, or through a hash repartition that can merge them in
+/// order.
 fn presorted(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let Some(sort) = node.downcast_ref::<SortExec>() else {
         return Ok(None);
@@ -143,13 +144,13 @@ fn presorted(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPl
     {
         return Ok(None);
     }
-    let input = repartition.input();
-    if presorted_prefix(input, &keys)? == 0 {
-        return Ok(None);
-    }
+    // The merge keeps each output partition in the input's order (when it has one).
     let merged: Arc<dyn ExecutionPlan> = Arc::new(
-        RepartitionExec::try_new(input.clone(), repartition.partitioning().clone())?
-            .with_preserve_order(),
+        RepartitionExec::try_new(
+            repartition.input().clone(),
+            repartition.partitioning().clone(),
+        )?
+        .with_preserve_order(),
     );
     partial_sort(sort, merged, &keys)
 }

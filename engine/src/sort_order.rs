@@ -68,14 +68,20 @@ pub fn parse(value: &str) -> Result<Vec<String>> {
     Ok(keys)
 }
 
+/// The position of each key in `schema` (42703 for one that names no column).
+fn key_indices(keys: &[String], schema: &Schema) -> Result<Vec<usize>> {
+    keys.iter()
+        .map(|k| {
+            schema
+                .index_of(k)
+                .map_err(|_| EngineError::UndefinedColumn(k.clone()))
+        })
+        .collect()
+}
+
 /// Checks that every key names a column of `schema`.
 pub fn check(keys: &[String], schema: &Schema) -> Result<()> {
-    for key in keys {
-        if schema.index_of(key).is_err() {
-            return Err(EngineError::UndefinedColumn(key.clone()));
-        }
-    }
-    Ok(())
+    key_indices(keys, schema).map(drop)
 }
 
 /// The order as logical sort expressions: a listing table's per-file sort order, or the
@@ -92,16 +98,8 @@ pub fn sort_exprs(keys: &[String]) -> Vec<SortExpr> {
 pub fn lex_ordering(keys: &[String], schema: &Schema) -> Result<Option<LexOrdering>> {
     let exprs = keys
         .iter()
-        .map(|k| {
-            let index = schema
-                .index_of(k)
-                .map_err(|_| EngineError::UndefinedColumn(k.clone()))?;
-            Ok(PhysicalSortExpr::new(
-                Arc::new(PhysicalColumn::new(k, index)),
-                OPTIONS,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .zip(key_indices(keys, schema)?)
+        .map(|(k, index)| PhysicalSortExpr::new(Arc::new(PhysicalColumn::new(k, index)), OPTIONS));
     Ok(LexOrdering::new(exprs))
 }
 
@@ -134,14 +132,7 @@ pub fn is_sorted(batches: &[RecordBatch], keys: &[String], schema: &Schema) -> R
     if keys.is_empty() {
         return Ok(true);
     }
-    let indices = keys
-        .iter()
-        .map(|k| {
-            schema
-                .index_of(k)
-                .map_err(|_| EngineError::UndefinedColumn(k.clone()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let indices = key_indices(keys, schema)?;
     let fields = indices
         .iter()
         .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), OPTIONS))

@@ -258,6 +258,17 @@ impl DurableTable {
         })
     }
 
+    /// The order a scan of `files` tells the planner: the declared one over a single file,
+    /// none otherwise. DataFusion splits an ordered scan's files into byte ranges only while
+    /// it has fewer files than partitions, so a large file and a small appended one would
+    /// be read as two uneven partitions by every query; unordered, it balances the ranges.
+    fn scan_order(&self, files: &[PathBuf]) -> &[String] {
+        match files.len() {
+            1 => &self.sort_by,
+            _ => &[],
+        }
+    }
+
     /// A listing table over exactly `files`.
     fn snapshot(&self, files: &[PathBuf]) -> Result<Option<ListingTable>> {
         if files.is_empty() {
@@ -275,14 +286,9 @@ impl DurableTable {
             .iter()
             .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
             .collect::<Result<Vec<_>>>()?;
-        // The declared order is told to the scan only over a single file. DataFusion splits
-        // an ordered scan's files into byte ranges only while it has fewer files than
-        // partitions, so a large file and a small appended one would be read as two uneven
-        // partitions by every query; unordered, it balances the ranges over both.
-        let order = if self.sort_by.is_empty() || files.len() != 1 {
-            vec![]
-        } else {
-            vec![crate::sort_order::sort_exprs(&self.sort_by)]
+        let order = match self.scan_order(files) {
+            [] => vec![],
+            keys => vec![crate::sort_order::sort_exprs(keys)],
         };
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
@@ -321,13 +327,9 @@ impl TableProvider for DurableTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let files = self.files()?;
         if let Some(batches) = self.hot_batches(state, &files).await? {
-            // Held in the one file's order (see `snapshot` for why only one), declared over
-            // contiguous runs of batches, one per partition: DataFusion's own split of a
-            // memory source forgets its order.
-            let ordering = match files.len() {
-                1 => crate::sort_order::lex_ordering(&self.sort_by, &self.scan)?,
-                _ => None,
-            };
+            // Held in the files' order, declared over contiguous runs of batches, one per
+            // partition: DataFusion's own split of a memory source forgets its order.
+            let ordering = crate::sort_order::lex_ordering(self.scan_order(&files), &self.scan)?;
             let partitions = match &ordering {
                 Some(_) => {
                     contiguous_runs(batches, state.config_options().execution.target_partitions)

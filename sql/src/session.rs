@@ -736,10 +736,7 @@ impl PgSession {
             {
                 let sort_by = crate::storage_params::take_sort_by(&mut ct)?;
                 let temporary = std::mem::take(&mut ct.temporary);
-                let plan = self.plan(Statement::CreateTable(ct)).await?;
-                if sort_by.is_empty() {
-                    return self.run_plan(plan, params, temporary).await;
-                }
+                let plan = bind(self.plan(Statement::CreateTable(ct)).await?, params)?;
                 Ok(self
                     .engine
                     .create_table(plan, temporary, &sort_by)
@@ -852,12 +849,7 @@ impl PgSession {
         params: Option<ParamValues>,
         temporary: bool,
     ) -> Result<StatementResult, SqlError> {
-        let plan = match params {
-            Some(p) => {
-                flashsql_udfs::relation::parameters::bind(plan.replace_params_with_values(&p)?, &p)?
-            }
-            None => plan,
-        };
+        let plan = bind(plan, params)?;
         Ok(self.engine.execute_plan(plan, temporary).await?.into())
     }
 
@@ -1161,6 +1153,16 @@ fn cast_parameter_types(
         })
     })?;
     Ok(found)
+}
+
+/// `plan` with a prepared statement's bound values in place of its parameters.
+fn bind(plan: LogicalPlan, params: Option<ParamValues>) -> Result<LogicalPlan, SqlError> {
+    Ok(match params {
+        Some(p) => {
+            flashsql_udfs::relation::parameters::bind(plan.replace_params_with_values(&p)?, &p)?
+        }
+        None => plan,
+    })
 }
 
 /// Whether a statement is handled here rather than planned by DataFusion.
