@@ -12,14 +12,13 @@
 //! that listed them finish first.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use tracing::{debug, warn};
 
@@ -121,15 +120,11 @@ impl Store {
             .iter()
             .find(|t| t.id == id)
             .ok_or_else(|| EngineError::RelationNotFound(format!("table #{id}")))?;
-        let writer = if table.sort_by.is_empty() {
-            concatenate(&dir, &small, &path)?
-        } else {
-            let schema = self.table_schema(id, &table.columns)?;
-            Some(merge_sorted(&dir, &small, &path, schema, &table.sort_by)?)
-        };
-        let Some(writer) = writer else {
+        let schema = self.table_schema(id, &table.columns)?;
+        let writer = merge_files(&dir, &small, &path, schema, &table.sort_by)?;
+        if writer.rows() == 0 {
             return Ok(0);
-        };
+        }
         writer.commit()?;
         let merged: HashSet<&str> = small.iter().map(String::as_str).collect();
         let committed = self.commit(|m| {
@@ -166,34 +161,12 @@ impl Store {
     }
 }
 
-/// The rows of `files` one file after another, written to a new file at `path` (None if
-/// there were no files).
-fn concatenate(dir: &Path, files: &[String], path: &Path) -> Result<Option<ParquetFileWriter>> {
-    let mut writer: Option<ParquetFileWriter> = None;
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join(f))?)?;
-        let schema = reader.schema().clone();
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(ParquetFileWriter::create(path, schema.clone())?),
-        };
-        for batch in reader.build()? {
-            let batch = batch?;
-            if batch.schema() != schema {
-                return Err(EngineError::InvalidInput(format!(
-                    "file {f} has a different schema from the table's other files"
-                )));
-            }
-            w.write(&batch)?;
-        }
-    }
-    Ok(writer)
-}
-
-/// The rows of `files`, each sorted by `sort_by` (every writer of such a table sorts),
-/// merged in that order into a new file at `path`: one partition per file, so DataFusion
-/// plans a sort-preserving merge, which holds one batch per file.
-fn merge_sorted(
+/// The rows of `files` written to a new file at `path`: merged in `sort_by`'s order when
+/// the table declares one (each file is sorted, as every writer of such a table sorts: one
+/// partition per file, so DataFusion plans a sort-preserving merge, which holds one batch
+/// per file), else one file after another. Read through the table's own scan, so files of
+/// either list layout (see [`crate::packed_lists`]) merge into the current one.
+fn merge_files(
     dir: &Path,
     files: &[String],
     path: &Path,
@@ -204,24 +177,29 @@ fn merge_sorted(
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let partitions = match sort_by {
+            [] => 1,
+            _ => files.len().max(1),
+        };
         let config = SessionConfig::new()
-            .with_target_partitions(files.len().max(1))
+            .with_target_partitions(partitions)
             .with_repartition_file_scans(false);
         let ctx = SessionContext::new_with_config(config);
-        let urls: Vec<String> = files
+        let urls = files
             .iter()
-            .map(|f| dir.join(f).to_string_lossy().into_owned())
-            .collect();
+            .map(|f| ListingTableUrl::parse(dir.join(f).to_string_lossy()))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
         let order = crate::sort_order::sort_exprs(sort_by);
-        let options = ParquetReadOptions::default()
-            .schema(&schema)
-            .file_sort_order(vec![order.clone()]);
-        let mut stream = ctx
-            .read_parquet(urls, options)
-            .await?
-            .sort(order)?
-            .execute_stream()
-            .await?;
+        let declared = match sort_by {
+            [] => vec![],
+            _ => vec![order.clone()],
+        };
+        let files = crate::table::listing_table(urls, schema.clone(), declared)?;
+        let mut rows = ctx.read_table(Arc::new(files))?;
+        if !sort_by.is_empty() {
+            rows = rows.sort(order)?;
+        }
+        let mut stream = rows.execute_stream().await?;
         let mut writer = ParquetFileWriter::create(path, schema.clone())?;
         while let Some(batch) = stream.next().await {
             writer.write(&batch?)?;
@@ -235,6 +213,8 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::fs::File;
 
     /// The first (BIGINT) column of the Parquet file at `path`, in file order.
     fn first_column(path: &Path) -> Vec<i64> {
@@ -306,5 +286,80 @@ mod tests {
         assert_eq!((files.len(), rows), (1, 50 * n as u64));
         let values = first_column(&store.table_dir(id).join(&files[0]));
         assert_eq!(values, (0..50 * n).collect::<Vec<_>>());
+    }
+
+    /// Files written before lists were packed merge with packed ones: the merged file is
+    /// packed and reads back as the same lists, NULL items and NULL lists included.
+    #[test]
+    fn files_of_both_list_layouts_merge() {
+        use datafusion::arrow::array::{Int32Builder, ListBuilder};
+        use datafusion::arrow::util::pretty::pretty_format_batches;
+        let list = DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("seq", list, true),
+        ]));
+        let (_dir, store, id) = crate::store::store_with_table(&schema, vec![]);
+        let n = COMPACT_AT as i64 + 1;
+        for i in 0..n {
+            let mut seq = ListBuilder::new(Int32Builder::new());
+            seq.append_value([Some(i as i32), Some(2), None]);
+            seq.append_null();
+            seq.append_value([Some(i as i32); 3]);
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![3 * i, 3 * i + 1, 3 * i + 2])),
+                    Arc::new(seq.finish()),
+                ],
+            )
+            .expect("batch");
+            let (name, path) = store.new_file(id);
+            if i == 0 {
+                // As files were written before: lists as Parquet lists.
+                let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                    File::create(&path).expect("create"),
+                    schema.clone(),
+                    None,
+                )
+                .expect("writer");
+                w.write(&batch).expect("write");
+                w.close().expect("close");
+            } else {
+                crate::storage::write_parquet(&path, schema.clone(), &[batch]).expect("write");
+            }
+            store.append_files(id, vec![name], 3).expect("append");
+        }
+        let read = |files: Vec<String>| {
+            let urls = files
+                .iter()
+                .map(|f| ListingTableUrl::parse(store.table_dir(id).join(f).to_string_lossy()))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+                .expect("urls");
+            let table = crate::table::listing_table(urls, schema.clone(), vec![]).expect("table");
+            async move {
+                let batches = SessionContext::new()
+                    .read_table(Arc::new(table))
+                    .expect("read")
+                    .sort(vec![datafusion::prelude::col("x").sort(true, false)])
+                    .expect("sort")
+                    .collect()
+                    .await
+                    .expect("collect");
+                pretty_format_batches(&batches).expect("format").to_string()
+            }
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let before = runtime.block_on(read(store.table_files(id).expect("files").0));
+        assert!(before.contains("[0, 2, ]"), "{before}");
+        assert_eq!(store.compact(id).expect("compact"), n as usize);
+        let (files, _) = store.table_files(id).expect("files");
+        assert_eq!(files.len(), 1);
+        let merged = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(store.table_dir(id).join(&files[0])).expect("open"),
+        )
+        .expect("reader");
+        assert_eq!(merged.schema().field(1).data_type(), &DataType::Binary);
+        assert_eq!(runtime.block_on(read(files)), before);
     }
 }

@@ -22,6 +22,7 @@ pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod merge_fold;
+pub mod packed_lists;
 pub mod pg_types;
 pub mod presorted;
 pub mod session;

@@ -606,10 +606,19 @@ pub(crate) fn store_with_empty_table_sorted_by(
     sort_by: Vec<String>,
 ) -> (tempfile::TempDir, Arc<Store>, u64) {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    store_with_table(&schema, sort_by)
+}
+
+/// A store holding one empty table `t` of `schema`, declaring `sort_by`.
+#[cfg(test)]
+pub(crate) fn store_with_table(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    sort_by: Vec<String>,
+) -> (tempfile::TempDir, Arc<Store>, u64) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Store::open(tmp.path()).expect("store");
     let id = store.allocate_table().expect("id");
-    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
     let data = TableData {
         id,
         files: vec![],
@@ -617,7 +626,7 @@ pub(crate) fn store_with_empty_table_sorted_by(
         sort_by,
     };
     store
-        .publish_table("public", "t", &schema, data)
+        .publish_table("public", "t", schema, data)
         .expect("table");
     (tmp, store, id)
 }

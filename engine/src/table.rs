@@ -290,14 +290,25 @@ impl DurableTable {
             [] => vec![],
             keys => vec![crate::sort_order::sort_exprs(keys)],
         };
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_file_sort_order(order);
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(self.scan.clone());
-        Ok(Some(ListingTable::try_new(config)?))
+        Ok(Some(listing_table(urls, self.scan.clone(), order)?))
     }
+}
+
+/// A listing table over table files at `urls`, read as `schema`, declared sorted by
+/// `order`; packed lists come back as lists (see [`crate::packed_lists`]).
+pub(crate) fn listing_table(
+    urls: Vec<ListingTableUrl>,
+    schema: SchemaRef,
+    order: Vec<Vec<datafusion::logical_expr::SortExpr>>,
+) -> Result<ListingTable> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_file_sort_order(order);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema)
+        .with_expr_adapter_factory(Arc::new(crate::packed_lists::PackedListsAdapterFactory));
+    ListingTable::try_new(config)
 }
 
 #[async_trait]
