@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayData;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, ListArray, RecordBatch, make_array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, GenericBinaryArray, ListArray,
+    OffsetSizeTrait, RecordBatch, make_array,
 };
 use datafusion::arrow::buffer::{Buffer, MutableBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::kernels::zip::zip;
@@ -202,22 +203,8 @@ pub fn unpack(packed: &ArrayRef, overflow: &ArrayRef, out: &DataType) -> Result<
         ));
     };
     let (offsets, values) = match packed.data_type() {
-        DataType::Binary => {
-            let b = packed.as_binary::<i32>();
-            let o = b.value_offsets();
-            let (first, last) = (o[0] as usize, o[o.len() - 1] as usize);
-            items(o.iter().map(|&x| x as usize), first, width, || {
-                b.values().slice_with_length(first, last - first)
-            })?
-        }
-        DataType::LargeBinary => {
-            let b = packed.as_binary::<i64>();
-            let o = b.value_offsets();
-            let (first, last) = (o[0] as usize, o[o.len() - 1] as usize);
-            items(o.iter().map(|&x| x as usize), first, width, || {
-                b.values().slice_with_length(first, last - first)
-            })?
-        }
+        DataType::Binary => contiguous(packed.as_binary::<i32>(), width)?,
+        DataType::LargeBinary => contiguous(packed.as_binary::<i64>(), width)?,
         DataType::BinaryView => {
             let b = packed.as_binary_view();
             let total: usize = (0..b.len()).map(|i| b.value(i).len()).sum();
@@ -225,7 +212,9 @@ pub fn unpack(packed: &ArrayRef, overflow: &ArrayRef, out: &DataType) -> Result<
             let mut ends = Vec::with_capacity(b.len() + 1);
             ends.push(0usize);
             for i in 0..b.len() {
-                data.extend_from_slice(b.value(i));
+                if b.is_valid(i) {
+                    data.extend_from_slice(b.value(i));
+                }
                 ends.push(data.len());
             }
             let data: Buffer = data.into();
@@ -260,6 +249,18 @@ pub fn unpack(packed: &ArrayRef, overflow: &ArrayRef, out: &DataType) -> Result<
         false => datafusion::arrow::compute::cast(overflow, out)?,
     };
     Ok(zip(&from_overflow, &overflow, &list)?)
+}
+
+/// Item offsets and bytes of a contiguous binary column (no copy unless misaligned).
+fn contiguous<O: OffsetSizeTrait>(
+    b: &GenericBinaryArray<O>,
+    width: usize,
+) -> Result<(OffsetBuffer<i32>, Buffer)> {
+    let o = b.value_offsets();
+    let (first, last) = (o[0].as_usize(), o[o.len() - 1].as_usize());
+    items(o.iter().map(|x| x.as_usize()), first, width, || {
+        b.values().slice_with_length(first, last - first)
+    })
 }
 
 /// Item offsets from byte offsets (`ends`, starting at `first`), and the bytes themselves
