@@ -353,3 +353,59 @@ async fn connections_over_the_cap_are_refused_with_53300() {
     let again = again.expect("a slot frees when a client leaves");
     assert_eq!(scalar_i64(&again, "SELECT 1::BIGINT").await, 1);
 }
+
+/// One connection thread (the default on two cores) serves many clients at once: each
+/// runs prepared point lookups and an aggregate concurrently, and every answer is right.
+/// Zero threads is refused at start-up.
+#[tokio::test]
+async fn one_connection_thread_serves_many_clients_at_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    assert!(
+        TestServer::try_start(
+            &tmp.path().join("zero"),
+            &[],
+            &["--connection-threads", "0"]
+        )
+        .is_err()
+    );
+    let server = TestServer::try_start(
+        &tmp.path().join("data"),
+        &[],
+        &["--connection-threads", "1"],
+    )
+    .expect("server starts");
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(server.connect().await);
+    }
+    let ids: Vec<i64> = clients[0]
+        .query("SELECT item_id FROM items", &[])
+        .await
+        .expect("item ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ids = &ids;
+    let answers = futures::future::join_all(clients.iter().enumerate().map(|(k, c)| async move {
+        let lookup = c
+            .prepare("SELECT item_id FROM items WHERE item_id = $1")
+            .await
+            .expect("prepare");
+        let mut found = 0;
+        for i in 0..20 {
+            let id = ids[(k * 20 + i) % ids.len()];
+            let rows = c.query(&lookup, &[&id]).await.expect("lookup");
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].get::<_, i64>(0), id);
+            found += 1;
+        }
+        let events = scalar_i64(c, "SELECT count(*) FROM events").await;
+        (found, events)
+    }))
+    .await;
+    let events = scalar_i64(&clients[0], "SELECT count(*) FROM events").await;
+    assert!(
+        answers.iter().all(|&(found, n)| found == 20 && n == events),
+        "{answers:?}"
+    );
+}
