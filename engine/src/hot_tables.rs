@@ -85,6 +85,15 @@ impl HotTables {
         }
     }
 
+    /// Records that `files` of table `table` decode to more than the budget (a small file
+    /// can hold a great deal: packed lists repeated row after row compress to a dictionary
+    /// entry each), so that their scans read the files until the table changes.
+    pub fn too_large(&self, table: u64, files: &[PathBuf]) {
+        if let Ok(mut too_large) = self.too_large.lock() {
+            too_large.insert(table, files.to_vec());
+        }
+    }
+
     /// Marks `entry` as read now, for the least-recently-read eviction.
     fn touch(&self, entry: &Entry) {
         entry.last_read.store(

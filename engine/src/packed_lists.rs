@@ -529,4 +529,63 @@ mod tests {
         .unwrap();
         assert_eq!(&back, batch.column(1));
     }
+
+    /// A small file can decode to much more than the cache of small tables holds (one
+    /// sequence repeated on every row is one dictionary entry): such a table is scanned
+    /// from its files, not decoded whole into memory, and answers the same.
+    #[tokio::test]
+    async fn a_small_file_that_decodes_large_is_not_held() {
+        let (_dir, engine) = crate::test_support::engine().await;
+        let session = engine.new_session().expect("session");
+        session
+            .sql(
+                "CREATE TABLE grid AS SELECT g AS id, \
+                 make_array(1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,\
+                 26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,\
+                 52,53,54,55,56,57,58,59,60,61,62,63,64) AS seq FROM generate_series(1, 400000) AS t(g)",
+            )
+            .await
+            .expect("create");
+        let def = session
+            .manifest()
+            .table("public", "grid")
+            .expect("table")
+            .clone();
+        let bytes: u64 = def
+            .files
+            .iter()
+            .map(|f| {
+                std::fs::metadata(engine.store().table_dir(def.id).join(f))
+                    .expect("file")
+                    .len()
+            })
+            .sum();
+        assert!(bytes < crate::hot_tables::MAX_TABLE_FILE_BYTES, "{bytes}");
+        for _ in 0..2 {
+            let crate::Output::Rows(df) = session
+                .sql("SELECT sum(cardinality(seq)) AS n, sum(seq[64]) AS last FROM grid")
+                .await
+                .expect("query")
+            else {
+                panic!("rows expected");
+            };
+            let shown = datafusion::arrow::util::pretty::pretty_format_batches(
+                &df.collect().await.expect("collect"),
+            )
+            .expect("format")
+            .to_string();
+            assert!(shown.contains("| 25600000 | 25600000 |"), "{shown}");
+            assert_eq!(engine.store().hot().bytes(), 0);
+        }
+        // Remembered as too large: later scans go straight to the files.
+        let paths: Vec<_> = def
+            .files
+            .iter()
+            .map(|f| engine.store().table_dir(def.id).join(f))
+            .collect();
+        assert!(matches!(
+            engine.store().hot().lookup(def.id, &paths),
+            crate::hot_tables::Lookup::TooLarge
+        ));
+    }
 }

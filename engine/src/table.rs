@@ -172,13 +172,24 @@ impl DurableTable {
             .await
             .map_err(&damaged)?;
         // Partition after partition: the files' order, which a declared sort order needs.
-        let batches: Vec<RecordBatch> =
-            datafusion::physical_plan::collect_partitioned(plan, state.task_ctx())
-                .await
-                .map_err(&damaged)?
-                .into_iter()
-                .flatten()
-                .collect();
+        // Decoding stops once the batches exceed what the cache may hold: the scan then
+        // reads the files, as for a large table.
+        let mut batches = Vec::new();
+        let mut bytes = 0u64;
+        for partition in 0..plan.output_partitioning().partition_count() {
+            let mut stream = plan
+                .execute(partition, state.task_ctx())
+                .map_err(&damaged)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(&damaged)?;
+                bytes += batch.get_array_memory_size() as u64;
+                if bytes > crate::hot_tables::BUDGET_BYTES {
+                    hot.too_large(self.id, files);
+                    return Ok(None);
+                }
+                batches.push(batch);
+            }
+        }
         hot.put(self.id, files.to_vec(), batches.clone());
         Ok(Some(batches))
     }
