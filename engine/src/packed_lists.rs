@@ -42,12 +42,12 @@ use datafusion::physical_expr_adapter::{
 };
 
 /// Field metadata key naming a stored column's layout in a file.
-pub const LAYOUT_KEY: &str = "flashsql.layout";
+const LAYOUT_KEY: &str = "flashsql.layout";
 const PACKED: &str = "packed";
 const OVERFLOW: &str = "overflow";
 
 /// The companion column holding the rows of `name` that could not be packed.
-pub fn overflow_name(name: &str) -> String {
+fn overflow_name(name: &str) -> String {
     format!("{name}.__overflow")
 }
 
@@ -207,13 +207,14 @@ pub fn unpack(packed: &ArrayRef, overflow: &ArrayRef, out: &DataType) -> Result<
         DataType::LargeBinary => contiguous(packed.as_binary::<i64>(), width)?,
         DataType::BinaryView => {
             let b = packed.as_binary_view();
-            let total: usize = (0..b.len()).map(|i| b.value(i).len()).sum();
+            let valid = |i: usize| b.is_valid(i).then(|| b.value(i));
+            let total: usize = (0..b.len()).filter_map(valid).map(<[u8]>::len).sum();
             let mut data = MutableBuffer::with_capacity(total);
             let mut ends = Vec::with_capacity(b.len() + 1);
             ends.push(0usize);
             for i in 0..b.len() {
-                if b.is_valid(i) {
-                    data.extend_from_slice(b.value(i));
+                if let Some(bytes) = valid(i) {
+                    data.extend_from_slice(bytes);
                 }
                 ends.push(data.len());
             }

@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -171,24 +172,43 @@ impl DurableTable {
             .scan(state, None, &[], None)
             .await
             .map_err(&damaged)?;
-        // Partition after partition: the files' order, which a declared sort order needs.
-        // Decoding stops once the batches exceed what the cache may hold: the scan then
-        // reads the files, as for a large table.
+        // The partitions decode at once, each stopping once all of them together exceed
+        // what the cache may hold (the scan then reads the files, as for a large table);
+        // kept partition after partition: the files' order, which a declared sort order
+        // needs.
+        let decoded = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..plan.output_partitioning().partition_count())
+            .map(|partition| {
+                let (plan, ctx, decoded) = (plan.clone(), state.task_ctx(), decoded.clone());
+                SpawnedTask::spawn(async move {
+                    let mut stream = plan.execute(partition, ctx)?;
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch?;
+                        let size = batch.get_array_memory_size() as u64;
+                        if decoded.fetch_add(size, Ordering::Relaxed) + size
+                            > crate::hot_tables::BUDGET_BYTES
+                        {
+                            return Ok(None);
+                        }
+                        batches.push(batch);
+                    }
+                    Ok::<_, DataFusionError>(Some(batches))
+                })
+            })
+            .collect();
         let mut batches = Vec::new();
-        let mut bytes = 0u64;
-        for partition in 0..plan.output_partitioning().partition_count() {
-            let mut stream = plan
-                .execute(partition, state.task_ctx())
+        for task in tasks {
+            let part = task
+                .join_unwind()
+                .await
+                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
                 .map_err(&damaged)?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(&damaged)?;
-                bytes += batch.get_array_memory_size() as u64;
-                if bytes > crate::hot_tables::BUDGET_BYTES {
-                    hot.too_large(self.id, files);
-                    return Ok(None);
-                }
-                batches.push(batch);
-            }
+            let Some(part) = part else {
+                hot.too_large(self.id, files);
+                return Ok(None);
+            };
+            batches.extend(part);
         }
         hot.put(self.id, files.to_vec(), batches.clone());
         Ok(Some(batches))
