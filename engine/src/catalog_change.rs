@@ -66,6 +66,17 @@ pub enum CatalogChange {
         from: String,
         to: String,
     },
+    /// `ALTER TABLE … SET (sort_by = …)`: the order the table's files are kept in (empty:
+    /// none). The rewrite into that order is the statement's own write; `expect_files`,
+    /// filled in by the block that records the change, are the files it rewrote, so that
+    /// COMMIT fails (40001) rather than declare an order over rows another transaction
+    /// added meanwhile.
+    SetSortOrder {
+        schema: String,
+        name: String,
+        sort_by: Vec<String>,
+        expect_files: Option<(u64, Vec<String>)>,
+    },
     /// `COMMENT ON TABLE|VIEW`.
     Comment {
         schema: String,
@@ -144,7 +155,43 @@ fn remove_relation(m: &mut Manifest, schema: &str, name: &str, out: &mut Applied
     }
 }
 
+/// A table's files as a block saw them: its id and their names.
+pub type SeenFiles = Option<(u64, Vec<String>)>;
+
+/// Fails with 40001 unless table `t` still holds exactly the files a block saw (`expect`,
+/// when recorded): another transaction changed it since.
+fn unchanged_since(t: &TableDef, expect: &SeenFiles) -> Result<()> {
+    if let Some((id, files)) = expect {
+        let now: HashSet<&String> = t.files.iter().collect();
+        if t.id != *id || now != files.iter().collect() {
+            return Err(EngineError::ConcurrentWrite(t.name.clone()));
+        }
+    }
+    Ok(())
+}
+
 impl CatalogChange {
+    /// The table a change must find as the block saw it, and where its files go: a dropped
+    /// table, a table whose order is set.
+    pub fn expected_table(&mut self) -> Option<(&str, &str, &mut SeenFiles)> {
+        match self {
+            CatalogChange::Drop {
+                schema,
+                name,
+                expect: RelationKind::Table,
+                expect_files,
+                ..
+            }
+            | CatalogChange::SetSortOrder {
+                schema,
+                name,
+                expect_files,
+                ..
+            } => Some((schema.as_str(), name.as_str(), expect_files)),
+            _ => None,
+        }
+    }
+
     /// The table folder this change brings into the catalog, if any: it is removed when the
     /// change fails or its block rolls back.
     pub fn created_table(&self) -> Option<u64> {
@@ -273,11 +320,8 @@ impl CatalogChange {
                         EngineError::NotAView(name.clone())
                     });
                 }
-                if let (Some((id, files)), Some(t)) = (expect_files, m.table(schema, name)) {
-                    let now: HashSet<&String> = t.files.iter().collect();
-                    if t.id != *id || now != files.iter().collect() {
-                        return Err(EngineError::ConcurrentWrite(name.clone()));
-                    }
+                if let Some(t) = m.table(schema, name) {
+                    unchanged_since(t, expect_files)?;
                 }
                 remove_relation(m, schema, name, &mut out);
             }
@@ -318,6 +362,22 @@ impl CatalogChange {
                         .push(PlannedEffect::Move(key(schema, from), key(schema, to)));
                 }
             }
+            CatalogChange::SetSortOrder {
+                schema,
+                name,
+                sort_by,
+                expect_files,
+            } => {
+                let Some(t) = m.table_mut(schema, name) else {
+                    return Err(if m.has_relation(schema, name) {
+                        EngineError::NotATable(name.clone())
+                    } else {
+                        EngineError::RelationNotFound(name.clone())
+                    });
+                };
+                unchanged_since(t, expect_files)?;
+                t.sort_by = sort_by.clone();
+            }
             CatalogChange::Comment {
                 schema,
                 name,
@@ -355,6 +415,40 @@ mod tests {
             comment: None,
             sort_by: vec![],
         }
+    }
+
+    /// An order change recorded in a block fails if the table's files changed since it
+    /// rewrote them, and is refused for a view.
+    #[test]
+    fn order_changes_check_what_the_block_rewrote() {
+        let mut m = Manifest::default();
+        m.tables.push(table(7, "t"));
+        m.views.push(ViewDef {
+            schema: "public".into(),
+            name: "v".into(),
+            definition: "CREATE VIEW v AS SELECT 1".into(),
+            comment: None,
+        });
+        let set = |name: &str, files: &[&str]| CatalogChange::SetSortOrder {
+            schema: "public".into(),
+            name: name.into(),
+            sort_by: vec!["a".into()],
+            expect_files: Some((7, files.iter().map(|f| f.to_string()).collect())),
+        };
+        assert!(matches!(
+            set("t", &["older"]).apply(&mut m.clone()),
+            Err(EngineError::ConcurrentWrite(_))
+        ));
+        assert!(matches!(
+            set("v", &[]).apply(&mut m.clone()),
+            Err(EngineError::NotATable(_))
+        ));
+        assert!(matches!(
+            set("gone", &[]).apply(&mut m.clone()),
+            Err(EngineError::RelationNotFound(_))
+        ));
+        set("t", &["f7"]).apply(&mut m).expect("applies");
+        assert_eq!(m.tables[0].sort_by, ["a"]);
     }
 
     /// A drop recorded in a block with the files it saw fails if the table changed since,

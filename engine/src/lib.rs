@@ -25,6 +25,7 @@ pub mod merge_fold;
 pub mod packed_lists;
 pub mod pg_types;
 pub mod presorted;
+pub mod reorder;
 pub mod session;
 pub mod sort_order;
 pub mod storage;

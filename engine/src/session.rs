@@ -556,6 +556,28 @@ impl Session {
         Ok(())
     }
 
+    /// `ALTER TABLE … SET (sort_by = …)`: declares `keys` as the table's order (none when
+    /// empty) and rewrites its rows in it (see [`crate::reorder`]).
+    pub async fn set_sort_order(&self, r: &TableReference, keys: Vec<String>) -> Result<()> {
+        if self.temp_table(r).is_some() {
+            return Err(EngineError::NotSupported(format!(
+                "{} on a temporary table",
+                crate::sort_order::PARAMETER
+            ))
+            .into());
+        }
+        let (schema, name) = self.resolve(r)?;
+        let state = self.ctx.state();
+        match self.catalog.transaction() {
+            Some(tx) => {
+                crate::reorder::set_sort_order(&state, &self.store, &tx, &schema, &name, keys).await
+            }
+            None => {
+                crate::reorder::set_sort_order_now(&state, &self.store, &schema, &name, keys).await
+            }
+        }
+    }
+
     /// `COMMENT ON TABLE|VIEW … IS …`.
     pub fn comment(&self, r: &TableReference, comment: Option<String>) -> Result<()> {
         if self.temp_table(r).is_some() {

@@ -33,7 +33,7 @@ use tracing::warn;
 
 use crate::catalog_change::{Applied, CatalogChange, PlannedKey, PlannedProviders};
 use crate::error::{EngineError, Result};
-use crate::manifest::{Manifest, RelationKind};
+use crate::manifest::Manifest;
 use crate::store::{Store, poisoned};
 
 /// One table's uncommitted change.
@@ -195,14 +195,7 @@ impl Transaction {
         if state.ended {
             return Err(EngineError::Interrupted);
         }
-        if let CatalogChange::Drop {
-            schema,
-            name,
-            expect,
-            expect_files,
-            ..
-        } = &mut change
-            && *expect == RelationKind::Table
+        if let Some((schema, name, expect_files)) = change.expected_table()
             && let Some(t) = view.table(schema, name)
         {
             let seen = self.change(&mut state, t.id)?.base_files.clone();
@@ -517,28 +510,13 @@ impl Transaction {
         result
     }
 
-    /// A recorded drop checks the table's files as the block saw them; a background merge
-    /// since changed the files but no row, so it checks what they became.
-    fn through_merges(&self, change: CatalogChange) -> CatalogChange {
-        match change {
-            CatalogChange::Drop {
-                schema,
-                name,
-                expect,
-                if_exists,
-                expect_files: Some((id, files)),
-            } => {
-                let now = self.store.through_merges(id, &files).into_iter().collect();
-                CatalogChange::Drop {
-                    schema,
-                    name,
-                    expect,
-                    if_exists,
-                    expect_files: Some((id, now)),
-                }
-            }
-            other => other,
+    /// A recorded drop or order change checks the table's files as the block saw them; a
+    /// background merge since changed the files but no row, so it checks what they became.
+    fn through_merges(&self, mut change: CatalogChange) -> CatalogChange {
+        if let Some((_, _, Some((id, files)))) = change.expected_table() {
+            *files = self.store.through_merges(*id, files).into_iter().collect();
         }
+        change
     }
 
     fn remove_created_tables(&self, state: &State) {

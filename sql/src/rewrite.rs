@@ -14,7 +14,9 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 /// An expression parsed from SQL text (the rewrites below build theirs as text).
 fn parse_expr(sql: &str) -> Option<Expr> {
@@ -658,6 +660,9 @@ const PSQL_TOAST_OPTIONS: &str =
 /// parser does not know in PostgreSQL's spelling.
 pub fn client_queries(sql: &str) -> Cow<'_, str> {
     let mut sql = alter_view_rename(sql);
+    if let Some(set) = alter_table_reset(&sql) {
+        sql = Cow::Owned(set);
+    }
     for (fragment, replacement) in FIXED_FRAGMENTS {
         if sql.contains(fragment) {
             sql = Cow::Owned(sql.replace(fragment, replacement));
@@ -726,6 +731,62 @@ fn alter_view_rename(sql: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(sql)
     }
+}
+
+/// `ALTER TABLE t RESET (sort_by)`, PostgreSQL's way to drop a storage parameter, is
+/// `ALTER TABLE t SET (sort_by = '')`; the SQL parser only knows the latter. Each statement
+/// of a multi-statement text is looked at.
+fn alter_table_reset(sql: &str) -> Option<String> {
+    if !sql.to_ascii_uppercase().contains("RESET") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let significant = |from: usize| {
+        tokens[from..]
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+    };
+    let keyword =
+        |t: Option<&Token>, k: Keyword| matches!(t, Some(Token::Word(w)) if w.keyword == k);
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut statement = 0;
+    // The parenthesis depth inside a RESET's list, while in one.
+    let mut list: Option<i32> = None;
+    let mut changed = false;
+    for (i, token) in tokens.iter().enumerate() {
+        if let Some(depth) = list.as_mut() {
+            match token {
+                Token::LParen => *depth += 1,
+                Token::RParen => *depth -= 1,
+                _ => {}
+            }
+            out.push_str(&token.to_string());
+            if *depth == 1 && matches!(token, Token::Word(_)) {
+                out.push_str(" = ''");
+            }
+            if *depth == 0 && matches!(token, Token::RParen) {
+                list = None;
+            }
+            continue;
+        }
+        if matches!(token, Token::SemiColon) {
+            statement = i + 1;
+        } else if keyword(Some(token), Keyword::RESET) {
+            let mut head = significant(statement);
+            // The keyword opens a parenthesised list (a table may be called `reset`).
+            if keyword(head.next(), Keyword::ALTER)
+                && keyword(head.next(), Keyword::TABLE)
+                && significant(i + 1).next() == Some(&Token::LParen)
+            {
+                out.push_str("SET");
+                list = Some(0);
+                changed = true;
+                continue;
+            }
+        }
+        out.push_str(&token.to_string());
+    }
+    changed.then_some(out)
 }
 
 /// A plain one-column SELECT with its column wrapped in `array_agg`, or None.
@@ -821,6 +882,26 @@ fn aggregated_in_place(q: &Query) -> Option<Query> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `RESET (p)` becomes `SET (p = '')`; other statements pass unchanged.
+    #[test]
+    fn alter_table_reset_is_set_to_nothing() {
+        assert_eq!(
+            alter_table_reset("ALTER TABLE IF EXISTS s.\"Events\" RESET ( sort_by );").as_deref(),
+            Some("ALTER TABLE IF EXISTS s.\"Events\" SET ( sort_by = '' );")
+        );
+        assert_eq!(
+            alter_table_reset("alter table reset reset (sort_by)").as_deref(),
+            Some("alter table reset SET (sort_by = '')")
+        );
+        assert_eq!(alter_table_reset("ALTER TABLE reset RENAME TO other"), None);
+        assert_eq!(
+            alter_table_reset("BEGIN; ALTER TABLE t RESET (sort_by); RESET ALL").as_deref(),
+            Some("BEGIN; ALTER TABLE t SET (sort_by = ''); RESET ALL")
+        );
+        assert_eq!(alter_table_reset("SELECT 'RESET'"), None);
+        assert_eq!(alter_table_reset("RESET (x)"), None);
+    }
 
     /// pgAdmin's transitive role memberships: with no memberships, the recursive query is
     /// its first part, aggregated in place (a form DataFusion decorrelates).

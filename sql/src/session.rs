@@ -691,8 +691,19 @@ impl PgSession {
                         }
                         Ok(command("ALTER TABLE"))
                     }
+                    [AlterTableOperation::SetOptionsParens { options }] => {
+                        let keys = crate::storage_params::alter_sort_by(options.clone())?;
+                        match self.engine.set_sort_order(&from, keys).await {
+                            Err(e)
+                                if alter.if_exists
+                                    && crate::errors::classify(&e).code == "42P01" => {}
+                            r => r?,
+                        }
+                        Ok(command("ALTER TABLE"))
+                    }
                     _ => Err(SqlError::not_supported(
-                        "ALTER TABLE other than RENAME TO (recreate the table with CREATE TABLE AS)",
+                        "ALTER TABLE other than RENAME TO and SET (sort_by = …) (recreate the \
+                         table with CREATE TABLE AS)",
                     )),
                 }
             }

@@ -1,7 +1,7 @@
-//! `CREATE TABLE … WITH (name = value)`: PostgreSQL's storage parameters, of which flashsql
-//! knows one, `sort_by` (see `flashsql_engine::sort_order`). DataFusion plans no `WITH`
-//! clause, so the parameters are taken off the statement before it is planned and handed to
-//! the engine with the plan.
+//! `CREATE TABLE … WITH (name = value)` and `ALTER TABLE … SET (name = value)`: PostgreSQL's
+//! storage parameters, of which flashsql knows one, `sort_by` (see
+//! `flashsql_engine::sort_order`). DataFusion plans no `WITH` clause, so the parameters are
+//! taken off the statement before it is planned and handed to the engine with the plan.
 
 use datafusion::sql::sqlparser::ast::{CreateTable, CreateTableOptions, Expr, SqlOption, Value};
 use flashsql_engine::sort_order;
@@ -22,6 +22,17 @@ pub fn take_sort_by(ct: &mut CreateTable) -> Result<Vec<String>, SqlError> {
             ));
         }
     };
+    Ok(sort_by_of(options)?.unwrap_or_default())
+}
+
+/// The columns `ALTER TABLE … SET (sort_by = …)` declares: none for `''` (which drops the
+/// declaration, as `RESET (sort_by)` does).
+pub fn alter_sort_by(options: Vec<SqlOption>) -> Result<Vec<String>, SqlError> {
+    Ok(sort_by_of(options)?.unwrap_or_default())
+}
+
+/// The `sort_by` columns among storage parameters, if it is given (`''`: no columns).
+fn sort_by_of(options: Vec<SqlOption>) -> Result<Option<Vec<String>>, SqlError> {
     let mut sort_by = None;
     for option in options {
         let (key, value) = match option {
@@ -39,7 +50,12 @@ pub fn take_sort_by(ct: &mut CreateTable) -> Result<Vec<String>, SqlError> {
             Expr::Identifier(i) => i.value.clone(),
             _ => value.to_string(),
         };
-        if sort_by.replace(sort_order::parse(&text)?).is_some() {
+        let keys = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            sort_order::parse(&text)?
+        };
+        if sort_by.replace(keys).is_some() {
             return Err(SqlError::coded(
                 "42601",
                 format!(
@@ -49,7 +65,7 @@ pub fn take_sort_by(ct: &mut CreateTable) -> Result<Vec<String>, SqlError> {
             ));
         }
     }
-    Ok(sort_by.unwrap_or_default())
+    Ok(sort_by)
 }
 
 fn unrecognised(name: &str) -> SqlError {

@@ -313,6 +313,153 @@ async fn every_writer_keeps_a_declared_order_and_windows_use_it() {
     );
 }
 
+/// The declared order of table `name` in the catalog file (empty: none).
+fn declared_order(data: &Path, name: &str) -> Vec<String> {
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog.json"))
+            .expect("catalog parses");
+    catalog["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["schema"] == "public" && t["name"] == name)
+        .and_then(|t| t["sort_by"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.as_str().expect("key").to_string())
+        .collect()
+}
+
+/// `ALTER TABLE … SET (sort_by = …)` gives a loaded table its order: the rows are rewritten
+/// in it (same answers, files sorted, scans declare it, later writes keep it), in one commit
+/// that a concurrent write makes fail, undone by ROLLBACK; `RESET (sort_by)` drops it.
+#[tokio::test]
+async fn an_existing_table_takes_an_order_with_alter_table() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+    let other = server.connect().await;
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    c.batch_execute("CREATE TABLE log (user_id BIGINT, ts TIMESTAMP, kind TEXT, v BIGINT)")
+        .await
+        .expect("create");
+    for _ in 0..3 {
+        let rows = scrambled_rows(&mut rng, 400).join(", ");
+        c.batch_execute(&format!("INSERT INTO log VALUES {rows}"))
+            .await
+            .expect("insert");
+    }
+    c.batch_execute(
+        "COMMENT ON TABLE log IS 'clicks'; \
+         CREATE VIEW carts AS SELECT user_id, count(*) AS n FROM log \
+         WHERE kind = 'cart' GROUP BY user_id",
+    )
+    .await
+    .expect("comment and view");
+    let window = WINDOW.replace("{t}", "log");
+    let before = answer(&c, &window).await;
+    let carts = answer(&c, "SELECT * FROM carts ORDER BY user_id").await;
+
+    let tag = c
+        .simple_query("ALTER TABLE log SET (sort_by = 'user_id, ts')")
+        .await
+        .expect("alter");
+    assert!(
+        matches!(
+            tag.last(),
+            Some(tokio_postgres::SimpleQueryMessage::CommandComplete(0))
+        ),
+        "{tag:?}"
+    );
+    assert_eq!(declared_order(&data, "log"), ["user_id", "ts"]);
+    assert_eq!(table_files(&data, "log").len(), 1);
+    assert_eq!(assert_files_sorted(&data, "log"), 1200);
+    assert_eq!(answer(&c, &window).await, before);
+    assert_eq!(
+        answer(&c, "SELECT * FROM carts ORDER BY user_id").await,
+        carts
+    );
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog"))
+            .expect("catalog parses");
+    assert!(
+        catalog["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .any(|t| t["name"] == "log" && t["comment"] == "clicks"),
+        "the comment is kept"
+    );
+    let shown = plan(&c, &window).await;
+    assert!(
+        shown.contains("user_id@0 ASC NULLS LAST, ts@1 ASC NULLS LAST")
+            && shown.contains("PartialSortExec"),
+        "{shown}"
+    );
+    // Later writes keep it.
+    let rows = scrambled_rows(&mut rng, 100).join(", ");
+    c.batch_execute(&format!("INSERT INTO log VALUES {rows}"))
+        .await
+        .expect("insert after");
+    assert_eq!(assert_files_sorted(&data, "log"), 1300);
+
+    // ROLLBACK undoes both the declaration and the rewrite.
+    let files = table_files(&data, "log");
+    c.batch_execute("BEGIN; ALTER TABLE log RESET (sort_by); ALTER TABLE log SET (sort_by = 'v')")
+        .await
+        .expect("alter in a block");
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM log").await,
+        1300,
+        "the block reads its rewrite"
+    );
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(declared_order(&data, "log"), ["user_id", "ts"]);
+    assert_eq!(table_files(&data, "log"), files);
+
+    // A write committed by another session while a block reorders the table fails the
+    // block's COMMIT (40001): the other session's rows are not left under the new order.
+    c.batch_execute("BEGIN; ALTER TABLE log SET (sort_by = 'v')")
+        .await
+        .expect("alter in a block");
+    other
+        .batch_execute("INSERT INTO log VALUES (1, NULL, 'view', 1)")
+        .await
+        .expect("concurrent insert");
+    let e = c
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("commit conflicts");
+    assert_eq!(sqlstate(&e), "40001", "{e:?}");
+    assert_eq!(declared_order(&data, "log"), ["user_id", "ts"]);
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM log").await, 1301);
+
+    // RESET drops the declaration and leaves the files as they are.
+    let files = table_files(&data, "log");
+    c.batch_execute("ALTER TABLE log RESET (sort_by)")
+        .await
+        .expect("reset");
+    assert!(declared_order(&data, "log").is_empty());
+    assert_eq!(table_files(&data, "log"), files);
+
+    // Mistakes are refused with PostgreSQL's codes and change nothing.
+    for (sql, code) in [
+        ("ALTER TABLE log SET (sort_by = 'nope')", "42703"),
+        ("ALTER TABLE log SET (fillfactor = 70)", "22023"),
+        ("ALTER TABLE carts SET (sort_by = 'user_id')", "42809"),
+        ("ALTER TABLE missing SET (sort_by = 'a')", "42P01"),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e:?}");
+    }
+    c.batch_execute("ALTER TABLE IF EXISTS missing SET (sort_by = 'a')")
+        .await
+        .expect("IF EXISTS of a missing table is a no-op");
+    assert!(declared_order(&data, "log").is_empty());
+    assert_eq!(table_files(&data, "log"), files);
+}
+
 /// A table fed row by row collects small files; the background merge keeps the order.
 #[tokio::test]
 async fn merging_small_files_keeps_the_order() {
