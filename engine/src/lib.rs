@@ -27,6 +27,7 @@ pub mod pg_types;
 pub mod presorted;
 pub mod reorder;
 pub mod session;
+pub mod short_text_eq;
 pub mod sort_order;
 pub mod storage;
 pub mod store;

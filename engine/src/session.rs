@@ -81,6 +81,7 @@ impl Session {
                 flashsql_udfs::checked_arithmetic::CheckedIntegerArithmetic::default(),
             ))
             .with_physical_optimizer_rules(crate::presorted::physical_rules())
+            .with_physical_optimizer_rule(Arc::new(crate::short_text_eq::ShortTextEqRule))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
             .with_physical_optimizer_rule(Arc::new(crate::window_memory::WindowMemoryRule))
