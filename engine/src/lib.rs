@@ -13,6 +13,7 @@ pub mod dml;
 pub mod error;
 pub mod executor;
 pub mod external;
+pub mod gather_filter;
 pub mod hot_tables;
 pub mod information_schema;
 pub mod inspect;

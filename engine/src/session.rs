@@ -85,6 +85,8 @@ impl Session {
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
             .with_physical_optimizer_rule(Arc::new(crate::window_memory::WindowMemoryRule))
+            // Last: the rules before it match DataFusion's own filter.
+            .with_physical_optimizer_rule(Arc::new(crate::gather_filter::GatherFilterRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(SessionCatalog::new(store.clone()));
