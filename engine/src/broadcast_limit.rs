@@ -38,12 +38,10 @@ use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use flashsql_udfs::limits::{MAX_RESULT_BYTES, check_result_bytes};
 
 use crate::checked_expr::CheckedExpr;
+use crate::row_expressions::{self, Place};
 
 /// Constants smaller than this are copied without a check: even a batch of a million rows
 /// of them stays within [`MAX_RESULT_BYTES`].
@@ -64,17 +62,21 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Aggregates read some arguments as literals when they are planned (`srm_test`'s
+        // variants, `string_agg`'s delimiter): a literal stays one unless a batch of its
+        // copies could pass the limit. Group keys are evaluated into a column per batch too:
+        // `GROUP BY <95 kB literal>` over a batch of 8,192 rows built 780 MB before the
+        // grouping saw it.
+        let batch_size = config.execution.batch_size.get();
+        let literal_from = (MAX_RESULT_BYTES as usize / batch_size.max(1)).max(CHECKED_FROM_BYTES);
+        let guard = |e: &Arc<dyn PhysicalExpr>, schema: &Schema, place: Place| match place {
+            Place::Predicate => slice_large_constant_work(e.clone(), schema),
+            Place::Projected => guarded(e, schema, CHECKED_FROM_BYTES),
+            Place::Argument | Place::GroupKey => guarded(e, schema, literal_from),
+            Place::AggregateFilter => Ok(e.clone()),
+        };
         plan.transform_up(|node| {
-            let rewritten = if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
-                guard_projection(projection)?
-            } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
-                guard_aggregate(aggregate, config.execution.batch_size.get())?
-            } else if let Some(filter) = node.downcast_ref::<FilterExec>() {
-                guard_filter(filter)?
-            } else {
-                None
-            };
-            Ok(match rewritten {
+            Ok(match row_expressions::rewritten(&node, &guard)? {
                 Some(plan) => Transformed::yes(plan),
                 None => Transformed::no(node),
             })
@@ -89,110 +91,6 @@ impl PhysicalOptimizerRule for BroadcastLimitRule {
     fn schema_check(&self) -> bool {
         true
     }
-}
-
-/// `projection` with its expressions guarded, or `None` where nothing needs a check.
-fn guard_projection(projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let schema = projection.input().schema();
-    let mut changed = false;
-    let mut exprs = Vec::with_capacity(projection.expr().len());
-    for e in projection.expr() {
-        let expr = guarded(&e.expr, &schema, CHECKED_FROM_BYTES)?;
-        changed |= !Arc::ptr_eq(&expr, &e.expr);
-        exprs.push(ProjectionExpr {
-            expr,
-            alias: e.alias.clone(),
-        });
-    }
-    if !changed {
-        return Ok(None);
-    }
-    let plan = ProjectionExec::try_new(exprs, projection.input().clone())?;
-    Ok(Some(Arc::new(plan)))
-}
-
-/// `aggregate` with its arguments guarded, in the stage that evaluates them (a final
-/// stage's input is the first stage's states), or `None` where nothing needs a check.
-fn guard_aggregate(
-    aggregate: &AggregateExec,
-    batch_size: usize,
-) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if !matches!(
-        aggregate.mode(),
-        AggregateMode::Partial | AggregateMode::Single | AggregateMode::SinglePartitioned
-    ) {
-        return Ok(None);
-    }
-    let schema = aggregate.input_schema();
-    // Aggregates read some arguments as literals when they are planned (`srm_test`'s
-    // variants, `string_agg`'s delimiter): a literal stays one unless a batch of its copies
-    // could pass the limit.
-    let literal_from = (MAX_RESULT_BYTES as usize / batch_size.max(1)).max(CHECKED_FROM_BYTES);
-    let mut changed = false;
-    let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
-    for a in aggregate.aggr_expr() {
-        let all = a.all_expressions();
-        let args = all
-            .args
-            .iter()
-            .map(|arg| guarded(arg, &schema, literal_from))
-            .collect::<Result<Vec<_>>>()?;
-        let same = args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o));
-        match (same, a.with_new_expressions(args, all.order_by_exprs)) {
-            (false, Some(rewritten)) => {
-                changed = true;
-                aggregates.push(Arc::new(rewritten));
-            }
-            _ => aggregates.push(a.clone()),
-        }
-    }
-    // Group keys are evaluated into a column per batch too: `GROUP BY <95 kB literal>` over
-    // a batch of 8,192 rows built 780 MB before the grouping saw it.
-    let group_by = aggregate.group_expr();
-    let keys = group_by
-        .expr()
-        .iter()
-        .map(|(e, name)| Ok((guarded(e, &schema, literal_from)?, name.clone())))
-        .collect::<Result<Vec<_>>>()?;
-    let keys_changed = keys
-        .iter()
-        .zip(group_by.expr())
-        .any(|((n, _), (o, _))| !Arc::ptr_eq(n, o));
-    if keys_changed {
-        let group_by = PhysicalGroupBy::new(
-            keys,
-            group_by.null_expr().to_vec(),
-            group_by.groups().to_vec(),
-            group_by.has_grouping_set(),
-        );
-        let plan = AggregateExec::try_new(
-            *aggregate.mode(),
-            group_by,
-            aggregates,
-            aggregate.filter_expr().to_vec(),
-            aggregate.input().clone(),
-            schema,
-        )?
-        .with_limit_options(aggregate.limit_options());
-        return Ok(Some(Arc::new(plan)));
-    }
-    if !changed {
-        return Ok(None);
-    }
-    Ok(Some(Arc::new(aggregate.with_new_aggr_exprs(aggregates))))
-}
-
-/// `filter` with its predicate's work over large constants sliced, or `None`.
-fn guard_filter(filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let predicate =
-        slice_large_constant_work(filter.predicate().clone(), &filter.input().schema())?;
-    if Arc::ptr_eq(&predicate, filter.predicate()) {
-        return Ok(None);
-    }
-    let plan = FilterExecBuilder::from(filter)
-        .with_predicate(predicate)
-        .build()?;
-    Ok(Some(Arc::new(plan)))
 }
 
 /// Evaluates a large constant, failing (54000) where its copies for the batch would be

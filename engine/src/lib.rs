@@ -27,6 +27,7 @@ pub mod packed_lists;
 pub mod pg_types;
 pub mod presorted;
 pub mod reorder;
+pub mod row_expressions;
 pub mod session;
 pub mod short_text_eq;
 pub mod sort_order;

@@ -9,8 +9,8 @@
 //! of at most 12 bytes, equality is one masked 128-bit comparison per row — the length and
 //! exactly the constant's bytes, so whatever a writer left in the padding does not matter.
 //!
-//! [`ShortTextEqRule`] puts [`ShortTextEq`] in place of such `=`/`<>` in filters,
-//! projections and aggregates' arguments and filters. It is the same comparison: same
+//! [`ShortTextEqRule`] puts [`ShortTextEq`] in place of such `=`/`<>` wherever a plan
+//! evaluates expressions per row ([`crate::row_expressions`]). It is the same comparison: same
 //! result (NULL for a NULL input), same display; any input that is not a string-view array
 //! is compared by DataFusion's own expression.
 
@@ -30,9 +30,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+
+use crate::row_expressions::{self, Place};
 
 /// The longest constant a view holds inline.
 const INLINE: usize = 12;
@@ -202,7 +201,10 @@ impl PhysicalExpr for ShortTextEq {
 
 /// `expr` with its `=`/`<>` between string views and short text constants as
 /// [`ShortTextEq`] (`schema`: its input's).
-fn rewritten(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+fn with_short_text_eq(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Arc<dyn PhysicalExpr>> {
     Ok(expr
         .clone()
         .transform_up(|e| {
@@ -239,17 +241,10 @@ impl PhysicalOptimizerRule for ShortTextEqRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let rewrite =
+            |e: &Arc<dyn PhysicalExpr>, schema: &Schema, _: Place| with_short_text_eq(e, schema);
         plan.transform_up(|node| {
-            let rewritten = if let Some(filter) = node.downcast_ref::<FilterExec>() {
-                filter_with(filter)?
-            } else if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
-                projection_with(projection)?
-            } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
-                aggregate_with(aggregate)?
-            } else {
-                None
-            };
-            Ok(match rewritten {
+            Ok(match row_expressions::rewritten(&node, &rewrite)? {
                 Some(plan) => Transformed::yes(plan),
                 None => Transformed::no(node),
             })
@@ -264,92 +259,6 @@ impl PhysicalOptimizerRule for ShortTextEqRule {
     fn schema_check(&self) -> bool {
         true
     }
-}
-
-fn filter_with(filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let predicate = rewritten(filter.predicate(), &filter.input().schema())?;
-    if Arc::ptr_eq(&predicate, filter.predicate()) {
-        return Ok(None);
-    }
-    let plan = FilterExecBuilder::from(filter)
-        .with_predicate(predicate)
-        .build()?;
-    Ok(Some(Arc::new(plan)))
-}
-
-fn projection_with(projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let schema = projection.input().schema();
-    let mut changed = false;
-    let mut exprs = Vec::with_capacity(projection.expr().len());
-    for e in projection.expr() {
-        let expr = rewritten(&e.expr, &schema)?;
-        changed |= !Arc::ptr_eq(&expr, &e.expr);
-        exprs.push(ProjectionExpr {
-            expr,
-            alias: e.alias.clone(),
-        });
-    }
-    if !changed {
-        return Ok(None);
-    }
-    Ok(Some(Arc::new(ProjectionExec::try_new(
-        exprs,
-        projection.input().clone(),
-    )?)))
-}
-
-/// `aggregate` with its arguments and `FILTER (WHERE …)` clauses rewritten, in the stage
-/// that evaluates them (a final stage reads the first stage's states).
-fn aggregate_with(aggregate: &AggregateExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if !matches!(
-        aggregate.mode(),
-        AggregateMode::Partial | AggregateMode::Single | AggregateMode::SinglePartitioned
-    ) {
-        return Ok(None);
-    }
-    let schema = aggregate.input_schema();
-    let mut changed = false;
-    let mut aggregates = Vec::with_capacity(aggregate.aggr_expr().len());
-    for a in aggregate.aggr_expr() {
-        let all = a.all_expressions();
-        let args = all
-            .args
-            .iter()
-            .map(|arg| rewritten(arg, &schema))
-            .collect::<Result<Vec<_>>>()?;
-        let same = args.iter().zip(&all.args).all(|(n, o)| Arc::ptr_eq(n, o));
-        match (same, a.with_new_expressions(args, all.order_by_exprs)) {
-            (false, Some(new)) => {
-                changed = true;
-                aggregates.push(Arc::new(new));
-            }
-            _ => aggregates.push(a.clone()),
-        }
-    }
-    let mut filters = Vec::with_capacity(aggregate.filter_expr().len());
-    for f in aggregate.filter_expr() {
-        filters.push(match f {
-            Some(f) => {
-                let new = rewritten(f, &schema)?;
-                changed |= !Arc::ptr_eq(&new, f);
-                Some(new)
-            }
-            None => None,
-        });
-    }
-    if !changed {
-        return Ok(None);
-    }
-    let plan = AggregateExec::try_new(
-        *aggregate.mode(),
-        aggregate.group_expr().clone(),
-        aggregates,
-        filters,
-        aggregate.input().clone(),
-        schema,
-    )?
-    .with_limit_options(aggregate.limit_options());
-    Ok(Some(Arc::new(plan)))
 }
 
 #[cfg(test)]
@@ -398,7 +307,7 @@ mod tests {
                         (col("t", &schema).unwrap(), literal.clone())
                     };
                     let plain: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(l, op, r));
-                    let fast = rewritten(&plain, &schema).unwrap();
+                    let fast = with_short_text_eq(&plain, &schema).unwrap();
                     assert!(fast.downcast_ref::<ShortTextEq>().is_some());
                     assert_eq!(fast.to_string(), plain.to_string());
                     let got = fast.evaluate(&batch).unwrap().into_array(4000).unwrap();
@@ -412,6 +321,9 @@ mod tests {
             Operator::Eq,
             Arc::new(Literal::new(ScalarValue::Utf8View(Some("a".repeat(13))))),
         ));
-        assert!(Arc::ptr_eq(&rewritten(&long, &schema).unwrap(), &long));
+        assert!(Arc::ptr_eq(
+            &with_short_text_eq(&long, &schema).unwrap(),
+            &long
+        ));
     }
 }

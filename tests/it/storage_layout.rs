@@ -18,17 +18,23 @@ use tokio_postgres::Client;
 
 use crate::common::{TestServer, scalar_i64, sqlstate};
 
-/// The data files the catalog names for `public.<table>`.
-fn table_files(data: &Path, table: &str) -> Vec<PathBuf> {
+/// The catalog's entry for table `public.<table>`.
+fn catalog_table(data: &Path, table: &str) -> serde_json::Value {
     let catalog: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog.json"))
             .expect("catalog parses");
-    let t = catalog["tables"]
+    catalog["tables"]
         .as_array()
         .expect("tables")
         .iter()
         .find(|t| t["schema"] == "public" && t["name"] == table)
-        .unwrap_or_else(|| panic!("{table} in the catalog"));
+        .unwrap_or_else(|| panic!("{table} in the catalog"))
+        .clone()
+}
+
+/// The data files the catalog names for `public.<table>`.
+fn table_files(data: &Path, table: &str) -> Vec<PathBuf> {
+    let t = catalog_table(data, table);
     let id = t["id"].as_u64().expect("id");
     t["files"]
         .as_array()
@@ -315,15 +321,9 @@ async fn every_writer_keeps_a_declared_order_and_windows_use_it() {
 
 /// The declared order of table `name` in the catalog file (empty: none).
 fn declared_order(data: &Path, name: &str) -> Vec<String> {
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog.json"))
-            .expect("catalog parses");
-    catalog["tables"]
+    catalog_table(data, name)["sort_by"]
         .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["schema"] == "public" && t["name"] == name)
-        .and_then(|t| t["sort_by"].as_array().cloned())
+        .cloned()
         .unwrap_or_default()
         .iter()
         .map(|k| k.as_str().expect("key").to_string())
@@ -380,15 +380,9 @@ async fn an_existing_table_takes_an_order_with_alter_table() {
         answer(&c, "SELECT * FROM carts ORDER BY user_id").await,
         carts
     );
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("catalog.json")).expect("catalog"))
-            .expect("catalog parses");
-    assert!(
-        catalog["tables"]
-            .as_array()
-            .expect("tables")
-            .iter()
-            .any(|t| t["name"] == "log" && t["comment"] == "clicks"),
+    assert_eq!(
+        catalog_table(&data, "log")["comment"],
+        "clicks",
         "the comment is kept"
     );
     let shown = plan(&c, &window).await;
