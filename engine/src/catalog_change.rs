@@ -369,11 +369,7 @@ impl CatalogChange {
                 expect_files,
             } => {
                 let Some(t) = m.table_mut(schema, name) else {
-                    return Err(if m.has_relation(schema, name) {
-                        EngineError::NotATable(name.clone())
-                    } else {
-                        EngineError::RelationNotFound(name.clone())
-                    });
+                    return Err(m.not_a_table(schema, name));
                 };
                 unchanged_since(t, expect_files)?;
                 t.sort_by = sort_by.clone();

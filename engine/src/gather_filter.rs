@@ -177,30 +177,16 @@ impl GatherFilterStream {
 
 /// The runs of set bits in `mask` (no NULLs).
 fn runs(mask: &BooleanArray) -> usize {
-    let bits = mask.values();
     let mut runs = 0;
     let mut before = false;
-    for chunk in bits.inner_chunks() {
+    // 64 bits at a time, the last word padded with clear bits.
+    for chunk in mask.values().bit_chunks().iter_padded() {
         // A run starts at each set bit whose lower neighbour is clear.
         let starts = chunk & !((chunk << 1) | u64::from(before));
         runs += starts.count_ones() as usize;
         before = chunk >> 63 == 1;
     }
     runs
-}
-
-/// The 64-bit words of a boolean buffer, the last one padded with clear bits.
-trait InnerChunks {
-    fn inner_chunks(&self) -> impl Iterator<Item = u64> + '_;
-}
-
-impl InnerChunks for datafusion::arrow::buffer::BooleanBuffer {
-    fn inner_chunks(&self) -> impl Iterator<Item = u64> + '_ {
-        let chunks = self.bit_chunks();
-        chunks
-            .iter()
-            .chain(std::iter::once(chunks.remainder_bits()))
-    }
 }
 
 impl Stream for GatherFilterStream {

@@ -129,6 +129,16 @@ impl Manifest {
             .find(|t| t.schema == schema && t.name == name)
     }
 
+    /// Why `schema.name` is not a table here: it is another kind of relation (42809), or
+    /// there is none (42P01).
+    pub fn not_a_table(&self, schema: &str, name: &str) -> EngineError {
+        if self.has_relation(schema, name) {
+            EngineError::NotATable(name.to_string())
+        } else {
+            EngineError::RelationNotFound(name.to_string())
+        }
+    }
+
     pub fn table_mut(&mut self, schema: &str, name: &str) -> Option<&mut TableDef> {
         self.tables
             .iter_mut()

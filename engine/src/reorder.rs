@@ -16,7 +16,6 @@ use datafusion::catalog::TableProvider;
 use datafusion::execution::session_state::SessionState;
 
 use crate::catalog_change::CatalogChange;
-use crate::error::EngineError;
 use crate::store::Store;
 use crate::table::{Count, DurableTable};
 use crate::transaction::Transaction;
@@ -33,12 +32,7 @@ pub async fn set_sort_order(
 ) -> datafusion::error::Result<()> {
     let m = tx.manifest();
     let Some(def) = m.table(schema, name).cloned() else {
-        return Err(if m.has_relation(schema, name) {
-            EngineError::NotATable(name.to_string())
-        } else {
-            EngineError::RelationNotFound(name.to_string())
-        }
-        .into());
+        return Err(m.not_a_table(schema, name).into());
     };
     let columns = store.table_schema(def.id, &def.columns)?;
     crate::sort_order::check(&keys, &columns)?;

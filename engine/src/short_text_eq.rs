@@ -28,6 +28,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
+use datafusion::physical_expr_common::datum::apply_cmp;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -161,17 +162,26 @@ impl PhysicalExpr for ShortTextEq {
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let text = self.text.evaluate(batch)?;
-        let ColumnarValue::Array(array) = &text else {
-            return self.general().evaluate(batch);
+        let views = match &text {
+            ColumnarValue::Array(array) => array.as_string_view_opt(),
+            ColumnarValue::Scalar(_) => None,
         };
-        let Some(views) = array.as_string_view_opt() else {
-            return self.general().evaluate(batch);
+        let Some(views) = views else {
+            // Not string views: Arrow's comparison, on the value already computed.
+            let constant = self.constant.evaluate(batch)?;
+            let [l, r] = if self.constant_first {
+                [&constant, &text]
+            } else {
+                [&text, &constant]
+            };
+            return apply_cmp(self.op(), l, r);
         };
+        let nulls = views.logical_nulls();
         let views = views.views();
         let (mask, target, negated) = (self.mask, self.target, self.negated);
         let values =
             BooleanBuffer::collect_bool(views.len(), |i| ((views[i] & mask) == target) != negated);
-        let result = BooleanArray::new(values, array.logical_nulls());
+        let result = BooleanArray::new(values, nulls);
         Ok(ColumnarValue::Array(Arc::new(result)))
     }
 
@@ -211,21 +221,15 @@ fn with_short_text_eq(
             let Some(binary) = e.downcast_ref::<BinaryExpr>() else {
                 return Ok(Transformed::no(e));
             };
-            let (l, r) = (binary.left(), binary.right());
-            let text = if r.downcast_ref::<Literal>().is_some() {
-                l
-            } else {
-                r
+            let Some(fast) =
+                ShortTextEq::try_new(binary.left().clone(), *binary.op(), binary.right().clone())
+            else {
+                return Ok(Transformed::no(e));
             };
-            if text.data_type(schema)? != DataType::Utf8View {
+            if fast.text.data_type(schema)? != DataType::Utf8View {
                 return Ok(Transformed::no(e));
             }
-            Ok(
-                match ShortTextEq::try_new(l.clone(), *binary.op(), r.clone()) {
-                    Some(fast) => Transformed::yes(Arc::new(fast) as Arc<dyn PhysicalExpr>),
-                    None => Transformed::no(e),
-                },
-            )
+            Ok(Transformed::yes(Arc::new(fast) as Arc<dyn PhysicalExpr>))
         })?
         .data)
 }
@@ -264,7 +268,7 @@ impl PhysicalOptimizerRule for ShortTextEqRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, Scalar, StringViewArray};
+    use datafusion::arrow::array::{ArrayRef, Scalar, StringArray, StringViewArray};
     use datafusion::arrow::compute::kernels::cmp;
     use datafusion::arrow::datatypes::Field;
     use datafusion::physical_expr::expressions::col;
@@ -325,5 +329,33 @@ mod tests {
             &with_short_text_eq(&long, &schema).unwrap(),
             &long
         ));
+        let plain_schema = Schema::new(vec![Field::new("t", DataType::Utf8, true)]);
+        let plain_text: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Literal::new(ScalarValue::Utf8(Some("ab".into())))),
+            Operator::NotEq,
+            col("t", &plain_schema).unwrap(),
+        ));
+        assert!(Arc::ptr_eq(
+            &with_short_text_eq(&plain_text, &plain_schema).unwrap(),
+            &plain_text
+        ));
+        // Built over text that is not a view anyway (a later rewrite may do so), it is
+        // Arrow's comparison.
+        let utf8: ArrayRef = Arc::new(StringArray::from(rows));
+        let plain_batch =
+            RecordBatch::try_new(Arc::new(plain_schema.clone()), vec![utf8.clone()]).unwrap();
+        let fallback = ShortTextEq::try_new(
+            Arc::new(Literal::new(ScalarValue::Utf8(Some("ab".into())))),
+            Operator::NotEq,
+            col("t", &plain_schema).unwrap(),
+        )
+        .expect("a short constant");
+        let got = fallback
+            .evaluate(&plain_batch)
+            .unwrap()
+            .into_array(4000)
+            .unwrap();
+        let expected = cmp::neq(&Scalar::new(StringArray::from(vec!["ab"])), &utf8).unwrap();
+        assert_eq!(got.as_boolean(), &expected);
     }
 }
