@@ -10,6 +10,11 @@
 //! part of the table (a concurrent DELETE or TRUNCATE wins; the merge is dropped). The
 //! replaced files are removed a while later (at a later merge, or the next start), so scans
 //! that listed them finish first.
+//!
+//! A table that declares a sort order is read as one sorted run per file, up to
+//! [`MAX_SORTED_FILES`] files (see [`crate::sorted_runs`]); when appends take it past that,
+//! its smallest files are merged — in order — until it is back at that count, whatever
+//! their size, so that its scans declare the order again.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -23,6 +28,7 @@ use futures::StreamExt;
 use tracing::{debug, warn};
 
 use crate::error::{EngineError, Result};
+use crate::sorted_runs::MAX_SORTED_FILES;
 use crate::storage::ParquetFileWriter;
 use crate::store::Store;
 
@@ -39,8 +45,10 @@ impl Store {
     pub fn compact_soon(self: &Arc<Self>, id: u64) {
         // The catalog alone says whether there can be enough small files; which are small
         // (a stat of each) is looked at off the writer's path, by the merge.
-        let files = self.table_files(id).map_or(0, |(files, _)| files.len());
-        if files < COMPACT_AT {
+        let Some(files) = self.merge_candidates(id) else {
+            return;
+        };
+        if files.len() < COMPACT_AT && !files.sorted_past_limit() {
             return;
         }
         if !self.start_compaction(id) {
@@ -93,23 +101,61 @@ impl Store {
         });
     }
 
-    /// Table `id`'s files below [`SMALL_FILE_BYTES`], in table order.
-    fn small_files(&self, id: u64) -> Vec<String> {
-        let Ok((files, _)) = self.table_files(id) else {
+    /// Table `id`'s file list and whether it declares an order, from the catalog alone.
+    fn merge_candidates(&self, id: u64) -> Option<Candidates> {
+        let manifest = self.manifest();
+        let table = manifest.tables.iter().find(|t| t.id == id)?;
+        Some(Candidates {
+            files: table.files.clone(),
+            sorted: !table.sort_by.is_empty(),
+        })
+    }
+
+    /// The files of table `id` to merge now, in table order (empty: nothing to do): its
+    /// files below [`SMALL_FILE_BYTES`] once there are [`COMPACT_AT`] of them; else, for a
+    /// table declaring an order with more than [`MAX_SORTED_FILES`] files, its smallest
+    /// files, as many as bring it back to that count (its scans declare the order again,
+    /// see [`crate::sorted_runs`]).
+    fn files_to_merge(&self, id: u64) -> Vec<String> {
+        let Some(candidates) = self.merge_candidates(id) else {
             return Vec::new();
         };
         let dir = self.table_dir(id);
-        files
+        let sized: Vec<(String, u64)> = candidates
+            .files
+            .iter()
+            .filter_map(|f| Some((f.clone(), std::fs::metadata(dir.join(f)).ok()?.len())))
+            .collect();
+        let small: Vec<String> = sized
+            .iter()
+            .filter(|(_, len)| *len < SMALL_FILE_BYTES)
+            .map(|(f, _)| f.clone())
+            .collect();
+        if small.len() >= COMPACT_AT {
+            return small;
+        }
+        if !candidates.sorted_past_limit() || sized.len() != candidates.files.len() {
+            return Vec::new();
+        }
+        let mut by_size: Vec<&(String, u64)> = sized.iter().collect();
+        by_size.sort_by_key(|(_, len)| *len);
+        let smallest: HashSet<&str> = by_size[..sized.len() - MAX_SORTED_FILES + 1]
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .collect();
+        candidates
+            .files
             .into_iter()
-            .filter(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.len() < SMALL_FILE_BYTES))
+            .filter(|f| smallest.contains(f.as_str()))
             .collect()
     }
 
-    /// Merges table `id`'s small files into one if there are at least [`COMPACT_AT`].
-    /// Returns how many files were merged (0: nothing to do).
+    /// Merges table `id`'s small files into one if there are at least [`COMPACT_AT`], or a
+    /// sorted table's smallest files if it has more than [`MAX_SORTED_FILES`]. Returns how
+    /// many files were merged (0: nothing to do).
     pub fn compact(&self, id: u64) -> Result<usize> {
-        let small = self.small_files(id);
-        if small.len() < COMPACT_AT {
+        let small = self.files_to_merge(id);
+        if small.len() < 2 {
             return Ok(0);
         }
         let dir = self.table_dir(id);
@@ -158,6 +204,23 @@ impl Store {
         let n = small.len();
         self.retire(small.iter().map(|f| dir.join(f)));
         Ok(n)
+    }
+}
+
+/// A table's files as the catalog lists them, and whether it declares an order.
+struct Candidates {
+    files: Vec<String>,
+    sorted: bool,
+}
+
+impl Candidates {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether its scans no longer declare its order for having too many files.
+    fn sorted_past_limit(&self) -> bool {
+        self.sorted && self.files.len() > MAX_SORTED_FILES
     }
 }
 
@@ -286,6 +349,53 @@ mod tests {
         assert_eq!((files.len(), rows), (1, 50 * n as u64));
         let values = first_column(&store.table_dir(id).join(&files[0]));
         assert_eq!(values, (0..50 * n).collect::<Vec<_>>());
+    }
+
+    /// A sorted table past [`MAX_SORTED_FILES`] files, none of them counted as many small
+    /// ones, has its smallest files merged (in order) until it is back at that count; an
+    /// unsorted table with as many files is left alone.
+    #[test]
+    fn sorted_tables_past_the_limit_merge_their_smallest_files() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let n = MAX_SORTED_FILES + 3;
+        for sort_by in [vec![], vec!["x".to_string()]] {
+            let (_dir, store, id) = crate::store::store_with_empty_table_sorted_by(sort_by.clone());
+            let mut sizes = Vec::new();
+            for i in 0..n as i64 {
+                // File i holds 10 + 37·((i·5) mod n) rows, interleaved with the others'.
+                let rows = 10 + 37 * ((i * 5) % n as i64);
+                let values: Vec<i64> = (0..rows).map(|k| k * n as i64 + i).collect();
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                        .expect("batch");
+                let (name, path) = store.new_file(id);
+                crate::storage::write_parquet(&path, schema.clone(), &[batch]).expect("write");
+                store
+                    .append_files(id, vec![name.clone()], rows as u64)
+                    .expect("append");
+                sizes.push((std::fs::metadata(&path).expect("stat").len(), rows, name));
+            }
+            if sort_by.is_empty() {
+                assert_eq!(store.compact(id).expect("compact"), 0);
+                continue;
+            }
+            sizes.sort();
+            let merged_rows: i64 = sizes[..4].iter().map(|(_, rows, _)| rows).sum();
+            assert_eq!(store.compact(id).expect("compact"), 4);
+            let (files, _) = store.table_files(id).expect("files");
+            assert_eq!(files.len(), MAX_SORTED_FILES);
+            for (_, _, name) in &sizes[4..] {
+                assert!(files.contains(name), "{name} kept");
+            }
+            let merged = files
+                .iter()
+                .find(|f| !sizes.iter().any(|(_, _, name)| name == *f))
+                .expect("the merged file");
+            let values = first_column(&store.table_dir(id).join(merged));
+            assert_eq!(values.len() as i64, merged_rows);
+            assert!(values.is_sorted(), "merged in order");
+            assert_eq!(store.compact(id).expect("compact"), 0);
+        }
     }
 
     /// Files written before lists were packed merge with packed ones: the merged file is

@@ -31,6 +31,7 @@ pub mod row_expressions;
 pub mod session;
 pub mod short_text_eq;
 pub mod sort_order;
+pub mod sorted_runs;
 pub mod storage;
 pub mod store;
 pub mod table;

@@ -3,10 +3,9 @@
 //! Behaviour logs are read per user and in time: windows `PARTITION BY user_id ORDER BY ts`,
 //! point-in-time joins, `WHERE user_id = …`. When every file of a table is sorted by the
 //! declared columns, row groups cover narrow key ranges that statistics prune, and a scan of
-//! a table held in one file tells DataFusion the order, so a window per user sorts only the
-//! rows that tie on it ([`crate::presorted`]). Over several files the order is not declared
-//! (see `DurableTable::snapshot`): the scan stays balanced and sorts as before until the
-//! files are merged. The promise is kept by every writer: INSERT, UPDATE, DELETE, MERGE,
+//! a table tells DataFusion the order — each file read as sorted runs of its own, see
+//! [`crate::sorted_runs`] — so a window per user sorts only the rows that tie on it
+//! ([`crate::presorted`]). The promise is kept by every writer: INSERT, UPDATE, DELETE, MERGE,
 //! COPY and CREATE TABLE AS sort their rows (in DataFusion's sort, within the memory limit,
 //! spilling), compaction merges sorted files in order, and the generated world is checked
 //! while it is written.

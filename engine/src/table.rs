@@ -38,6 +38,7 @@ use futures::StreamExt;
 use crate::error::EngineError;
 use crate::hot_tables::Lookup;
 use crate::inspect::InspectExec;
+use crate::sorted_runs::{MAX_SORTED_FILES, one_run_per_partition};
 use crate::storage::ParquetFileWriter;
 use crate::store::Store;
 use crate::transaction::Transaction;
@@ -168,10 +169,19 @@ impl DurableTable {
             return Ok(None);
         };
         let damaged = damaged_file(self.store.clone(), self.id);
-        let plan = listing
+        let mut plan = listing
             .scan(state, None, &[], None)
             .await
             .map_err(&damaged)?;
+        // Several sorted files are merged into one run as they are read, so that the held
+        // rows are in the declared order as a whole (see the scan's `contiguous_runs`).
+        if files.len() > 1
+            && let Some(ordering) =
+                crate::sort_order::lex_ordering(self.scan_order(files), &self.scan)?
+        {
+            let partitions = state.config_options().execution.target_partitions;
+            plan = crate::sort_order::sorted(one_run_per_partition(plan, partitions), &ordering)?;
+        }
         // The partitions decode at once, each stopping once all of them together exceed
         // what the cache may hold (the scan then reads the files, as for a large table);
         // kept partition after partition: the files' order, which a declared sort order
@@ -289,14 +299,15 @@ impl DurableTable {
         })
     }
 
-    /// The order a scan of `files` tells the planner: the declared one over a single file,
-    /// none otherwise. DataFusion splits an ordered scan's files into byte ranges only while
-    /// it has fewer files than partitions, so a large file and a small appended one would
-    /// be read as two uneven partitions by every query; unordered, it balances the ranges.
+    /// The order a scan of `files` tells the planner: the declared one over up to
+    /// [`MAX_SORTED_FILES`] files, each then read as sorted runs
+    /// ([`crate::sorted_runs`]); none past that, until the background merge has brought
+    /// the files back to that count.
     fn scan_order(&self, files: &[PathBuf]) -> &[String] {
-        match files.len() {
-            1 => &self.sort_by,
-            _ => &[],
+        if files.len() <= MAX_SORTED_FILES {
+            &self.sort_by
+        } else {
+            &[]
         }
     }
 
@@ -393,6 +404,8 @@ impl TableProvider for DurableTable {
                     .scan(state, projection, filters, limit)
                     .await
                     .map_err(&damaged)?;
+                let partitions = state.config_options().execution.target_partitions;
+                let scan = one_run_per_partition(scan, partitions);
                 Ok(Arc::new(InspectExec::new(
                     "CheckedScanExec",
                     scan,

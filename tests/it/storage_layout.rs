@@ -454,7 +454,7 @@ async fn an_existing_table_takes_an_order_with_alter_table() {
     assert_eq!(table_files(&data, "log"), files);
 }
 
-/// A table fed row by row collects small files; the background merge keeps the order.
+/// A sorted table fed row by row collects small files; the background merge keeps the order.
 #[tokio::test]
 async fn merging_small_files_keeps_the_order() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -474,9 +474,10 @@ async fn merging_small_files_keeps_the_order() {
             .await
             .expect("insert");
     }
-    // 16 small files are merged into one; the last 4 inserts stay as they are.
+    // A sorted table keeps at most eight files: past that its smallest are merged, in
+    // order (20 inserts end as 8 files).
     let started = Instant::now();
-    while table_files(&data, "drip").len() > 5 {
+    while table_files(&data, "drip").len() > 8 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the small files were not merged"
@@ -485,6 +486,136 @@ async fn merging_small_files_keeps_the_order() {
     }
     assert_eq!(assert_files_sorted(&data, "drip"), 100);
     assert_eq!(scalar_i64(&c, "SELECT count(*) FROM drip").await, 100);
+}
+
+/// A window per user and a fingerprint of its answer, comparable across tables.
+const LAG_SUM: &str = "SELECT count(*), sum(user_id * 3 + (v - coalesce(prev, 0)) % 1013) FROM \
+    (SELECT user_id, v, lag(v) OVER (PARTITION BY user_id ORDER BY ts, v) AS prev FROM {t}) w";
+
+/// Whether `shown` (an EXPLAIN) reads `table` declaring the `(user_id, ts)` order and sorts
+/// no rows by `user_id` in full.
+fn ordered_without_full_sort(shown: &str) -> bool {
+    shown.contains("output_ordering=")
+        && shown.contains("user_id@0 ASC NULLS LAST, ts@1 ASC NULLS LAST")
+        && !shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("SortExec: expr=[user_id"))
+}
+
+/// A sorted table appended to keeps declaring its order — each file read as sorted runs,
+/// a large one cut into ranges — whether it is read from its files or held in memory, and
+/// the background merge brings a table past eight files back to eight.
+#[tokio::test]
+async fn appended_tables_keep_their_order() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let c = server.connect().await;
+
+    // Large enough (> 8 MiB) to be read from its files, then appended to twice.
+    c.batch_execute(
+        "CREATE TABLE big WITH (sort_by = 'user_id, ts') AS \
+         SELECT x % 4999 AS user_id, (x * 7919) % 1000003 AS ts, \
+                (x * 2654435761) % 1000000007 AS v \
+         FROM generate_series(1, 1200000) AS g(x)",
+    )
+    .await
+    .expect("create big");
+    for (from, to) in [(1_200_001, 1_203_000), (1_203_001, 1_260_000)] {
+        c.batch_execute(&format!(
+            "INSERT INTO big SELECT x % 5003, (x * 7919) % 1000003, \
+             (x * 2654435761) % 1000000007 FROM generate_series({from}, {to}) AS g(x)"
+        ))
+        .await
+        .expect("append");
+    }
+    let files = table_files(&data, "big");
+    assert_eq!(files.len(), 3);
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).expect("stat").len())
+        .sum();
+    assert!(bytes > 8 << 20, "{bytes} bytes: held in memory");
+    assert_eq!(assert_files_sorted(&data, "big"), 1_260_000);
+    let shown = plan(&c, &LAG_SUM.replace("{t}", "big")).await;
+    assert!(ordered_without_full_sort(&shown), "{shown}");
+    c.batch_execute("CREATE TABLE big_plain AS SELECT * FROM big ORDER BY v")
+        .await
+        .expect("plain copy");
+    let plain = answer(&c, &LAG_SUM.replace("{t}", "big_plain")).await;
+    assert_eq!(answer(&c, &LAG_SUM.replace("{t}", "big")).await, plain);
+    assert_eq!(
+        answer(
+            &c,
+            "SELECT user_id, ts, v FROM big ORDER BY user_id, ts, v LIMIT 5 OFFSET 600000"
+        )
+        .await,
+        answer(
+            &c,
+            "SELECT user_id, ts, v FROM big_plain ORDER BY user_id, ts, v LIMIT 5 OFFSET 600000"
+        )
+        .await
+    );
+
+    // A small table (held in memory after its first read) over three files.
+    c.batch_execute(
+        "CREATE TABLE small (user_id BIGINT, ts BIGINT, v BIGINT) WITH (sort_by = 'user_id, ts')",
+    )
+    .await
+    .expect("create small");
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let insert = |rng: &mut ChaCha8Rng| {
+        let rows: Vec<String> = (0..200)
+            .map(|_| {
+                format!(
+                    "({}, {}, {})",
+                    rng.random_range(1..=30),
+                    rng.random_range(0..10_000),
+                    rng.random_range(0..1_000_000)
+                )
+            })
+            .collect();
+        format!("INSERT INTO small VALUES {}", rows.join(", "))
+    };
+    for _ in 0..3 {
+        c.batch_execute(&insert(&mut rng)).await.expect("insert");
+    }
+    c.batch_execute("CREATE TABLE small_plain AS SELECT * FROM small ORDER BY v")
+        .await
+        .expect("plain copy");
+    let plain = answer(&c, &LAG_SUM.replace("{t}", "small_plain")).await;
+    for _ in 0..2 {
+        // The first read loads the table into memory, the second reads it from there.
+        assert_eq!(answer(&c, &LAG_SUM.replace("{t}", "small")).await, plain);
+        let shown = plan(&c, &LAG_SUM.replace("{t}", "small")).await;
+        assert!(ordered_without_full_sort(&shown), "{shown}");
+    }
+
+    // Past eight files the order is not declared until the smallest files are merged.
+    for _ in 0..7 {
+        c.batch_execute(&insert(&mut rng)).await.expect("insert");
+    }
+    let started = Instant::now();
+    while table_files(&data, "small").len() > 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the smallest files were not merged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(table_files(&data, "small").len(), 8);
+    assert_eq!(assert_files_sorted(&data, "small"), 2000);
+    c.batch_execute(
+        "DROP TABLE small_plain; CREATE TABLE small_plain AS SELECT * FROM small ORDER BY v",
+    )
+    .await
+    .expect("plain copy");
+    let shown = plan(&c, &LAG_SUM.replace("{t}", "small")).await;
+    assert!(ordered_without_full_sort(&shown), "{shown}");
+    assert_eq!(
+        answer(&c, &LAG_SUM.replace("{t}", "small")).await,
+        answer(&c, &LAG_SUM.replace("{t}", "small_plain")).await
+    );
 }
 
 /// The generated world's events are stored per user in time and say so (a loaded behaviour
