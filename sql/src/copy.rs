@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
-use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::util::display::FormatOptions as ArrowFormatOptions;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyTextOptions, FieldInfo};
 use pgwire::messages::copy::CopyData;
@@ -364,10 +362,6 @@ pub fn decode(
         }
     }
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(n_cols);
-    let strict = CastOptions {
-        safe: true,
-        format_options: ArrowFormatOptions::default(),
-    };
     for (c, field) in schema.fields().iter().enumerate() {
         let strings = StringArray::from(
             records
@@ -376,25 +370,20 @@ pub fn decode(
                 .collect::<Vec<_>>(),
         );
         let target = field.data_type();
-        let converted = if matches!(target, DataType::Utf8) {
-            Arc::new(strings.clone()) as ArrayRef
-        } else {
-            cast_with_options(&strings, target, &strict)?
-        };
         // A value that was present but did not convert is a malformed line.
+        let converted = crate::array_text::read_column(&strings, target).map_err(|bad| {
+            let line = records.get(bad.index).map_or(0, |r| r.line);
+            SqlError::coded(
+                "22P02",
+                format!(
+                    "invalid input syntax for type {}: {} (COPY {table}, line {line}, column {})",
+                    flashsql_engine::pg_types::pg_type_name(target),
+                    bad.reason,
+                    field.name()
+                ),
+            )
+        })?;
         for (row, r) in records.iter().enumerate() {
-            if strings.is_valid(row) && converted.is_null(row) {
-                return Err(SqlError::coded(
-                    "22P02",
-                    format!(
-                        "invalid input syntax for type {}: \"{}\" (COPY {table}, line {}, column {})",
-                        flashsql_engine::pg_types::pg_type_name(target),
-                        strings.value(row),
-                        r.line,
-                        field.name()
-                    ),
-                ));
-            }
             if !field.is_nullable() && strings.is_null(row) {
                 return Err(SqlError::coded(
                     "23502",
@@ -516,6 +505,7 @@ fn csv_quote_if_needed(s: &str, fmt: &CopyFormat) -> String {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::datatypes::{Field, Int64Type, Schema};
 
     fn schema() -> SchemaRef {

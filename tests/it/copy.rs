@@ -109,3 +109,141 @@ async fn a_malformed_line_fails_the_copy_with_its_line_number_and_loads_nothing(
     let n = scalar_i64(&client, "SELECT count(*) FROM m").await;
     assert_eq!(n, 1, "nothing of the failed COPYs is visible");
 }
+
+/// Array columns take PostgreSQL's array literals in text and CSV — what COPY TO writes
+/// reads back as the same lists — and a malformed one fails the COPY with 22P02, naming
+/// its line, and loads nothing.
+#[tokio::test]
+async fn array_columns_take_postgresql_array_literals() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute(
+        "CREATE TABLE arrays (k BIGINT, f DOUBLE PRECISION[], i INT[], t TEXT[], b BIGINT[])",
+    )
+    .await
+    .unwrap();
+    let text = "1\t{1.5,2.5,-3e2}\t{1,2}\t{a,\"b c\",\"d,e\",NULL,\"NULL\"}\t{9007199254740993}\n\
+                2\t{}\t{ 3 , NULL }\t{}\t\\N\n\
+                3\t\\N\t{}\t{\"q\\\\\"x\"}\t{}\n";
+    assert_eq!(
+        copy_in(&c, "COPY arrays FROM STDIN", text).await.unwrap(),
+        3
+    );
+    let csv = "4,\"{0.25,NULL}\",\"{7}\",\"{\"\"x,y\"\",z}\",\"{-1,1}\"\n";
+    assert_eq!(
+        copy_in(&c, "COPY arrays FROM STDIN WITH (FORMAT csv)", csv)
+            .await
+            .unwrap(),
+        1
+    );
+    let rows = c
+        .simple_query(
+            "SELECT k, f, i, t, b, cardinality(f), f[2], t[4] IS NULL FROM arrays ORDER BY k",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<Vec<Option<String>>> = rows
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                s("1"),
+                s("{1.5,2.5,-300.0}"),
+                s("{1,2}"),
+                s(r#"{a,"b c","d,e",NULL,"NULL"}"#),
+                s("{9007199254740993}"),
+                s("3"),
+                s("2.5"),
+                s("t"),
+            ],
+            vec![
+                s("2"),
+                s("{}"),
+                s("{3,NULL}"),
+                s("{}"),
+                None,
+                s("0"),
+                None,
+                s("t")
+            ],
+            vec![
+                s("3"),
+                None,
+                s("{}"),
+                s(r#"{"q\"x"}"#),
+                s("{}"),
+                None,
+                None,
+                s("t")
+            ],
+            vec![
+                s("4"),
+                s("{0.25,NULL}"),
+                s("{7}"),
+                s(r#"{"x,y",z}"#),
+                s("{-1,1}"),
+                s("2"),
+                None,
+                s("t"),
+            ],
+        ]
+    );
+    // What COPY TO writes, COPY FROM reads back as the same table.
+    for format in ["text", "csv"] {
+        let out = copy_out(
+            &c,
+            &format!("COPY (SELECT * FROM arrays ORDER BY k) TO STDOUT WITH (FORMAT {format})"),
+        )
+        .await;
+        c.batch_execute("CREATE TABLE arrays_back (k BIGINT, f DOUBLE PRECISION[], i INT[], t TEXT[], b BIGINT[])")
+            .await
+            .unwrap();
+        assert_eq!(
+            copy_in(
+                &c,
+                &format!("COPY arrays_back FROM STDIN WITH (FORMAT {format})"),
+                &out
+            )
+            .await
+            .unwrap(),
+            4
+        );
+        assert_eq!(
+            scalar_i64(
+                &c,
+                "SELECT count(*) FROM (SELECT * FROM arrays EXCEPT SELECT * FROM arrays_back) d"
+            )
+            .await,
+            0,
+            "{format}: {out}"
+        );
+        c.batch_execute("DROP TABLE arrays_back").await.unwrap();
+    }
+    // Malformed literals and bad elements fail the whole COPY, naming the line.
+    for (data, needle) in [
+        ("5\t{1,x}\t{}\t{}\t{}\n", "line 1"),
+        ("5\t{}\t{}\t{}\t{}\n6\t1.5\t{}\t{}\t{}\n", "line 2"),
+        ("5\t{}\t{1,,2}\t{}\t{}\n", "malformed array literal"),
+        ("5\t{}\t{}\t{\"open}\t{}\n", "malformed array literal"),
+    ] {
+        let e = copy_in(&c, "COPY arrays FROM STDIN", data)
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "22P02", "{data:?}: {e:?}");
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains(needle), "{data:?}: {message}");
+    }
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM arrays").await, 4);
+}

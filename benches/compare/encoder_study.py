@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""When does the Conv1D sequence encoder earn its place? Variants of the purchase model on the
+synthetic world, side by side with LightGBM and scikit-learn on the same rows and split.
+
+The rows and the time split are `model_kinds_world.py`'s (12,915 validation rows on the small
+world). flashsql trains, through SQL:
+- the network with its encoder (`kind => 'purchase'`), without it (`sequence => false`: the
+  offer alone), with a smaller user vector (`embed_dim => 8`) and with a stronger weight decay
+  (`weight_decay => 0.05`) against the overfitting seen from the second or third epoch;
+- the trees on the window's counts (`kind => 'gbdt'`), and the trees and logistic regression
+  given the trained network's user vector as well (`features => user_embedding(seq,
+  'm_network')`, 32 numbers): the encoder as a feature extractor for a tabular learner.
+LightGBM (the `'gbdt'` kind's settings) and scikit-learn's LogisticRegression (C = 1,
+standardised) get the same columns with and without the vector.
+
+The vector of a training row comes from a network fitted to that row's label, so a learner
+reading it sees training rows better separated than validation rows will be; the validation
+AUC is what to read.
+
+    cargo build --release && python3 benches/compare/encoder_study.py [--scale small] [--seed 1]
+
+Needs psycopg, numpy, scikit-learn, lightgbm. FLASHSQL_BINARY overrides the server binary.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from knapsack_vs_highs import start_server  # noqa: E402
+from model_kinds_world import auc, design, ece, log_loss, split_rows  # noqa: E402
+
+NETWORK = "kind => 'purchase', epochs => 8, device => 'cpu'"
+OFFER = "seq, category_id, price, discount, time_left, hour"
+# (name, options, training table, scoring arguments)
+FLASHSQL = [
+    ("network (encoder)", NETWORK, "train_rows", OFFER),
+    ("network without the encoder", NETWORK + ", sequence => false", "train_rows",
+     "NULL, category_id, price, discount, time_left, hour"),
+    ("network, embed_dim 8", NETWORK + ", embed_dim => 8", "train_rows", OFFER),
+    ("network, weight_decay 0.05", NETWORK + ", weight_decay => 0.05", "train_rows", OFFER),
+    ("gbdt (window counts)", "kind => 'gbdt'", "train_rows", OFFER),
+    ("gbdt (counts + encoder vector)", "kind => 'gbdt'", "train_rows_vec", OFFER + ", features"),
+    ("logistic (counts + encoder vector)", "kind => 'logistic'", "train_rows_vec",
+     OFFER + ", features"),
+]
+
+
+def paired_interval(y, a, b, seed):
+    """The AUC of `a` minus that of `b` on `y`, and its 95 % paired-bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(1000):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() == y[i].max():
+            continue
+        diffs.append(auc(y[i], a[i]) - auc(y[i], b[i]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return auc(y, a) - auc(y, b), lo, hi
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    import lightgbm as lgb
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", args.scale))
+        try:
+            conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql",
+                                   autocommit=True)
+            rows, _ = split_rows(conn)
+            y = np.array([float(r[1]) for r in rows])
+            valid = np.array([r[8] for r in rows])
+            for k, (name, options, table, scoring) in enumerate(FLASHSQL):
+                model = "m_network" if k == 0 else f"m_{k}"
+                if table == "train_rows_vec":
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS train_rows_vec AS SELECT *, "
+                        "user_embedding(seq, 'm_network') AS features FROM train_rows")
+                t0 = time.time()
+                conn.execute(f"SELECT count(*) FROM train_model('{model}', '{table}', {options}, "
+                             f"split => 'time', seed => {args.seed})").fetchone()
+                seconds = time.time() - t0
+                p = dict(conn.execute(
+                    f"SELECT exposure_id, purchase_prob('{model}', {scoring}) FROM {table}").fetchall())
+                results[f"flashsql {name}"] = (np.array([p[r[0]] for r in rows]), seconds)
+            vectors = dict(conn.execute("SELECT exposure_id, features FROM train_rows_vec").fetchall())
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    x, names = design([r[2:8] for r in rows])
+    vec = np.array([vectors[r[0]] for r in rows], dtype=np.float64)
+    for label, cols in (("counts", x), ("counts + encoder vector", np.hstack([x, vec]))):
+        mono = [0] * cols.shape[1]
+        mono[names.index("discount")] = 1
+        t0 = time.time()
+        model = lgb.LGBMClassifier(
+            n_estimators=1000, learning_rate=0.05, max_depth=6, num_leaves=31, reg_lambda=1.0,
+            min_child_weight=1.0, min_child_samples=1, monotone_constraints=mono,
+            random_state=args.seed, n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1)
+        model.fit(cols[~valid], y[~valid], eval_set=[(cols[valid], y[valid])],
+                  eval_metric="binary_logloss", callbacks=[lgb.early_stopping(50, verbose=False)])
+        results[f"LightGBM ({label})"] = (model.predict_proba(cols)[:, 1], time.time() - t0)
+        t0 = time.time()
+        xs = np.delete(cols, names.index("category_id"), axis=1)
+        scaler = StandardScaler().fit(xs[~valid])
+        lr = LogisticRegression(C=1.0, max_iter=5000).fit(scaler.transform(xs[~valid]), y[~valid])
+        results[f"scikit-learn logistic ({label})"] = (
+            lr.predict_proba(scaler.transform(xs))[:, 1], time.time() - t0)
+
+    yv = y[valid]
+    print(f"{args.scale} world, seed {args.seed}: {int((~valid).sum())} training rows, "
+          f"{int(valid.sum())} validation rows (time split)")
+    print()
+    print("| model | valid AUC | ECE | log loss | training s |")
+    print("|---|---|---|---|---|")
+    for name, (p, s) in results.items():
+        pv = p[valid]
+        print(f"| {name} | {auc(yv, pv):.4f} | {ece(yv, pv):.4f} | {log_loss(yv, pv):.4f} | {s:.2f} |")
+    print()
+    for a, b in (("flashsql gbdt (counts + encoder vector)", "flashsql gbdt (window counts)"),
+                 ("flashsql gbdt (counts + encoder vector)", "flashsql network (encoder)"),
+                 ("flashsql network (encoder)", "flashsql network without the encoder"),
+                 ("LightGBM (counts + encoder vector)", "LightGBM (counts)")):
+        d, lo, hi = paired_interval(yv, results[a][0][valid], results[b][0][valid], args.seed)
+        print(f"{a} − {b}: {d:+.4f} AUC, 95 % paired bootstrap [{lo:+.4f}, {hi:+.4f}]")
+
+
+if __name__ == "__main__":
+    main()
