@@ -130,6 +130,8 @@ def main():
             network = "kind => 'propensity', batch_size => " + str(args.batch_size)
             variants = (
                 ("flashsql: sequence + counts", "seq, features", "seq, features", network),
+                ("flashsql: sequence + counts, smaller and more decayed (embed_dim 8, weight_decay 0.05)",
+                 "seq, features", "seq, features", network + ", embed_dim => 8, weight_decay => 0.05"),
                 ("flashsql: sequence only", "seq", "seq", network),
                 ("flashsql: counts only (MLP)", "features", "NULL, features", network + ", sequence => false"),
                 ("flashsql: logistic (counts + sequence counts)", "seq, features", "seq, features", "kind => 'logistic'"),
