@@ -407,6 +407,33 @@ fn rows_response(
     )))
 }
 
+/// Array parameters in the statement's own element type. A client describes an array by
+/// its values — psycopg sends `[1, 2]` as `int2[]`, `[1.5]` as `float8[]` — and the value
+/// takes the place of the parameter as sent, so an INSERT into an `int[]` column would fail
+/// with a list of the wrong element type where PostgreSQL casts it. A value that does not
+/// cast is left as it came, for the statement to report.
+fn as_inferred(values: ParamValues, inferred: &[Option<&DataType>]) -> ParamValues {
+    use datafusion::common::ScalarValue;
+    let ParamValues::List(list) = values else {
+        return values;
+    };
+    let list = list
+        .into_iter()
+        .zip(inferred.iter().copied().chain(std::iter::repeat(None)))
+        .map(|(mut param, want)| {
+            if let Some(want) = want
+                && matches!(param.value, ScalarValue::List(_))
+                && param.value.data_type() != *want
+                && let Ok(cast) = param.value.cast_to(want)
+            {
+                param.value = cast;
+            }
+            param
+        })
+        .collect();
+    ParamValues::List(list)
+}
+
 /// A batch whose columns are not of the types the result was described with is cast to them.
 /// DataFusion's optimizer can change an expression's type after the plan's schema was taken
 /// (seen with `make_array` over a `CASE` of an int8 subquery and the unsigned `cardinality`:
@@ -766,7 +793,7 @@ impl ExtendedQueryHandler for Connection {
                     &inferred,
                     &server_refs,
                 )?;
-            Some(values)
+            Some(as_inferred(values, &inferred))
         } else {
             None
         };

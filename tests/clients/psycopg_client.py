@@ -113,4 +113,25 @@ with psycopg.connect(DSN) as a, psycopg.connect(DSN, autocommit=True) as b:
     got = [r[0] for r in b.execute("SELECT item_id FROM tx_plan ORDER BY 1")]
     check(got == [1, 4, 5], f"savepoints: {got}")
 
+# Python lists as array parameters (psycopg describes them by their values: [1, 2] as
+# int2[]), in text and binary; read back as the same lists; COPY of array literals.
+with psycopg.connect(DSN, autocommit=True) as conn:
+    conn.execute("CREATE TABLE py_arrays (k BIGINT, f DOUBLE PRECISION[], i INT[], b BIGINT[], t TEXT[])")
+    rows = [
+        (1, [1.5, 2.5], [1, 2], [2**40, -1], ["a", "b c", "d,e"]),
+        (2, [], [], [], []),
+        (3, [None, 0.25], [None, 70000], [7], [None, "x"]),
+        (4, None, None, None, None),
+    ]
+    conn.execute("INSERT INTO py_arrays VALUES (%s, %s, %s, %s, %s)", rows[0])
+    conn.cursor().executemany("INSERT INTO py_arrays VALUES (%s, %s, %s, %s, %s)", rows[1:3])
+    conn.execute("INSERT INTO py_arrays VALUES (%b, %b, %b, %b, %b)", rows[3])
+    for binary in (False, True):
+        got = conn.execute("SELECT * FROM py_arrays ORDER BY k", binary=binary).fetchall()
+        check(got == rows, f"array parameters (binary={binary}): {got}")
+    with conn.cursor().copy("COPY py_arrays FROM STDIN") as copy:
+        copy.write_row((5, "{0.5,NULL}", "{3}", "{}", '{"y z"}'))
+    got = conn.execute("SELECT f, i, b, t FROM py_arrays WHERE k = 5").fetchone()
+    check(got == ([0.5, None], [3], [], ["y z"]), f"COPY of array literals: {got}")
+
 print("psycopg: ok")
