@@ -51,6 +51,9 @@ pub enum GpuError {
     /// Training data that cannot be trained on.
     #[error("{0}")]
     Data(String),
+    /// An option naming a model that cannot serve it (an encoder of another shape, or none).
+    #[error("{0}")]
+    Incompatible(String),
     #[error("model '{spec}' does not exist; the models are: {known}")]
     UnknownModel { spec: String, known: String },
     #[error(

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::device::DeviceChoice;
 use crate::importance::Importance;
-use crate::learner::{Learned, ModelScorer};
+use crate::learner::{Learned, ModelScorer, WEIGHTS};
 use crate::purchase::PurchaseConfig;
 use crate::train::EpochReport;
 
@@ -72,6 +72,9 @@ pub struct Manifest {
     /// (`explain_model`); empty for models stored before it was measured.
     #[serde(default)]
     pub importance: Vec<Importance>,
+    /// The model whose trained encoder this one started from (`encoder_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -456,6 +459,33 @@ impl ModelStore {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<LoadedModel>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The trained sequence encoder of network `spec`, to start another network from
+    /// (`train_model(…, encoder_from => spec)`).
+    pub fn encoder_weights(&self, spec: &str) -> Result<crate::train::EncoderInit, GpuError> {
+        let (name, version) = self.resolve(spec)?;
+        let manifest = self
+            .lock_index()
+            .get(&name)
+            .and_then(|versions| versions.get(&version))
+            .cloned()
+            .ok_or_else(|| self.unknown(spec))?;
+        if manifest.config.tabular.is_some() || !manifest.config.use_sequence {
+            return Err(GpuError::Incompatible(format!(
+                "{name}@{version} has no sequence encoder (a tabular kind, or trained with sequence => false)"
+            )));
+        }
+        let path = self.dir.join(&name).join(version.to_string()).join(WEIGHTS);
+        let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu)?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("encoder."))
+            .collect();
+        Ok(crate::train::EncoderInit {
+            from: format!("{name}@{version}"),
+            config: manifest.config.encoder.clone(),
+            tensors: Arc::new(tensors),
+        })
     }
 
     /// Claims the next version of `name` before training, so that the version is known

@@ -7,6 +7,7 @@
 //! bitwise-identical weights on the CPU.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::calibration::Platt;
 use crate::device::{self, DeviceChoice};
+use crate::encoder::EncoderConfig;
 use crate::importance::{Importance, permutation};
 use crate::init::{FNV_OFFSET, fnv1a};
 use crate::metrics::{self, auc, log_loss};
@@ -39,6 +41,25 @@ pub struct TrainOptions {
     pub device: DeviceChoice,
     /// Fit a Platt calibration on the validation rows after training.
     pub calibrate: bool,
+    /// Start the sequence encoder from another model's trained encoder instead of seeded
+    /// weights (fine-tuning a pre-trained encoder); the rest of the network is seeded.
+    pub encoder_init: Option<EncoderInit>,
+}
+
+/// A trained encoder's weights to start from: the model they come from (`name@version`),
+/// its shape, and its `encoder.*` tensors.
+#[derive(Debug, Clone)]
+pub struct EncoderInit {
+    pub from: String,
+    pub config: EncoderConfig,
+    pub tensors: Arc<HashMap<String, Tensor>>,
+}
+
+/// Two starts are the same when they come from the same stored model.
+impl PartialEq for EncoderInit {
+    fn eq(&self, other: &Self) -> bool {
+        self.from == other.from && self.config == other.config
+    }
 }
 
 impl Default for TrainOptions {
@@ -53,6 +74,7 @@ impl Default for TrainOptions {
             seed: 42,
             device: DeviceChoice::Auto,
             calibrate: true,
+            encoder_init: None,
         }
     }
 }
@@ -405,8 +427,31 @@ pub fn train(
     let (dev, used) = device::open(opts.device)?;
 
     let init = PurchaseModel::seeded(config.clone(), opts.seed, &dev)?;
+    if let Some(start) = &opts.encoder_init
+        && (!config.use_sequence || start.config != config.encoder)
+    {
+        return Err(GpuError::Incompatible(format!(
+            "encoder_from: {}'s encoder ({:?}) does not fit this model's ({}); train both with the same embed_dim and sequence => true",
+            start.from,
+            start.config,
+            if config.use_sequence {
+                format!("{:?}", config.encoder)
+            } else {
+                "none: sequence => false".into()
+            }
+        )));
+    }
     let mut vars = Vec::new();
     for (name, t) in init.named_tensors()? {
+        let start = opts
+            .encoder_init
+            .as_ref()
+            .and_then(|s| s.tensors.get(&name))
+            .filter(|p| p.dims() == t.dims());
+        let t = match start {
+            Some(pre) => pre.to_device(&dev)?,
+            None => t,
+        };
         vars.push((name, Var::from_tensor(&t)?));
     }
     let named: HashMap<String, Tensor> = vars

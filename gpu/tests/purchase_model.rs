@@ -344,6 +344,7 @@ fn manifest(name: &str, config: PurchaseConfig) -> Manifest {
         best_epoch: 1,
         epochs: Vec::new(),
         importance: Vec::new(),
+        encoder_from: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod deployment;
 mod docs;
 mod durability;
 mod errors;
+mod fine_tuning;
 mod frontend;
 mod fuzz_sql;
 mod fuzz_wire;

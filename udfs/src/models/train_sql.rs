@@ -35,7 +35,7 @@ use crate::relation::{Compute, Emit, Options, RelationFunction, named_column, us
 
 /// The SQL name of [`TrainModel`].
 pub const NAME: &str = "train_model";
-const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt'|'auto', target => 'purchase'|'propensity', l2 => (chosen on validation), sequence_counts => true, trees => 1000, max_depth => 6, max_leaves => 31, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never')";
+const USAGE: &str = "train_model('name', (SELECT label, seq, category_id, price, discount [, time_left, hour, features, user_id, ts] …), kind => 'purchase'|'propensity'|'logistic'|'gbdt'|'auto', target => 'purchase'|'propensity', l2 => (chosen on validation), sequence_counts => true, trees => 1000, max_depth => 6, max_leaves => 31, epochs => 10, batch_size => 512, learning_rate => 0.003, weight_decay => 0.0001, embed_dim => 32, max_len => 64, split => 'user'|'time', patience => 2, sequence => true, affinity => true, calibrate => true, seed => 42, device => 'auto'|'cpu'|'cuda[:N]', deploy => 'always'|'if_better'|'never', encoder_from => 'model')";
 const NEEDS: &str = "label (boolean or 0/1), seq (from behavior_sequence), for kind => 'purchase' category_id, price and discount; optional time_left, hour and features (a list of numbers); user_id for split => 'user', ts for split => 'time'";
 
 #[derive(Debug)]
@@ -155,6 +155,7 @@ impl RelationFunction for TrainModel {
             "seed",
             "device",
             "deploy",
+            "encoder_from",
         ]
     }
 
@@ -298,6 +299,19 @@ impl RelationFunction for TrainModel {
                 ("never", Deploy::Never),
             ],
         )?;
+        let encoder_init = match o.text("encoder_from")? {
+            None => None,
+            Some(_) if learners.iter().all(Option::is_some) => {
+                return Err(user_error(format!(
+                    "{NAME}: encoder_from starts a network's sequence encoder; a logistic or gbdt model has none"
+                )));
+            }
+            Some(spec) => Some(
+                self.store
+                    .encoder_weights(&spec)
+                    .map_err(|e| model_error(NAME, e))?,
+            ),
+        };
         o.finish()?;
         let plan = Plan {
             name,
@@ -320,6 +334,7 @@ impl RelationFunction for TrainModel {
                 patience: given_patience.unwrap_or(d.patience),
                 seed,
                 device,
+                encoder_init,
                 ..d
             },
             given: Given {
@@ -708,6 +723,10 @@ fn run(
         best_epoch: trained.best_epoch,
         epochs: trained.reports.clone(),
         importance: trained.importance.clone(),
+        encoder_from: match trained.model {
+            Learned::Network(_) => plan.options.encoder_init.as_ref().map(|e| e.from.clone()),
+            _ => None,
+        },
     };
     let version = store
         .save(reservation, manifest, &trained.model)
