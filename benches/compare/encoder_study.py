@@ -14,7 +14,8 @@ world). flashsql trains, through SQL:
   'm_network')`, 32 numbers): the encoder as a feature extractor for a tabular learner;
 - the trees given the vector of an encoder pre-trained without exposure labels: a
   propensity network on the event log alone (will the user buy anything in the next two
-  days, at cuts before the validation rows begin), its `user_embedding` as `features`.
+  days, at cuts before the validation rows begin), its `user_embedding` as `features`; and
+  the network fine-tuned from that encoder (`encoder_from => 'm_pre'`).
 LightGBM (the `'gbdt'` kind's settings) and scikit-learn's LogisticRegression (C = 1,
 standardised) get the same columns with and without the vector.
 
@@ -57,6 +58,9 @@ FLASHSQL = [
     ("logistic (counts + encoder vector)", "kind => 'logistic'", "train_rows_vec",
      OFFER + ", features"),
     ("gbdt (counts + pre-trained vector)", "kind => 'gbdt'", "train_rows_pre", OFFER + ", features"),
+    # After the line above, which pre-trains m_pre.
+    ("network fine-tuned from the pre-trained encoder", NETWORK + ", encoder_from => 'm_pre'",
+     "train_rows", OFFER),
 ]
 
 # Pre-training without exposure labels: from the event log alone, at a cut every 4 days
@@ -186,6 +190,7 @@ def main():
                  ("flashsql network (encoder) + window counts",
                   "flashsql network without the encoder + window counts"),
                  ("flashsql gbdt (counts + pre-trained vector)", "flashsql gbdt (window counts)"),
+                 ("flashsql network fine-tuned from the pre-trained encoder", "flashsql network (encoder)"),
                  ("LightGBM (counts + encoder vector)", "LightGBM (counts)")):
         d, lo, hi = paired_interval(yv, results[a][0][valid], results[b][0][valid], args.seed)
         print(f"{a} − {b}: {d:+.4f} AUC, 95 % paired bootstrap [{lo:+.4f}, {hi:+.4f}]")
