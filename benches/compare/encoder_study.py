@@ -39,7 +39,7 @@ import psycopg
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from knapsack_vs_highs import start_server  # noqa: E402
 from logistic_vs_sklearn import counts  # noqa: E402
-from model_kinds_world import auc, design, ece, log_loss, split_rows  # noqa: E402
+from model_kinds_world import auc, design, ece, log_loss, paired_interval, split_rows  # noqa: E402
 
 NETWORK = "kind => 'purchase', epochs => 8, device => 'cpu'"
 OFFER = "seq, category_id, price, discount, time_left, hour"
@@ -106,19 +106,6 @@ def ensure(conn, table, cut, seed, rows):
               + ", ".join(f"{e}: {a:.4f}" for e, a in reports), flush=True)
         conn.execute("CREATE TABLE train_rows_pre AS SELECT *, "
                      "user_embedding(seq, 'm_pre') AS features FROM train_rows")
-
-
-def paired_interval(y, a, b, seed):
-    """The AUC of `a` minus that of `b` on `y`, and its 95 % paired-bootstrap interval."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(1000):
-        i = rng.integers(0, len(y), len(y))
-        if y[i].min() == y[i].max():
-            continue
-        diffs.append(auc(y[i], a[i]) - auc(y[i], b[i]))
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return auc(y, a) - auc(y, b), lo, hi
 
 
 def main():

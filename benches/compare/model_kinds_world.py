@@ -82,6 +82,19 @@ def log_loss(y, p):
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def paired_interval(y, a, b, seed):
+    """The AUC of `a` minus that of `b` on `y`, and its 95 % paired-bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(1000):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() == y[i].max():
+            continue
+        diffs.append(auc(y[i], a[i]) - auc(y[i], b[i]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return auc(y, a) - auc(y, b), lo, hi
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
@@ -166,17 +179,10 @@ def main():
         print(f"| {name} | {auc(yv, pv):.4f} | {ece(yv, pv):.4f} | {log_loss(yv, pv):.4f} | {s:.2f} | "
               f"{'' if falls is None else falls} | {'' if rate is None else f'{rate:,.0f}'} |")
     best = max((k for k in results if k.startswith("flashsql")), key=lambda k: auc(yv, results[k][0][valid]))
-    rng = np.random.default_rng(args.seed)
-    a, b = results[best][0][valid], results["LightGBM 4 (same settings)"][0][valid]
-    diffs = []
-    for _ in range(1000):
-        i = rng.integers(0, len(yv), len(yv))
-        if yv[i].min() == yv[i].max():
-            continue
-        diffs.append(auc(yv[i], a[i]) - auc(yv[i], b[i]))
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    d, lo, hi = paired_interval(yv, results[best][0][valid], results["LightGBM 4 (same settings)"][0][valid],
+                                args.seed)
     print()
-    print(f"{best} − LightGBM: {auc(yv, a) - auc(yv, b):+.4f} AUC, 95 % paired-bootstrap interval [{lo:+.4f}, {hi:+.4f}]")
+    print(f"{best} − LightGBM: {d:+.4f} AUC, 95 % paired-bootstrap interval [{lo:+.4f}, {hi:+.4f}]")
 
 
 if __name__ == "__main__":
