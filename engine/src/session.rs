@@ -80,6 +80,7 @@ impl Session {
             .with_analyzer_rule(Arc::new(
                 flashsql_udfs::checked_arithmetic::CheckedIntegerArithmetic::default(),
             ))
+            .with_analyzer_rule(Arc::new(flashsql_udfs::array_text::ArrayLiterals))
             .with_physical_optimizer_rules(crate::presorted::physical_rules())
             .with_physical_optimizer_rule(Arc::new(crate::short_text_eq::ShortTextEqRule))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))

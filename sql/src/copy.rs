@@ -371,7 +371,7 @@ pub fn decode(
         );
         let target = field.data_type();
         // A value that was present but did not convert is a malformed line.
-        let converted = crate::array_text::read_column(&strings, target).map_err(|bad| {
+        let converted = flashsql_udfs::array_text::read_column(&strings, target).map_err(|bad| {
             let line = records.get(bad.index).map_or(0, |r| r.line);
             SqlError::coded(
                 "22P02",

@@ -4,7 +4,6 @@
 //! engine. The same session type runs SQL in-process (the SQL logic tests use it), so the
 //! wire and the in-process paths cannot drift apart.
 
-pub mod array_text;
 pub mod auth;
 pub mod auth_backoff;
 pub mod colnames;

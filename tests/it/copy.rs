@@ -1,4 +1,5 @@
-//! COPY FROM STDIN (text and CSV) and COPY TO STDOUT.
+//! COPY FROM STDIN (text and CSV) and COPY TO STDOUT; PostgreSQL's array literals, in COPY
+//! and wherever SQL casts text to an array.
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, pin_mut};
@@ -246,4 +247,62 @@ async fn array_columns_take_postgresql_array_literals() {
         assert!(message.contains(needle), "{data:?}: {message}");
     }
     assert_eq!(scalar_i64(&c, "SELECT count(*) FROM arrays").await, 4);
+}
+
+/// Text cast to an array in SQL reads as PostgreSQL reads an array literal: in INSERT and
+/// UPDATE into array columns, in `CAST` and `::`, over literals and columns; a malformed one
+/// is 22P02.
+#[tokio::test]
+async fn sql_casts_text_to_arrays_as_postgresql_does() {
+    let server = TestServer::start();
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE lit (k BIGINT, f DOUBLE PRECISION[], i INT[], t TEXT[])")
+        .await
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO lit VALUES (1, '{1.5,2.5}', '{1,NULL}', '{a,\"b c\"}'), (2, '{}', NULL, '{x}'); \
+         UPDATE lit SET i = '{7, 8}' WHERE k = 2",
+    )
+    .await
+    .unwrap();
+    let text = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.simple_query(sql)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                    ),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        text("SELECT k, f, i, t, cardinality(f) FROM lit ORDER BY k").await,
+        ["1|{1.5,2.5}|{1,NULL}|{a,\"b c\"}|2", "2|{}|{7,8}|{x}|0"]
+    );
+    assert_eq!(
+        text(
+            "SELECT CAST('{1,2}' AS INT[]), '{3,4}'::BIGINT[], CAST(s AS TEXT[]) \
+             FROM (VALUES ('{p,q}'), ('{}'), (NULL)) AS v(s) ORDER BY 3"
+        )
+        .await,
+        ["{1,2}|{3,4}|{}", "{1,2}|{3,4}|{p,q}", "{1,2}|{3,4}|NULL"]
+    );
+    for sql in [
+        "SELECT CAST('{1,x}' AS INT[])",
+        "INSERT INTO lit (k, i) VALUES (3, '1,2')",
+        "SELECT CAST(s AS INT[]) FROM (VALUES ('{1}'), ('{2,,3}')) AS v(s)",
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "22P02", "{sql}: {e:?}");
+    }
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM lit").await, 2);
 }

@@ -13,6 +13,9 @@ pub enum FunctionError {
     /// The input lacks a column the function needs (SQLSTATE 42703, undefined_column).
     #[error("{0}")]
     MissingColumn(String),
+    /// Text that does not read as its type (SQLSTATE 22P02, invalid_text_representation).
+    #[error("{0}")]
+    InvalidText(String),
     /// A named object (a model) that does not exist (SQLSTATE 42704, undefined_object).
     #[error("{0}")]
     UndefinedObject(String),
@@ -33,6 +36,7 @@ impl FunctionError {
             FunctionError::InvalidOption(_) => "22023",
             FunctionError::InvalidRow(_) => "22000",
             FunctionError::MissingColumn(_) => "42703",
+            FunctionError::InvalidText(_) => "22P02",
             FunctionError::UndefinedObject(_) => "42704",
             FunctionError::Storage(_) => "58030",
             FunctionError::TooLarge(_) => "54000",

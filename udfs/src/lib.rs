@@ -4,6 +4,7 @@
 //! or executes SQL sees the same set.
 
 pub mod aggregate_state;
+pub mod array_text;
 pub mod checked_arithmetic;
 pub mod error;
 pub mod experiments;

@@ -1,10 +1,12 @@
-//! PostgreSQL's array literals (`{1.5,2.5}`, `{"a b",c,NULL}`, `{}`) read into Arrow lists,
+//! PostgreSQL's array literals (`{1.5,2.5}`, `{"a b",c,NULL}`, `{}`) read into Arrow lists:
 //! as COPY receives them in a text or CSV field — what COPY TO, psql and every PostgreSQL
-//! client write for an array column.
+//! client write for an array column — and wherever SQL casts text to an array
+//! (`CAST('{1,2}' AS INT[])`, `INSERT … VALUES ('{1.5,2.5}')` into an array column), which
+//! [`ArrayLiterals`] turns into [`ArrayIn`] calls.
 //!
-//! Arrow's string-to-list cast reads a whole field as a single element, so without this a
-//! `double precision[]` column would take `{1.5,2.5}` as `{NULL}`: a load that reports
-//! success and has lost its values.
+//! Arrow's string-to-list cast reads a whole string as a single element, so without this a
+//! `double precision[]` column would take `{1.5,2.5}` as `{NULL}` in COPY — a load that
+//! reports success and has lost its values — and SQL's cast fails ("Cannot cast string").
 //!
 //! The grammar is PostgreSQL's `array_in` for the comma delimiter: elements separated by
 //! commas, blanks around them ignored, an unquoted `NULL` (any case) is NULL, double quotes
@@ -14,11 +16,132 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::FormatOptions;
+use datafusion::common::ScalarValue;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::FunctionError;
+
+/// Rewrites every cast of text to a list into [`ArrayIn`] (see the module notes), keeping
+/// the expression's name.
+#[derive(Debug, Default)]
+pub struct ArrayLiterals;
+
+impl AnalyzerRule for ArrayLiterals {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            let names = NamePreserver::new(&node);
+            let rewritten = node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                expr.transform_up(|e| match e {
+                    Expr::Cast(Cast { expr, field })
+                        if matches!(field.data_type(), DataType::List(_))
+                            && matches!(
+                                expr.get_type(&schema),
+                                Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+                            ) =>
+                    {
+                        let udf = ScalarUDF::new_from_impl(ArrayIn::new(field.data_type().clone()));
+                        Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(udf), vec![*expr]),
+                        )))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })?;
+            if rewritten.transformed {
+                rewritten.map_data(|plan| plan.recompute_schema())
+            } else {
+                Ok(rewritten)
+            }
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "flashsql_array_literals"
+    }
+}
+
+/// Text read as array literals into lists of `target` (PostgreSQL's `array_in`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayIn {
+    target: DataType,
+    signature: Signature,
+}
+
+impl ArrayIn {
+    pub fn new(target: DataType) -> Self {
+        ArrayIn {
+            target,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ArrayIn {
+    fn name(&self) -> &str {
+        "array_in"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let text = args.args[0].to_array(args.number_rows)?;
+        let text = cast(&text, &DataType::Utf8)?;
+        let strings = text.as_string::<i32>();
+        let lists = read_column(strings, &self.target).map_err(|bad| {
+            FunctionError::InvalidText(format!(
+                "invalid input syntax for type {}: {}",
+                pg_array_name(&self.target),
+                bad.reason
+            ))
+        })?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&lists, 0)?)
+        } else {
+            ColumnarValue::Array(lists)
+        })
+    }
+}
+
+/// How PostgreSQL names a list type in messages (`integer[]`).
+fn pg_array_name(t: &DataType) -> String {
+    match t {
+        DataType::List(item) => format!("{}[]", pg_array_name(item.data_type())),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text".into(),
+        other => other.to_string(),
+    }
+}
 
 /// A value that does not read as the column's type: which input value, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +315,7 @@ fn elements(literal: &str) -> Result<Vec<Option<String>>, String> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{AsArray, Float64Array, Int32Array};
+    use datafusion::arrow::array::{Float64Array, Int32Array};
     use datafusion::arrow::datatypes::{Field, Float64Type, Int32Type};
 
     use super::*;
