@@ -30,16 +30,14 @@ Needs psycopg, numpy, scikit-learn, lightgbm. FLASHSQL_BINARY overrides the serv
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
-import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from knapsack_vs_highs import start_server  # noqa: E402
 from logistic_vs_sklearn import counts  # noqa: E402
-from model_kinds_world import auc, design, ece, log_loss, paired_interval, split_rows  # noqa: E402
+from model_kinds_world import (  # noqa: E402
+    auc, design, ece, lightgbm_as_gbdt_kind, log_loss, paired_interval, sklearn_logistic, split_rows, world)
 
 NETWORK = "kind => 'purchase', epochs => 8, device => 'cpu'"
 OFFER = "seq, category_id, price, discount, time_left, hour"
@@ -113,53 +111,28 @@ def main():
     ap.add_argument("--scale", default="small")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    import lightgbm as lgb
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", args.scale))
-        try:
-            conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql",
-                                   autocommit=True)
-            rows, cut = split_rows(conn)
-            y = np.array([float(r[1]) for r in rows])
-            valid = np.array([r[8] for r in rows])
-            for k, (name, options, table, scoring) in enumerate(FLASHSQL):
-                model = "m_network" if k == 0 else f"m_{k}"
-                ensure(conn, table, cut, args.seed, rows)
-                t0 = time.time()
-                conn.execute(f"SELECT count(*) FROM train_model('{model}', '{table}', {options}, "
-                             f"split => 'time', seed => {args.seed})").fetchone()
-                seconds = time.time() - t0
-                p = dict(conn.execute(
-                    f"SELECT exposure_id, purchase_prob('{model}', {scoring}) FROM {table}").fetchall())
-                results[f"flashsql {name}"] = (np.array([p[r[0]] for r in rows]), seconds)
-            vectors = dict(conn.execute("SELECT exposure_id, features FROM train_rows_vec").fetchall())
-        finally:
-            proc.terminate()
-            proc.wait()
+    with world(args.scale) as conn:
+        rows, cut = split_rows(conn)
+        y = np.array([float(r[1]) for r in rows])
+        valid = np.array([r[8] for r in rows])
+        for k, (name, options, table, scoring) in enumerate(FLASHSQL):
+            model = "m_network" if k == 0 else f"m_{k}"
+            ensure(conn, table, cut, args.seed, rows)
+            t0 = time.time()
+            conn.execute(f"SELECT count(*) FROM train_model('{model}', '{table}', {options}, "
+                         f"split => 'time', seed => {args.seed})").fetchone()
+            seconds = time.time() - t0
+            p = dict(conn.execute(
+                f"SELECT exposure_id, purchase_prob('{model}', {scoring}) FROM {table}").fetchall())
+            results[f"flashsql {name}"] = (np.array([p[r[0]] for r in rows]), seconds)
+        vectors = dict(conn.execute("SELECT exposure_id, features FROM train_rows_vec").fetchall())
 
     x, names = design([r[2:8] for r in rows])
     vec = np.array([vectors[r[0]] for r in rows], dtype=np.float64)
     for label, cols in (("counts", x), ("counts + encoder vector", np.hstack([x, vec]))):
-        mono = [0] * cols.shape[1]
-        mono[names.index("discount")] = 1
-        t0 = time.time()
-        model = lgb.LGBMClassifier(
-            n_estimators=1000, learning_rate=0.05, max_depth=6, num_leaves=31, reg_lambda=1.0,
-            min_child_weight=1.0, min_child_samples=1, monotone_constraints=mono,
-            random_state=args.seed, n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1)
-        model.fit(cols[~valid], y[~valid], eval_set=[(cols[valid], y[valid])],
-                  eval_metric="binary_logloss", callbacks=[lgb.early_stopping(50, verbose=False)])
-        results[f"LightGBM ({label})"] = (model.predict_proba(cols)[:, 1], time.time() - t0)
-        t0 = time.time()
-        xs = np.delete(cols, names.index("category_id"), axis=1)
-        scaler = StandardScaler().fit(xs[~valid])
-        lr = LogisticRegression(C=1.0, max_iter=5000).fit(scaler.transform(xs[~valid]), y[~valid])
-        results[f"scikit-learn logistic ({label})"] = (
-            lr.predict_proba(scaler.transform(xs))[:, 1], time.time() - t0)
+        results[f"LightGBM ({label})"] = lightgbm_as_gbdt_kind(cols, names, y, valid, args.seed)
+        results[f"scikit-learn logistic ({label})"] = sklearn_logistic(cols, names, y, valid)
 
     yv = y[valid]
     print(f"{args.scale} world, seed {args.seed}: {int((~valid).sum())} training rows, "

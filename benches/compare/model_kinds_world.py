@@ -20,6 +20,7 @@ validation rows) of the AUC difference between flashsql's best kind and LightGBM
 Needs psycopg, numpy, scikit-learn, lightgbm. FLASHSQL_BINARY overrides the server binary.
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -95,78 +96,92 @@ def paired_interval(y, a, b, seed):
     return auc(y, a) - auc(y, b), lo, hi
 
 
+@contextlib.contextmanager
+def world(scale):
+    """A connection to a release server on a fresh generated world, stopped afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", scale))
+        try:
+            yield psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql", autocommit=True)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def lightgbm_as_gbdt_kind(x, names, y, valid, seed):
+    """LightGBM at the settings of `kind => 'gbdt'` (monotone in the discount, early stopping
+    on the validation rows' log loss): P(buy) for every row, and the training seconds."""
+    import lightgbm as lgb
+    mono = [0] * x.shape[1]
+    mono[names.index("discount")] = 1
+    t0 = time.time()
+    model = lgb.LGBMClassifier(
+        n_estimators=1000, learning_rate=0.05, max_depth=6, num_leaves=31, reg_lambda=1.0,
+        min_child_weight=1.0, min_child_samples=1, monotone_constraints=mono, random_state=seed,
+        n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1)
+    model.fit(x[~valid], y[~valid], eval_set=[(x[valid], y[valid])], eval_metric="binary_logloss",
+              callbacks=[lgb.early_stopping(50, verbose=False)])
+    return model.predict_proba(x)[:, 1], time.time() - t0
+
+
+def sklearn_logistic(x, names, y, valid):
+    """scikit-learn's LogisticRegression (C = 1) on the columns standardised on the training
+    rows, the category id left out: P(buy) for every row, and the training seconds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    t0 = time.time()
+    xs = np.delete(x, names.index("category_id"), axis=1)
+    scaler = StandardScaler().fit(xs[~valid])
+    lr = LogisticRegression(C=1.0, max_iter=5000).fit(scaler.transform(xs[~valid]), y[~valid])
+    return lr.predict_proba(scaler.transform(xs))[:, 1], time.time() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    import lightgbm as lgb
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start_server(os.path.join(tmp, "data"), ("--scale", args.scale))
-        try:
-            conn = psycopg.connect(host=host, port=port, user="flashsql", dbname="flashsql", autocommit=True)
-            rows, cut = split_rows(conn)
-            y = np.array([float(r[1]) for r in rows])
-            valid = np.array([r[8] for r in rows])
-            truth = np.array([r[9] for r in rows])
-            conn.execute(
-                "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
-                "0.5 AS time_left, 20.0 AS hour FROM "
-                "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
-                "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
-                f"CROSS JOIN (VALUES {', '.join(f'({d})' for d in GRID)}) AS d(discount)")
-            planning = conn.execute("SELECT count(*) FROM planning").fetchone()[0]
-            grid = ", ".join(f"({d})" for d in GRID)
-            for name, options in (("network", "kind => 'purchase', epochs => 8, device => 'cpu'"),
-                                  ("logistic", "kind => 'logistic'"),
-                                  ("gbdt", "kind => 'gbdt'")):
-                t0 = time.time()
-                conn.execute(f"SELECT count(*) FROM train_model('m_{name}', 'train_rows', {options}, "
-                             f"split => 'time', seed => {args.seed})").fetchone()
-                seconds = time.time() - t0
-                p = dict(conn.execute(
-                    f"SELECT exposure_id, purchase_prob('m_{name}', seq, category_id, price, discount, time_left, hour) "
-                    "FROM train_rows").fetchall())
-                p = np.array([p[r[0]] for r in rows])
-                falls = conn.execute(
-                    f"SELECT count(*) FROM (SELECT exposure_id, array_agg(p ORDER BY d) AS ps FROM ("
-                    f"SELECT t.exposure_id, g.d, purchase_prob('m_{name}', t.seq, t.category_id, t.price, g.d, t.time_left, t.hour) AS p "
-                    f"FROM train_rows t CROSS JOIN (VALUES {grid}) AS g(d) WHERE t.ts >= %s) GROUP BY exposure_id) "
-                    "WHERE NOT array_sort(ps) = ps", (cut,)).fetchone()[0]
-                runs = []
-                for _ in range(4):
-                    t1 = time.time()
-                    conn.execute(f"SELECT sum(purchase_prob('m_{name}', seq, category_id, price, discount, time_left, hour)) "
-                                 "FROM planning").fetchone()
-                    runs.append(time.time() - t1)
-                results[f"flashsql {name}"] = (p, seconds, falls, planning / min(runs[1:]))
-        finally:
-            proc.terminate()
-            proc.wait()
+    with world(args.scale) as conn:
+        rows, cut = split_rows(conn)
+        y = np.array([float(r[1]) for r in rows])
+        valid = np.array([r[8] for r in rows])
+        truth = np.array([r[9] for r in rows])
+        conn.execute(
+            "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
+            "0.5 AS time_left, 20.0 AS hour FROM "
+            "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
+            "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
+            f"CROSS JOIN (VALUES {', '.join(f'({d})' for d in GRID)}) AS d(discount)")
+        planning = conn.execute("SELECT count(*) FROM planning").fetchone()[0]
+        grid = ", ".join(f"({d})" for d in GRID)
+        for name, options in (("network", "kind => 'purchase', epochs => 8, device => 'cpu'"),
+                              ("logistic", "kind => 'logistic'"),
+                              ("gbdt", "kind => 'gbdt'")):
+            t0 = time.time()
+            conn.execute(f"SELECT count(*) FROM train_model('m_{name}', 'train_rows', {options}, "
+                         f"split => 'time', seed => {args.seed})").fetchone()
+            seconds = time.time() - t0
+            p = dict(conn.execute(
+                f"SELECT exposure_id, purchase_prob('m_{name}', seq, category_id, price, discount, time_left, hour) "
+                "FROM train_rows").fetchall())
+            p = np.array([p[r[0]] for r in rows])
+            falls = conn.execute(
+                f"SELECT count(*) FROM (SELECT exposure_id, array_agg(p ORDER BY d) AS ps FROM ("
+                f"SELECT t.exposure_id, g.d, purchase_prob('m_{name}', t.seq, t.category_id, t.price, g.d, t.time_left, t.hour) AS p "
+                f"FROM train_rows t CROSS JOIN (VALUES {grid}) AS g(d) WHERE t.ts >= %s) GROUP BY exposure_id) "
+                "WHERE NOT array_sort(ps) = ps", (cut,)).fetchone()[0]
+            runs = []
+            for _ in range(4):
+                t1 = time.time()
+                conn.execute(f"SELECT sum(purchase_prob('m_{name}', seq, category_id, price, discount, time_left, hour)) "
+                             "FROM planning").fetchone()
+                runs.append(time.time() - t1)
+            results[f"flashsql {name}"] = (p, seconds, falls, planning / min(runs[1:]))
 
     x, names = design([r[2:8] for r in rows])
-    disc = names.index("discount")
-    t0 = time.time()
-    mono = [0] * x.shape[1]
-    mono[disc] = 1
-    model = lgb.LGBMClassifier(
-        n_estimators=1000, learning_rate=0.05, max_depth=6, num_leaves=31, reg_lambda=1.0,
-        min_child_weight=1.0, min_child_samples=1, monotone_constraints=mono, random_state=args.seed,
-        n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1)
-    model.fit(x[~valid], y[~valid], eval_set=[(x[valid], y[valid])], eval_metric="binary_logloss",
-              callbacks=[lgb.early_stopping(50, verbose=False)])
-    lgb_seconds = time.time() - t0
-    p = model.predict_proba(x)[:, 1]
-    results["LightGBM 4 (same settings)"] = (p, lgb_seconds, None, None)
-    t0 = time.time()
-    xs = np.delete(x, names.index("category_id"), axis=1)
-    scaler = StandardScaler().fit(xs[~valid])
-    lr = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(xs[~valid]), y[~valid])
-    results["scikit-learn logistic"] = (lr.predict_proba(scaler.transform(xs))[:, 1], time.time() - t0, None, None)
+    results["LightGBM 4 (same settings)"] = (*lightgbm_as_gbdt_kind(x, names, y, valid, args.seed), None, None)
+    results["scikit-learn logistic"] = (*sklearn_logistic(x, names, y, valid), None, None)
 
     yv = y[valid]
     print(f"{args.scale} world, seed {args.seed}: {int((~valid).sum())} training rows, {int(valid.sum())} validation rows "

@@ -24,7 +24,7 @@ pub mod manifest;
 pub mod merge;
 pub mod merge_fold;
 pub mod packed_lists;
-pub mod pg_types;
+pub use flashsql_udfs::pg_types;
 pub mod presorted;
 pub mod reorder;
 pub mod row_expressions;

@@ -6,9 +6,11 @@
 //! files than partitions. A behaviour log loaded once and appended to since (one large
 //! file, then a smaller one per append) would be read either unordered or as one partition
 //! per file, the large file's on one core. Here every partition reads one file or one byte
-//! range of one, so each partition is sorted, and files are cut in proportion to their
-//! size: about `target_partitions` ranges share the bytes, and each small appended file
-//! adds one partition. Whatever needs the order merges the partitions (a sort-preserving
+//! range of one, so each partition is sorted: each file starts as a partition of its own and
+//! `target_partitions − 1` more are handed out, one at a time, to the file whose ranges are
+//! largest — DataFusion's own order-preserving split (`FileGroupPartitioner`), asked for as
+//! many partitions as files plus cores less one, since by itself it splits only while there
+//! are fewer files than partitions. Whatever needs the order merges the partitions (a sort-preserving
 //! merge, or a repartition that merges, see [`crate::presorted`]).
 //!
 //! Each file is one more stream to merge, so the order is declared over at most
@@ -18,7 +20,7 @@
 use std::sync::Arc;
 
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::physical_plan::{FileGroup, FileGroupPartitioner, FileScanConfig};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -37,85 +39,83 @@ pub fn one_run_per_partition(
     else {
         return plan;
     };
-    let files: Vec<&PartitionedFile> = config.file_groups.iter().flat_map(|g| g.iter()).collect();
+    let files: Vec<PartitionedFile> = config
+        .file_groups
+        .iter()
+        .flat_map(|g| g.iter().cloned())
+        .collect();
     if config.output_ordering.is_empty() || files.len() < 2 {
         return plan;
     }
-    let sizes: Vec<u64> = files.iter().map(|f| f.effective_size()).collect();
-    let groups = files
-        .iter()
-        .zip(ranges_per_file(&sizes, target_partitions))
-        .flat_map(|(file, ranges)| cut(file, ranges))
-        .map(|range| FileGroup::new(vec![range]))
-        .collect();
     let mut config = config.clone();
-    config.file_groups = groups;
+    config.file_groups = sorted_runs(files, target_partitions);
     DataSourceExec::from_data_source(config)
 }
 
-/// How many ranges each file of `sizes` (bytes) is cut into: its share of `partitions`,
-/// rounded, and at least one.
-fn ranges_per_file(sizes: &[u64], partitions: usize) -> Vec<usize> {
-    let total = sizes.iter().sum::<u64>().max(1) as u128;
-    sizes
-        .iter()
-        .map(|&size| {
-            let share = (size as u128 * partitions as u128 * 2 + total) / (total * 2);
-            (share as usize).max(1)
-        })
-        .collect()
-}
-
-/// `file` as `n` consecutive byte ranges of about equal size (Parquet assigns each row
-/// group to the range holding its middle, so the ranges read the row groups in order).
-fn cut(file: &PartitionedFile, n: usize) -> Vec<PartitionedFile> {
-    let (start, end) = file.range();
-    let n = (n as u64).min(end.saturating_sub(start));
-    if n <= 1 {
-        return vec![file.clone()];
-    }
-    let step = (end - start).div_ceil(n);
-    (0..n)
-        .map(|i| start + i * step)
-        .take_while(|&from| from < end)
-        .map(|from| {
-            file.clone()
-                .with_range(from as i64, (from + step).min(end) as i64)
-        })
-        .collect()
+/// One group per file, the largest cut into byte ranges until `partitions − 1` more groups
+/// are made (see the module notes).
+fn sorted_runs(files: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
+    let groups: Vec<FileGroup> = files.into_iter().map(|f| FileGroup::new(vec![f])).collect();
+    FileGroupPartitioner::new()
+        .with_target_partitions(groups.len() + partitions.saturating_sub(1))
+        .with_preserve_order_within_groups(true)
+        .repartition_file_groups(&groups)
+        .unwrap_or(groups)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn files_share_the_partitions_by_size() {
-        // One large file and one appended small one: the large one is cut in two.
-        assert_eq!(ranges_per_file(&[300, 10], 2), [2, 1]);
-        // Files of a size: one each, even past the partitions.
-        assert_eq!(ranges_per_file(&[100, 100], 2), [1, 1]);
-        assert_eq!(ranges_per_file(&[5, 5, 5, 5, 5], 2), [1, 1, 1, 1, 1]);
-        // More partitions: in proportion.
-        assert_eq!(ranges_per_file(&[600, 200, 1], 8), [6, 2, 1]);
-        // Empty files still count as one.
-        assert_eq!(ranges_per_file(&[0, 0], 4), [1, 1]);
+    /// Each file's ranges, in group order: (start, end) from its groups' single files.
+    fn ranges(groups: &[FileGroup], path: &str) -> Vec<(u64, u64)> {
+        groups
+            .iter()
+            .map(|g| {
+                assert_eq!(g.len(), 1, "one file or range per partition");
+                &g.files()[0]
+            })
+            .filter(|f| f.object_meta.location.as_ref() == path)
+            .map(PartitionedFile::range)
+            .collect()
     }
 
     #[test]
-    fn ranges_cover_the_file_once_in_order() {
-        let file = PartitionedFile::new("f.parquet", 1001);
-        for n in [1, 2, 3, 7, 1001, 2000] {
-            let ranges = cut(&file, n);
-            assert!(ranges.len() <= n.max(1), "{n}: {}", ranges.len());
-            let mut at = 0;
-            for r in &ranges {
-                let (from, to) = r.range();
-                assert_eq!(from, at, "{n}");
-                assert!(to > from, "{n}");
-                at = to;
-            }
-            assert_eq!(at, 1001, "{n}");
+    fn every_partition_reads_one_run_and_large_files_are_cut() {
+        let files = |sizes: &[u64]| -> Vec<PartitionedFile> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| PartitionedFile::new(format!("f{i}"), size))
+                .collect()
+        };
+        // A large file and an appended small one, two cores: the large one in two halves.
+        let groups = sorted_runs(files(&[300 << 20, 10 << 20]), 2);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(
+            ranges(&groups, "f0"),
+            [(0, 150 << 20), (150 << 20, 300 << 20)]
+        );
+        assert_eq!(ranges(&groups, "f1"), [(0, 10 << 20)]);
+        // Eight cores: seven more partitions go where the ranges are largest.
+        let groups = sorted_runs(files(&[600, 200, 1]), 8);
+        assert_eq!(groups.len(), 10);
+        let pieces: Vec<usize> = ["f0", "f1", "f2"]
+            .iter()
+            .map(|p| ranges(&groups, p).len())
+            .collect();
+        assert!(pieces[0] > pieces[1] && pieces[1] > pieces[2], "{pieces:?}");
+        assert_eq!(pieces[2], 1, "the 1-byte file stays whole");
+        for (path, size) in [("f0", 600), ("f1", 200), ("f2", 1)] {
+            let got = ranges(&groups, path);
+            // Consecutive, in order, covering the file once.
+            assert_eq!(got[0].0, 0, "{path}");
+            assert_eq!(got[got.len() - 1].1, size, "{path}");
+            assert!(got.windows(2).all(|w| w[0].1 == w[1].0), "{path}: {got:?}");
         }
+        // One core: each file whole, one partition each.
+        let groups = sorted_runs(files(&[5, 5, 5]), 1);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(ranges(&groups, "f1"), [(0, 5)]);
     }
 }

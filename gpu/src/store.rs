@@ -440,14 +440,7 @@ impl ModelStore {
         if let Some(m) = self.lock_cache().get(&key) {
             return Ok(m.clone());
         }
-        // The index guard must be gone before `unknown` lists the models (it locks again).
-        let found = self
-            .lock_index()
-            .get(&key.0)
-            .and_then(|versions| versions.get(&key.1))
-            .cloned();
-        let manifest = found.ok_or_else(|| self.unknown(spec))?;
-        let dir = self.dir.join(&key.0).join(key.1.to_string());
+        let (manifest, dir) = self.stored(spec, &key)?;
         let model = Learned::read(&dir, &manifest.config)?;
         let loaded = Arc::new(LoadedModel {
             scorer: ModelScorer::new(&model)?,
@@ -457,6 +450,18 @@ impl ModelStore {
         Ok(loaded)
     }
 
+    /// The manifest and directory of version `key` (what `spec` resolved to).
+    fn stored(&self, spec: &str, key: &(String, u32)) -> Result<(Manifest, PathBuf), GpuError> {
+        // The index guard must be gone before `unknown` lists the models (it locks again).
+        let found = self
+            .lock_index()
+            .get(&key.0)
+            .and_then(|versions| versions.get(&key.1))
+            .cloned();
+        let manifest = found.ok_or_else(|| self.unknown(spec))?;
+        Ok((manifest, self.dir.join(&key.0).join(key.1.to_string())))
+    }
+
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<LoadedModel>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -464,20 +469,15 @@ impl ModelStore {
     /// The trained sequence encoder of network `spec`, to start another network from
     /// (`train_model(…, encoder_from => spec)`).
     pub fn encoder_weights(&self, spec: &str) -> Result<crate::train::EncoderInit, GpuError> {
-        let (name, version) = self.resolve(spec)?;
-        let manifest = self
-            .lock_index()
-            .get(&name)
-            .and_then(|versions| versions.get(&version))
-            .cloned()
-            .ok_or_else(|| self.unknown(spec))?;
+        let key = self.resolve(spec)?;
+        let (manifest, dir) = self.stored(spec, &key)?;
+        let (name, version) = key;
         if manifest.config.tabular.is_some() || !manifest.config.use_sequence {
             return Err(GpuError::Incompatible(format!(
                 "{name}@{version} has no sequence encoder (a tabular kind, or trained with sequence => false)"
             )));
         }
-        let path = self.dir.join(&name).join(version.to_string()).join(WEIGHTS);
-        let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu)?
+        let tensors = candle_core::safetensors::load(dir.join(WEIGHTS), &candle_core::Device::Cpu)?
             .into_iter()
             .filter(|(k, _)| k.starts_with("encoder."))
             .collect();

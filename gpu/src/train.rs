@@ -443,11 +443,11 @@ pub fn train(
     }
     let mut vars = Vec::new();
     for (name, t) in init.named_tensors()? {
+        // Same encoder config (checked above), same shapes.
         let start = opts
             .encoder_init
             .as_ref()
-            .and_then(|s| s.tensors.get(&name))
-            .filter(|p| p.dims() == t.dims());
+            .and_then(|s| s.tensors.get(&name));
         let t = match start {
             Some(pre) => pre.to_device(&dev)?,
             None => t,

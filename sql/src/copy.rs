@@ -371,18 +371,18 @@ pub fn decode(
         );
         let target = field.data_type();
         // A value that was present but did not convert is a malformed line.
-        let converted = flashsql_udfs::array_text::read_column(&strings, target).map_err(|bad| {
-            let line = records.get(bad.index).map_or(0, |r| r.line);
-            SqlError::coded(
-                "22P02",
-                format!(
-                    "invalid input syntax for type {}: {} (COPY {table}, line {line}, column {})",
-                    flashsql_engine::pg_types::pg_type_name(target),
-                    bad.reason,
-                    field.name()
-                ),
-            )
-        })?;
+        let converted =
+            flashsql_udfs::array_text::read_column(&strings, target).map_err(|bad| {
+                let line = records.get(bad.index).map_or(0, |r| r.line);
+                SqlError::coded(
+                    "22P02",
+                    format!(
+                        "{} (COPY {table}, line {line}, column {})",
+                        bad.reason,
+                        field.name()
+                    ),
+                )
+            })?;
         for (row, r) in records.iter().enumerate() {
             if !field.is_nullable() && strings.is_null(row) {
                 return Err(SqlError::coded(

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, pin_mut};
 
-use crate::common::{TestServer, scalar_i64, sqlstate};
+use crate::common::{TestServer, answer, scalar_i64, sqlstate, text_rows};
 
 async fn copy_in(
     client: &tokio_postgres::Client,
@@ -137,21 +137,13 @@ async fn array_columns_take_postgresql_array_literals() {
             .unwrap(),
         1
     );
-    let rows = c
-        .simple_query(
+    let rows = text_rows(
+        &c.simple_query(
             "SELECT k, f, i, t, b, cardinality(f), f[2], t[4] IS NULL FROM arrays ORDER BY k",
         )
         .await
-        .unwrap();
-    let rows: Vec<Vec<Option<String>>> = rows
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect();
+        .unwrap(),
+    );
     let s = |v: &str| Some(v.to_string());
     assert_eq!(
         rows,
@@ -265,31 +257,13 @@ async fn sql_casts_text_to_arrays_as_postgresql_does() {
     )
     .await
     .unwrap();
-    let text = |sql: &'static str| {
-        let c = &c;
-        async move {
-            c.simple_query(sql)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                        (0..r.len())
-                            .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                            .collect::<Vec<_>>()
-                            .join("|"),
-                    ),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        }
-    };
     assert_eq!(
-        text("SELECT k, f, i, t, cardinality(f) FROM lit ORDER BY k").await,
+        answer(&c, "SELECT k, f, i, t, cardinality(f) FROM lit ORDER BY k").await,
         ["1|{1.5,2.5}|{1,NULL}|{a,\"b c\"}|2", "2|{}|{7,8}|{x}|0"]
     );
     assert_eq!(
-        text(
+        answer(
+            &c,
             "SELECT CAST('{1,2}' AS INT[]), '{3,4}'::BIGINT[], CAST(s AS TEXT[]) \
              FROM (VALUES ('{p,q}'), ('{}'), (NULL)) AS v(s) ORDER BY 3"
         )

@@ -4,20 +4,7 @@ use futures::{StreamExt, pin_mut};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
-use crate::common::{TestServer, scalar_i64};
-
-/// The rows of a simple-protocol answer, as text (None for NULL).
-fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::{TestServer, scalar_i64, text_rows};
 
 #[tokio::test]
 async fn simple_protocol_runs_several_statements_in_order() {

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::common::{TestServer, scalar_i64, sqlstate};
+use crate::common::{TestServer, answer, scalar_i64, sqlstate};
 
 /// The catalog's entry for table `public.<table>`.
 fn catalog_table(data: &Path, table: &str) -> serde_json::Value {
@@ -110,25 +110,6 @@ async fn plan(client: &Client, sql: &str) -> String {
         .map(|r| r.get::<_, String>(1))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Every row of `sql` as text, for comparing answers.
-async fn answer(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .expect("query")
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A window per user ordered past the stored keys, and its answer's fingerprint.

@@ -26,8 +26,6 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -35,6 +33,8 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::FunctionError;
+use crate::pg_types::pg_type_name;
+use crate::plan_expressions::rewrite_expressions;
 
 /// Rewrites every cast of text to a list into [`ArrayIn`] (see the module notes), keeping
 /// the expression's name.
@@ -44,15 +44,12 @@ pub struct ArrayLiterals;
 impl AnalyzerRule for ArrayLiterals {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
-            let schema = merge_schema(&node.inputs());
-            let names = NamePreserver::new(&node);
-            let rewritten = node.map_expressions(|expr| {
-                let name = names.save(&expr);
+            rewrite_expressions(node, |expr, schema| {
                 expr.transform_up(|e| match e {
                     Expr::Cast(Cast { expr, field })
                         if matches!(field.data_type(), DataType::List(_))
                             && matches!(
-                                expr.get_type(&schema),
+                                expr.get_type(schema),
                                 Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
                             ) =>
                     {
@@ -63,13 +60,7 @@ impl AnalyzerRule for ArrayLiterals {
                     }
                     e => Ok(Transformed::no(e)),
                 })
-                .map(|t| t.update_data(|e| name.restore(e)))
-            })?;
-            if rewritten.transformed {
-                rewritten.map_data(|plan| plan.recompute_schema())
-            } else {
-                Ok(rewritten)
-            }
+            })
         })
         .data()
     }
@@ -113,13 +104,8 @@ impl ScalarUDFImpl for ArrayIn {
         let text = args.args[0].to_array(args.number_rows)?;
         let text = cast(&text, &DataType::Utf8)?;
         let strings = text.as_string::<i32>();
-        let lists = read_column(strings, &self.target).map_err(|bad| {
-            FunctionError::InvalidText(format!(
-                "invalid input syntax for type {}: {}",
-                pg_array_name(&self.target),
-                bad.reason
-            ))
-        })?;
+        let lists = read_column(strings, &self.target)
+            .map_err(|bad| FunctionError::InvalidText(bad.reason))?;
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&lists, 0)?)
         } else {
@@ -128,22 +114,9 @@ impl ScalarUDFImpl for ArrayIn {
     }
 }
 
-/// How PostgreSQL names a list type in messages (`integer[]`).
-fn pg_array_name(t: &DataType) -> String {
-    match t {
-        DataType::List(item) => format!("{}[]", pg_array_name(item.data_type())),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "integer".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::Float32 => "real".into(),
-        DataType::Float64 => "double precision".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text".into(),
-        other => other.to_string(),
-    }
-}
-
-/// A value that does not read as the column's type: which input value, and why.
+/// A value that does not read as the column's type: which input value, and PostgreSQL's
+/// message for it (`invalid input syntax for type integer: "x"`, `malformed array
+/// literal: …`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadValue {
     /// The value's index in the column that was read.
@@ -172,11 +145,10 @@ pub fn read_column(strings: &StringArray, target: &DataType) -> Result<ArrayRef,
             }
             let values =
                 read_column(&StringArray::from(items), item.data_type()).map_err(|bad| {
-                    // The list holding the bad element.
-                    let index = offsets.partition_point(|&o| o as usize <= bad.index) - 1;
                     BadValue {
-                        index,
-                        reason: format!("array element: {}", bad.reason),
+                        // The list holding the bad element.
+                        index: offsets.partition_point(|&o| o as usize <= bad.index) - 1,
+                        reason: bad.reason,
                     }
                 })?;
             let nulls = NullBuffer::from_iter(strings.iter().map(|v| v.is_some()));
@@ -206,7 +178,11 @@ pub fn read_column(strings: &StringArray, target: &DataType) -> Result<ArrayRef,
             match (0..strings.len()).find(|&i| strings.is_valid(i) && cast.is_null(i)) {
                 Some(index) => Err(BadValue {
                     index,
-                    reason: format!("\"{}\"", strings.value(index)),
+                    reason: format!(
+                        "invalid input syntax for type {}: \"{}\"",
+                        pg_type_name(target),
+                        strings.value(index)
+                    ),
                 }),
                 None => Ok(cast),
             }
@@ -408,7 +384,7 @@ mod tests {
         let strings = StringArray::from(vec![Some("{1,2}"), None, Some("{3,x}"), Some("{4}")]);
         let bad = read_column(&strings, &list_of(DataType::Int32)).unwrap_err();
         assert_eq!(bad.index, 2, "{bad:?}");
-        assert!(bad.reason.contains("\"x\""), "{bad:?}");
+        assert_eq!(bad.reason, "invalid input syntax for type integer: \"x\"");
         let bad = read_column(&strings.slice(0, 1), &list_of(DataType::Int32));
         assert!(bad.is_ok());
         let bad = read_column(
@@ -423,7 +399,7 @@ mod tests {
             bad,
             BadValue {
                 index: 1,
-                reason: "\"x\"".into()
+                reason: "invalid input syntax for type bigint: \"x\"".into()
             }
         );
     }

@@ -27,8 +27,6 @@ use datafusion::common::tree_node::{
 };
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -95,20 +93,9 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 
 impl CheckedIntegerArithmetic {
     fn rewrite_node(&self, plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-        // The columns a node's expressions read: its inputs' (outer references carry their
-        // own types). A node without inputs has only literals to check.
-        let schema = merge_schema(&plan.inputs());
-        let names = NamePreserver::new(&plan);
-        let rewritten = plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            self.rewrite_expr(expr, &schema)
-                .map(|t| t.update_data(|e| name.restore(e)))
-        })?;
-        if rewritten.transformed {
-            rewritten.map_data(|plan| plan.recompute_schema())
-        } else {
-            Ok(rewritten)
-        }
+        crate::plan_expressions::rewrite_expressions(plan, |expr, schema| {
+            self.rewrite_expr(expr, schema)
+        })
     }
 
     /// Rewrites one expression tree bottom-up in a single pass. The types of rewritten

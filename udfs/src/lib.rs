@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod models;
 pub mod off_policy;
 pub mod optimize;
+pub mod pg_types;
+pub mod plan_expressions;
 pub mod preprocessing;
 pub mod privacy;
 pub mod relation;
