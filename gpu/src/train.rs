@@ -427,19 +427,25 @@ pub fn train(
     let (dev, used) = device::open(opts.device)?;
 
     let init = PurchaseModel::seeded(config.clone(), opts.seed, &dev)?;
-    if let Some(start) = &opts.encoder_init
-        && (!config.use_sequence || start.config != config.encoder)
-    {
-        return Err(GpuError::Incompatible(format!(
-            "encoder_from: {}'s encoder ({:?}) does not fit this model's ({}); train both with the same embed_dim and sequence => true",
-            start.from,
-            start.config,
-            if config.use_sequence {
-                format!("{:?}", config.encoder)
-            } else {
-                "none: sequence => false".into()
-            }
-        )));
+    if let Some(start) = &opts.encoder_init {
+        let mismatch = if !config.use_sequence {
+            Some("this model reads no sequence (sequence => false)".to_string())
+        } else if start.config.dim != config.encoder.dim {
+            Some(format!(
+                "its user vector has {} dimensions and this model's {}: give the same embed_dim",
+                start.config.dim, config.encoder.dim
+            ))
+        } else if start.config != config.encoder {
+            Some("its encoder was built with another vocabulary or shape".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = mismatch {
+            return Err(GpuError::Incompatible(format!(
+                "encoder_from: {}'s encoder does not fit: {why}",
+                start.from
+            )));
+        }
     }
     let mut vars = Vec::new();
     for (name, t) in init.named_tensors()? {

@@ -105,12 +105,20 @@ async fn a_network_starts_from_a_trained_encoder() {
     train("SELECT * FROM train_model('lr', 'ft_rows', kind => 'logistic')".into())
         .await
         .expect("logistic");
-    for (options, code) in [
-        ("encoder_from => 'nosuch'", "42704"),
-        ("encoder_from => 'lr'", "22023"),
-        ("encoder_from => 'pre', embed_dim => 8", "22023"),
-        ("encoder_from => 'pre', sequence => false", "22023"),
-        ("encoder_from => 'pre', kind => 'gbdt'", "22023"),
+    for (options, code, says) in [
+        ("encoder_from => 'nosuch'", "42704", "nosuch"),
+        ("encoder_from => 'lr'", "22023", "no sequence encoder"),
+        (
+            "encoder_from => 'pre', embed_dim => 8",
+            "22023",
+            "32 dimensions and this model's 8",
+        ),
+        (
+            "encoder_from => 'pre', sequence => false",
+            "22023",
+            "reads no sequence",
+        ),
+        ("encoder_from => 'pre', kind => 'gbdt'", "22023", "has none"),
     ] {
         let e = c
             .simple_query(&format!(
@@ -119,6 +127,11 @@ async fn a_network_starts_from_a_trained_encoder() {
             .await
             .expect_err(options);
         assert_eq!(sqlstate(&e), code, "{options}: {e:?}");
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains(says), "{options}: {message}");
     }
     assert!(!data.join("models").join("bad").join("1").exists());
 }
