@@ -33,7 +33,9 @@ use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
 use crate::metrics::bce_with_logits;
 use crate::purchase::{PurchaseConfig, Rows};
-use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
+use crate::tabular::{
+    TabularSpec, TabularTraining, categorical_columns, design, discount_column, prepare_tabular,
+};
 use crate::train::{
     EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibrate_config, ranking,
 };
@@ -234,6 +236,10 @@ pub fn train(
         m.insert(j, Constraint::Positive);
         m
     });
+    let categorical = match &config.tabular {
+        Some(spec) => categorical_columns(&config, spec).into_iter().collect(),
+        None => Default::default(),
+    };
     let started = std::time::Instant::now();
     let mut booster = GradientBooster::default()
         .set_objective_type(ObjectiveType::LogLoss)
@@ -245,6 +251,7 @@ pub fn train(
         .set_min_leaf_weight(params.min_leaf_weight)
         .set_seed(opts.seed)
         .set_monotone_constraints(monotone)
+        .set_categorical_features(categorical)
         .set_evaluation_metric(Some(Metric::LogLoss))
         .set_early_stopping_rounds(Some(params.patience));
     booster

@@ -164,6 +164,22 @@ pub fn column_names(config: &PurchaseConfig, spec: &TabularSpec) -> Vec<String> 
     names
 }
 
+/// The columns trees split as categories (sets of codes, not ranges): the offer's category
+/// index, when its vocabulary fits the booster's codes
+/// ([`forust_ml::categorical::MAX_CATEGORY`]; a larger one is split as a number).
+pub fn categorical_columns(config: &PurchaseConfig, spec: &TabularSpec) -> Vec<usize> {
+    if !reads_category(spec)
+        || config.categories.len() as f64 > forust_ml::categorical::MAX_CATEGORY
+    {
+        return Vec::new();
+    }
+    column_names(config, spec)
+        .iter()
+        .position(|c| c == "category_id")
+        .into_iter()
+        .collect()
+}
+
 /// Whether the learner reads the category itself (trees can split its index into groups; a
 /// linear model could only weigh it as a number).
 fn reads_category(spec: &TabularSpec) -> bool {

@@ -2,6 +2,7 @@ use crate::data::{FloatData, JaggedMatrix, Matrix};
 use crate::errors::ForustError;
 use crate::utils::{fast_sum, is_missing, map_bin, percentiles_of_sorted};
 use rayon::prelude::*;
+use std::collections::HashSet;
 
 /// The distinct values of an ascending sequence, or `None` if there are more than `max`.
 fn distinct_up_to<T: FloatData<T>>(sorted: impl Iterator<Item = T>, max: usize) -> Option<Vec<T>> {
@@ -178,6 +179,26 @@ pub fn bin_matrix(
     missing: f64,
     parallel: bool,
 ) -> Result<BinnedData<f64>, ForustError> {
+    bin_matrix_with_categories(
+        data,
+        sample_weight,
+        nbins,
+        missing,
+        parallel,
+        &HashSet::new(),
+    )
+}
+
+/// `bin_matrix`, where each distinct value of a `categorical` column gets a bin of its
+/// own whatever `nbins` is (`crate::categorical`): bin `b > 0` is the value `cuts[b - 1]`.
+pub fn bin_matrix_with_categories(
+    data: &Matrix<f64>,
+    sample_weight: &[f64],
+    nbins: u16,
+    missing: f64,
+    parallel: bool,
+    categorical: &HashSet<usize>,
+) -> Result<BinnedData<f64>, ForustError> {
     let mut pcts = Vec::new();
     let nbins_ = f64::from_u16(nbins);
     for i in 0..nbins {
@@ -196,7 +217,14 @@ pub fn bin_matrix(
             .filter(|(v, _)| !is_missing(v, &missing))
             .unzip();
         assert_eq!(no_miss.len(), w.len());
-        let mut col_cuts = percentiles_or_value(&no_miss, &w, &pcts);
+        let mut col_cuts = if categorical.contains(&i) {
+            let mut codes = no_miss;
+            codes.sort_unstable_by(|a, b| a.total_cmp(b));
+            codes.dedup();
+            codes
+        } else {
+            percentiles_or_value(&no_miss, &w, &pcts)
+        };
         col_cuts.push(f64::MAX);
         col_cuts.dedup();
         col_cuts

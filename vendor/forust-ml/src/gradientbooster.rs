@@ -1,6 +1,8 @@
 use crate::binning::{
-    bin_for_prediction, bin_matrix, cuts_support_bin_prediction, TiledBins, PREDICT_MISSING_BIN,
+    bin_for_prediction, bin_matrix_with_categories, cuts_support_bin_prediction, TiledBins,
+    PREDICT_MISSING_BIN,
 };
+use crate::categorical::check_codes;
 use crate::constraints::ConstraintMap;
 use crate::data::{Matrix, RowMajorMatrix};
 use crate::errors::ForustError;
@@ -234,6 +236,11 @@ pub struct GradientBooster {
     /// depend on the number of threads.
     #[serde(default)]
     pub tiled_histograms: bool,
+    /// Features holding category codes (whole numbers from 0), split by sets of
+    /// categories instead of at a value (`crate::categorical`). They take no monotone
+    /// constraint and need `create_missing_branch` false.
+    #[serde(default)]
+    pub categorical_features: HashSet<usize>,
     // Members internal to the booster object, and not parameters set by the user.
     // Trees is public, just to interact with it directly in the python wrapper.
     pub trees: Vec<Tree>,
@@ -457,6 +464,7 @@ impl GradientBooster {
             force_children_to_bound_parent,
             num_threads: None,
             tiled_histograms: false,
+            categorical_features: HashSet::new(),
             trees: Vec::new(),
             metadata: HashMap::new(),
         };
@@ -565,6 +573,23 @@ impl GradientBooster {
             .as_ref()
             .unwrap_or(&ConstraintMap::new())
             .to_owned();
+        for &f in &self.categorical_features {
+            if f >= data.cols {
+                return Err(ForustError::InvalidParameter(
+                    "categorical_features".to_string(),
+                    format!("columns below {}", data.cols),
+                    f.to_string(),
+                ));
+            }
+            if constraints_map.contains_key(&f) || self.create_missing_branch {
+                return Err(ForustError::InvalidParameter(
+                    "categorical_features".to_string(),
+                    "no monotone constraint on them and create_missing_branch false".to_string(),
+                    f.to_string(),
+                ));
+            }
+            check_codes(f, data.get_col(f), &self.missing)?;
+        }
         if self.create_missing_branch {
             let splitter = MissingBranchSplitter {
                 l1: self.l1,
@@ -590,6 +615,7 @@ impl GradientBooster {
                 learning_rate: self.learning_rate,
                 allow_missing_splits: self.allow_missing_splits,
                 constraints_map,
+                categorical_features: self.categorical_features.clone(),
             };
             self.fit_trees(y, sample_weight, data, &splitter, evaluation_data)?;
         };
@@ -685,7 +711,14 @@ impl GradientBooster {
         // TODO
         // In scikit-learn, they sample 200_000 records for generating the bins.
         // we could consider that, especially if this proved to be a large bottleneck...
-        let binned_data = bin_matrix(data, sample_weight, self.nbins, self.missing, self.parallel)?;
+        let binned_data = bin_matrix_with_categories(
+            data,
+            sample_weight,
+            self.nbins,
+            self.missing,
+            self.parallel,
+            &self.categorical_features,
+        )?;
         let bdata = Matrix::new(&binned_data.binned_data, data.rows, data.cols);
         let tiles = self
             .tiled_histograms
@@ -701,7 +734,10 @@ impl GradientBooster {
             });
         // With huge `nbins`, bins could collide with the reserved missing and NAN bins,
         // so trees are predicted from values instead.
-        let predict_from_bins = cuts_support_bin_prediction(&binned_data.cuts);
+        // Categorical splits are predicted from values: a category unseen in training
+        // shares a bin with a seen one.
+        let predict_from_bins =
+            cuts_support_bin_prediction(&binned_data.cuts) && self.categorical_features.is_empty();
         // Evaluation data binned with the training cuts, so trees can be predicted from
         // bins. `None` if the data has a different number of columns.
         let evaluation_bins: Vec<Option<Vec<u16>>> = evaluation_data
@@ -1475,6 +1511,13 @@ impl GradientBooster {
     /// * `tiled_histograms` - Use the tiled, row-wise histogram fill.
     pub fn set_tiled_histograms(mut self, tiled_histograms: bool) -> Self {
         self.tiled_histograms = tiled_histograms;
+        self
+    }
+
+    /// Set the categorical features of the booster (`crate::categorical`).
+    /// * `categorical_features` - The columns holding category codes.
+    pub fn set_categorical_features(mut self, categorical_features: HashSet<usize>) -> Self {
+        self.categorical_features = categorical_features;
         self
     }
 

@@ -1,3 +1,4 @@
+pub mod categorical;
 mod histogram;
 mod node;
 mod partial_dependence;

@@ -1,3 +1,4 @@
+use crate::categorical::CategorySet;
 use crate::data::FloatData;
 use crate::histogram::HistogramMatrix;
 use crate::splitter::{MissingInfo, NodeInfo, SplitInfo};
@@ -27,6 +28,8 @@ pub struct SplittableNode {
     pub upper_bound: f32,
     pub is_leaf: bool,
     pub is_missing_leaf: bool,
+    /// For a split on a categorical feature, the categories that go left.
+    pub left_categories: Option<CategorySet>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -42,6 +45,10 @@ pub struct Node {
     pub left_child: usize,
     pub right_child: usize,
     pub is_leaf: bool,
+    /// For a split on a categorical feature, the categories that go left (the others,
+    /// and codes never seen, go right); `split_value` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_categories: Option<CategorySet>,
 }
 
 impl Ord for SplittableNode {
@@ -75,15 +82,25 @@ impl Node {
         self.split_gain = split_node.split_gain;
         self.left_child = split_node.left_child;
         self.right_child = split_node.right_child;
+        self.left_categories = split_node.left_categories;
     }
     /// Get the path that should be traveled down, given a value.
     pub fn get_child_idx(&self, v: &f64, missing: &f64) -> usize {
         if is_missing(v, missing) {
             self.missing_node
-        } else if v < &self.split_value {
+        } else if self.goes_left(*v) {
             self.left_child
         } else {
             self.right_child
+        }
+    }
+
+    /// Whether a value that isn't missing goes to the left child.
+    #[inline]
+    pub fn goes_left(&self, v: f64) -> bool {
+        match &self.left_categories {
+            None => v < self.split_value,
+            Some(left) => left.contains(v),
         }
     }
 
@@ -121,6 +138,7 @@ impl SplittableNode {
             upper_bound: node_info.bounds.1,
             is_leaf: true,
             is_missing_leaf: false,
+            left_categories: None,
         }
     }
 
@@ -160,6 +178,7 @@ impl SplittableNode {
             upper_bound,
             is_leaf: true,
             is_missing_leaf: false,
+            left_categories: None,
         }
     }
 
@@ -180,6 +199,7 @@ impl SplittableNode {
             0.0,
         );
         self.split_value = split_info.split_value;
+        self.left_categories = split_info.left_categories.clone();
         self.missing_node = missing_child;
         self.is_leaf = false;
     }
@@ -211,6 +231,7 @@ impl SplittableNode {
             left_child: self.left_child,
             right_child: self.right_child,
             is_leaf: self.is_leaf,
+            left_categories: self.left_categories.clone(),
         }
     }
 }
@@ -225,12 +246,15 @@ impl fmt::Display for Node {
                 self.num, self.weight_value, self.hessian_sum
             )
         } else {
+            let test = match &self.left_categories {
+                None => format!("{} < {}", self.split_feature, self.split_value),
+                Some(left) => format!("{} in {:?}", self.split_feature, left.codes()),
+            };
             write!(
                 f,
-                "{}:[{} < {}] yes={},no={},missing={},gain={},cover={}",
+                "{}:[{}] yes={},no={},missing={},gain={},cover={}",
                 self.num,
-                self.split_feature,
-                self.split_value,
+                test,
                 self.left_child,
                 self.right_child,
                 self.missing_node,

@@ -1,4 +1,4 @@
-use crate::{tree::Tree, utils::is_missing};
+use crate::tree::Tree;
 
 /// Partial Dependence Calculator
 // struct PDCalculator {
@@ -24,13 +24,7 @@ pub fn tree_partial_dependence(
     if n.is_leaf {
         f64::from(proportion * n.weight_value)
     } else if n.split_feature == feature {
-        let child = if is_missing(&value, missing) {
-            n.missing_node
-        } else if value < n.split_value {
-            n.left_child
-        } else {
-            n.right_child
-        };
+        let child = n.get_child_idx(&value, missing);
         tree_partial_dependence(tree, child, feature, value, proportion, missing)
     } else {
         let left_cover = get_node_cover(tree, n.left_child);
@@ -105,6 +99,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 

@@ -1,6 +1,9 @@
 use std::collections::HashSet;
 
 use crate::binning::TiledBins;
+use crate::categorical::{
+    ordered_bins, CategorySet, CATEGORY_L2, MAX_CATEGORIES_LEFT, MIN_ROWS_PER_GROUP,
+};
 use crate::constraints::{Constraint, ConstraintMap};
 use crate::data::{JaggedMatrix, Matrix};
 use crate::gradientbooster::MissingNodeTreatment;
@@ -8,8 +11,8 @@ use crate::histogram::HistogramMatrix;
 use crate::node::SplittableNode;
 use crate::tree::Tree;
 use crate::utils::{
-    between, bound_to_parent, constrained_weight, cull_gain, gain_given_weight, pivot_on_split,
-    pivot_on_split_exclude_missing,
+    between, bound_to_parent, constrained_weight, cull_gain, gain_given_weight,
+    pivot_on_categories, pivot_on_split, pivot_on_split_exclude_missing,
 };
 use rayon::prelude::*;
 
@@ -19,6 +22,8 @@ pub struct SplitInfo {
     pub split_feature: usize,
     pub split_value: f64,
     pub split_bin: u16,
+    /// For a split on a categorical feature, the categories that go left.
+    pub left_categories: Option<CategorySet>,
     pub left_node: NodeInfo,
     pub right_node: NodeInfo,
     pub missing_node: MissingInfo,
@@ -50,6 +55,11 @@ pub trait Splitter: Sync {
         1
     }
     fn get_constraint(&self, feature: &usize) -> Option<&Constraint>;
+    /// Is the feature categorical (`crate::categorical`)? Splitters that support
+    /// categorical features say so; the others never see one.
+    fn is_categorical(&self, _feature: &usize) -> bool {
+        false
+    }
     // fn get_allow_missing_splits(&self) -> bool;
     fn get_gamma(&self) -> f32;
     fn get_l1(&self) -> f32;
@@ -128,6 +138,36 @@ pub trait Splitter: Sync {
         constraint: Option<&Constraint>,
     ) -> Option<(NodeInfo, NodeInfo, MissingInfo)>;
 
+    /// `evaluate_split` for a split on a categorical feature, which splitters supporting
+    /// them regularise more (`crate::categorical::CATEGORY_L2`).
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_categorical_split(
+        &self,
+        left_gradient: f32,
+        left_hessian: f32,
+        right_gradient: f32,
+        right_hessian: f32,
+        missing_gradient: f32,
+        missing_hessian: f32,
+        lower_bound: f32,
+        upper_bound: f32,
+        parent_weight: f32,
+        constraint: Option<&Constraint>,
+    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
+        self.evaluate_split(
+            left_gradient,
+            left_hessian,
+            right_gradient,
+            right_hessian,
+            missing_gradient,
+            missing_hessian,
+            lower_bound,
+            upper_bound,
+            parent_weight,
+            constraint,
+        )
+    }
+
     /// The idx is the index of the feature in the histogram data, whereas feature
     /// is the index of the actual feature in the data.
     fn best_feature_split(
@@ -137,6 +177,9 @@ pub trait Splitter: Sync {
         idx: usize,
         cuts: &JaggedMatrix<f64>,
     ) -> Option<SplitInfo> {
+        if self.is_categorical(&feature) {
+            return self.best_categorical_split(node, feature, idx, cuts);
+        }
         let mut split_info: Option<SplitInfo> = None;
         let mut max_gain: Option<f32> = None;
 
@@ -221,6 +264,7 @@ pub trait Splitter: Sync {
                     // Histogram bin i + 1 covers values below cut i.
                     split_value: feature_cuts[i],
                     split_bin: (i + 1) as u16,
+                    left_categories: None,
                     left_node: left_node_info,
                     right_node: right_node_info,
                     missing_node: missing_info,
@@ -228,6 +272,93 @@ pub trait Splitter: Sync {
             }
         }
         split_info
+    }
+
+    /// The best split of a categorical feature (`crate::categorical`): prefixes of its
+    /// categories' order, from either end, as the left set. Categorical features take no
+    /// monotone constraint, and the children keep the node's bounds.
+    fn best_categorical_split(
+        &self,
+        node: &SplittableNode,
+        feature: usize,
+        idx: usize,
+        cuts: &JaggedMatrix<f64>,
+    ) -> Option<SplitInfo> {
+        let HistogramMatrix(histograms) = &node.histograms;
+        let histogram = histograms.get_col(idx);
+        let feature_cuts = cuts.get_col(feature);
+        let missing = &histogram[0];
+        let rows = (node.stop_idx - node.start_idx) as f32;
+        let rows_per_hessian = if node.hessian_sum > 0.0 {
+            rows / node.hessian_sum
+        } else {
+            0.0
+        };
+        let order = ordered_bins(histogram, rows_per_hessian);
+        let most_left = MAX_CATEGORIES_LEFT.min(order.len().div_ceil(2));
+        // (gain, from the end?, categories, left, right, missing)
+        let mut best: Option<(f32, bool, usize, NodeInfo, NodeInfo, MissingInfo)> = None;
+        for from_end in [false, true] {
+            let (mut grad, mut hess, mut left_rows, mut group_rows) = (0.0, 0.0, 0.0, 0.0);
+            for k in 0..most_left {
+                let b = &histogram[if from_end {
+                    order[order.len() - 1 - k]
+                } else {
+                    order[k]
+                }];
+                grad += b.gradient_sum;
+                hess += b.hessian_sum;
+                let bin_rows = (b.hessian_sum * rows_per_hessian).round();
+                left_rows += bin_rows;
+                group_rows += bin_rows;
+                if rows - left_rows < MIN_ROWS_PER_GROUP {
+                    break;
+                }
+                if group_rows < MIN_ROWS_PER_GROUP {
+                    continue;
+                }
+                group_rows = 0.0;
+                let Some((mut left, mut right, missing_info)) = self.evaluate_categorical_split(
+                    grad,
+                    hess,
+                    node.gradient_sum - grad - missing.gradient_sum,
+                    node.hessian_sum - hess - missing.hessian_sum,
+                    missing.gradient_sum,
+                    missing.hessian_sum,
+                    node.lower_bound,
+                    node.upper_bound,
+                    node.weight_value,
+                    None,
+                ) else {
+                    continue;
+                };
+                let gain = node.get_split_gain(&left, &right, &missing_info, self.get_gamma());
+                if gain.is_nan() || gain <= 0.0 || best.as_ref().is_some_and(|b| gain <= b.0) {
+                    continue;
+                }
+                left.bounds = (node.lower_bound, node.upper_bound);
+                right.bounds = (node.lower_bound, node.upper_bound);
+                best = Some((gain, from_end, k + 1, left, right, missing_info));
+            }
+        }
+        let (split_gain, from_end, n, left_node, right_node, missing_node) = best?;
+        let chosen = if from_end {
+            &order[order.len() - n..]
+        } else {
+            &order[..n]
+        };
+        let left = CategorySet::from_codes(chosen.iter().map(|&b| feature_cuts[b - 1] as u32));
+        Some(SplitInfo {
+            split_gain,
+            split_feature: feature,
+            // Unused (`left_categories` decides); a number, so the tree's JSON reads back.
+            split_value: 0.0,
+            split_bin: 0,
+            left_categories: Some(left),
+            left_node,
+            right_node,
+            missing_node,
+        })
     }
 
     /// Handle the split info, creating the children nodes, this function
@@ -810,6 +941,8 @@ pub struct MissingImputerSplitter {
     pub learning_rate: f32,
     pub allow_missing_splits: bool,
     pub constraints_map: ConstraintMap,
+    /// The categorical features (`crate::categorical`).
+    pub categorical_features: HashSet<usize>,
 }
 
 impl MissingImputerSplitter {
@@ -834,37 +967,15 @@ impl MissingImputerSplitter {
             learning_rate,
             allow_missing_splits,
             constraints_map,
+            categorical_features: Default::default(),
         }
     }
-}
 
-impl Splitter for MissingImputerSplitter {
-    fn get_constraint(&self, feature: &usize) -> Option<&Constraint> {
-        self.constraints_map.get(feature)
-    }
-
-    fn get_gamma(&self) -> f32 {
-        self.gamma
-    }
-
-    fn get_l1(&self) -> f32 {
-        self.l1
-    }
-
-    fn get_l2(&self) -> f32 {
-        self.l2
-    }
-    fn get_max_delta_step(&self) -> f32 {
-        self.max_delta_step
-    }
-
-    fn get_learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
+    /// `evaluate_split` with the L2 penalty `l2`.
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_split(
+    fn evaluate_split_l2(
         &self,
+        l2: f32,
         left_gradient: f32,
         left_hessian: f32,
         right_gradient: f32,
@@ -897,7 +1008,7 @@ impl Splitter for MissingImputerSplitter {
 
         let mut left_weight = constrained_weight(
             &self.l1,
-            &self.l2,
+            &l2,
             &self.max_delta_step,
             left_gradient,
             left_hessian,
@@ -907,7 +1018,7 @@ impl Splitter for MissingImputerSplitter {
         );
         let mut right_weight = constrained_weight(
             &self.l1,
-            &self.l2,
+            &l2,
             &self.max_delta_step,
             right_gradient,
             right_hessian,
@@ -916,9 +1027,8 @@ impl Splitter for MissingImputerSplitter {
             constraint,
         );
 
-        let mut left_gain = gain_given_weight(&self.l2, left_gradient, left_hessian, left_weight);
-        let mut right_gain =
-            gain_given_weight(&self.l2, right_gradient, right_hessian, right_weight);
+        let mut left_gain = gain_given_weight(&l2, left_gradient, left_hessian, left_weight);
+        let mut right_gain = gain_given_weight(&l2, right_gradient, right_hessian, right_weight);
 
         if !self.allow_missing_splits {
             // Check the min_hessian constraint first, if we do not
@@ -939,7 +1049,7 @@ impl Splitter for MissingImputerSplitter {
             // The weight if missing went left
             let missing_left_weight = constrained_weight(
                 &self.l1,
-                &self.l2,
+                &l2,
                 &self.max_delta_step,
                 left_gradient + missing_gradient,
                 left_hessian + missing_hessian,
@@ -949,7 +1059,7 @@ impl Splitter for MissingImputerSplitter {
             );
             // The gain if missing went left
             let missing_left_gain = gain_given_weight(
-                &self.l2,
+                &l2,
                 left_gradient + missing_gradient,
                 left_hessian + missing_hessian,
                 missing_left_weight,
@@ -965,7 +1075,7 @@ impl Splitter for MissingImputerSplitter {
             // The gain if missing went right
             let missing_right_weight = constrained_weight(
                 &self.l1,
-                &self.l2,
+                &l2,
                 &self.max_delta_step,
                 right_gradient + missing_gradient,
                 right_hessian + missing_hessian,
@@ -975,7 +1085,7 @@ impl Splitter for MissingImputerSplitter {
             );
             // The gain is missing went right
             let missing_right_gain = gain_given_weight(
-                &self.l2,
+                &l2,
                 right_gradient + missing_gradient,
                 right_hessian + missing_hessian,
                 missing_right_weight,
@@ -1027,6 +1137,93 @@ impl Splitter for MissingImputerSplitter {
             missing_info,
         ))
     }
+}
+
+impl Splitter for MissingImputerSplitter {
+    fn get_constraint(&self, feature: &usize) -> Option<&Constraint> {
+        self.constraints_map.get(feature)
+    }
+
+    fn is_categorical(&self, feature: &usize) -> bool {
+        self.categorical_features.contains(feature)
+    }
+
+    fn get_gamma(&self) -> f32 {
+        self.gamma
+    }
+
+    fn get_l1(&self) -> f32 {
+        self.l1
+    }
+
+    fn get_l2(&self) -> f32 {
+        self.l2
+    }
+    fn get_max_delta_step(&self) -> f32 {
+        self.max_delta_step
+    }
+
+    fn get_learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_split(
+        &self,
+        left_gradient: f32,
+        left_hessian: f32,
+        right_gradient: f32,
+        right_hessian: f32,
+        missing_gradient: f32,
+        missing_hessian: f32,
+        lower_bound: f32,
+        upper_bound: f32,
+        parent_weight: f32,
+        constraint: Option<&Constraint>,
+    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
+        self.evaluate_split_l2(
+            self.l2,
+            left_gradient,
+            left_hessian,
+            right_gradient,
+            right_hessian,
+            missing_gradient,
+            missing_hessian,
+            lower_bound,
+            upper_bound,
+            parent_weight,
+            constraint,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_categorical_split(
+        &self,
+        left_gradient: f32,
+        left_hessian: f32,
+        right_gradient: f32,
+        right_hessian: f32,
+        missing_gradient: f32,
+        missing_hessian: f32,
+        lower_bound: f32,
+        upper_bound: f32,
+        parent_weight: f32,
+        constraint: Option<&Constraint>,
+    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
+        self.evaluate_split_l2(
+            self.l2 + CATEGORY_L2,
+            left_gradient,
+            left_hessian,
+            right_gradient,
+            right_hessian,
+            missing_gradient,
+            missing_hessian,
+            lower_bound,
+            upper_bound,
+            parent_weight,
+            constraint,
+        )
+    }
 
     fn handle_split_info(
         &self,
@@ -1060,12 +1257,20 @@ impl Splitter for MissingImputerSplitter {
         // Here we assign missing to a specific direction.
         // This will need to be refactored once we add a
         // separate missing branch.
-        let mut split_idx = pivot_on_split(
-            index,
-            data.get_col(split_info.split_feature),
-            split_info.split_bin,
-            missing_right,
-        );
+        let mut split_idx = match &split_info.left_categories {
+            None => pivot_on_split(
+                index,
+                data.get_col(split_info.split_feature),
+                split_info.split_bin,
+                missing_right,
+            ),
+            Some(left) => pivot_on_categories(
+                index,
+                data.get_col(split_info.split_feature),
+                &left.bins_left(cuts.get_col(split_info.split_feature)),
+                missing_right,
+            ),
+        };
         // Calculate histograms
         let total_recs = node.stop_idx - node.start_idx;
         let n_right = total_recs - split_idx;
@@ -1169,6 +1374,7 @@ mod tests {
             learning_rate: 1.0,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut n = SplittableNode::new(
             0,
@@ -1217,6 +1423,7 @@ mod tests {
             learning_rate: 1.0,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut n = SplittableNode::new(
             0,
@@ -1266,6 +1473,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let gradient_sum = grad.iter().copied().sum();
         let hessian_sum = hess.iter().copied().sum();
@@ -1346,6 +1554,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let forward: Vec<usize> = (0..cols).collect();
         let reversed: Vec<usize> = (0..cols).rev().collect();

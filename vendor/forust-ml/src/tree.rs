@@ -43,7 +43,7 @@ pub fn split_bins(tree: &Tree, cuts: &JaggedMatrix<f64>) -> Vec<u16> {
     tree.nodes
         .iter()
         .map(|n| {
-            if n.is_leaf {
+            if n.is_leaf || n.left_categories.is_some() {
                 return 0;
             }
             let feature_cuts = cuts.get_col(n.split_feature);
@@ -77,12 +77,16 @@ fn right_child_rows_exact(
         return false;
     }
     let feature_cuts = cuts.get_col(parent.split_feature);
-    let split_bin = (feature_cuts.partition_point(|c| *c < parent.split_value) + 1) as u16;
     let bin = *data.get(index[right.start_idx], parent.split_feature);
     if bin == 0 {
-        parent.missing_node == right.num
-    } else {
-        bin >= split_bin
+        return parent.missing_node == right.num;
+    }
+    match &parent.left_categories {
+        Some(left) => !left.contains(feature_cuts[usize::from(bin) - 1]),
+        None => {
+            let split_bin = (feature_cuts.partition_point(|c| *c < parent.split_value) + 1) as u16;
+            bin >= split_bin
+        }
     }
 }
 
@@ -458,6 +462,10 @@ impl Tree {
             if node.is_leaf {
                 return node.weight_value as f64;
             }
+            debug_assert!(
+                node.left_categories.is_none(),
+                "categorical splits are predicted from values"
+            );
             let b = bin(node.split_feature);
             node_idx = if b == missing_bin {
                 node.missing_node
@@ -1051,6 +1059,7 @@ mod tests {
                 learning_rate: 0.3,
                 allow_missing_splits: true,
                 constraints_map: ConstraintMap::new(),
+                categorical_features: Default::default(),
             };
             let mut tree = Tree::new();
             tree.fit(
@@ -1146,6 +1155,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let branch = crate::splitter::MissingBranchSplitter {
             l1: 0.0,
@@ -1179,6 +1189,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let branch = crate::splitter::MissingBranchSplitter {
             l1: 0.0,
@@ -1224,6 +1235,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 
@@ -1272,6 +1284,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 
@@ -1357,6 +1370,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 
@@ -1409,6 +1423,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: true,
             constraints_map: map,
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 
@@ -1493,6 +1508,7 @@ mod tests {
             learning_rate: 0.3,
             allow_missing_splits: false,
             constraints_map: ConstraintMap::new(),
+            categorical_features: Default::default(),
         };
         let mut tree = Tree::new();
 

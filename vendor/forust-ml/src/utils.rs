@@ -470,6 +470,33 @@ pub fn pivot_on_split(
     low
 }
 
+/// Pivot `index` so that the rows going left come first: those whose bin `left_bins`
+/// marks, and the missing ones (bin 0) unless `missing_right`. Returns how many go left.
+#[inline]
+pub fn pivot_on_categories(
+    index: &mut [usize],
+    feature: &[u16],
+    left_bins: &[bool],
+    missing_right: bool,
+) -> usize {
+    let goes_left = |i: usize| {
+        let b = feature[i];
+        if b == 0 {
+            !missing_right
+        } else {
+            left_bins.get(usize::from(b)).copied().unwrap_or(false)
+        }
+    };
+    let mut left = 0;
+    for k in 0..index.len() {
+        if goes_left(index[k]) {
+            index.swap(left, k);
+            left += 1;
+        }
+    }
+    left
+}
+
 /// Provided a list of index values, pivot those values
 /// around a specific split value so all of the values less
 /// than the split value are on one side, and then all of the
