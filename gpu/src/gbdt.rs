@@ -30,11 +30,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
 use crate::device::DeviceChoice;
+use crate::forest::Forest;
 use crate::importance::{Importance, permutation};
 use crate::metrics::bce_with_logits;
 use crate::purchase::{PurchaseConfig, Rows};
 use crate::tabular::{
-    TabularSpec, TabularTraining, categorical_columns, design, discount_column, prepare_tabular,
+    CountsCache, TabularSpec, TabularTraining, categorical_columns, design, design_with,
+    discount_column, prepare_tabular,
 };
 use crate::train::{
     EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibrate_config, ranking,
@@ -78,6 +80,8 @@ pub struct GbdtModel {
     pub columns: Vec<String>,
     /// Only the kept trees (those grown past the best count are dropped after training).
     pub booster: Arc<GradientBooster>,
+    /// The same trees laid out for scoring blocks of rows ([`Forest`]).
+    forest: Option<Arc<Forest>>,
 }
 
 impl std::fmt::Debug for GbdtModel {
@@ -115,11 +119,16 @@ impl GbdtModel {
             .map_err(|e| GpuError::Io(format!("not a gbdt model's parameters: {e}")))?;
         let booster = GradientBooster::from_json(&s.booster)
             .map_err(|e| GpuError::Io(format!("not a gbdt booster: {e}")))?;
-        Ok(GbdtModel {
-            config: s.config,
-            columns: s.columns,
+        Ok(GbdtModel::new(s.config, s.columns, booster))
+    }
+
+    fn new(config: PurchaseConfig, columns: Vec<String>, booster: GradientBooster) -> GbdtModel {
+        GbdtModel {
+            config,
+            columns,
+            forest: Forest::new(&booster).map(Arc::new),
             booster: Arc::new(booster),
-        })
+        }
     }
 
     fn spec(&self) -> Result<&TabularSpec, GpuError> {
@@ -143,17 +152,33 @@ impl GbdtModel {
 
     /// The logit of every row (after calibration, when the model has one).
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
+        self.logits_with(rows, None)
+    }
+
+    /// [`Self::logits`], the rows' sequence counts read from and kept in `counts`.
+    pub fn logits_with(
+        &self,
+        rows: &Rows,
+        counts: Option<&CountsCache>,
+    ) -> Result<Vec<f64>, GpuError> {
         rows.check(&self.config)?;
         let d = self.columns.len();
-        let x = design(&self.config, self.spec()?, rows);
+        let x = design_with(&self.config, self.spec()?, rows, counts);
         let platt = self.config.calibration;
         let mut out = vec![0.0; rows.len()];
         out.par_chunks_mut(1024)
             .zip(x.par_chunks(1024 * d.max(1)))
             .for_each(|(dst, xs)| {
-                for (o, row) in dst.iter_mut().zip(xs.chunks(d.max(1))) {
-                    let z = self.raw_logit(row);
-                    *o = platt.map_or(z, |p| p.apply(z));
+                match &self.forest {
+                    Some(forest) => forest.margins(xs, d, dst),
+                    None => {
+                        for (o, row) in dst.iter_mut().zip(xs.chunks(d.max(1))) {
+                            *o = self.raw_logit(row);
+                        }
+                    }
+                }
+                if let Some(p) = platt {
+                    dst.iter_mut().for_each(|z| *z = p.apply(*z));
                 }
             });
         Ok(out)
@@ -314,11 +339,7 @@ pub fn train(
     let gain = booster.calculate_feature_importance(ImportanceMethod::Gain, true);
     let mut config = config;
     let calibrated = calibrate_config(opts, &mut config, &kept_zv, &valid_labels);
-    let model = GbdtModel {
-        config,
-        columns,
-        booster: Arc::new(booster),
-    };
+    let model = GbdtModel::new(config, columns, booster);
     let mut importance = permutation(&model.config, &valid_rows, &valid_labels, opts.seed, &|r| {
         model.logits(r)
     })?;

@@ -13,7 +13,7 @@ use crate::gbdt::GbdtModel;
 use crate::logistic::LogisticModel;
 use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 use crate::scorer::Scorer;
-use crate::tabular::TabularLearner;
+use crate::tabular::{CountsCache, TabularLearner};
 
 /// The network's weights file in a version's directory.
 pub const WEIGHTS: &str = "weights.safetensors";
@@ -100,6 +100,14 @@ fn write_parameters(dir: &Path, text: String) -> Result<Vec<PathBuf>, GpuError> 
     Ok(vec![path])
 }
 
+/// The sequence-counts cache a loaded tabular model scores with, when it reads counts.
+fn counts_cache(config: &PurchaseConfig) -> Option<CountsCache> {
+    config
+        .tabular
+        .as_ref()
+        .and_then(|spec| CountsCache::new(config, spec))
+}
+
 /// "network", or the tabular learner's name, as `flashsql_models` shows it.
 pub fn learner_name(learner: Option<TabularLearner>) -> &'static str {
     learner.map_or("network", |l| l.name())
@@ -109,24 +117,26 @@ pub fn learner_name(learner: Option<TabularLearner>) -> &'static str {
 #[derive(Debug)]
 pub enum ModelScorer {
     Network(Box<Scorer>),
-    Logistic(Box<LogisticModel>),
-    Gbdt(Box<GbdtModel>),
+    Logistic(Box<LogisticModel>, Option<CountsCache>),
+    Gbdt(Box<GbdtModel>, Option<CountsCache>),
 }
 
 impl ModelScorer {
     pub fn new(model: &Learned) -> Result<ModelScorer, GpuError> {
         Ok(match model {
             Learned::Network(m) => ModelScorer::Network(Box::new(Scorer::new(m)?)),
-            Learned::Logistic(m) => ModelScorer::Logistic(Box::new(m.clone())),
-            Learned::Gbdt(m) => ModelScorer::Gbdt(Box::new(m.clone())),
+            Learned::Logistic(m) => {
+                ModelScorer::Logistic(Box::new(m.clone()), counts_cache(&m.config))
+            }
+            Learned::Gbdt(m) => ModelScorer::Gbdt(Box::new(m.clone()), counts_cache(&m.config)),
         })
     }
 
     pub fn config(&self) -> &PurchaseConfig {
         match self {
             ModelScorer::Network(s) => s.config(),
-            ModelScorer::Logistic(m) => &m.config,
-            ModelScorer::Gbdt(m) => &m.config,
+            ModelScorer::Logistic(m, _) => &m.config,
+            ModelScorer::Gbdt(m, _) => &m.config,
         }
     }
 
@@ -135,7 +145,7 @@ impl ModelScorer {
     pub fn user_vectors(&self, sequences: &[u32]) -> Result<Option<Vec<f32>>, GpuError> {
         match self {
             ModelScorer::Network(s) => s.user_vectors(sequences),
-            ModelScorer::Logistic(_) | ModelScorer::Gbdt(_) => Ok(None),
+            ModelScorer::Logistic(..) | ModelScorer::Gbdt(..) => Ok(None),
         }
     }
 
@@ -151,11 +161,11 @@ impl ModelScorer {
         let known = |x: Vec<f64>| x.into_iter().map(Some).collect();
         Ok(match self {
             ModelScorer::Network(s) => s.contributions(rows)?,
-            ModelScorer::Logistic(m) => {
+            ModelScorer::Logistic(m, _) => {
                 let (x, c) = m.contributions(rows)?;
                 (m.columns.clone(), known(x), c)
             }
-            ModelScorer::Gbdt(m) => {
+            ModelScorer::Gbdt(m, _) => {
                 let (x, c) = m.contributions(rows)?;
                 (m.columns.clone(), known(x), c)
             }
@@ -166,8 +176,8 @@ impl ModelScorer {
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         match self {
             ModelScorer::Network(s) => s.logits(rows),
-            ModelScorer::Logistic(m) => m.logits(rows),
-            ModelScorer::Gbdt(m) => m.logits(rows),
+            ModelScorer::Logistic(m, counts) => m.logits_with(rows, counts.as_ref()),
+            ModelScorer::Gbdt(m, counts) => m.logits_with(rows, counts.as_ref()),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod affinity;
 pub mod calibration;
 pub mod device;
 pub mod encoder;
+pub mod forest;
 pub mod frozen;
 pub mod gbdt;
 pub mod importance;

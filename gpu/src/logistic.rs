@@ -20,7 +20,10 @@ use crate::device::DeviceChoice;
 use crate::importance::{Importance, permutation};
 use crate::metrics::bce_with_logits;
 use crate::purchase::{PurchaseConfig, Rows};
-use crate::tabular::{TabularSpec, TabularTraining, design, discount_column, prepare_tabular};
+use crate::tabular::{
+    CountsCache, TabularSpec, TabularTraining, design, design_with, discount_column,
+    prepare_tabular,
+};
 use crate::train::{
     EpochReport, Prepared, SplitKeys, TrainOptions, Trained, calibrate_config, ranking,
 };
@@ -50,9 +53,18 @@ impl LogisticModel {
 
     /// The logit of every row (after calibration, when the model has one).
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
+        self.logits_with(rows, None)
+    }
+
+    /// [`Self::logits`], the rows' sequence counts read from and kept in `counts`.
+    pub fn logits_with(
+        &self,
+        rows: &Rows,
+        counts: Option<&CountsCache>,
+    ) -> Result<Vec<f64>, GpuError> {
         rows.check(&self.config)?;
         let d = self.columns.len();
-        let x = design(&self.config, self.spec()?, rows);
+        let x = design_with(&self.config, self.spec()?, rows, counts);
         let platt = self.config.calibration;
         Ok((0..rows.len())
             .map(|r| {

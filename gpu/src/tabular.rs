@@ -8,11 +8,14 @@
 //! happened, how broad their browsing is — read from the same tokens `behavior_sequence`
 //! writes, so a tabular model takes exactly the inputs the network takes.
 
+use std::sync::RwLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
 use crate::affinity::{AFFINITY, TokenLayout};
 use crate::purchase::{PurchaseConfig, Rows};
+use crate::scorer::{CACHED_SEQUENCES, SequenceCache, window_hash};
 use crate::train::{Prepared, SplitKeys, TrainOptions, prepare};
 
 /// Which tabular learner a model is.
@@ -191,19 +194,45 @@ pub fn discount_column(config: &PurchaseConfig) -> Option<usize> {
     config.has_offer().then_some(1)
 }
 
+/// The sequence counts of windows scored before, kept by a loaded tabular model between
+/// batches: a planning grid meets every user once per batch (its rows ordered by offer),
+/// so without it the counts — a logarithm per count — were computed for nearly every row.
+#[derive(Debug)]
+pub struct CountsCache(RwLock<SequenceCache<f64>>);
+
+impl CountsCache {
+    /// A cache for a model that reads sequence counts; `None` for one that does not.
+    pub fn new(config: &PurchaseConfig, spec: &TabularSpec) -> Option<CountsCache> {
+        spec.counts.as_ref().map(|c| {
+            CountsCache(RwLock::new(SequenceCache::new(
+                config.seq_len.max(1),
+                c.width(),
+                CACHED_SEQUENCES,
+            )))
+        })
+    }
+}
+
 /// The design matrix of `rows`, row-major, one row per input row and one column per
 /// [`column_names`] entry. The sequence counts are computed once per distinct sequence.
 pub fn design(config: &PurchaseConfig, spec: &TabularSpec, rows: &Rows) -> Vec<f64> {
+    design_with(config, spec, rows, None)
+}
+
+/// [`design`], the sequence counts of windows in `cache` read from it and the others kept
+/// there.
+pub fn design_with(
+    config: &PurchaseConfig,
+    spec: &TabularSpec,
+    rows: &Rows,
+    cache: Option<&CountsCache>,
+) -> Vec<f64> {
     let d = column_names(config, spec).len();
     let len = config.seq_len.max(1);
-    let counts: Option<(&SequenceCounts, Vec<f64>)> = spec.counts.as_ref().map(|c| {
-        let w = c.width();
-        let mut per_seq = vec![0.0; rows.sequences.len() / len * w];
-        for (window, out) in rows.sequences.chunks(len).zip(per_seq.chunks_mut(w)) {
-            c.write(window, out);
-        }
-        (c, per_seq)
-    });
+    let counts: Option<(&SequenceCounts, Vec<f64>)> = spec
+        .counts
+        .as_ref()
+        .map(|c| (c, sequence_counts(c, rows, len, cache)));
     let width = rows.feature_width();
     let mut x = vec![0.0f64; rows.len() * d];
     let mut affinity = [0.0f32; AFFINITY];
@@ -250,6 +279,60 @@ pub fn design(config: &PurchaseConfig, spec: &TabularSpec, rows: &Rows) -> Vec<f
         }
     }
     x
+}
+
+/// The counts of each of `rows.sequences` (`len` tokens each), `c.width()` apiece.
+fn sequence_counts(
+    c: &SequenceCounts,
+    rows: &Rows,
+    len: usize,
+    cache: Option<&CountsCache>,
+) -> Vec<f64> {
+    let w = c.width();
+    let n_seq = rows.sequences.len() / len;
+    let mut out = vec![0.0; n_seq * w];
+    let Some(CountsCache(cache)) = cache else {
+        for (window, dst) in rows.sequences.chunks(len).zip(out.chunks_mut(w)) {
+            c.write(window, dst);
+        }
+        return out;
+    };
+    let hash = |k: usize| {
+        rows.sequence_hashes
+            .get(k)
+            .copied()
+            .unwrap_or_else(|| window_hash(&rows.sequences[k * len..(k + 1) * len]))
+    };
+    let hashes: Vec<u64> = (0..n_seq).map(hash).collect();
+    let mut misses = Vec::new();
+    {
+        let kept = cache.read().unwrap_or_else(|p| p.into_inner());
+        for (k, dst) in out.chunks_mut(w).enumerate() {
+            let window = &rows.sequences[k * len..(k + 1) * len];
+            match kept.get(hashes[k], window) {
+                Some(row) => dst.copy_from_slice(row),
+                None => misses.push(k),
+            }
+        }
+    }
+    if misses.is_empty() {
+        return out;
+    }
+    for &k in &misses {
+        c.write(
+            &rows.sequences[k * len..(k + 1) * len],
+            &mut out[k * w..(k + 1) * w],
+        );
+    }
+    let mut kept = cache.write().unwrap_or_else(|p| p.into_inner());
+    for &k in &misses {
+        kept.insert(
+            hashes[k],
+            &rows.sequences[k * len..(k + 1) * len],
+            &out[k * w..(k + 1) * w],
+        );
+    }
+    out
 }
 
 /// What every tabular learner trains on: the rows prepared as every kind prepares them
@@ -361,5 +444,42 @@ mod tests {
         c.write(&[0; 6], &mut out);
         assert_eq!(out[0], 0.0);
         assert_eq!(out[9], 8.0);
+    }
+
+    /// Counts read back from the cache equal counts computed afresh, whether the caller
+    /// hashed the windows or not; a cache that filled up starts over and stays right.
+    #[test]
+    fn cached_counts_are_the_computed_ones() {
+        let c = counts();
+        let len = 6;
+        let windows: Vec<[u32; 6]> = (0..40u32)
+            .map(|k| {
+                [
+                    0,
+                    token(k % 8, k % 5, k % 64),
+                    token(3, 4, 9),
+                    token((k / 3) % 8, (k / 2) % 5, 7),
+                    0,
+                    token(k % 2, 0, k % 11),
+                ]
+            })
+            .collect();
+        let rows = |hashed: bool| Rows {
+            sequences: windows.concat(),
+            sequence_hashes: if hashed {
+                windows.iter().map(|w| window_hash(w)).collect()
+            } else {
+                Vec::new()
+            },
+            ..Rows::default()
+        };
+        let fresh = sequence_counts(&c, &rows(false), len, None);
+        for capacity in [100, 16] {
+            let cache = CountsCache(RwLock::new(SequenceCache::new(len, c.width(), capacity)));
+            for hashed in [true, false, true] {
+                let got = sequence_counts(&c, &rows(hashed), len, Some(&cache));
+                assert_eq!(got, fresh, "capacity {capacity}, hashed {hashed}");
+            }
+        }
     }
 }

@@ -25,8 +25,10 @@ pub fn window_hash(window: &[u32]) -> u64 {
     WINDOW_HASHER.hash_one(&window[start..])
 }
 
+/// Kept rows of `T` by token window (the network's U·W1_user rows as `f32`, a tabular
+/// model's sequence counts as `f64`).
 #[derive(Debug)]
-pub(super) struct SequenceCache {
+pub(crate) struct SequenceCache<T = f32> {
     /// Tokens per window and values per row.
     len: usize,
     width: usize,
@@ -35,14 +37,14 @@ pub(super) struct SequenceCache {
     table: HashTable<u32>,
     /// Per slot: its window and its row.
     windows: Vec<u32>,
-    rows: Vec<f32>,
+    rows: Vec<T>,
 }
 
-impl SequenceCache {
+impl<T: Copy> SequenceCache<T> {
     /// The slabs are reserved whole: address space only until written, and growing them
     /// would copy them (a first query over new users spent a third of its time faulting in
     /// the copies' pages).
-    pub fn new(len: usize, width: usize, capacity: usize) -> SequenceCache {
+    pub fn new(len: usize, width: usize, capacity: usize) -> SequenceCache<T> {
         SequenceCache {
             len,
             width,
@@ -54,7 +56,7 @@ impl SequenceCache {
     }
 
     /// The row kept for `window` (`len` tokens, padded), whose [`window_hash`] is `hash`.
-    pub fn get(&self, hash: u64, window: &[u32]) -> Option<&[f32]> {
+    pub fn get(&self, hash: u64, window: &[u32]) -> Option<&[T]> {
         let len = self.len;
         let slot = *self.table.find(hash, |&s| {
             let s = s as usize;
@@ -64,7 +66,7 @@ impl SequenceCache {
     }
 
     /// Keeps `row` for `window`; when full, the cache first forgets every window.
-    pub fn insert(&mut self, hash: u64, window: &[u32], row: &[f32]) {
+    pub fn insert(&mut self, hash: u64, window: &[u32], row: &[T]) {
         if self.get(hash, window).is_some() {
             return;
         }
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn keeps_rows_by_window_and_starts_over_when_full() {
-        let mut cache = SequenceCache::new(2, 3, 2);
+        let mut cache: SequenceCache = SequenceCache::new(2, 3, 2);
         let (a, b, c) = ([0u32, 5], [4u32, 5], [5u32, 4]);
         let h = |w: &[u32]| window_hash(w);
         assert!(cache.get(h(&a), &a).is_none());

@@ -23,7 +23,7 @@ use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 
 mod cache;
 mod network;
-use cache::SequenceCache;
+pub(crate) use cache::SequenceCache;
 pub use cache::window_hash;
 use network::{Inputs, Network, Scratch};
 
@@ -40,7 +40,7 @@ pub struct Scorer {
 }
 
 /// How many encoded sequences a loaded model keeps (~100 MB at the default shape).
-const CACHED_SEQUENCES: usize = 200_000;
+pub(crate) const CACHED_SEQUENCES: usize = 200_000;
 
 /// A model's tensors by name, as plain arrays.
 pub(super) struct Weights(HashMap<String, Tensor>);
