@@ -68,6 +68,18 @@ def split_rows(conn):
     return rows, cut
 
 
+def planning_grid(conn):
+    """Creates `planning` — every user's sequence × 15 items × the discounts of GRID, ordered
+    by offer as a cross join emits it — and returns its row count."""
+    conn.execute(
+        "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
+        "0.5 AS time_left, 20.0 AS hour FROM "
+        "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
+        "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
+        f"CROSS JOIN (VALUES {', '.join(f'({d})' for d in GRID)}) AS d(discount)")
+    return conn.execute("SELECT count(*) FROM planning").fetchone()[0]
+
+
 def ece(y, p, bins=10):
     idx = np.minimum((p * bins).astype(int), bins - 1)
     return sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).sum() for b in range(bins) if (idx == b).any()) / len(y)
@@ -147,13 +159,7 @@ def main():
         y = np.array([float(r[1]) for r in rows])
         valid = np.array([r[8] for r in rows])
         truth = np.array([r[9] for r in rows])
-        conn.execute(
-            "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
-            "0.5 AS time_left, 20.0 AS hour FROM "
-            "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
-            "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
-            f"CROSS JOIN (VALUES {', '.join(f'({d})' for d in GRID)}) AS d(discount)")
-        planning = conn.execute("SELECT count(*) FROM planning").fetchone()[0]
+        planning = planning_grid(conn)
         grid = ", ".join(f"({d})" for d in GRID)
         for name, options in (("network", "kind => 'purchase', epochs => 8, device => 'cpu'"),
                               ("logistic", "kind => 'logistic'"),

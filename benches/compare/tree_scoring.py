@@ -21,17 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def rate(binary):
     os.environ["FLASHSQL_BINARY"] = binary
-    from model_kinds_world import GRID, world
+    from model_kinds_world import planning_grid, world
     from purchase_model_world import TRAIN_ROWS
     with world("small") as conn:
         conn.execute(TRAIN_ROWS)
-        conn.execute(
-            "CREATE TABLE planning AS SELECT s.seq, i.category_id, i.base_price AS price, d.discount, "
-            "0.5 AS time_left, 20.0 AS hour FROM "
-            "(SELECT user_id, behavior_sequence(event_type, category_id, ts) AS seq FROM events GROUP BY user_id) s "
-            "CROSS JOIN (SELECT * FROM items ORDER BY item_id LIMIT 15) i "
-            f"CROSS JOIN (VALUES {', '.join(f'({d})' for d in GRID)}) AS d(discount)")
-        n = conn.execute("SELECT count(*) FROM planning").fetchone()[0]
+        n = planning_grid(conn)
         conn.execute("SELECT count(*) FROM train_model('g', 'train_rows', kind => 'gbdt', split => 'time', seed => 1)").fetchone()
         runs = []
         for _ in range(6):

@@ -176,8 +176,8 @@ impl ModelScorer {
     pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
         match self {
             ModelScorer::Network(s) => s.logits(rows),
-            ModelScorer::Logistic(m, counts) => m.logits_with(rows, counts.as_ref()),
-            ModelScorer::Gbdt(m, counts) => m.logits_with(rows, counts.as_ref()),
+            ModelScorer::Logistic(m, counts) => m.logits(rows, counts.as_ref()),
+            ModelScorer::Gbdt(m, counts) => m.logits(rows, counts.as_ref()),
         }
     }
 

@@ -51,17 +51,9 @@ impl LogisticModel {
             .ok_or_else(|| GpuError::Shape("a logistic model without its tabular spec".into()))
     }
 
-    /// The logit of every row (after calibration, when the model has one).
-    pub fn logits(&self, rows: &Rows) -> Result<Vec<f64>, GpuError> {
-        self.logits_with(rows, None)
-    }
-
-    /// [`Self::logits`], the rows' sequence counts read from and kept in `counts`.
-    pub fn logits_with(
-        &self,
-        rows: &Rows,
-        counts: Option<&CountsCache>,
-    ) -> Result<Vec<f64>, GpuError> {
+    /// The logit of every row (after calibration, when the model has one); the rows'
+    /// sequence counts are read from and kept in `counts` when given.
+    pub fn logits(&self, rows: &Rows, counts: Option<&CountsCache>) -> Result<Vec<f64>, GpuError> {
         rows.check(&self.config)?;
         let d = self.columns.len();
         let x = design_with(&self.config, self.spec()?, rows, counts);
@@ -224,7 +216,7 @@ pub fn train(
     let zv = logits_of(&xv, &model.coef, model.intercept);
     let calibrated = calibrate_config(opts, &mut model.config, &zv, &valid_labels);
     let mut importance = permutation(&model.config, &valid_rows, &valid_labels, opts.seed, &|r| {
-        model.logits(r)
+        model.logits(r, None)
     })?;
     importance.extend(
         model
