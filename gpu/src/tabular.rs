@@ -8,6 +8,7 @@
 //! happened, how broad their browsing is — read from the same tokens `behavior_sequence`
 //! writes, so a tabular model takes exactly the inputs the network takes.
 
+use std::convert::Infallible;
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::GpuError;
 use crate::affinity::{AFFINITY, TokenLayout};
 use crate::purchase::{PurchaseConfig, Rows};
-use crate::scorer::{CACHED_SEQUENCES, SequenceCache, window_hash};
+use crate::scorer::{CACHED_SEQUENCES, SequenceCache, rows_through};
 use crate::train::{Prepared, SplitKeys, TrainOptions, prepare};
 
 /// Which tabular learner a model is.
@@ -289,50 +290,20 @@ fn sequence_counts(
     cache: Option<&CountsCache>,
 ) -> Vec<f64> {
     let w = c.width();
-    let n_seq = rows.sequences.len() / len;
-    let mut out = vec![0.0; n_seq * w];
-    let Some(CountsCache(cache)) = cache else {
-        for (window, dst) in rows.sequences.chunks(len).zip(out.chunks_mut(w)) {
-            c.write(window, dst);
+    let counts_of = |windows: &[usize]| -> Result<Vec<f64>, Infallible> {
+        let mut out = vec![0.0; windows.len() * w];
+        for (&k, dst) in windows.iter().zip(out.chunks_mut(w)) {
+            c.write(&rows.sequences[k * len..(k + 1) * len], dst);
         }
-        return out;
+        Ok(out)
     };
-    let hash = |k: usize| {
-        rows.sequence_hashes
-            .get(k)
-            .copied()
-            .unwrap_or_else(|| window_hash(&rows.sequences[k * len..(k + 1) * len]))
-    };
-    let hashes: Vec<u64> = (0..n_seq).map(hash).collect();
-    let mut misses = Vec::new();
-    {
-        let kept = cache.read().unwrap_or_else(|p| p.into_inner());
-        for (k, dst) in out.chunks_mut(w).enumerate() {
-            let window = &rows.sequences[k * len..(k + 1) * len];
-            match kept.get(hashes[k], window) {
-                Some(row) => dst.copy_from_slice(row),
-                None => misses.push(k),
-            }
+    let Ok(counts) = match cache {
+        Some(CountsCache(cache)) => {
+            rows_through(cache, &rows.sequences, &rows.sequence_hashes, counts_of)
         }
-    }
-    if misses.is_empty() {
-        return out;
-    }
-    for &k in &misses {
-        c.write(
-            &rows.sequences[k * len..(k + 1) * len],
-            &mut out[k * w..(k + 1) * w],
-        );
-    }
-    let mut kept = cache.write().unwrap_or_else(|p| p.into_inner());
-    for &k in &misses {
-        kept.insert(
-            hashes[k],
-            &rows.sequences[k * len..(k + 1) * len],
-            &out[k * w..(k + 1) * w],
-        );
-    }
-    out
+        None => counts_of(&(0..rows.sequences.len() / len).collect::<Vec<_>>()),
+    };
+    counts
 }
 
 /// What every tabular learner trains on: the rows prepared as every kind prepares them
@@ -378,6 +349,7 @@ pub(crate) fn prepare_tabular(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorer::window_hash;
 
     fn counts() -> SequenceCounts {
         SequenceCounts {

@@ -9,7 +9,7 @@
 //! bucket, the key's box and the value's box; here the table is small enough to stay in
 //! the CPU's caches and the slabs are contiguous.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 
 use hashbrown::HashTable;
 
@@ -89,6 +89,52 @@ impl<T: Copy> SequenceCache<T> {
     fn len(&self) -> usize {
         self.windows.len() / self.len.max(1)
     }
+}
+
+/// The rows of `sequences` (the cache's windows, concatenated): those `cache` keeps read from
+/// it, the others from `compute` — given the missing windows' indices, it returns their rows,
+/// concatenated — and kept. `hashes` are the windows' [`window_hash`]es, or empty (then
+/// computed here). A lookup holds the read lock only; the misses are computed without a
+/// lock and kept under the write lock.
+pub(crate) fn rows_through<T: Copy + Default, E>(
+    cache: &RwLock<SequenceCache<T>>,
+    sequences: &[u32],
+    hashes: &[u64],
+    compute: impl FnOnce(&[usize]) -> Result<Vec<T>, E>,
+) -> Result<Vec<T>, E> {
+    let (len, width) = {
+        let kept = cache.read().unwrap_or_else(|p| p.into_inner());
+        (kept.len.max(1), kept.width)
+    };
+    let n_seq = sequences.len() / len;
+    let computed: Vec<u64>;
+    let hashes = if hashes.len() == n_seq {
+        hashes
+    } else {
+        computed = sequences.chunks(len).map(window_hash).collect();
+        &computed
+    };
+    let mut out = vec![T::default(); n_seq * width];
+    let mut misses: Vec<usize> = Vec::new();
+    {
+        let kept = cache.read().unwrap_or_else(|p| p.into_inner());
+        for (k, (dst, window)) in out.chunks_mut(width).zip(sequences.chunks(len)).enumerate() {
+            match kept.get(hashes[k], window) {
+                Some(row) => dst.copy_from_slice(row),
+                None => misses.push(k),
+            }
+        }
+    }
+    if misses.is_empty() {
+        return Ok(out);
+    }
+    let rows = compute(&misses)?;
+    let mut kept = cache.write().unwrap_or_else(|p| p.into_inner());
+    for (&k, row) in misses.iter().zip(rows.chunks(width)) {
+        out[k * width..(k + 1) * width].copy_from_slice(row);
+        kept.insert(hashes[k], &sequences[k * len..(k + 1) * len], row);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

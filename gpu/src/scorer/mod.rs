@@ -24,6 +24,7 @@ use crate::purchase::{PurchaseConfig, PurchaseModel, Rows};
 mod cache;
 mod network;
 pub(crate) use cache::SequenceCache;
+pub(crate) use cache::rows_through;
 pub use cache::window_hash;
 use network::{Inputs, Network, Scratch};
 
@@ -102,51 +103,27 @@ impl Scorer {
             self.config.hidden[0],
             self.config.encoder.dim,
         );
-        let n_seq = sequences.len() / len.max(1);
-        let computed: Vec<u64>;
-        let hashes = if hashes.len() == n_seq {
-            hashes
-        } else {
-            computed = sequences.chunks(len).map(window_hash).collect();
-            &computed
-        };
-        let mut out = vec![0.0f32; n_seq * h1];
-        let mut misses: Vec<usize> = Vec::new();
-        {
-            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            for (k, (dst, seq)) in out.chunks_mut(h1).zip(sequences.chunks(len)).enumerate() {
-                match cache.get(hashes[k], seq) {
-                    Some(part) => dst.copy_from_slice(part),
-                    None => misses.push(k),
-                }
+        rows_through(&self.cache, sequences, hashes, |misses| {
+            let mut tokens = Vec::with_capacity(misses.len() * len);
+            for &k in misses {
+                tokens.extend_from_slice(&sequences[k * len..(k + 1) * len]);
             }
-        }
-        if misses.is_empty() {
-            return Ok(Some(out));
-        }
-        let mut tokens = Vec::with_capacity(misses.len() * len);
-        for &k in &misses {
-            tokens.extend_from_slice(&sequences[k * len..(k + 1) * len]);
-        }
-        let u = encoder.encode(&tokens, len)?;
-        let mut parts = vec![0.0f32; misses.len() * h1];
-        parts
-            .par_chunks_mut(h1)
-            .zip(u.par_chunks(d))
-            .for_each(|(dst, uv)| {
-                for (f, &x) in uv.iter().enumerate() {
-                    let row = &self.w1_user[f * h1..(f + 1) * h1];
-                    for (o, w) in dst.iter_mut().zip(row) {
-                        *o += x * w;
+            let u = encoder.encode(&tokens, len)?;
+            let mut parts = vec![0.0f32; misses.len() * h1];
+            parts
+                .par_chunks_mut(h1)
+                .zip(u.par_chunks(d))
+                .for_each(|(dst, uv)| {
+                    for (f, &x) in uv.iter().enumerate() {
+                        let row = &self.w1_user[f * h1..(f + 1) * h1];
+                        for (o, w) in dst.iter_mut().zip(row) {
+                            *o += x * w;
+                        }
                     }
-                }
-            });
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        for (&k, part) in misses.iter().zip(parts.chunks(h1)) {
-            out[k * h1..(k + 1) * h1].copy_from_slice(part);
-            cache.insert(hashes[k], &sequences[k * len..(k + 1) * len], part);
-        }
-        Ok(Some(out))
+                });
+            Ok(parts)
+        })
+        .map(Some)
     }
 
     /// Per-row integrated gradients (`network/attribution.rs`): the inputs the network

@@ -122,10 +122,12 @@ pub trait Splitter: Sync {
     }
 
     /// Evaluate a split, returning the node info for the left, and right splits,
-    /// as well as the node info the missing data of a feature.
+    /// as well as the node info the missing data of a feature. `l2` is the penalty on the
+    /// children's weights: the splitter's own, more for a categorical feature.
     #[allow(clippy::too_many_arguments)]
     fn evaluate_split(
         &self,
+        l2: f32,
         left_gradient: f32,
         left_hessian: f32,
         right_gradient: f32,
@@ -137,36 +139,6 @@ pub trait Splitter: Sync {
         parent_weight: f32,
         constraint: Option<&Constraint>,
     ) -> Option<(NodeInfo, NodeInfo, MissingInfo)>;
-
-    /// `evaluate_split` for a split on a categorical feature, which splitters supporting
-    /// them regularise more (`crate::categorical::CATEGORY_L2`).
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate_categorical_split(
-        &self,
-        left_gradient: f32,
-        left_hessian: f32,
-        right_gradient: f32,
-        right_hessian: f32,
-        missing_gradient: f32,
-        missing_hessian: f32,
-        lower_bound: f32,
-        upper_bound: f32,
-        parent_weight: f32,
-        constraint: Option<&Constraint>,
-    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
-        self.evaluate_split(
-            left_gradient,
-            left_hessian,
-            right_gradient,
-            right_hessian,
-            missing_gradient,
-            missing_hessian,
-            lower_bound,
-            upper_bound,
-            parent_weight,
-            constraint,
-        )
-    }
 
     /// The idx is the index of the feature in the histogram data, whereas feature
     /// is the index of the actual feature in the data.
@@ -205,6 +177,7 @@ pub trait Splitter: Sync {
             cuml_hess += bin.hessian_sum;
 
             let (mut left_node_info, mut right_node_info, missing_info) = match self.evaluate_split(
+                self.get_l2(),
                 left_gradient,
                 left_hessian,
                 right_gradient,
@@ -318,7 +291,8 @@ pub trait Splitter: Sync {
                     continue;
                 }
                 group_rows = 0.0;
-                let Some((mut left, mut right, missing_info)) = self.evaluate_categorical_split(
+                let Some((mut left, mut right, missing_info)) = self.evaluate_split(
+                    self.get_l2() + CATEGORY_L2,
                     grad,
                     hess,
                     node.gradient_sum - grad - missing.gradient_sum,
@@ -528,6 +502,7 @@ impl Splitter for MissingBranchSplitter {
 
     fn evaluate_split(
         &self,
+        l2: f32,
         left_gradient: f32,
         left_hessian: f32,
         right_gradient: f32,
@@ -550,7 +525,7 @@ impl Splitter for MissingBranchSplitter {
 
         let mut left_weight = constrained_weight(
             &self.l1,
-            &self.l2,
+            &l2,
             &self.max_delta_step,
             left_gradient,
             left_hessian,
@@ -560,7 +535,7 @@ impl Splitter for MissingBranchSplitter {
         );
         let mut right_weight = constrained_weight(
             &self.l1,
-            &self.l2,
+            &l2,
             &self.max_delta_step,
             right_gradient,
             right_hessian,
@@ -575,8 +550,8 @@ impl Splitter for MissingBranchSplitter {
             assert!(between(lower_bound, upper_bound, right_weight));
         }
 
-        let left_gain = gain_given_weight(&self.l2, left_gradient, left_hessian, left_weight);
-        let right_gain = gain_given_weight(&self.l2, right_gradient, right_hessian, right_weight);
+        let left_gain = gain_given_weight(&l2, left_gradient, left_hessian, left_weight);
+        let right_gain = gain_given_weight(&l2, right_gradient, right_hessian, right_weight);
 
         // Check the min_hessian constraint first
         if (right_hessian < self.min_leaf_weight) || (left_hessian < self.min_leaf_weight) {
@@ -593,7 +568,7 @@ impl Splitter for MissingBranchSplitter {
         let missing_weight = match self.missing_node_treatment {
             MissingNodeTreatment::AssignToParent => constrained_weight(
                 &self.get_l1(),
-                &self.get_l2(),
+                &l2,
                 &self.max_delta_step,
                 missing_gradient + left_gradient + right_gradient,
                 missing_hessian + left_hessian + right_hessian,
@@ -615,7 +590,7 @@ impl Splitter for MissingBranchSplitter {
                 } else {
                     constrained_weight(
                         &self.get_l1(),
-                        &self.get_l2(),
+                        &l2,
                         &self.max_delta_step,
                         missing_gradient,
                         missing_hessian,
@@ -626,12 +601,8 @@ impl Splitter for MissingBranchSplitter {
                 }
             }
         };
-        let missing_gain = gain_given_weight(
-            &self.get_l2(),
-            missing_gradient,
-            missing_hessian,
-            missing_weight,
-        );
+        let missing_gain =
+            gain_given_weight(&l2, missing_gradient, missing_hessian, missing_weight);
         let missing_info = NodeInfo {
             grad: missing_gradient,
             gain: missing_gain,
@@ -970,10 +941,38 @@ impl MissingImputerSplitter {
             categorical_features: Default::default(),
         }
     }
+}
 
-    /// `evaluate_split` with the L2 penalty `l2`.
+impl Splitter for MissingImputerSplitter {
+    fn get_constraint(&self, feature: &usize) -> Option<&Constraint> {
+        self.constraints_map.get(feature)
+    }
+
+    fn is_categorical(&self, feature: &usize) -> bool {
+        self.categorical_features.contains(feature)
+    }
+
+    fn get_gamma(&self) -> f32 {
+        self.gamma
+    }
+
+    fn get_l1(&self) -> f32 {
+        self.l1
+    }
+
+    fn get_l2(&self) -> f32 {
+        self.l2
+    }
+    fn get_max_delta_step(&self) -> f32 {
+        self.max_delta_step
+    }
+
+    fn get_learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_split_l2(
+    fn evaluate_split(
         &self,
         l2: f32,
         left_gradient: f32,
@@ -1136,93 +1135,6 @@ impl MissingImputerSplitter {
             },
             missing_info,
         ))
-    }
-}
-
-impl Splitter for MissingImputerSplitter {
-    fn get_constraint(&self, feature: &usize) -> Option<&Constraint> {
-        self.constraints_map.get(feature)
-    }
-
-    fn is_categorical(&self, feature: &usize) -> bool {
-        self.categorical_features.contains(feature)
-    }
-
-    fn get_gamma(&self) -> f32 {
-        self.gamma
-    }
-
-    fn get_l1(&self) -> f32 {
-        self.l1
-    }
-
-    fn get_l2(&self) -> f32 {
-        self.l2
-    }
-    fn get_max_delta_step(&self) -> f32 {
-        self.max_delta_step
-    }
-
-    fn get_learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate_split(
-        &self,
-        left_gradient: f32,
-        left_hessian: f32,
-        right_gradient: f32,
-        right_hessian: f32,
-        missing_gradient: f32,
-        missing_hessian: f32,
-        lower_bound: f32,
-        upper_bound: f32,
-        parent_weight: f32,
-        constraint: Option<&Constraint>,
-    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
-        self.evaluate_split_l2(
-            self.l2,
-            left_gradient,
-            left_hessian,
-            right_gradient,
-            right_hessian,
-            missing_gradient,
-            missing_hessian,
-            lower_bound,
-            upper_bound,
-            parent_weight,
-            constraint,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate_categorical_split(
-        &self,
-        left_gradient: f32,
-        left_hessian: f32,
-        right_gradient: f32,
-        right_hessian: f32,
-        missing_gradient: f32,
-        missing_hessian: f32,
-        lower_bound: f32,
-        upper_bound: f32,
-        parent_weight: f32,
-        constraint: Option<&Constraint>,
-    ) -> Option<(NodeInfo, NodeInfo, MissingInfo)> {
-        self.evaluate_split_l2(
-            self.l2 + CATEGORY_L2,
-            left_gradient,
-            left_hessian,
-            right_gradient,
-            right_hessian,
-            missing_gradient,
-            missing_hessian,
-            lower_bound,
-            upper_bound,
-            parent_weight,
-            constraint,
-        )
     }
 
     fn handle_split_info(
