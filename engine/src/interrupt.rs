@@ -57,7 +57,7 @@ impl Interrupt {
         CURRENT.try_with(Interrupt::clone).ok()
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.is_fired() {
             Err(EngineError::Interrupted.into())
         } else {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod external;
 pub mod gather_filter;
+pub mod group_join;
 pub mod hot_tables;
 pub mod information_schema;
 pub mod inspect;

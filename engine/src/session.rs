@@ -83,6 +83,8 @@ impl Session {
             .with_analyzer_rule(Arc::new(flashsql_udfs::array_text::ArrayLiterals))
             .with_physical_optimizer_rules(crate::presorted::physical_rules())
             .with_physical_optimizer_rule(Arc::new(crate::short_text_eq::ShortTextEqRule))
+            // Before the interrupt checks, which it carries into the operator it makes.
+            .with_physical_optimizer_rule(Arc::new(crate::group_join::GroupJoinRule))
             .with_physical_optimizer_rule(Arc::new(crate::interrupt::InterruptRule))
             .with_physical_optimizer_rule(Arc::new(crate::broadcast_limit::BroadcastLimitRule))
             .with_physical_optimizer_rule(Arc::new(crate::window_memory::WindowMemoryRule))

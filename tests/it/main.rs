@@ -17,6 +17,7 @@ mod fine_tuning;
 mod frontend;
 mod fuzz_sql;
 mod fuzz_wire;
+mod group_join;
 mod hostile;
 mod hot_tables;
 mod loading;
