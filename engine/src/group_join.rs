@@ -63,6 +63,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 
 use crate::interrupt::Interrupt;
+use crate::key_index::integer_valued;
 
 /// Not set: no slot (a build row whose key is NULL), or no group number yet.
 const NONE: u32 = u32::MAX;
@@ -647,7 +648,7 @@ impl Comparison {
             build.field(build_column).data_type(),
             probe.field(probe_column).data_type(),
         );
-        (bt == pt && is_integer_like(bt)).then_some(Self {
+        (bt == pt && integer_valued(bt)).then_some(Self {
             op,
             build_column,
             probe_column,
@@ -843,30 +844,14 @@ fn present(valid: &Option<Vec<bool>>, rows: usize) -> impl Iterator<Item = usize
 /// A single integer-valued key as Int64, or `None` for keys compared as rows.
 fn integer_key(keys: &[ArrayRef]) -> Result<Option<ArrayRef>> {
     match keys {
-        [key] if is_integer_like(key.data_type()) => Ok(Some(cast(key, &DataType::Int64)?)),
+        [key] if integer_valued(key.data_type()) => Ok(Some(cast(key, &DataType::Int64)?)),
         _ => Ok(None),
     }
 }
 
-fn is_integer_like(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::Date32
-            | DataType::Date64
-            | DataType::Timestamp(_, _)
-    )
-}
-
 /// Key types whose SQL equality is the equality of their values (and of their row format).
 fn is_exact_key(t: &DataType) -> bool {
-    is_integer_like(t)
+    integer_valued(t)
         || matches!(
             t,
             DataType::UInt64

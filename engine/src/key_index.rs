@@ -19,6 +19,24 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::common::ScalarValue;
 
+/// Whether a column's values are integers that fit an i64 and compare as such: integers up
+/// to 32 bits unsigned, dates and timestamps (equal exactly when their i64 values are).
+pub fn integer_valued(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+    )
+}
+
 /// One key value, as the index compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -41,23 +59,11 @@ pub struct KeyIndex {
 impl KeyIndex {
     /// Whether a column of this type can be indexed.
     pub fn supports(data_type: &DataType) -> bool {
-        matches!(
-            data_type,
-            DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _)
-                | DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Utf8View
-                | DataType::Boolean
-        )
+        integer_valued(data_type)
+            || matches!(
+                data_type,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean
+            )
     }
 
     /// The index of column `column` over `batches`, or None for a type it does not support.
