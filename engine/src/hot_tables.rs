@@ -11,8 +11,16 @@
 //! can never be stale: a commit simply makes scans ask for a new key, and the old entry of
 //! that table is dropped when the new one is stored. The cache holds at most
 //! [`BUDGET_BYTES`] of decoded batches, dropping the least recently read first.
+//!
+//! A larger table is held too once a prepared point lookup has asked for one of its rows
+//! ([`HotTables::want_for_lookups`]): a service reading exposures or personalised plans by
+//! key from a table of millions of rows otherwise decodes a Parquet page of every column
+//! per lookup (5.8 ms against PostgreSQL's 0.08). Such tables have their own budget,
+//! [`LOOKUP_BUDGET_BYTES`], and are loaded by one scan at a time: the scan that finds the
+//! table wanted decodes it (the others read the files meanwhile), and the lookups after it
+//! are answered from memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,11 +32,34 @@ use crate::key_index::KeyIndex;
 /// Tables whose files take more than this on disk are read from their files each time.
 pub const MAX_TABLE_FILE_BYTES: u64 = 8 << 20;
 
-/// The most decoded bytes the cache holds, over all tables.
+/// The most decoded bytes the cache holds, over all small tables.
 pub const BUDGET_BYTES: u64 = 64 << 20;
+
+/// The most decoded bytes held of tables larger than [`MAX_TABLE_FILE_BYTES`] that point
+/// lookups asked for.
+pub const LOOKUP_BUDGET_BYTES: u64 = 512 << 20;
+
+/// Which budget an entry is held under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Files of at most [`MAX_TABLE_FILE_BYTES`], held on their first scan.
+    Small,
+    /// Larger tables held because point lookups read them.
+    ForLookups,
+}
+
+impl Class {
+    pub fn budget(self) -> u64 {
+        match self {
+            Class::Small => BUDGET_BYTES,
+            Class::ForLookups => LOOKUP_BUDGET_BYTES,
+        }
+    }
+}
 
 struct Entry {
     table: u64,
+    class: Class,
     batches: Arc<Vec<RecordBatch>>,
     bytes: u64,
     last_read: AtomicU64,
@@ -41,18 +72,38 @@ struct Entry {
 pub struct HotTables {
     /// Read by every scan and lookup at once; written when a table is loaded or dropped.
     entries: RwLock<HashMap<Vec<PathBuf>, Entry>>,
-    /// Per table, the last file list found too large: its scans skip the size check (a
-    /// `stat` per file) until the table's files change.
-    too_large: Mutex<HashMap<u64, Vec<PathBuf>>>,
+    /// Per table, the last file list found too large, and whether too large even for
+    /// lookups: its scans skip the size check (a `stat` per file) until the table's files
+    /// change.
+    too_large: Mutex<HashMap<u64, (Vec<PathBuf>, bool)>>,
+    /// Tables point lookups asked for that were too large to hold as small ones.
+    wanted: Mutex<HashSet<u64>>,
+    /// Tables a scan is loading for lookups now.
+    loading: Arc<Mutex<HashSet<u64>>>,
     clock: AtomicU64,
+}
+
+/// Held by the scan loading a table for lookups; others read the files until it is gone.
+pub struct LoadTicket {
+    loading: Arc<Mutex<HashSet<u64>>>,
+    table: u64,
+}
+
+impl Drop for LoadTicket {
+    fn drop(&mut self) {
+        if let Ok(mut loading) = self.loading.lock() {
+            loading.remove(&self.table);
+        }
+    }
 }
 
 /// What a scan of a table's files should do.
 pub enum Lookup {
     /// Read these batches from memory.
     Held(Vec<RecordBatch>),
-    /// Read the files and [`HotTables::put`] the batches.
-    Load,
+    /// Read the files and [`HotTables::put`] the batches under this class (a table
+    /// loaded for lookups carries the ticket that keeps other scans from loading it too).
+    Load(Class, Option<LoadTicket>),
     /// Read the files each time: the table is too large to hold.
     TooLarge,
 }
@@ -73,24 +124,52 @@ impl HotTables {
         let Ok(mut too_large) = self.too_large.lock() else {
             return Lookup::TooLarge;
         };
-        if too_large.get(&table).is_some_and(|f| f.as_slice() == files) {
+        match too_large.get(&table) {
+            Some((f, even_for_lookups)) if f.as_slice() == files => {
+                if *even_for_lookups {
+                    return Lookup::TooLarge;
+                }
+            }
+            _ => {
+                if small_enough(files, MAX_TABLE_FILE_BYTES) {
+                    too_large.remove(&table);
+                    return Lookup::Load(Class::Small, None);
+                }
+                too_large.insert(table, (files.to_vec(), false));
+            }
+        }
+        drop(too_large);
+        let wanted = self.wanted.lock().is_ok_and(|w| w.contains(&table));
+        if !wanted || !small_enough(files, LOOKUP_BUDGET_BYTES) {
             return Lookup::TooLarge;
         }
-        if small_enough(files) {
-            too_large.remove(&table);
-            Lookup::Load
-        } else {
-            too_large.insert(table, files.to_vec());
-            Lookup::TooLarge
+        let first = self.loading.lock().is_ok_and(|mut l| l.insert(table));
+        if !first {
+            return Lookup::TooLarge;
+        }
+        Lookup::Load(
+            Class::ForLookups,
+            Some(LoadTicket {
+                loading: self.loading.clone(),
+                table,
+            }),
+        )
+    }
+
+    /// Asks for table `table` to be held even if it is larger than a small table: a point
+    /// lookup missed it. The next scan of it loads it (see [`Self::lookup`]).
+    pub fn want_for_lookups(&self, table: u64) {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.insert(table);
         }
     }
 
     /// Records that `files` of table `table` decode to more than the budget (a small file
     /// can hold a great deal: packed lists repeated row after row compress to a dictionary
     /// entry each), so that their scans read the files until the table changes.
-    pub fn too_large(&self, table: u64, files: &[PathBuf]) {
+    pub fn too_large(&self, table: u64, files: &[PathBuf], class: Class) {
         if let Ok(mut too_large) = self.too_large.lock() {
-            too_large.insert(table, files.to_vec());
+            too_large.insert(table, (files.to_vec(), class == Class::ForLookups));
         }
     }
 
@@ -141,23 +220,30 @@ impl HotTables {
     }
 
     /// Keeps `batches`, read from `files` of table `table`, replacing that table's older
-    /// entries; nothing is kept if they alone exceed the budget.
-    pub fn put(&self, table: u64, files: Vec<PathBuf>, batches: Vec<RecordBatch>) {
+    /// entries; nothing is kept if they alone exceed their class's budget, and the least
+    /// recently read of the class go to make room.
+    pub fn put(&self, table: u64, files: Vec<PathBuf>, batches: Vec<RecordBatch>, class: Class) {
         let bytes: u64 = batches
             .iter()
             .map(|b| b.get_array_memory_size() as u64)
             .sum();
-        if bytes > BUDGET_BYTES {
+        let budget = class.budget();
+        if bytes > budget {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
         entries.retain(|_, e| e.table != table);
-        let mut used: u64 = entries.values().map(|e| e.bytes).sum();
-        while used + bytes > BUDGET_BYTES {
+        let mut used: u64 = entries
+            .values()
+            .filter(|e| e.class == class)
+            .map(|e| e.bytes)
+            .sum();
+        while used + bytes > budget {
             let Some(oldest) = entries
                 .iter()
+                .filter(|(_, e)| e.class == class)
                 .min_by_key(|(_, e)| e.last_read.load(Ordering::Relaxed))
                 .map(|(k, _)| k.clone())
             else {
@@ -172,6 +258,7 @@ impl HotTables {
             files,
             Entry {
                 table,
+                class,
                 batches: Arc::new(batches),
                 bytes,
                 last_read: AtomicU64::new(now),
@@ -188,6 +275,9 @@ impl HotTables {
         if let Ok(mut too_large) = self.too_large.lock() {
             too_large.remove(&table);
         }
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.remove(&table);
+        }
     }
 
     /// The decoded bytes held now.
@@ -199,15 +289,15 @@ impl HotTables {
     }
 }
 
-/// Whether `files` are small enough to hold (a file that cannot be read is not).
-fn small_enough(files: &[PathBuf]) -> bool {
+/// Whether `files` take at most `limit` bytes on disk (a file that cannot be read does not).
+fn small_enough(files: &[PathBuf], limit: u64) -> bool {
     let mut total = 0u64;
     for f in files {
         match std::fs::metadata(f) {
             Ok(m) => total += m.len(),
             Err(_) => return false,
         }
-        if total > MAX_TABLE_FILE_BYTES {
+        if total > limit {
             return false;
         }
     }
@@ -240,10 +330,10 @@ mod tests {
             PathBuf::from("/t/1/a.parquet"),
             PathBuf::from("/t/1/b.parquet"),
         ];
-        hot.put(1, v1.clone(), vec![batch(10)]);
+        hot.put(1, v1.clone(), vec![batch(10)], Class::Small);
         assert_eq!(hot.get(&v1).map(|b| b[0].num_rows()), Some(10));
         assert!(hot.get(&v2).is_none(), "another snapshot is another key");
-        hot.put(1, v2.clone(), vec![batch(20)]);
+        hot.put(1, v2.clone(), vec![batch(20)], Class::Small);
         assert!(hot.get(&v1).is_none(), "the old snapshot is dropped");
         assert_eq!(hot.get(&v2).map(|b| b[0].num_rows()), Some(20));
         hot.forget(1);
@@ -271,9 +361,9 @@ mod tests {
         // Another list of the table is sized afresh.
         assert!(matches!(
             hot.lookup(1, std::slice::from_ref(&small)),
-            Lookup::Load
+            Lookup::Load(Class::Small, None)
         ));
-        hot.put(1, vec![small.clone()], vec![batch(3)]);
+        hot.put(1, vec![small.clone()], vec![batch(3)], Class::Small);
         match hot.lookup(1, std::slice::from_ref(&small)) {
             Lookup::Held(b) => assert_eq!(b[0].num_rows(), 3),
             _ => panic!("held after put"),
@@ -286,16 +376,59 @@ mod tests {
         // About 24 MiB each: two fit in the 64 MiB budget, a third evicts one.
         let rows = 3 << 20;
         let key = |t: u64| vec![PathBuf::from(format!("/t/{t}/a.parquet"))];
-        hot.put(1, key(1), vec![batch(rows)]);
-        hot.put(2, key(2), vec![batch(rows)]);
+        hot.put(1, key(1), vec![batch(rows)], Class::Small);
+        hot.put(2, key(2), vec![batch(rows)], Class::Small);
         assert!(hot.get(&key(1)).is_some()); // table 1 read last
-        hot.put(3, key(3), vec![batch(rows)]);
+        hot.put(3, key(3), vec![batch(rows)], Class::Small);
         assert!(hot.get(&key(1)).is_some());
         assert!(hot.get(&key(2)).is_none(), "the least recently read goes");
         assert!(hot.get(&key(3)).is_some());
         assert!(hot.bytes() <= BUDGET_BYTES);
         // Something larger than the whole budget is never held.
-        hot.put(4, key(4), vec![batch(16 << 20)]);
+        hot.put(4, key(4), vec![batch(16 << 20)], Class::Small);
         assert!(hot.get(&key(4)).is_none());
+    }
+
+    #[test]
+    fn a_large_table_is_held_once_lookups_want_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let big = vec![dir.path().join("big.parquet")];
+        std::fs::write(&big[0], vec![0u8; (MAX_TABLE_FILE_BYTES + 1) as usize]).expect("write");
+        let hot = HotTables::default();
+        assert!(matches!(hot.lookup(1, &big), Lookup::TooLarge));
+        hot.want_for_lookups(1);
+        // One scan loads it; the others read the files meanwhile.
+        let Lookup::Load(Class::ForLookups, Some(ticket)) = hot.lookup(1, &big) else {
+            panic!("the first scan after a lookup loads the table");
+        };
+        assert!(matches!(hot.lookup(1, &big), Lookup::TooLarge));
+        drop(ticket);
+        // A load that gave up leaves the next scan to try again...
+        let Lookup::Load(class, _ticket) = hot.lookup(1, &big) else {
+            panic!("loadable again");
+        };
+        // ...unless it found the table too large even for lookups.
+        hot.too_large(1, &big, class);
+        drop(_ticket);
+        assert!(matches!(hot.lookup(1, &big), Lookup::TooLarge));
+
+        // Held under its own budget: small tables do not evict it, nor it them.
+        hot.want_for_lookups(2);
+        let other = vec![dir.path().join("other.parquet")];
+        std::fs::write(&other[0], vec![0u8; (MAX_TABLE_FILE_BYTES + 1) as usize]).expect("write");
+        let Lookup::Load(class, ticket) = hot.lookup(2, &other) else {
+            panic!("wanted");
+        };
+        hot.put(2, other.clone(), vec![batch(6 << 20)], class);
+        drop(ticket);
+        let key = |t: u64| vec![PathBuf::from(format!("/t/{t}/a.parquet"))];
+        hot.put(3, key(3), vec![batch(3 << 20)], Class::Small);
+        hot.put(4, key(4), vec![batch(3 << 20)], Class::Small);
+        hot.put(5, key(5), vec![batch(3 << 20)], Class::Small);
+        assert!(matches!(hot.lookup(2, &other), Lookup::Held(b) if b[0].num_rows() == 6 << 20));
+        assert!(hot.get(&key(5)).is_some());
+        // Dropping the table forgets that lookups wanted it.
+        hot.forget(2);
+        assert!(matches!(hot.lookup(2, &other), Lookup::TooLarge));
     }
 }

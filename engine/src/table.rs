@@ -160,11 +160,12 @@ impl DurableTable {
         files: &[PathBuf],
     ) -> Result<Option<Vec<RecordBatch>>> {
         let hot = self.store.hot();
-        match hot.lookup(self.id, files) {
+        // The ticket, if any, lets other scans load this table once it is dropped.
+        let (class, _ticket) = match hot.lookup(self.id, files) {
             Lookup::Held(batches) => return Ok(Some(batches)),
             Lookup::TooLarge => return Ok(None),
-            Lookup::Load => {}
-        }
+            Lookup::Load(class, ticket) => (class, ticket),
+        };
         let Some(listing) = self.snapshot(files)? else {
             return Ok(None);
         };
@@ -196,9 +197,7 @@ impl DurableTable {
                     while let Some(batch) = stream.next().await {
                         let batch = batch?;
                         let size = batch.get_array_memory_size() as u64;
-                        if decoded.fetch_add(size, Ordering::Relaxed) + size
-                            > crate::hot_tables::BUDGET_BYTES
-                        {
+                        if decoded.fetch_add(size, Ordering::Relaxed) + size > class.budget() {
                             return Ok(None);
                         }
                         batches.push(batch);
@@ -215,12 +214,12 @@ impl DurableTable {
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
                 .map_err(&damaged)?;
             let Some(part) = part else {
-                hot.too_large(self.id, files);
+                hot.too_large(self.id, files, class);
                 return Ok(None);
             };
             batches.extend(part);
         }
-        hot.put(self.id, files.to_vec(), batches.clone());
+        hot.put(self.id, files.to_vec(), batches.clone(), class);
         Ok(Some(batches))
     }
 
@@ -245,6 +244,8 @@ impl DurableTable {
             return Ok(None);
         }
         let Some((batches, index)) = self.store.hot().indexed(&files, column) else {
+            // Held from the next scan on, even if large (see `crate::hot_tables`).
+            self.store.hot().want_for_lookups(self.id);
             return Ok(None);
         };
         let Some(places) = index.find(key) else {
@@ -253,15 +254,21 @@ impl DurableTable {
         if places.is_empty() {
             return Ok(Some(RecordBatch::new_empty(schema)));
         }
+        // Only the batches the rows are in (a large held table has hundreds).
+        let mut sources: Vec<usize> = places.iter().map(|&(b, _)| b as usize).collect();
+        sources.sort_unstable();
+        sources.dedup();
         let rows: Vec<(usize, usize)> = places
             .iter()
-            .map(|&(b, r)| (b as usize, r as usize))
+            .map(|&(b, r)| (sources.partition_point(|&s| s < b as usize), r as usize))
             .collect();
         let columns = projection
             .iter()
             .map(|&c| {
-                let arrays: Vec<&dyn Array> =
-                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                let arrays: Vec<&dyn Array> = sources
+                    .iter()
+                    .map(|&b| batches[b].column(c).as_ref())
+                    .collect();
                 interleave(&arrays, &rows)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;

@@ -7,9 +7,10 @@
 //! between a column and a parameter, over a durable table — is recognised when it is
 //! prepared, and each `Execute` reads the rows from the key index of the table's snapshot
 //! held in memory ([`flashsql_engine::key_index`]). Whenever that cannot answer (the table
-//! is not held yet or is too large, the transaction's view differs, the parameter has
-//! another type, the table was replaced by one of another shape), the statement is planned
-//! and run as any other, and the scan loads the table for the next lookup. Both give the
+//! is not held yet or is too large even for lookups, the transaction's view differs, the
+//! parameter has another type, the table was replaced by one of another shape), the
+//! statement is planned and run as any other, and the scan loads the table for the next
+//! lookup — a large one too, since a lookup asked for it (`flashsql_engine::hot_tables`). Both give the
 //! same rows in the same order (this module's tests compare them;
 //! `tests/it/hot_tables.rs` follows writes and transaction blocks over the wire).
 

@@ -152,3 +152,60 @@ async fn prepared_point_lookups_see_every_write_at_once() {
         assert_eq!(values_for(&b, &lb, 2).await, Vec::<i64>::new());
     }
 }
+
+/// A table too large to hold as a small one (over 8 MiB of files) is held once prepared
+/// lookups ask for it, and its lookups — the first ones through a scan, then from memory —
+/// answer as the scan does and follow writes.
+#[tokio::test]
+async fn a_large_table_looked_up_by_key_answers_and_follows_writes() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let server = TestServer::start_in(&data, &[]);
+    let a = server.connect().await;
+    let b = server.connect().await;
+    // Random doubles barely compress: about 12 MB of files.
+    a.batch_execute(
+        "CREATE TABLE big_plans AS SELECT CAST(v AS BIGINT) AS k, CAST(v * 10 AS BIGINT) AS v, \
+         random() AS r1, random() AS r2 FROM generate_series(1, 800000) AS t(v); \
+         INSERT INTO big_plans VALUES (7, 71, 0, 0)",
+    )
+    .await
+    .expect("create");
+    let files: u64 = std::fs::read_dir(data.join("tables"))
+        .expect("tables")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        files > 8 << 20,
+        "a file over the small-table limit: {files} bytes"
+    );
+    let lookup = b
+        .prepare("SELECT k, v FROM big_plans WHERE k = $1")
+        .await
+        .expect("prepare");
+    for _ in 0..4 {
+        assert_eq!(sorted(values_for(&b, &lookup, 7).await), vec![70, 71]);
+        assert_eq!(values_for(&b, &lookup, 799_999).await, vec![7_999_990]);
+        assert_eq!(values_for(&b, &lookup, 0).await, Vec::<i64>::new());
+    }
+    a.batch_execute("UPDATE big_plans SET v = -1 WHERE k = 799999")
+        .await
+        .expect("update");
+    for _ in 0..3 {
+        assert_eq!(values_for(&b, &lookup, 799_999).await, vec![-1]);
+        assert_eq!(sorted(values_for(&b, &lookup, 7).await), vec![70, 71]);
+    }
+    assert_eq!(
+        scalar_i64(&b, "SELECT count(*) FROM big_plans WHERE v = -1").await,
+        1
+    );
+}
+
+fn sorted(mut v: Vec<i64>) -> Vec<i64> {
+    v.sort_unstable();
+    v
+}
