@@ -89,6 +89,10 @@ struct ServeArgs {
     /// Memory for query execution (sorts, joins, aggregates) in MiB.
     #[arg(long, env = "FLASHSQL_MEMORY_MB", default_value_t = 8192)]
     memory_mb: usize,
+    /// Memory in MiB for large tables held because prepared point lookups read them
+    /// (besides 64 MiB of small tables); 0 holds none.
+    #[arg(long, env = "FLASHSQL_LOOKUP_MEMORY_MB", default_value_t = 512)]
+    lookup_memory_mb: u64,
     /// Do not generate a world into an empty data directory.
     #[arg(long)]
     no_seed: bool,
@@ -299,6 +303,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = EngineConfig::new(&args.data_dir);
     config.seed_world = (!args.no_seed).then_some((args.scale, args.seed));
     config.memory_limit = args.memory_mb << 20;
+    config.lookup_memory = args.lookup_memory_mb << 20;
     config.allow_paths = args.allow_paths.clone();
     config.device = args
         .device

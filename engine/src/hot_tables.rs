@@ -36,7 +36,8 @@ pub const MAX_TABLE_FILE_BYTES: u64 = 8 << 20;
 pub const BUDGET_BYTES: u64 = 64 << 20;
 
 /// The most decoded bytes held of tables larger than [`MAX_TABLE_FILE_BYTES`] that point
-/// lookups asked for.
+/// lookups asked for, unless set otherwise ([`HotTables::set_lookup_budget`],
+/// `--lookup-memory-mb`).
 pub const LOOKUP_BUDGET_BYTES: u64 = 512 << 20;
 
 /// Which budget an entry is held under.
@@ -46,15 +47,6 @@ pub enum Class {
     Small,
     /// Larger tables held because point lookups read them.
     ForLookups,
-}
-
-impl Class {
-    pub fn budget(self) -> u64 {
-        match self {
-            Class::Small => BUDGET_BYTES,
-            Class::ForLookups => LOOKUP_BUDGET_BYTES,
-        }
-    }
 }
 
 struct Entry {
@@ -68,7 +60,6 @@ struct Entry {
 }
 
 /// The decoded batches of small tables, by the files they were read from.
-#[derive(Default)]
 pub struct HotTables {
     /// Read by every scan and lookup at once; written when a table is loaded or dropped.
     entries: RwLock<HashMap<Vec<PathBuf>, Entry>>,
@@ -80,7 +71,22 @@ pub struct HotTables {
     wanted: Mutex<HashSet<u64>>,
     /// Tables a scan is loading for lookups now.
     loading: Arc<Mutex<HashSet<u64>>>,
+    /// The budget of [`Class::ForLookups`].
+    lookup_budget: AtomicU64,
     clock: AtomicU64,
+}
+
+impl Default for HotTables {
+    fn default() -> Self {
+        Self {
+            entries: Default::default(),
+            too_large: Default::default(),
+            wanted: Default::default(),
+            loading: Default::default(),
+            lookup_budget: AtomicU64::new(LOOKUP_BUDGET_BYTES),
+            clock: Default::default(),
+        }
+    }
 }
 
 /// Held by the scan loading a table for lookups; others read the files until it is gone.
@@ -140,7 +146,8 @@ impl HotTables {
         }
         drop(too_large);
         let wanted = self.wanted.lock().is_ok_and(|w| w.contains(&table));
-        if !wanted || !small_enough(files, LOOKUP_BUDGET_BYTES) {
+        let budget = self.budget(Class::ForLookups);
+        if !wanted || budget == 0 || !small_enough(files, budget) {
             return Lookup::TooLarge;
         }
         let first = self.loading.lock().is_ok_and(|mut l| l.insert(table));
@@ -154,6 +161,19 @@ impl HotTables {
                 table,
             }),
         )
+    }
+
+    /// Sets the decoded bytes that tables held for lookups may take (0: none is held).
+    pub fn set_lookup_budget(&self, bytes: u64) {
+        self.lookup_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The most decoded bytes entries of `class` may take together.
+    pub fn budget(&self, class: Class) -> u64 {
+        match class {
+            Class::Small => BUDGET_BYTES,
+            Class::ForLookups => self.lookup_budget.load(Ordering::Relaxed),
+        }
     }
 
     /// Asks for table `table` to be held even if it is larger than a small table: a point
@@ -227,7 +247,7 @@ impl HotTables {
             .iter()
             .map(|b| b.get_array_memory_size() as u64)
             .sum();
-        let budget = class.budget();
+        let budget = self.budget(class);
         if bytes > budget {
             return;
         }
@@ -429,6 +449,10 @@ mod tests {
         assert!(hot.get(&key(5)).is_some());
         // Dropping the table forgets that lookups wanted it.
         hot.forget(2);
+        assert!(matches!(hot.lookup(2, &other), Lookup::TooLarge));
+        // With no memory for lookups, nothing large is held.
+        hot.set_lookup_budget(0);
+        hot.want_for_lookups(2);
         assert!(matches!(hot.lookup(2, &other), Lookup::TooLarge));
     }
 }

@@ -73,6 +73,9 @@ pub struct EngineConfig {
     pub seed_world: Option<(Scale, u64)>,
     /// Upper bound of memory for query execution (sorts, joins, aggregates), in bytes.
     pub memory_limit: usize,
+    /// Decoded bytes of large tables held in memory because point lookups read them (see
+    /// [`hot_tables`]); 0 holds none.
+    pub lookup_memory: u64,
     /// Rows per record batch in execution.
     pub batch_size: usize,
     /// Where `train_model` trains unless a call says otherwise.
@@ -88,6 +91,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             seed_world: Some((Scale::Small, 42)),
             memory_limit: 8 << 30,
+            lookup_memory: hot_tables::LOOKUP_BUDGET_BYTES,
             batch_size: 8192,
             device: DeviceChoice::Auto,
             allow_paths: Vec::new(),
@@ -115,6 +119,7 @@ impl Engine {
             })?;
         }
         let store = Store::open(&config.data_dir)?;
+        store.hot().set_lookup_budget(config.lookup_memory);
         let import = config.data_dir.join(IMPORT_DIR);
         std::fs::create_dir_all(&import)?;
         let allowed = Arc::new(AllowedPaths::new(

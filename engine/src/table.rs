@@ -188,6 +188,7 @@ impl DurableTable {
         // kept partition after partition: the files' order, which a declared sort order
         // needs.
         let decoded = Arc::new(AtomicU64::new(0));
+        let budget = hot.budget(class);
         let tasks: Vec<_> = (0..plan.output_partitioning().partition_count())
             .map(|partition| {
                 let (plan, ctx, decoded) = (plan.clone(), state.task_ctx(), decoded.clone());
@@ -197,7 +198,7 @@ impl DurableTable {
                     while let Some(batch) = stream.next().await {
                         let batch = batch?;
                         let size = batch.get_array_memory_size() as u64;
-                        if decoded.fetch_add(size, Ordering::Relaxed) + size > class.budget() {
+                        if decoded.fetch_add(size, Ordering::Relaxed) + size > budget {
                             return Ok(None);
                         }
                         batches.push(batch);
