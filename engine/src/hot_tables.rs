@@ -18,12 +18,15 @@
 //! per lookup (5.8 ms against PostgreSQL's 0.08). Such tables have their own budget,
 //! [`LOOKUP_BUDGET_BYTES`], and are loaded by one scan at a time: the scan that finds the
 //! table wanted decodes it (the others read the files meanwhile), and the lookups after it
-//! are answered from memory.
+//! are answered from memory. A write makes a new snapshot, decoded again by a later scan —
+//! but not sooner than nine times the last load's duration after it, so that a large table
+//! written every second is not decoded over and over.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 
@@ -69,8 +72,8 @@ pub struct HotTables {
     too_large: Mutex<HashMap<u64, (Vec<PathBuf>, bool)>>,
     /// Tables point lookups asked for that were too large to hold as small ones.
     wanted: Mutex<HashSet<u64>>,
-    /// Tables a scan is loading for lookups now.
-    loading: Arc<Mutex<HashSet<u64>>>,
+    /// Loads for lookups, by table: running now, or when the next may start.
+    loads: Arc<Mutex<HashMap<u64, LoadState>>>,
     /// The budget of [`Class::ForLookups`].
     lookup_budget: AtomicU64,
     clock: AtomicU64,
@@ -82,23 +85,37 @@ impl Default for HotTables {
             entries: Default::default(),
             too_large: Default::default(),
             wanted: Default::default(),
-            loading: Default::default(),
+            loads: Default::default(),
             lookup_budget: AtomicU64::new(LOOKUP_BUDGET_BYTES),
             clock: Default::default(),
         }
     }
 }
 
+/// After a load for lookups, the next one of that table waits this many times as long as it
+/// took: a table written every second is decoded again at most a tenth of the time, its
+/// lookups reading the files in between.
+const RELOAD_SPACING: u32 = 9;
+
+#[derive(Debug, Clone, Copy)]
+enum LoadState {
+    Running,
+    Done { next: Instant },
+}
+
 /// Held by the scan loading a table for lookups; others read the files until it is gone.
 pub struct LoadTicket {
-    loading: Arc<Mutex<HashSet<u64>>>,
+    loads: Arc<Mutex<HashMap<u64, LoadState>>>,
     table: u64,
+    started: Instant,
 }
 
 impl Drop for LoadTicket {
     fn drop(&mut self) {
-        if let Ok(mut loading) = self.loading.lock() {
-            loading.remove(&self.table);
+        let now = Instant::now();
+        let next = now + (now - self.started) * RELOAD_SPACING;
+        if let Ok(mut loads) = self.loads.lock() {
+            loads.insert(self.table, LoadState::Done { next });
         }
     }
 }
@@ -150,17 +167,27 @@ impl HotTables {
         if !wanted || budget == 0 || !small_enough(files, budget) {
             return Lookup::TooLarge;
         }
-        let first = self.loading.lock().is_ok_and(|mut l| l.insert(table));
-        if !first {
-            return Lookup::TooLarge;
+        match self.start_load(table, Instant::now()) {
+            Some(ticket) => Lookup::Load(Class::ForLookups, Some(ticket)),
+            None => Lookup::TooLarge,
         }
-        Lookup::Load(
-            Class::ForLookups,
-            Some(LoadTicket {
-                loading: self.loading.clone(),
-                table,
-            }),
-        )
+    }
+
+    /// A ticket to load table `table` for lookups at `now`, unless a load of it is running
+    /// or the last one ended too recently ([`RELOAD_SPACING`]).
+    fn start_load(&self, table: u64, now: Instant) -> Option<LoadTicket> {
+        let mut loads = self.loads.lock().ok()?;
+        match loads.get(&table) {
+            Some(LoadState::Running) => return None,
+            Some(LoadState::Done { next }) if now < *next => return None,
+            _ => {}
+        }
+        loads.insert(table, LoadState::Running);
+        Some(LoadTicket {
+            loads: self.loads.clone(),
+            table,
+            started: now,
+        })
     }
 
     /// Sets the decoded bytes that tables held for lookups may take (0: none is held).
@@ -327,6 +354,7 @@ fn small_enough(files: &[PathBuf], limit: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -423,13 +451,8 @@ mod tests {
         };
         assert!(matches!(hot.lookup(1, &big), Lookup::TooLarge));
         drop(ticket);
-        // A load that gave up leaves the next scan to try again...
-        let Lookup::Load(class, _ticket) = hot.lookup(1, &big) else {
-            panic!("loadable again");
-        };
-        // ...unless it found the table too large even for lookups.
-        hot.too_large(1, &big, class);
-        drop(_ticket);
+        // A load that found the table too large even for lookups is not tried again.
+        hot.too_large(1, &big, Class::ForLookups);
         assert!(matches!(hot.lookup(1, &big), Lookup::TooLarge));
 
         // Held under its own budget: small tables do not evict it, nor it them.
@@ -447,6 +470,15 @@ mod tests {
         hot.put(5, key(5), vec![batch(3 << 20)], Class::Small);
         assert!(matches!(hot.lookup(2, &other), Lookup::Held(b) if b[0].num_rows() == 6 << 20));
         assert!(hot.get(&key(5)).is_some());
+        // A load that ends holds the next back for nine times as long as it took.
+        let t0 = Instant::now();
+        let mut ticket = hot.start_load(9, t0).expect("first load");
+        assert!(hot.start_load(9, t0).is_none(), "one load at a time");
+        ticket.started = Instant::now() - Duration::from_secs(1); // a load of a second
+        drop(ticket);
+        let now = Instant::now();
+        assert!(hot.start_load(9, now + Duration::from_secs(8)).is_none());
+        assert!(hot.start_load(9, now + Duration::from_secs(10)).is_some());
         // Dropping the table forgets that lookups wanted it.
         hot.forget(2);
         assert!(matches!(hot.lookup(2, &other), Lookup::TooLarge));
