@@ -27,6 +27,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
 };
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{
     cast, concat_batches, filter, prep_null_mask_filter, take, take_record_batch,
 };
@@ -656,22 +657,22 @@ impl Comparison {
     }
 
     /// The build side's values, or `None` where one is NULL.
-    fn build_values(&self, build: &RecordBatch) -> Result<Option<Vec<i64>>> {
+    fn build_values(&self, build: &RecordBatch) -> Result<Option<ScalarBuffer<i64>>> {
         integer_values(build.column(self.build_column))
     }
 
-    fn probe_values(&self, probe: &RecordBatch) -> Result<Option<Vec<i64>>> {
+    fn probe_values(&self, probe: &RecordBatch) -> Result<Option<ScalarBuffer<i64>>> {
         integer_values(probe.column(self.probe_column))
     }
 }
 
 /// An integer-valued column as i64, or `None` if it holds a NULL.
-fn integer_values(column: &ArrayRef) -> Result<Option<Vec<i64>>> {
+fn integer_values(column: &ArrayRef) -> Result<Option<ScalarBuffer<i64>>> {
     if column.null_count() > 0 {
         return Ok(None);
     }
     let values = cast(column, &DataType::Int64)?;
-    Ok(Some(values.as_primitive::<Int64Type>().values().to_vec()))
+    Ok(Some(values.as_primitive::<Int64Type>().values().clone()))
 }
 
 /// The build rows by join key, reordered so that each key's rows are contiguous: a key's
@@ -824,21 +825,15 @@ fn key_type_changed() -> DataFusionError {
 }
 
 /// Whether each row has every key (a NULL key matches nothing); `None` when all do.
-fn all_valid(keys: &[ArrayRef]) -> Option<Vec<bool>> {
-    if keys.iter().all(|k| k.null_count() == 0) {
-        return None;
-    }
-    let rows = keys.first().map_or(0, |k| k.len());
-    Some(
-        (0..rows)
-            .map(|r| keys.iter().all(|k| k.is_valid(r)))
-            .collect(),
-    )
+fn all_valid(keys: &[ArrayRef]) -> Option<NullBuffer> {
+    keys.iter().fold(None, |valid, k| {
+        NullBuffer::union(valid.as_ref(), k.logical_nulls().as_ref())
+    })
 }
 
 /// The rows that have every key.
-fn present(valid: &Option<Vec<bool>>, rows: usize) -> impl Iterator<Item = usize> + '_ {
-    (0..rows).filter(move |&r| valid.as_ref().is_none_or(|v| v[r]))
+fn present(valid: &Option<NullBuffer>, rows: usize) -> impl Iterator<Item = usize> + '_ {
+    (0..rows).filter(move |&r| valid.as_ref().is_none_or(|v| v.is_valid(r)))
 }
 
 /// A single integer-valued key as Int64, or `None` for keys compared as rows.
@@ -1041,10 +1036,8 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::Field;
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::session_state::SessionStateBuilder;
-    use datafusion::physical_plan::collect;
     use datafusion::prelude::{SessionConfig, SessionContext};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -1159,16 +1152,7 @@ mod tests {
         }
         let ctx = SessionContext::new_with_state(builder.build());
         tables(&ctx, seed);
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let shown = displayable(plan.as_ref()).indent(false).to_string();
-        let batches = collect(plan, ctx.task_ctx()).await.unwrap();
-        (shown, pretty_format_batches(&batches).unwrap().to_string())
+        crate::test_support::plan_and_answer(&ctx, sql).await
     }
 
     async fn agrees(sql: &str, rewritten: bool) {

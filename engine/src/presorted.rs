@@ -272,11 +272,9 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::session_state::SessionStateBuilder;
     use datafusion::logical_expr::col;
-    use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     /// Rows sorted by (u, t) in two partitions; `x` breaks ties on t within a user.
@@ -327,16 +325,7 @@ mod tests {
         let ctx = SessionContext::new_with_state(builder.build());
         ctx.register_table("ev", Arc::new(presorted_table()))
             .unwrap();
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
-        let shown = displayable(plan.as_ref()).indent(false).to_string();
-        let batches = collect(plan, ctx.task_ctx()).await.unwrap();
-        (shown, pretty_format_batches(&batches).unwrap().to_string())
+        crate::test_support::plan_and_answer(&ctx, sql).await
     }
 
     /// A window ordered past the stored prefix sorts only the ties, and one ordered within

@@ -1,5 +1,5 @@
 //! What the engine's unit tests share: a one-partition context with a physical rule under
-//! test, a query's row count, and an engine over an empty data directory.
+//! test, a query's plan and answer or row count, and an engine over an empty data directory.
 
 use std::sync::Arc;
 
@@ -37,6 +37,25 @@ pub fn context_with_partitions(
         .with_physical_optimizer_rule(rule)
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// The plan of `sql` on `ctx`, indented, and its answer as a table.
+pub async fn plan_and_answer(ctx: &SessionContext, sql: &str) -> (String, String) {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .expect("plans")
+        .create_physical_plan()
+        .await
+        .expect("plans physically");
+    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(false)
+        .to_string();
+    let batches = collect(plan, ctx.task_ctx()).await.expect("runs");
+    let answer = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("formats")
+        .to_string();
+    (shown, answer)
 }
 
 /// The rows `sql` returns on `ctx`.

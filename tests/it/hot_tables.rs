@@ -153,9 +153,10 @@ async fn prepared_point_lookups_see_every_write_at_once() {
     }
 }
 
-/// A table too large to hold as a small one (over 8 MiB of files) is held once prepared
-/// lookups ask for it, and its lookups — the first ones through a scan, then from memory —
-/// answer as the scan does and follow writes.
+/// Prepared lookups on a table too large to hold as a small one (over 8 MiB of files) —
+/// the first ones planned, the later ones from the memory they ask for (the hold itself is
+/// `engine/src/hot_tables.rs`'s unit tests'; its speed, `benches/compare/point_lookups.py`)
+/// — answer as a scan does, before and after a write.
 #[tokio::test]
 async fn a_large_table_looked_up_by_key_answers_and_follows_writes() {
     let tmp = tempfile::tempdir().expect("temp dir");
